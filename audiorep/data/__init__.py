@@ -1,0 +1,1 @@
+"""Local dataset readers, TFDS ArrayRecord builders, grain pipelines and the synthetic corpus."""

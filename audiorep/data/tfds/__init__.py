@@ -1,0 +1,1 @@
+"""TFDS builders that read a manual dir and write ArrayRecord (no TensorFlow needed)."""

@@ -1,0 +1,1 @@
+"""Frozen-embedding export, the HEAR API, probes, tasks, metrics and the leaderboard."""

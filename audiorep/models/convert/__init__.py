@@ -1,0 +1,1 @@
+"""Official PyTorch checkpoint -> audiorep (orbax + JSON config), one module per model family."""

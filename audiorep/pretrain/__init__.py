@@ -1,0 +1,1 @@
+"""Pretraining: masking, objectives, the sharded resumable trainer, multi-host setup."""

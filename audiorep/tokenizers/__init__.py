@@ -1,0 +1,1 @@
+"""Discrete acoustic tokenizers: BEATs random projection, VQ codebooks, distilled tokenizers, BPE."""

@@ -1,0 +1,43 @@
+"""Shared fixtures: the shared real-audio folder, generated clips, absl flags for grain workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FSDD = SHARED / "data" / "fsdd" / "recordings"
+
+
+def pytest_configure(config):
+    # grain's multiprocessing workers read absl flags; they must be marked parsed first.
+    try:
+        from absl import flags
+
+        flags.FLAGS.mark_as_parsed()
+    except Exception:  # absl missing: grain is not used in that run
+        pass
+
+
+@pytest.fixture
+def fsdd_dir() -> Path:
+    """../shared/data/fsdd/recordings (real 8 kHz spoken digits); skips cleanly when absent."""
+    if not FSDD.is_dir():
+        pytest.skip(f"shared real-audio data not found at {FSDD}")
+    return FSDD
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def tone(freq: float = 440.0, seconds: float = 1.0, rate: int = 16000, amp: float = 0.5) -> np.ndarray:
+    """A sine tone, f32[seconds * rate]."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
