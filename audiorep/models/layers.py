@@ -2,14 +2,24 @@
 
 Every encoder maps time-major features f32[B, frames, mels] to an `EncoderOutput`; poolers, timestamp
 embeddings and pretraining objectives only ever look at that structure.
+
+The layers: `MultiHeadAttention` (fused timm-style qkv or separate q/k/v, additive bias or a bias hook that
+sees the queries), `Mlp`, `PatchEmbed2d`, `TransformerBlock` (pre-LN ViT/DeiT or post-LN DeepNorm, timm
+attribute names norm1/attn/norm2/mlp), `DropPath`, T5 `relative_position_buckets`, and positional-embedding
+cropping / interpolation (`crop_axis`, `interpolate_axes`, `fit_pos_embed`). GELU is the exact (erf) one,
+as in PyTorch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
 
 @jax.tree_util.register_dataclass
@@ -54,3 +64,274 @@ class EncoderOutput:
         if self.time_major:
             return x.reshape(b, t, f, d)
         return x.reshape(b, f, t, d).transpose(0, 2, 1, 3)
+
+
+# ------------------------------------------------------------------------------------------ initialisers
+def torch_linear_init(fan_in: int) -> tuple[nnx.Initializer, nnx.Initializer]:
+    """PyTorch's default nn.Linear/Conv init (kaiming-uniform a=sqrt(5) == U(+-1/sqrt(fan_in))): (kernel, bias)."""
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+    return _uniform(bound), _uniform(bound)
+
+
+def _uniform(bound: float) -> nnx.Initializer:
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+trunc_normal_02 = nnx.initializers.truncated_normal(stddev=0.02, lower=-2.0 / 0.02, upper=2.0 / 0.02)
+"""timm's trunc_normal_(std=0.02) (cut at +-2 absolute, i.e. +-100 sigma: effectively a plain normal)."""
+
+
+# ------------------------------------------------------------------------------------------- small pieces
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU, as torch.nn.GELU() / F.gelu default. jax.nn.gelu defaults to the tanh approximation."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+class DropPath(nnx.Module):
+    """Stochastic depth: drops the whole residual branch per example with probability `rate` (timm DropPath)."""
+
+    def __init__(self, rate: float = 0.0, *, rngs: nnx.Rngs | None = None):
+        self.rate = float(rate)
+        self.rngs = rngs.fork() if (rngs is not None and rate > 0) else None
+
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        """f32[B, ...] -> f32[B, ...]."""
+        if deterministic or self.rate == 0.0:
+            return x
+        if self.rngs is None:
+            raise ValueError("DropPath(rate > 0) in training needs rngs at construction (pass rngs=nnx.Rngs(...)).")
+        keep = 1.0 - self.rate
+        mask = jax.random.bernoulli(self.rngs.dropout(), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+
+class Mlp(nnx.Module):
+    """Transformer feed-forward block: fc1 -> GELU -> dropout -> fc2 -> dropout (timm `Mlp` naming).
+
+    f32[..., dim] -> f32[..., out_dim or dim].
+    """
+
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None, *, act=gelu, drop: float = 0.0,
+                 act_drop: float | None = None, kernel_init: nnx.Initializer | None = None,
+                 fc2_kernel_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
+        kw = {} if kernel_init is None else dict(kernel_init=kernel_init)
+        kw2 = dict(kernel_init=fc2_kernel_init) if fc2_kernel_init is not None else kw
+        self.fc1 = nnx.Linear(dim, hidden, rngs=rngs, **kw)
+        self.fc2 = nnx.Linear(hidden, out_dim or dim, rngs=rngs, **kw2)
+        self.act = act
+        self.act_drop = nnx.Dropout(drop if act_drop is None else act_drop, rngs=rngs)
+        self.drop = nnx.Dropout(drop, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        x = self.act_drop(self.act(self.fc1(x)), deterministic=deterministic)
+        return self.drop(self.fc2(x), deterministic=deterministic)
+
+
+class PatchEmbed2d(nnx.Module):
+    """Conv2d patch embedding of a one-channel 2-D input (timm `PatchEmbed` with in_chans=1).
+
+    f32[B, H, W] -> f32[B, gh, gw, dim] with gh = (H - ph) // sh + 1, gw = (W - pw) // sw + 1 (VALID padding,
+    trailing rows/columns that do not fill a patch are dropped, as torch's Conv2d does). The caller decides
+    what H and W are (BEATs: time x freq; AST/PaSST: freq x time) and how to flatten the grid.
+    The kernel is stored as f32[ph, pw, 1, dim] (flax layout; torch's weight [dim, 1, ph, pw] transposed).
+    """
+
+    def __init__(self, dim: int, patch: tuple[int, int], stride: tuple[int, int] | None = None, *,
+                 use_bias: bool = True, kernel_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
+        self.patch = tuple(int(p) for p in patch)
+        self.stride = tuple(int(s) for s in (stride or patch))
+        kw = {} if kernel_init is None else dict(kernel_init=kernel_init)
+        self.proj = nnx.Conv(1, dim, kernel_size=self.patch, strides=self.stride, padding="VALID",
+                             use_bias=use_bias, rngs=rngs, **kw)
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """The (gh, gw) patch grid for an input of `height` x `width`."""
+        (ph, pw), (sh, sw) = self.patch, self.stride
+        if height < ph or width < pw:
+            raise ValueError(f"input {height}x{width} is smaller than one {ph}x{pw} patch; give at least "
+                             f"{ph} x {pw} (pad short clips).")
+        return (height - ph) // sh + 1, (width - pw) // sw + 1
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        self.grid(x.shape[1], x.shape[2])
+        return self.proj(x[..., None])
+
+
+# ------------------------------------------------------------------------------------------- attention
+BiasFn = Callable[[jax.Array], jax.Array]
+"""A hook that gets the per-head queries f32[B, H, Nq, head_dim] (projected, NOT scaled) and returns an additive
+attention bias broadcastable to f32[B, H, Nq, Nk] (e.g. BEATs' gated relative position bias)."""
+
+
+class MultiHeadAttention(nnx.Module):
+    """Multi-head self-attention with an optional additive bias (or a bias hook that sees the queries).
+
+    `fused_qkv=True` stores one `qkv` Linear(dim, 3 dim) (timm naming: attn.qkv, attn.proj); False stores
+    `q`, `k`, `v` separately (fairseq/BEATs: q_proj, k_proj, v_proj). Logits = (q * head_dim^-0.5) @ k^T + bias,
+    softmax in float32. f32[B, N, dim] -> f32[B, N, dim].
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, fused_qkv: bool = True,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, kernel_init: nnx.Initializer | None = None,
+                 v_kernel_init: nnx.Initializer | None = None, proj_kernel_init: nnx.Initializer | None = None,
+                 rngs: nnx.Rngs):
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}; pick heads that divide dim.")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.fused_qkv = fused_qkv
+        kw = {} if kernel_init is None else dict(kernel_init=kernel_init)
+        kv = dict(kernel_init=v_kernel_init) if v_kernel_init is not None else kw
+        kp = dict(kernel_init=proj_kernel_init) if proj_kernel_init is not None else kw
+        if fused_qkv:
+            self.qkv = nnx.Linear(dim, 3 * dim, use_bias=qkv_bias, rngs=rngs, **kw)
+        else:
+            self.q = nnx.Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kw)
+            self.k = nnx.Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kw)
+            self.v = nnx.Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kv)
+        self.proj = nnx.Linear(dim, dim, rngs=rngs, **kp)
+        self.attn_drop = nnx.Dropout(attn_drop, rngs=rngs)
+        self.proj_drop = nnx.Dropout(proj_drop, rngs=rngs)
+
+    def heads(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """f32[B, N, dim] -> q, k, v each f32[B, H, N, head_dim] (unscaled)."""
+        b, n, _ = x.shape
+        if self.fused_qkv:
+            qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        else:
+            split = lambda t: t.reshape(b, n, self.num_heads, self.head_dim)
+            q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        return tuple(t.transpose(0, 2, 1, 3) for t in (q, k, v))
+
+    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, bias_fn: BiasFn | None = None,
+                 key_mask: jax.Array | None = None, deterministic: bool = True) -> jax.Array:
+        """f32[B, N, dim] -> f32[B, N, dim].
+
+        bias: additive logits bias, broadcastable to f32[B, H, N, N]. bias_fn: called with the unscaled queries,
+        its result is added too. key_mask: bool[B, N], False = ignore that key (padding).
+        """
+        b, n, _ = x.shape
+        q, k, v = self.heads(x)
+        logits = jnp.einsum("bhqd,bhkd->bhqk", q * self.scale, k).astype(jnp.float32)
+        if bias is not None:
+            logits = logits + bias
+        if bias_fn is not None:
+            logits = logits + bias_fn(q)
+        if key_mask is not None:
+            logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
+        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        weights = self.attn_drop(weights, deterministic=deterministic)
+        out = jnp.einsum("bhqk,bhkd->bhqd", weights, v).transpose(0, 2, 1, 3).reshape(b, n, self.dim)
+        return self.proj_drop(self.proj(out), deterministic=deterministic)
+
+
+class TransformerBlock(nnx.Module):
+    """One transformer layer, timm naming (norm1, attn, norm2, mlp), pre-LN or post-LN.
+
+    pre_norm=True (ViT/DeiT/AST/PaSST): x + drop_path(attn(norm1(x))); x + drop_path(mlp(norm2(x))).
+    pre_norm=False (BEATs/fairseq post-LN, with DeepNorm residual scale alpha):
+      x = norm1(alpha * x + attn(x)); x = norm2(alpha * x + mlp(x)).
+    f32[B, N, dim] -> f32[B, N, dim].
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, *, pre_norm: bool = True,
+                 residual_scale: float = 1.0, eps: float = 1e-6, qkv_bias: bool = True, fused_qkv: bool = True,
+                 drop: float = 0.0, attn_drop: float = 0.0, act_drop: float | None = None, drop_path: float = 0.0,
+                 kernel_init: nnx.Initializer | None = None, branch_kernel_init: nnx.Initializer | None = None,
+                 rngs: nnx.Rngs):
+        self.pre_norm = pre_norm
+        self.residual_scale = float(residual_scale)
+        self.norm1 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.attn = MultiHeadAttention(dim, num_heads, qkv_bias=qkv_bias, fused_qkv=fused_qkv, attn_drop=attn_drop,
+                                       proj_drop=drop, kernel_init=kernel_init, v_kernel_init=branch_kernel_init,
+                                       proj_kernel_init=branch_kernel_init, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.mlp = Mlp(dim, mlp_hidden, drop=drop, act_drop=act_drop, kernel_init=branch_kernel_init or kernel_init,
+                       rngs=rngs)
+        self.drop_path = DropPath(drop_path, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, bias_fn: BiasFn | None = None,
+                 key_mask: jax.Array | None = None, deterministic: bool = True) -> jax.Array:
+        attn = lambda h: self.attn(h, bias=bias, bias_fn=bias_fn, key_mask=key_mask, deterministic=deterministic)
+        dp = lambda h: self.drop_path(h, deterministic=deterministic)
+        if self.pre_norm:
+            x = x + dp(attn(self.norm1(x)))
+            return x + dp(self.mlp(self.norm2(x), deterministic=deterministic))
+        a = self.residual_scale
+        x = self.norm1(a * x + dp(attn(x)))
+        return self.norm2(a * x + dp(self.mlp(x, deterministic=deterministic)))
+
+
+# ---------------------------------------------------------------------------------- relative positions
+def relative_position_buckets(relative: np.ndarray | jax.Array, num_buckets: int, max_distance: int,
+                              bidirectional: bool = True):
+    """T5 relative-position buckets (as BEATs/fairseq `_relative_positions_bucket`).  int[...] -> int[...].
+
+    `relative` = key position - query position. Bidirectional: half the buckets for positive offsets. Within a
+    half, offsets < max_exact = half // 2 get their own bucket; larger ones are log-spaced up to max_distance and
+    clipped to the last bucket. Works on numpy (exact host tables) or jax arrays; float32 like the original.
+    """
+    xp = jnp if isinstance(relative, jax.Array) else np
+    rel = xp.asarray(relative).astype(xp.int32)
+    buckets = xp.zeros_like(rel)
+    n = num_buckets
+    if bidirectional:
+        n = n // 2
+        buckets = buckets + (rel > 0).astype(xp.int32) * n
+        rel = xp.abs(rel)
+    else:
+        rel = -xp.minimum(rel, 0)
+    max_exact = n // 2
+    is_small = rel < max_exact
+    with np.errstate(divide="ignore"):
+        scaled = (xp.log(rel.astype(xp.float32) / xp.float32(max_exact))
+                  / xp.float32(math.log(max_distance / max_exact)) * xp.float32(n - max_exact))
+    # float -> int truncates toward zero (torch .to(long)); -inf for rel=0 is masked by is_small below.
+    large = max_exact + xp.where(is_small, 0, scaled).astype(xp.int32)
+    large = xp.minimum(large, n - 1)
+    return buckets + xp.where(is_small, rel, large)
+
+
+# -------------------------------------------------------------------------------- positional embeddings
+def crop_axis(x: jax.Array, axis: int, size: int, *, align: str = "start", offset: int | jax.Array | None = None):
+    """Take `size` entries of `x` along `axis`. align: 'start' (PaSST eval), 'center' (AST/SSAST fine-tune:
+    start = old//2 - size//2), or give `offset` (PaSST training draws a random one; may be a traced int)."""
+    old = x.shape[axis]
+    if size > old:
+        raise ValueError(f"cannot crop axis {axis} of length {old} to {size}; use interpolate_axes to grow it.")
+    if offset is None:
+        if align == "start":
+            offset = 0
+        elif align == "center":
+            offset = old // 2 - size // 2
+        else:
+            raise ValueError(f"align must be 'start' or 'center', got {align!r}.")
+    return jax.lax.dynamic_slice_in_dim(x, offset, size, axis=axis)
+
+
+def interpolate_axes(x: jax.Array, sizes: dict[int, int]) -> jax.Array:
+    """Linear resize of the given axes ({axis: new_size}), like torch F.interpolate(mode='bilinear',
+    align_corners=False) without antialiasing (also for shrinking)."""
+    shape = list(x.shape)
+    for ax, s in sizes.items():
+        shape[ax] = int(s)
+    if tuple(shape) == x.shape:
+        return x
+    return jax.image.resize(x, tuple(shape), method="linear", antialias=False).astype(x.dtype)
+
+
+def fit_pos_embed(pe: jax.Array, size: tuple[int, int], *, axes: tuple[int, int] = (-3, -2),
+                  align: str = "center") -> jax.Array:
+    """Fit a 2-D positional-embedding grid f32[..., h, w, D] (axes given by `axes`) to `size` = (h', w'):
+    every axis that shrinks is cropped (`align`), every axis that grows is linearly interpolated — the AST/SSAST
+    fine-tuning rule. f32[..., h, w, D] -> f32[..., h', w', D]."""
+    for ax, new in zip(axes, size):
+        if new < pe.shape[ax]:
+            pe = crop_axis(pe, ax, new, align=align)
+        elif new > pe.shape[ax]:
+            pe = interpolate_axes(pe, {ax % pe.ndim: new})
+    return pe

@@ -1,0 +1,215 @@
+"""Shared encoder layers: attention, blocks, patch embedding, T5 buckets, positional-embedding fitting."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from scipy.special import erf
+
+from audiorep.models.layers import (
+    DropPath,
+    MultiHeadAttention,
+    PatchEmbed2d,
+    TransformerBlock,
+    crop_axis,
+    fit_pos_embed,
+    gelu,
+    interpolate_axes,
+    relative_position_buckets,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _np_layer_norm(x, scale, bias, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * scale + bias
+
+
+def _np_attention(x, att: MultiHeadAttention, bias=None):
+    """Straight numpy multi-head attention from the module's weights (separate q/k/v layout)."""
+    w = lambda lin: (np.asarray(lin.kernel[...]), np.asarray(lin.bias[...]))
+    b, n, d = x.shape
+    h, dh = att.num_heads, att.head_dim
+    (wq, bq), (wk, bk), (wv, bv), (wo, bo) = w(att.q), w(att.k), w(att.v), w(att.proj)
+    split = lambda t: t.reshape(b, n, h, dh).transpose(0, 2, 1, 3)
+    q, k, v = split(x @ wq + bq), split(x @ wk + bk), split(x @ wv + bv)
+    logits = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dh)
+    if bias is not None:
+        logits = logits + bias
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return (p @ v).transpose(0, 2, 1, 3).reshape(b, n, d) @ wo + bo
+
+
+def test_attention_matches_plain_numpy_softmax_attention_with_bias(rng):
+    att = MultiHeadAttention(16, 4, fused_qkv=False, rngs=nnx.Rngs(0))
+    x = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    bias = rng.standard_normal((4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(att(jnp.asarray(x), bias=jnp.asarray(bias)), _np_attention(x, att, bias),
+                               atol=1e-5)
+
+
+def test_attention_bias_hook_receives_unscaled_per_head_queries(rng):
+    att = MultiHeadAttention(16, 4, fused_qkv=False, rngs=nnx.Rngs(0))
+    x = jnp.asarray(rng.standard_normal((2, 5, 16)).astype(np.float32))
+    seen = {}
+
+    def hook(q):
+        seen["q"] = q
+        return jnp.zeros(())
+
+    att(x, bias_fn=hook)
+    expected = (x @ att.q.kernel[...] + att.q.bias[...]).reshape(2, 5, 4, 4).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(seen["q"], expected, atol=1e-6)
+
+
+def test_fused_qkv_splits_as_q_then_k_then_v(rng):
+    fused = MultiHeadAttention(8, 2, fused_qkv=True, rngs=nnx.Rngs(0))
+    sep = MultiHeadAttention(8, 2, fused_qkv=False, rngs=nnx.Rngs(1))
+    kern, b = fused.qkv.kernel[...], fused.qkv.bias[...]
+    for i, lin in enumerate((sep.q, sep.k, sep.v)):
+        lin.kernel[...] = kern[:, 8 * i:8 * (i + 1)]
+        lin.bias[...] = b[8 * i:8 * (i + 1)]
+    sep.proj.kernel[...], sep.proj.bias[...] = fused.proj.kernel[...], fused.proj.bias[...]
+    x = jnp.asarray(rng.standard_normal((1, 3, 8)).astype(np.float32))
+    np.testing.assert_allclose(fused(x), sep(x), atol=1e-6)
+
+
+def test_key_mask_removes_masked_keys_from_attention(rng):
+    att = MultiHeadAttention(8, 2, rngs=nnx.Rngs(0))
+    x = jnp.asarray(rng.standard_normal((1, 4, 8)).astype(np.float32))
+    masked = att(x, key_mask=jnp.array([[True, True, False, False]]))
+    x_changed = x.at[:, 2:].set(100.0)
+    again = att(x_changed, key_mask=jnp.array([[True, True, False, False]]))
+    np.testing.assert_allclose(masked[:, :2], again[:, :2], atol=1e-5)
+
+
+def test_post_ln_block_scales_residual_before_each_norm(rng):
+    blk = TransformerBlock(16, 4, 32, pre_norm=False, residual_scale=2.5, eps=1e-5, fused_qkv=False,
+                           rngs=nnx.Rngs(0))
+    x = rng.standard_normal((2, 3, 16)).astype(np.float32)
+    ln = lambda t, m: _np_layer_norm(t, np.asarray(m.scale[...]), np.asarray(m.bias[...]), 1e-5)
+    h = ln(2.5 * x + _np_attention(x, blk.attn), blk.norm1)
+    f1, f2 = blk.mlp.fc1, blk.mlp.fc2
+    u = h @ np.asarray(f1.kernel[...]) + np.asarray(f1.bias[...])
+    u = 0.5 * u * (1 + erf(u / np.sqrt(2)))
+    expected = ln(2.5 * h + u @ np.asarray(f2.kernel[...]) + np.asarray(f2.bias[...]), blk.norm2)
+    np.testing.assert_allclose(blk(jnp.asarray(x)), expected, atol=2e-5)
+
+
+def test_pre_ln_block_adds_branches_to_the_unnormalised_stream(rng):
+    blk = TransformerBlock(16, 4, 32, pre_norm=True, fused_qkv=False, rngs=nnx.Rngs(0))
+    blk.norm1.scale[...] = jnp.full((16,), 0.5)
+    x = rng.standard_normal((1, 3, 16)).astype(np.float32)
+    ln = lambda t, m: _np_layer_norm(t, np.asarray(m.scale[...]), np.asarray(m.bias[...]), 1e-6)
+    h = x + _np_attention(ln(x, blk.norm1), blk.attn)
+    f1, f2 = blk.mlp.fc1, blk.mlp.fc2
+    u = ln(h, blk.norm2) @ np.asarray(f1.kernel[...]) + np.asarray(f1.bias[...])
+    u = 0.5 * u * (1 + erf(u / np.sqrt(2)))
+    expected = h + u @ np.asarray(f2.kernel[...]) + np.asarray(f2.bias[...])
+    np.testing.assert_allclose(blk(jnp.asarray(x)), expected, atol=2e-5)
+
+
+def test_gelu_is_the_exact_erf_form():
+    x = np.linspace(-4, 4, 101).astype(np.float32)
+    np.testing.assert_allclose(gelu(jnp.asarray(x)), 0.5 * x * (1 + erf(x / np.sqrt(2))), atol=1e-6)
+
+
+def test_patch_embedding_drops_incomplete_trailing_patches():
+    pe = PatchEmbed2d(4, (16, 16), rngs=nnx.Rngs(0))
+    assert pe(jnp.zeros((1, 40, 32))).shape == (1, 2, 2, 4)
+    assert pe.grid(40, 32) == (2, 2)
+
+
+def test_patch_embedding_with_stride_gives_overlapping_grid():
+    pe = PatchEmbed2d(4, (16, 16), (10, 10), rngs=nnx.Rngs(0))
+    assert pe(jnp.zeros((1, 128, 100))).shape == (1, 12, 9, 4)
+
+
+def test_patch_embedding_rejects_input_smaller_than_a_patch():
+    pe = PatchEmbed2d(4, (16, 16), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="smaller than one 16x16 patch"):
+        pe(jnp.zeros((1, 10, 128)))
+
+
+def test_drop_path_is_identity_when_deterministic_and_drops_whole_examples_in_training():
+    dp = DropPath(0.5, rngs=nnx.Rngs(dropout=0))
+    x = jnp.ones((64, 3, 2))
+    np.testing.assert_array_equal(dp(x), x)
+    y = np.asarray(dp(x, deterministic=False))
+    per_example = y.reshape(64, -1)
+    assert set(np.unique(per_example)) <= {0.0, 2.0}
+    assert (per_example.min(1) == per_example.max(1)).all()
+
+
+def _t5_bucket_reference(rel: int, num_buckets: int, max_distance: int) -> int:
+    """Scalar transcription of the T5 / BEATs bidirectional bucket formula."""
+    half = num_buckets // 2
+    bucket = half if rel > 0 else 0
+    rel = abs(rel)
+    max_exact = half // 2
+    if rel < max_exact:
+        return bucket + rel
+    large = max_exact + int(np.float32(np.log(np.float32(rel) / np.float32(max_exact)))
+                            / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact))
+    return bucket + min(large, half - 1)
+
+
+def test_t5_buckets_known_values_for_released_beats_settings():
+    rel = np.array([0, -1, 1, -79, 79, 80, -80, 700, 800, 5000, -5000])
+    got = relative_position_buckets(rel, 320, 800)
+    assert got.tolist() == [0, 1, 161, 79, 239, 240, 80, 315, 319, 319, 159]
+
+
+def test_t5_buckets_match_scalar_formula_numpy_and_jax():
+    rel = np.arange(-1200, 1201)
+    ref = np.array([_t5_bucket_reference(int(r), 320, 800) for r in rel])
+    np.testing.assert_array_equal(relative_position_buckets(rel, 320, 800), ref)
+    np.testing.assert_array_equal(np.asarray(relative_position_buckets(jnp.asarray(rel), 320, 800)), ref)
+
+
+def test_t5_buckets_unidirectional_uses_only_past_offsets():
+    got = relative_position_buckets(np.array([3, 0, -3]), 32, 128, bidirectional=False)
+    assert got.tolist() == [0, 0, 3]
+
+
+def test_interpolation_matches_torch_bilinear_align_corners_false():
+    ref = np.load(FIXTURES / "interp_reference.npz")
+    x = jnp.asarray(ref["x"])
+    np.testing.assert_allclose(interpolate_axes(x, {2: 8, 3: 20}), ref["up"], atol=1e-5)
+    np.testing.assert_allclose(interpolate_axes(x, {2: 5, 3: 7}), ref["down"], atol=1e-5)
+
+
+def test_crop_center_follows_the_ast_rule():
+    x = jnp.arange(10)
+    np.testing.assert_array_equal(crop_axis(x, 0, 4, align="center"), [3, 4, 5, 6])
+    np.testing.assert_array_equal(crop_axis(x, 0, 4), [0, 1, 2, 3])
+    np.testing.assert_array_equal(crop_axis(x, 0, 4, offset=5), [5, 6, 7, 8])
+
+
+def test_fit_pos_embed_crops_shrinking_axes_and_interpolates_growing_ones():
+    pe = jnp.asarray(np.random.default_rng(0).standard_normal((1, 8, 10, 3)).astype(np.float32))
+    out = fit_pos_embed(pe, (6, 15))
+    assert out.shape == (1, 6, 15, 3)
+    np.testing.assert_allclose(out, interpolate_axes(pe[:, 1:7], {2: 15}), atol=1e-6)
+
+
+def test_crop_to_a_larger_size_errors_with_the_fix():
+    with pytest.raises(ValueError, match="interpolate_axes"):
+        crop_axis(jnp.zeros(4), 0, 5)
+
+
+def test_blocks_are_jittable_through_nnx_split_merge(rng):
+    blk = TransformerBlock(8, 2, 16, rngs=nnx.Rngs(0))
+    graph, state = nnx.split(blk)
+    f = jax.jit(lambda s, x: nnx.merge(graph, s)(x))
+    x = jnp.asarray(rng.standard_normal((1, 3, 8)).astype(np.float32))
+    np.testing.assert_allclose(f(state, x), blk(x), atol=1e-6)
