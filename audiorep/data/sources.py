@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 SPLITS = ("train", "validation", "test", "")
@@ -188,7 +189,8 @@ def read_csv_rows(
         for row in reader:
             if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue  # blank line
-            rows.append((reader.line_num, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}))
+            clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+            rows.append((reader.line_num + skip_comment_lines, clean))
     return rows
 
 
@@ -423,6 +425,406 @@ def read_esc50(root: str | os.PathLike, *, esc10: bool = False, folds: Sequence[
     return DatasetIndex("esc50", records, classes, multilabel=False, problems=problems, root=str(root))
 
 
+# ------------------------------------------------------------------------------------------ Speech Commands
+SPEECH_COMMANDS_WORDS = (
+    "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go", "happy",
+    "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven", "sheila", "six",
+    "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero",
+)
+KWS_WORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
+SILENCE, UNKNOWN, BACKGROUND_NOISE = "_silence_", "_unknown_", "_background_noise_"
+KWS12_CLASSES = (*KWS_WORDS, SILENCE, UNKNOWN)  # tensorflow_datasets' order
+_SPEAKER_RE = re.compile(r"([0-9a-f]{8})_nohash_", re.IGNORECASE)
+
+
+def _speaker(name: str) -> str | None:
+    m = _SPEAKER_RE.search(name)
+    return m.group(1).lower() if m else None
+
+
+def _read_list(path: Path) -> list[tuple[int, str]]:
+    _require_file(path, "Speech Commands split list",
+                  "It ships in the speech_commands_v0.02 archive next to the word folders; re-extract it.")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if line:
+            if line.count("/") != 1 or not line.endswith(".wav"):
+                raise DatasetError(f"{path}, line {n}: expected '<word>/<file>.wav', got {line!r}.")
+            out.append((n, line))
+    return out
+
+
+def _speech_commands_test_package(root: Path) -> DatasetIndex:
+    """The official 12-class test set (speech_commands_test_set_v0.02): root/<class>/<file>."""
+    index_of = {c: i for i, c in enumerate(KWS12_CLASSES)}
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    extra = [d for d in found if d not in index_of]
+    if extra:
+        raise DatasetError(
+            f"{root / extra[0]}: folder {extra[0]!r} is not one of the 12 test-set classes {list(KWS12_CLASSES)}. "
+            "Is this the speech_commands_test_set_v0.02 package?"
+        )
+    records = []
+    for cls in KWS12_CLASSES:
+        for p in sorted((root / cls).glob("*.wav")) if (root / cls).is_dir() else ():
+            records.append(Record(
+                path=str(p), labels=(index_of[cls],), label_names=(cls,), split="test", fold=None,
+                group=_speaker(p.name), dataset="speech_commands",
+            ))
+    if not records:
+        raise DatasetError(f"{root}: no .wav files in the class folders of the Speech Commands test package.")
+    return DatasetIndex("speech_commands", records, KWS12_CLASSES, multilabel=False, problems=[], root=str(root))
+
+
+def read_speech_commands(
+    root: str | os.PathLike,
+    *,
+    num_classes: int = 35,
+    test_root: str | None = None,
+    silence_seconds: float = 1.0,
+    silence_hop_s: float = 0.5,
+    silence_validation_files: Sequence[str] = ("running_tap.wav",),
+) -> DatasetIndex:
+    """Speech Commands v2 (Warden 2018); group = speaker (the hash before `_nohash_`).
+
+    Layout: root/<word>/<speaker>_nohash_<n>.wav for 35 words, root/_background_noise_/*.wav,
+    root/validation_list.txt and root/testing_list.txt (relative paths, one a line); train = every other
+    word file. Given the official test-set package instead (folders already the 12 classes, file names
+    such as `_unknown_/backward_0c540988_nohash_0.wav.wav`), every record is split 'test'.
+
+    Args:
+      num_classes: 35 (every word; background noise is left out) or 12 (10 command words + `_silence_` +
+        `_unknown_`, the KWS task of tensorflow_datasets and SUPERB/HEAR: other words become `_unknown_`).
+      test_root: with num_classes=12, take the test split from the official test-set package at this path
+        (as tensorflow_datasets does) instead of testing_list.txt.
+      silence_seconds, silence_hop_s: with num_classes=12, `_silence_` training records are windows of this
+        length and hop cut from the `_background_noise_` files (records carry start_s/end_s).
+      silence_validation_files: background-noise files whose windows go to the validation split
+        (tensorflow_datasets puts running_tap.wav there); the others go to train.
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), "Speech Commands folder",
+                        "Pass the folder that holds the word folders and validation_list.txt.")
+    if num_classes not in (12, 35):
+        raise DatasetError(f"num_classes must be 35 (all words) or 12 (KWS task), got {num_classes!r}.")
+    if not (root / "validation_list.txt").exists() and (root / SILENCE).is_dir() and (root / UNKNOWN).is_dir():
+        return _speech_commands_test_package(root)
+    val = _read_list(root / "validation_list.txt")
+    test = _read_list(root / "testing_list.txt")
+    _check_unique([(p, str(root / "validation_list.txt"), n) for n, p in val]
+                  + [(p, str(root / "testing_list.txt"), n) for n, p in test], "path")
+    split_of = {p: "validation" for _, p in val} | {p: "test" for _, p in test}
+    classes = SPEECH_COMMANDS_WORDS if num_classes == 35 else KWS12_CLASSES
+    index_of = {c: i for i, c in enumerate(classes)}
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    stray = [d for d in folders if d not in SPEECH_COMMANDS_WORDS and d != BACKGROUND_NOISE]
+    if stray:
+        raise DatasetError(
+            f"{root / stray[0]}: folder {stray[0]!r} is not one of the 35 Speech Commands v2 words. "
+            "Remove it, or read the folder with the 'folder' reader."
+        )
+    listed = [(p, n, "validation_list.txt") for n, p in val] + [(p, n, "testing_list.txt") for n, p in test]
+    for rel, n, name in listed:
+        if rel.split("/")[0] not in SPEECH_COMMANDS_WORDS:
+            raise DatasetError(f"{root / name}, line {n}: {rel!r} is not in a Speech Commands word folder.")
+    records, problems = [], []
+    use_test_package = num_classes == 12 and test_root is not None
+    for word in folders:
+        if word == BACKGROUND_NOISE:
+            continue
+        cls = word if num_classes == 35 or word in KWS_WORDS else UNKNOWN
+        for p in sorted((root / word).glob("*.wav")):
+            rel = f"{word}/{p.name}"
+            split = split_of.get(rel, "train")
+            if split == "test" and use_test_package:
+                continue
+            records.append(Record(
+                path=str(p), labels=(index_of[cls],), label_names=(cls,), split=split, fold=None,
+                group=_speaker(p.name), dataset="speech_commands",
+            ))
+    on_disk = {f"{Path(r.path).parent.name}/{Path(r.path).name}" for r in records}
+    listed_missing = [p for p in split_of if p not in on_disk and not (use_test_package and split_of[p] == "test")]
+    if listed_missing:
+        problems.append(f"{len(listed_missing)} files named in validation_list.txt/testing_list.txt are missing "
+                        f"(e.g. {listed_missing[0]})")
+    if num_classes == 12:
+        noise_dir = root / BACKGROUND_NOISE
+        if not noise_dir.is_dir():
+            problems.append(f"{noise_dir} not found: no _silence_ training records")
+        else:
+            if silence_seconds <= 0 or silence_hop_s <= 0:
+                raise DatasetError("silence_seconds and silence_hop_s must be positive.")
+            val_files = set(silence_validation_files)
+            for p in sorted(noise_dir.glob("*.wav")):
+                try:
+                    info = sf.info(str(p))
+                except (sf.LibsndfileError, RuntimeError) as err:
+                    problems.append(f"{p}: unreadable background noise ({err}); no _silence_ windows cut from it")
+                    continue
+                seconds = info.frames / info.samplerate
+                split = "validation" if p.name in val_files else "train"
+                n_windows = int(np.floor((seconds - silence_seconds) / silence_hop_s + 1e-9)) + 1
+                for k in range(max(n_windows, 0)):
+                    start = round(k * silence_hop_s, 6)
+                    records.append(Record(
+                        path=str(p), labels=(index_of[SILENCE],), label_names=(SILENCE,), split=split, fold=None,
+                        group=f"{BACKGROUND_NOISE}/{p.name}", dataset="speech_commands",
+                        start_s=start, end_s=round(start + silence_seconds, 6),
+                    ))
+        if use_test_package:
+            pkg = _speech_commands_test_package(_require_dir(
+                Path(test_root).expanduser().resolve(), "Speech Commands test-set package",
+                "Pass test_root= the unpacked speech_commands_test_set_v0.02 folder."))
+            records.extend(pkg.records)
+    if not records:
+        raise DatasetError(f"{root}: no .wav files found in the word folders.")
+    return DatasetIndex("speech_commands", records, classes, multilabel=False, problems=problems, root=str(root))
+
+
+# ------------------------------------------------------------------------------------------ AudioSet
+AUDIOSET_SPLITS = {"balanced_train": "train", "unbalanced_train": "train", "eval": "test"}
+
+
+def read_audioset(
+    root: str | os.PathLike,
+    *,
+    splits: Sequence[str] | None = None,
+    file_pattern: str = "{ytid}.wav",
+    audio_dir: str = "{split}",
+) -> DatasetIndex:
+    """AudioSet (Gemmeke et al. 2017): 527 classes, multi-label, local copies of the 10 s segments.
+
+    Layout: root/class_labels_indices.csv (index,mid,display_name), root/{split}_segments.csv (three `#`
+    lines, then `YTID, start_seconds, end_seconds, "mid,mid"`), and the clips at
+    root/<audio_dir>/<file_pattern>. Clips that are not on disk (deleted videos) are counted in
+    `problems`, not fatal. Record.split: balanced_train/unbalanced_train -> 'train', eval -> 'test'; the
+    AudioSet split name and segment times are in `Record.info`; group = YouTube id.
+
+    Args:
+      splits: among balanced_train, unbalanced_train, eval; default: each whose segments CSV exists.
+      file_pattern: clip file name; placeholders {ytid}, {start}, {end} (as written in the CSV, e.g.
+        30.000), {start_int}, {end_int}, {split}. Common: '{ytid}.wav', 'Y{ytid}.wav', '{ytid}_{start}.flac'.
+      audio_dir: sub-folder of root holding the clips, may use {split}; '' = root itself.
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), "AudioSet folder",
+                        "Pass the folder holding class_labels_indices.csv and the *_segments.csv files.")
+    labels_csv = root / "class_labels_indices.csv"
+    rows = read_csv_rows(labels_csv, ("index", "mid", "display_name"))
+    mids, classes = [], []
+    for expected, (line, row) in enumerate(rows):
+        if _int(row["index"], labels_csv, line, "index") != expected:
+            raise DatasetError(f"{labels_csv}, line {line}: index {row['index']} should be {expected} (rows in order).")
+        mids.append(row["mid"])
+        classes.append(row["display_name"])
+    _check_unique(((m, str(labels_csv), rows[i][0]) for i, m in enumerate(mids)), "mid")
+    index_of = {m: i for i, m in enumerate(mids)}
+    if splits is None:
+        splits = [s for s in AUDIOSET_SPLITS if (root / f"{s}_segments.csv").is_file()]
+        if not splits:
+            raise DatasetError(f"{root}: no balanced_train/unbalanced_train/eval _segments.csv files found.")
+    for s in splits:
+        if s not in AUDIOSET_SPLITS:
+            raise DatasetError(f"unknown AudioSet split {s!r}; splits are {list(AUDIOSET_SPLITS)}.")
+    for key in re.findall(r"{(\w+)}", file_pattern + audio_dir):
+        if key not in ("ytid", "start", "end", "start_int", "end_int", "split"):
+            raise DatasetError(f"file_pattern/audio_dir placeholder {{{key}}} is unknown; use "
+                               "{ytid}, {start}, {end}, {start_int}, {end_int}, {split}.")
+    records, problems, seen = [], [], []
+    for s in splits:
+        seg_csv = root / f"{s}_segments.csv"
+        seg_rows = read_csv_rows(seg_csv, ("YTID", "start_seconds", "end_seconds", "positive_labels"),
+                                 skip_comment_lines=3, skipinitialspace=True,
+                                 fieldnames=("YTID", "start_seconds", "end_seconds", "positive_labels"))
+        split_records = []
+        for line, row in seg_rows:
+            if row["YTID"].startswith("#"):
+                continue
+            if row["positive_labels"] is None or row["end_seconds"] is None:
+                raise DatasetError(f"{seg_csv}, line {line}: expected 4 fields `YTID, start, end, \"labels\"`.")
+            ytid, start, end = row["YTID"], row["start_seconds"], row["end_seconds"]
+            seen.append((ytid, str(seg_csv), line))
+            names, idx = [], []
+            for mid in row["positive_labels"].split(","):
+                mid = mid.strip()
+                if mid not in index_of:
+                    raise DatasetError(f"{seg_csv}, line {line}: label {mid!r} is not in {labels_csv.name}; "
+                                       "use the class_labels_indices.csv of the same AudioSet release.")
+                idx.append(index_of[mid])
+            idx = sorted(set(idx))
+            names = [classes[i] for i in idx]
+            fields = dict(ytid=ytid, start=start, end=end, split=s,
+                          start_int=int(_float(start, seg_csv, line, "start_seconds")),
+                          end_int=int(_float(end, seg_csv, line, "end_seconds")))
+            path = root / audio_dir.format(**fields) / file_pattern.format(**fields)
+            split_records.append(Record(
+                path=str(path), labels=tuple(idx), label_names=tuple(names), split=AUDIOSET_SPLITS[s], fold=None,
+                group=ytid, dataset="audioset",
+                extra=(("audioset_split", s), ("segment_end", end), ("segment_start", start), ("ytid", ytid)),
+            ))
+        if split_records:
+            present = [r for r in split_records if os.path.isfile(r.path)]
+            if len(present) < len(split_records):
+                miss = next(r.path for r in split_records if not os.path.isfile(r.path))
+                problems.append(f"{s}: {len(split_records) - len(present)} of {len(split_records)} clips missing "
+                                f"(e.g. {miss}; check file_pattern/audio_dir if all are missing)")
+            records.extend(present)
+    _check_unique(seen, "YTID")
+    if not records:
+        raise DatasetError(
+            f"{root}: none of the clips listed in the segment CSVs exist; the first was expected at "
+            f"{root / audio_dir} with file_pattern {file_pattern!r}. Set file_pattern/audio_dir to your copy's naming."
+        )
+    return DatasetIndex("audioset", records, tuple(classes), multilabel=True, problems=problems, root=str(root))
+
+
+# ------------------------------------------------------------------------------------------ SONICS
+SONICS_CLASSES = ("real", "fake")
+_SONICS_SPLITS = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
+
+
+def read_sonics(
+    root: str | os.PathLike,
+    *,
+    min_duration: float = 30.0,
+    drop_no_vocal: bool = True,
+    audio_ext: str = ".mp3",
+) -> DatasetIndex:
+    """SONICS (Rahman et al., ICLR 2025): real vs AI-generated (Suno/Udio) songs, binary labels.
+
+    Layout: root/real_songs.csv + root/real_songs/<filename>.mp3, root/fake_songs.csv +
+    root/fake_songs/<filename>.mp3. The official split (data_split.py) keeps duration >= 30 s and, for
+    real songs, no_vocal == False (fake_songs.csv has no no_vocal column), then uses the `split` column
+    (train/valid/test). Labels: real = 0, fake = 1 (the `target` column); the fake sub-type (full / half /
+    mostly fake) and generator are in `Record.info`. Group: real songs by artist; fake songs by generation
+    id (the file name without the `_<n>` take suffix: both takes of one prompt share a group).
+
+    Args:
+      min_duration: drop songs shorter than this (seconds, `duration` column).
+      drop_no_vocal: drop real songs marked no_vocal.
+      audio_ext: suffix of the audio files.
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), "SONICS folder",
+                        "Pass the folder holding real_songs.csv, fake_songs.csv, real_songs/ and fake_songs/.")
+    records, problems, keys = [], [], []
+    for kind, label in (("real", 0), ("fake", 1)):
+        csv_path = root / f"{kind}_songs.csv"
+        required = ["filename", "duration", "split", "label"] + (["artist", "no_vocal"] if kind == "real" else [])
+        rows = read_csv_rows(csv_path, required)
+        dropped = Counter()
+        for line, row in rows:
+            keys.append((row["filename"], str(csv_path), line))
+            split = _SONICS_SPLITS.get(row["split"].lower())
+            if split is None:
+                raise DatasetError(f"{csv_path}, line {line}: split {row['split']!r} is not train/valid/test.")
+            if _float(row["duration"], csv_path, line, "duration") < min_duration:
+                dropped["shorter than min_duration"] += 1
+                continue
+            if kind == "real" and drop_no_vocal and _bool(row["no_vocal"], csv_path, line, "no_vocal"):
+                dropped["no_vocal"] += 1
+                continue
+            if "target" in row and row["target"] not in (None, "") and _int(row["target"], csv_path, line,
+                                                                               "target") != label:
+                raise DatasetError(f"{csv_path}, line {line}: target {row['target']} but every row of "
+                                   f"{csv_path.name} must be {label} ({kind}).")
+            if kind == "real":
+                group = f"artist:{row['artist']}"
+                extra = {"subtype": row["label"]}
+            else:
+                group = "gen:" + re.sub(r"_\d+$", "", row["filename"])
+                extra = {"subtype": row["label"], "source": row.get("source") or "",
+                         "algorithm": row.get("algorithm") or ""}
+            records.append(Record(
+                path=str(root / f"{kind}_songs" / f"{row['filename']}{audio_ext}"), labels=(label,),
+                label_names=(SONICS_CLASSES[label],), split=split, fold=None, group=group, dataset="sonics",
+                extra=tuple(sorted(extra.items())),
+            ))
+        for why, n in sorted(dropped.items()):
+            problems.append(f"{csv_path.name}: {n} songs dropped ({why}, official filter)")
+    _check_unique(keys, "filename")
+    records = _drop_missing(records, problems, "real_songs.csv/fake_songs.csv",
+                            "Real songs are not distributed: fetch them by youtube_id into real_songs/.")
+    return DatasetIndex("sonics", records, SONICS_CLASSES, multilabel=False, problems=problems, root=str(root))
+
+
+# ------------------------------------------------------------------------------------------ ASVspoof 2019 LA
+SPOOF_CLASSES = ("bonafide", "spoof")
+_ASV_SPLITS = {"train": ("train", "trn"), "dev": ("validation", "trl"), "eval": ("test", "trl")}
+
+
+def read_asvspoof2019_la(
+    root: str | os.PathLike,
+    *,
+    splits: Sequence[str] = ("train", "dev", "eval"),
+) -> DatasetIndex:
+    """ASVspoof 2019 logical access, countermeasure protocols; classes bonafide = 0, spoof = 1.
+
+    Layout (root = the LA folder): ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.{train.trn,dev.trl,
+    eval.trl}.txt with whitespace-separated lines `SPEAKER FILE - SYSTEM KEY`, audio at
+    ASVspoof2019_LA_{train,dev,eval}/flac/FILE.flac. Split: train -> 'train', dev -> 'validation',
+    eval -> 'test'; group = speaker; the attack system (A01-A19, '-' for bona fide) is `info['system']`.
+    """
+    root = Path(root).expanduser().resolve()
+    if not (root / "ASVspoof2019_LA_cm_protocols").is_dir() and (root / "LA" / "ASVspoof2019_LA_cm_protocols").is_dir():
+        root = root / "LA"
+    proto_dir = _require_dir(root / "ASVspoof2019_LA_cm_protocols", "ASVspoof 2019 LA protocol folder",
+                             "Pass --root pointing at the unpacked LA folder.")
+    records, keys, problems = [], [], []
+    for s in splits:
+        if s not in _ASV_SPLITS:
+            raise DatasetError(f"unknown ASVspoof split {s!r}; splits are {list(_ASV_SPLITS)}.")
+        split, suffix = _ASV_SPLITS[s]
+        proto = _require_file(proto_dir / f"ASVspoof2019.LA.cm.{s}.{suffix}.txt", "ASVspoof protocol file",
+                              "Re-extract LA.zip; the cm protocols ship in ASVspoof2019_LA_cm_protocols/.")
+        flac = root / f"ASVspoof2019_LA_{s}" / "flac"
+        for n, line in enumerate(proto.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 5:
+                raise DatasetError(f"{proto}, line {n}: expected 5 fields `SPEAKER FILE - SYSTEM KEY`, got {line!r}.")
+            speaker, file, _, system, key = parts
+            if key not in SPOOF_CLASSES:
+                raise DatasetError(f"{proto}, line {n}: key {key!r} is not in {list(SPOOF_CLASSES)}.")
+            keys.append((file, str(proto), n))
+            records.append(Record(
+                path=str(flac / f"{file}.flac"), labels=(SPOOF_CLASSES.index(key),), label_names=(key,),
+                split=split, fold=None, group=speaker, dataset="asvspoof2019_la",
+                extra=(("file_id", file), ("system", system)),
+            ))
+    _check_unique(keys, "file")
+    records = _drop_missing(records, problems, f"the protocol files in {proto_dir}",
+                            "Audio belongs in ASVspoof2019_LA_{train,dev,eval}/flac/ next to the protocols.")
+    return DatasetIndex("asvspoof2019_la", records, SPOOF_CLASSES, multilabel=False, problems=problems,
+                        root=str(root))
+
+
+# ------------------------------------------------------------------------------------------ In-the-Wild
+def read_in_the_wild(root: str | os.PathLike) -> DatasetIndex:
+    """In-the-Wild audio deepfakes (Müller et al., Interspeech 2022): test-only, group = speaker.
+
+    Layout: root/meta.csv (file, speaker, label with label in bona-fide / spoof) and flat root/<file>.
+    Labels use the ASVspoof classes (bonafide = 0, spoof = 1) so a model trained there scores here.
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), "In-the-Wild folder",
+                        "Pass the release_in_the_wild folder (it holds meta.csv and the wav files).")
+    meta = root / "meta.csv"
+    rows = read_csv_rows(meta, ("file", "speaker", "label"))
+    _check_unique(((r["file"], str(meta), n) for n, r in rows), "file")
+    names = {"bona-fide": "bonafide", "bonafide": "bonafide", "spoof": "spoof"}
+    records = []
+    for line, row in rows:
+        name = names.get(row["label"].lower())
+        if name is None:
+            raise DatasetError(f"{meta}, line {line}: label {row['label']!r} is not bona-fide or spoof.")
+        records.append(Record(
+            path=str(root / row["file"]), labels=(SPOOF_CLASSES.index(name),), label_names=(name,), split="test",
+            fold=None, group=row["speaker"], dataset="in_the_wild",
+        ))
+    problems: list[str] = []
+    records = _drop_missing(records, problems, str(meta), "The wav files belong next to meta.csv.")
+    return DatasetIndex("in_the_wild", records, SPOOF_CLASSES, multilabel=False, problems=problems, root=str(root))
+
+
 # ------------------------------------------------------------------------------------------ audio check
 @dataclass
 class AudioCheck:
@@ -527,6 +929,20 @@ READERS: dict[str, Reader] = {
                      "(path, group)"),
     "esc50": Reader("esc50", read_esc50,
                     "root/meta/esc50.csv (filename,fold,target,category,esc10,src_file,take) + root/audio/*.wav"),
+    "speech_commands": Reader("speech_commands", read_speech_commands,
+                              "root/<word>/<speaker>_nohash_<n>.wav, root/_background_noise_/, "
+                              "root/validation_list.txt, root/testing_list.txt; or the test-set package "
+                              "root/{yes,...,_silence_,_unknown_}/"),
+    "audioset": Reader("audioset", read_audioset,
+                       "root/class_labels_indices.csv, root/{balanced_train,unbalanced_train,eval}_segments.csv, "
+                       "clips at root/<audio_dir>/<file_pattern> (default {split}/{ytid}.wav)"),
+    "sonics": Reader("sonics", read_sonics,
+                     "root/real_songs.csv + root/real_songs/<filename>.mp3, root/fake_songs.csv + "
+                     "root/fake_songs/<filename>.mp3"),
+    "asvspoof2019_la": Reader("asvspoof2019_la", read_asvspoof2019_la,
+                              "root/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt "
+                              "+ root/ASVspoof2019_LA_{train,dev,eval}/flac/<FILE>.flac"),
+    "in_the_wild": Reader("in_the_wild", read_in_the_wild, "root/meta.csv (file,speaker,label) + root/<file>.wav"),
 }
 
 
