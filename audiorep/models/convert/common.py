@@ -1,0 +1,382 @@
+"""Reading official PyTorch checkpoints without trusting them, and checking their keys and shapes.
+
+Used by every converter in this package (`beats`, `ssast`, `passt`). Two readers, one result (nested
+dicts/lists with `np.ndarray` leaves):
+
+- with torch installed: `torch.load(path, map_location='cpu', weights_only=True)`, tensors -> numpy;
+- without torch (the default: our venv has none): `read_torch_zip`, a reader of PyTorch's zip checkpoint
+  format (torch >= 1.6, `torch.save` default since then). It unpickles `data.pkl` with a restricted
+  Unpickler whose `find_class` only hands out the few globals that torch's own `weights_only` loader allows
+  for plain state dicts (tensor/parameter rebuild functions, storage types, dtypes, `OrderedDict`, `set`,
+  `_codecs.encode` for protocol-2 bytes) and raises `CheckpointError` for anything else, so a malicious
+  file cannot run code. Tensor bytes come straight from the zip's `data/<key>` records via numpy, honouring
+  dtype, storage offset, sizes, strides and the recorded byte order.
+
+Why both: conversion is install-free (`pip install audiorep` is enough to convert official weights), with
+the same safety model as `torch.load(weights_only=True)`; torch is used when present because it also reads
+the legacy (pre-1.6) format.
+
+Then `check_state_dict` compares a state dict to the expected {key: shape} table and raises one error that
+lists every missing, unexpected and mis-shaped key; `detect_family` names the model family a state dict
+really belongs to, so "this is an SSAST file" is said instead of a wall of missing keys; `assign_params`
+writes arrays into an nnx module by attribute path with shape checks.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or does not fit the model it is converted to."""
+
+
+# ------------------------------------------------------------------------------------ torch-free reader
+_STORAGE_DTYPES: dict[str, np.dtype] = {
+    "DoubleStorage": np.dtype(np.float64),
+    "FloatStorage": np.dtype(np.float32),
+    "HalfStorage": np.dtype(np.float16),
+    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
+    "LongStorage": np.dtype(np.int64),
+    "IntStorage": np.dtype(np.int32),
+    "ShortStorage": np.dtype(np.int16),
+    "CharStorage": np.dtype(np.int8),
+    "ByteStorage": np.dtype(np.uint8),
+    "BoolStorage": np.dtype(np.bool_),
+    "ComplexFloatStorage": np.dtype(np.complex64),
+    "ComplexDoubleStorage": np.dtype(np.complex128),
+}
+
+_TORCH_DTYPES: dict[str, np.dtype] = {
+    "float64": np.dtype(np.float64), "double": np.dtype(np.float64),
+    "float32": np.dtype(np.float32), "float": np.dtype(np.float32),
+    "float16": np.dtype(np.float16), "half": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "int64": np.dtype(np.int64), "long": np.dtype(np.int64),
+    "int32": np.dtype(np.int32), "int": np.dtype(np.int32),
+    "int16": np.dtype(np.int16), "short": np.dtype(np.int16),
+    "int8": np.dtype(np.int8), "uint8": np.dtype(np.uint8), "bool": np.dtype(np.bool_),
+    "complex64": np.dtype(np.complex64), "complex128": np.dtype(np.complex128),
+}
+
+
+class _StorageType:
+    """Stand-in for torch.<X>Storage in the pickle: only carries the element dtype."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dtype = _STORAGE_DTYPES[name]
+
+
+class _Storage:
+    """One storage record of the zip: a flat numpy array of its element dtype."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+
+def _rebuild_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, *_ignored) -> np.ndarray:
+    """torch._utils._rebuild_tensor_v2 without torch: a strided view of the storage, copied to a fresh array."""
+    flat = storage.array
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    if not size:
+        if offset >= flat.size:
+            raise CheckpointError(f"scalar tensor at offset {offset} lies outside its storage of {flat.size} items.")
+        return np.array(flat[offset])
+    if any(s == 0 for s in size):
+        return np.zeros(size, flat.dtype)
+    last = offset + sum((n - 1) * st for n, st in zip(size, stride))
+    if offset < 0 or last >= flat.size or any(st < 0 for st in stride):
+        raise CheckpointError(f"tensor of size {size}, stride {stride}, offset {offset} does not fit its storage "
+                              f"of {flat.size} items: the file is corrupt or truncated.")
+    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
+                                           strides=tuple(st * flat.itemsize for st in stride), writeable=False)
+    return np.array(view)
+
+
+def _rebuild_parameter(data, requires_grad=True, backward_hooks=None, *_state):
+    return data
+
+
+def _codecs_encode(text: str, encoding: str = "latin1") -> bytes:
+    return text.encode(encoding)
+
+
+def _allowed_global(module: str, name: str) -> Any:
+    """The only globals a weights-only state dict may reference (mirrors torch's weights_only allowlist)."""
+    if module == "collections" and name == "OrderedDict":
+        return collections.OrderedDict
+    if module == "collections" and name == "Counter":
+        return collections.Counter
+    if module == "builtins" and name in ("set", "frozenset", "bytearray", "complex", "slice"):
+        return {"set": set, "frozenset": frozenset, "bytearray": bytearray, "complex": complex,
+                "slice": slice}[name]
+    if module == "_codecs" and name == "encode":
+        return _codecs_encode
+    if module == "torch._utils" and name == "_rebuild_tensor_v2":
+        return _rebuild_tensor
+    if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+        return _rebuild_parameter
+    if module == "torch" and name in _STORAGE_DTYPES:
+        return _StorageType(name)
+    if module == "torch" and name in _TORCH_DTYPES:
+        return _TORCH_DTYPES[name]
+    if module == "torch" and name == "device":
+        return str
+    if module == "torch" and name == "Size":
+        return tuple
+    if module == "torch.nn.parameter" and name == "Parameter":
+        return lambda data, requires_grad=True: data
+    raise CheckpointError(
+        f"the checkpoint references the Python object {module}.{name}, which a weights-only state dict never "
+        f"needs; refusing to load it (it could run code). If you trust the file, re-save just its tensors "
+        f"(torch.save(obj['model'] / state_dict, ...)) and convert that.")
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    def __init__(self, file, load_storage: Callable[[str, _StorageType, int], _Storage]):
+        super().__init__(file)
+        self._load_storage = load_storage
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _allowed_global(module, name)
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise CheckpointError(f"unsupported persistent id {pid!r} in the checkpoint pickle.")
+        _, storage_type, key, _location, numel = pid[:5]
+        if not isinstance(storage_type, _StorageType):
+            raise CheckpointError(f"unsupported storage type {storage_type!r} in the checkpoint.")
+        return self._load_storage(str(key), storage_type, int(numel))
+
+
+def read_torch_zip(path: str | os.PathLike) -> Any:
+    """Read a PyTorch zip checkpoint without torch.  Returns nested containers with np.ndarray leaves.
+
+    Raises CheckpointError for non-zip (legacy) files, unknown globals or inconsistent storages.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file. Give the path of the official .pt/.pth checkpoint.")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path} is not a PyTorch zip checkpoint (legacy pre-1.6 torch format, or not a torch file). "
+            f"Install torch (pip install 'audiorep[convert]') so torch.load(weights_only=True) can read it, "
+            f"or re-save it with a recent torch.")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1]
+        if len(pkl) != 1:
+            raise CheckpointError(f"{path}: expected one <archive>/data.pkl record in the zip, found {pkl or 'none'}.")
+        prefix = pkl[0][: -len("data.pkl")]
+        order = "little"
+        if prefix + "byteorder" in names:
+            order = zf.read(prefix + "byteorder").decode().strip()
+        if order not in ("little", "big"):
+            raise CheckpointError(f"{path}: unknown byte order record {order!r}.")
+        cache: dict[str, _Storage] = {}
+
+        def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
+            if key not in cache:
+                record = f"{prefix}data/{key}"
+                if record not in names:
+                    raise CheckpointError(f"{path}: storage record {record} is missing (truncated file?).")
+                raw = zf.read(record)
+                dt = storage_type.dtype.newbyteorder("<" if order == "little" else ">")
+                if len(raw) % dt.itemsize:
+                    raise CheckpointError(f"{path}: storage {key} has {len(raw)} bytes, not a multiple of "
+                                          f"{dt.itemsize} ({storage_type.name}).")
+                arr = np.frombuffer(raw, dtype=dt)
+                if arr.size < numel:
+                    raise CheckpointError(f"{path}: storage {key} holds {arr.size} items, the pickle says {numel}.")
+                cache[key] = _Storage(arr.astype(storage_type.dtype.newbyteorder("="), copy=False))
+            return cache[key]
+
+        with zf.open(pkl[0]) as f:
+            obj = _WeightsUnpickler(io.BufferedReader(f), load_storage).load()
+    return _to_plain(obj)
+
+
+def _to_plain(obj: Any) -> Any:
+    """OrderedDict -> dict (recursively); arrays and scalars unchanged."""
+    if isinstance(obj, Mapping):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_to_plain(v) for v in obj)
+    return obj
+
+
+def _torch_to_numpy(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return t.numpy().copy()
+    if isinstance(obj, Mapping):
+        return {k: _torch_to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_torch_to_numpy(v) for v in obj)
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike, *, reader: str = "auto") -> Any:
+    """Read an official PyTorch checkpoint safely.  -> nested dicts/lists with np.ndarray leaves.
+
+    reader: 'auto' (torch.load(weights_only=True) when torch imports, else the built-in zip reader),
+    'torch' or 'builtin'.
+    """
+    if reader not in ("auto", "torch", "builtin"):
+        raise ValueError(f"reader must be 'auto', 'torch' or 'builtin', got {reader!r}.")
+    if reader in ("auto", "torch"):
+        try:
+            import torch
+        except ImportError:
+            if reader == "torch":
+                raise CheckpointError("reader='torch' but torch is not installed; use reader='builtin' or "
+                                      "pip install 'audiorep[convert]'.") from None
+            torch = None
+        if torch is not None:
+            if not Path(path).is_file():
+                raise CheckpointError(f"{path}: no such file. Give the path of the official checkpoint.")
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as e:
+                raise CheckpointError(f"{path}: torch.load(weights_only=True) refused the file: {e}") from e
+            return _to_plain(_torch_to_numpy(obj))
+    return read_torch_zip(path)
+
+
+# --------------------------------------------------------------------------------- key / shape checking
+def detect_family(keys: Iterable[str]) -> str | None:
+    """Name the official model family a state dict's keys belong to.
+
+    Returns 'beats-tokenizer', 'beats', 'ssast', 'passt', 'ast' or None when unrecognised.
+    """
+    keys = list(keys)
+    has = lambda frag: any(frag in k for k in keys)
+    if has("quantize.") or has("quantize_layer."):
+        return "beats-tokenizer"
+    if has("encoder.pos_conv.") or has("post_extract_proj.") or (has("patch_embedding.") and has("encoder.layers.")):
+        return "beats"
+    if has("freq_new_pos_embed") or has("time_new_pos_embed"):
+        return "passt"
+    if has("cpredlayer.") or has("gpredlayer.") or has("mask_embed") or has("p_input_tdim"):
+        return "ssast"
+    if has("v.patch_embed.") or has("v.pos_embed"):
+        return "ast"
+    return None
+
+
+def describe_family(family: str | None) -> str:
+    """A sentence that says what the file is and how to convert it."""
+    return {
+        "beats": "It is a BEATs encoder checkpoint: convert it with `audiorep convert beats`.",
+        "beats-tokenizer": ("It is a BEATs *tokenizer* checkpoint (quantize.* keys): tokenizer conversion is part "
+                            "of the BEATs-iterations work (audiorep.tokenizers), not the encoder converter."),
+        "ssast": "It is an SSAST checkpoint (module.v.* / mask_embed keys): convert it with `audiorep convert ssast`.",
+        "ast": "It is an AST (ViT on spectrograms, v.* keys) checkpoint: convert it with `audiorep convert ssast`.",
+        "passt": "It is a PaSST checkpoint (freq_new_pos_embed keys): convert it with `audiorep convert passt`.",
+        None: "Its keys match no supported family (BEATs, SSAST/AST, PaSST).",
+    }[family]
+
+
+def _listing(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], *, family: str,
+                     source: str = "checkpoint", ignore: Iterable[str] = ()) -> None:
+    """Raise one CheckpointError listing every missing, unexpected and mis-shaped key (nothing when all fit).
+
+    expected: {key: shape}. ignore: keys allowed in the file but not used (e.g. unused heads). When the keys
+    look like another family's, the error says which one.
+    """
+    ignore = set(ignore)
+    missing = sorted(k for k in expected if k not in state)
+    unexpected = sorted(k for k in state if k not in expected and k not in ignore)
+    shapes = sorted(f"{k}: file {tuple(np.shape(state[k]))} vs model {tuple(expected[k])}"
+                    for k in expected if k in state and tuple(np.shape(state[k])) != tuple(expected[k]))
+    if not (missing or unexpected or shapes):
+        return
+    real = detect_family(state.keys())
+    lines = [f"{source} does not fit the {family} model:"]
+    if real is not None and real != family:
+        lines.append("  " + describe_family(real))
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+    if shapes:
+        lines.append(f"  shape mismatches ({len(shapes)}): {_listing(shapes, 6)}")
+    if real == family or real is None:
+        lines.append("  Check that the file is an official checkpoint of this family and was not saved from a "
+                     "modified model (or convert with the matching family).")
+    raise CheckpointError("\n".join(lines))
+
+
+def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Remove `prefix` from every key that has it (e.g. DataParallel's 'module.')."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+# ------------------------------------------------------------------------------ writing into a module
+ParamPath = tuple[str | int, ...]
+
+
+def get_variable(module: Any, path: ParamPath) -> Any:
+    """The nnx Variable at attribute/index `path` (e.g. ('encoder', 'layers', 0, 'attn', 'q', 'kernel'))."""
+    node = module
+    for part in path:
+        node = node[part] if isinstance(part, int) else getattr(node, part)
+    return node
+
+
+def assign_params(module: Any, values: Mapping[ParamPath, np.ndarray], *, require_all: bool = True) -> None:
+    """Write arrays into `module`'s nnx.Param variables by path, checking shapes; with require_all, every
+    nnx.Param of the module must receive a value (a converter that forgets one fails loudly). All or nothing:
+    on any problem the module is left unchanged."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    problems, todo = [], []
+    for path, value in values.items():
+        try:
+            var = get_variable(module, path)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            problems.append(f"{'.'.join(map(str, path))}: no such parameter in the model")
+            continue
+        if tuple(var[...].shape) != tuple(np.shape(value)):
+            problems.append(f"{'.'.join(map(str, path))}: model {tuple(var[...].shape)} vs value "
+                            f"{tuple(np.shape(value))}")
+            continue
+        todo.append((var, value))
+    if require_all:
+        given = {tuple(p) for p in values}
+        for path, _ in nnx.iter_graph(module):
+            node = get_variable(module, path) if path else module
+            if isinstance(node, nnx.Param) and tuple(path) not in given:
+                problems.append(f"{'.'.join(map(str, path))}: no value given by the converter")
+    if problems:
+        raise CheckpointError("converting into the model failed (nothing was changed):\n  " + "\n  ".join(problems))
+    for var, value in todo:
+        var[...] = jnp.asarray(value, dtype=var[...].dtype)
+
+
+def torch_linear(state: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """torch Linear `name`.{weight [out, in], bias [out]} -> flax (kernel [in, out], bias [out])."""
+    return np.asarray(state[f"{name}.weight"]).T, np.asarray(state[f"{name}.bias"])

@@ -1,0 +1,171 @@
+"""The torch-free checkpoint reader and the key/shape checks shared by every converter."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from audiorep.models.convert.common import (
+    CheckpointError,
+    assign_params,
+    check_state_dict,
+    detect_family,
+    load_checkpoint,
+    read_torch_zip,
+    strip_prefix,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return read_torch_zip(FIXTURES / "torch_reader_cases.pt"), np.load(FIXTURES / "torch_reader_cases.npz")
+
+
+@pytest.mark.parametrize("name", ["f32_transposed", "f32_slice_offset", "f16", "bf16", "i64", "i32", "u8", "bool",
+                                  "f64_scalar", "shared_a", "shared_b", "empty"])
+def test_zip_reader_reproduces_torch_tensors(cases, name):
+    got, expected = cases
+    arr = got[name]
+    assert arr.shape == expected[name].shape
+    np.testing.assert_array_equal(np.asarray(arr, dtype=expected[name].dtype), expected[name])
+
+
+def test_zip_reader_keeps_dtypes(cases):
+    got, _ = cases
+    assert {k: str(got[k].dtype) for k in ("f16", "bf16", "i64", "bool", "f64_scalar")} == dict(
+        f16="float16", bf16="bfloat16", i64="int64", bool="bool", f64_scalar="float64")
+
+
+def test_zip_reader_returns_plain_python_containers(cases):
+    got, _ = cases
+    assert got["nested"] == {"cfg": {"name": "x", "n": 3, "flag": True, "rate": 0.5, "none": None},
+                             "list": [1, 2.5, "s"], "tuple": (1, 2), "bytes": b"\x00\xffab"}
+
+
+def test_zip_reader_results_do_not_alias_the_shared_storage(cases):
+    got, _ = cases
+    a, b = got["shared_a"], got["shared_b"]
+    a[3] = -1.0
+    assert b[1] == 3.0
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def _zip_with_pickle(path: Path, obj) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(obj, protocol=2))
+        zf.writestr("archive/version", "3\n")
+    return path
+
+
+def test_zip_reader_refuses_code_in_the_pickle(tmp_path):
+    path = _zip_with_pickle(tmp_path / "evil.pt", {"model": _Evil()})
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        read_torch_zip(path)
+
+
+def test_zip_reader_reads_plain_containers_without_tensors(tmp_path):
+    path = _zip_with_pickle(tmp_path / "plain.pt", {"a": [1, 2], "b": "x"})
+    assert read_torch_zip(path) == {"a": [1, 2], "b": "x"}
+
+
+def test_non_zip_file_error_says_to_install_torch(tmp_path):
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="audiorep\\[convert\\]"):
+        read_torch_zip(path)
+
+
+def test_missing_file_error_names_the_path(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "nope.pt", reader="builtin")
+
+
+def test_truncated_storage_is_reported(tmp_path):
+    src = FIXTURES / "torch_reader_cases.pt"
+    out = tmp_path / "broken.pt"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if "/data/" in item.filename:
+                data = data[: len(data) // 2 // 8 * 8]
+            zout.writestr(item, data)
+    with pytest.raises(CheckpointError, match="storage"):
+        read_torch_zip(out)
+
+
+def test_reader_choice_is_validated():
+    with pytest.raises(ValueError, match="reader must be"):
+        load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="pickle")
+
+
+def test_detect_family_recognises_each_layout():
+    assert detect_family(["patch_embedding.weight", "encoder.pos_conv.0.weight_v"]) == "beats"
+    assert detect_family(["encoder.layers.0.fc1.weight", "quantize.embedding.weight"]) == "beats-tokenizer"
+    assert detect_family(["module.v.pos_embed", "module.mask_embed"]) == "ssast"
+    assert detect_family(["freq_new_pos_embed", "time_new_pos_embed"]) == "passt"
+    assert detect_family(["foo.bar"]) is None
+
+
+def test_check_state_dict_lists_missing_unexpected_and_misshaped_keys():
+    state = {"a": np.zeros((2, 3)), "b": np.zeros(4), "extra": np.zeros(1)}
+    with pytest.raises(CheckpointError) as err:
+        check_state_dict(state, {"a": (2, 3), "b": (5,), "c": (1,)}, family="beats")
+    msg = str(err.value)
+    assert "missing keys (1): c" in msg and "unexpected keys (1): extra" in msg and "b: file (4,) vs model (5,)" in msg
+
+
+def test_check_state_dict_names_the_real_family():
+    with pytest.raises(CheckpointError, match="SSAST checkpoint"):
+        check_state_dict({"module.v.pos_embed": np.zeros(1), "module.mask_embed": np.zeros(1)},
+                         {"patch_embedding.weight": (1,)}, family="beats")
+
+
+def test_check_state_dict_accepts_an_exact_match_and_ignored_keys():
+    check_state_dict({"a": np.zeros(2), "head": np.zeros(1)}, {"a": (2,)}, family="x", ignore=["head"])
+
+
+def test_strip_prefix_only_touches_prefixed_keys():
+    assert strip_prefix({"module.a": 1, "b": 2}, "module.") == {"a": 1, "b": 2}
+
+
+def test_assign_params_is_all_or_nothing():
+    lin = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    before = np.asarray(lin.kernel[...]).copy()
+    with pytest.raises(CheckpointError, match="bias: model \\(3,\\) vs value \\(4,\\)"):
+        assign_params(lin, {("kernel",): np.ones((2, 3)), ("bias",): np.ones(4)})
+    np.testing.assert_array_equal(lin.kernel[...], before)
+
+
+def test_assign_params_requires_every_parameter():
+    lin = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(CheckpointError, match="bias: no value given"):
+        assign_params(lin, {("kernel",): np.ones((2, 3))})
+    assign_params(lin, {("kernel",): np.ones((2, 3)), ("bias",): np.arange(3.0)})
+    np.testing.assert_array_equal(lin.bias[...], [0, 1, 2])
+
+
+def test_torch_load_path_when_torch_is_installed():
+    pytest.importorskip("torch")
+    got = load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="torch")
+    np.testing.assert_array_equal(got["i64"], np.load(FIXTURES / "torch_reader_cases.npz")["i64"])
+
+
+def test_builtin_reader_on_a_bytes_pickle_protocol_2_roundtrip(tmp_path):
+    buf = io.BytesIO()
+    pickle.dump({"k": b"\x01\x02"}, buf, protocol=2)
+    with zipfile.ZipFile(tmp_path / "b.pt", "w") as zf:
+        zf.writestr("x/data.pkl", buf.getvalue())
+    assert read_torch_zip(tmp_path / "b.pt") == {"k": b"\x01\x02"}
