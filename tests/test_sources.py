@@ -221,7 +221,8 @@ def test_check_audio_decode_catches_nan_samples(tmp_path):
 
 # ------------------------------------------------------------------------------------------ registry
 def test_every_contract_reader_is_registered():
-    assert {"folder", "esc50"} <= set(READERS)
+    assert set(READERS) == {"folder", "esc50", "speech_commands", "audioset", "sonics", "asvspoof2019_la",
+                            "in_the_wild"}
     assert all(r.layout for r in READERS.values())
 
 
