@@ -187,13 +187,15 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _info(self) -> tfds.core.DatasetInfo:
         cfg = self._cfg()
         if cfg.multilabel:
-            label = tfds.features.Tensor(shape=(len(cfg.classes),), dtype=np.bool_)
+            label = tfds.features.Tensor(shape=(len(cfg.classes),), dtype=np.bool_,
+                                         encoding=tfds.features.Encoding.BYTES)
         elif cfg.classes:
             label = tfds.features.ClassLabel(names=list(cfg.classes))
         else:  # unlabelled audio (a plain folder): every label is -1
             label = tfds.features.Tensor(shape=(), dtype=np.int64)
         features = tfds.features.FeaturesDict({
-            "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
+            # raw bytes: without `encoding`, TFDS widens int16 to an int64 varint list (4x slower to read)
+            "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16, encoding=tfds.features.Encoding.BYTES),
             "label": label,
             "label_names": tfds.features.Sequence(tfds.features.Text()),
             "split": tfds.features.Text(),
