@@ -296,6 +296,64 @@ def _add_datasets_parser(sub: argparse._SubParsersAction) -> argparse._SubParser
     return ds
 
 
+def _cmd_datasets_prepare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from audiorep.audio.io import AudioError
+    from audiorep.data.sources import DatasetError
+    from audiorep.data.tfds import PrepareError, prepare, stale_builds
+
+    console = Console()
+    try:
+        options = _reader_options(args.name, args.option)
+        for stale in stale_builds(args.out):
+            console.print(f"[yellow]leftover of an interrupted build (never read as data; delete it when no "
+                          f"other build runs):[/] {stale}")
+        prepared = prepare(args.name, args.root, args.out, sample_rate=args.sample_rate, options=options,
+                           skip_unreadable=args.skip_unreadable, num_workers=args.workers, overwrite=args.overwrite)
+    except (DatasetError, PrepareError, AudioError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    state = "reused: pass --overwrite to rebuild" if prepared.reused else "built"
+    table = Table(title=f"{prepared.name}/{prepared.config} ({state})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("path", str(prepared.path))
+    table.add_row("format", "ArrayRecord, int16 waveforms")
+    table.add_row("sample rate", f"{prepared.sample_rate} Hz")
+    table.add_row("classes", f"{len(prepared.classes):,}" + ("  (multi-label)" if prepared.multilabel else ""))
+    for split, count in prepared.splits.items():
+        table.add_row(f"split {split}", f"{count:,} examples")
+    table.add_row("skipped unreadable", f"{len(prepared.skipped):,}")
+    console.print(table)
+    for message in prepared.skipped[:20]:
+        console.print(f"[red]skipped:[/] {message.splitlines()[0]}")
+    split = next(iter(prepared.splits))
+    console.print(f"read it back: audiorep.data.pipeline.tfds_source({str(args.out)!r}, {split!r})  "
+                  f"or tfds.data_source({f'{prepared.name}/{prepared.config}'!r}, data_dir={str(args.out)!r}, "
+                  f"split={split!r}) after `import audiorep.data.tfds`")
+    return 0
+
+
+def _add_datasets_prepare(ds: argparse._SubParsersAction) -> None:
+    """`datasets prepare`: added to the `datasets` group made by `_add_datasets_parser`."""
+    p = ds.add_parser("prepare", help="build a TFDS ArrayRecord copy (int16 at one rate) for fast training input",
+                      description="Read a dataset with its reader and write it as a TFDS ArrayRecord dataset under "
+                                  "OUT/audiorep_NAME/CONFIG/1.0.0 (atomic: an interrupted build never reads as data).")
+    p.add_argument("name", help="reader name (audiorep datasets list)")
+    p.add_argument("--root", required=True, help="the dataset's top folder on local disk (TFDS manual dir)")
+    p.add_argument("--out", required=True, help="TFDS data dir to write into")
+    p.add_argument("--sample-rate", type=int, default=16000, help="store every clip at this rate, Hz")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="reader option, repeatable (as for `datasets inspect`); part of the config name")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="skip (and list) unreadable audio instead of stopping at the first")
+    p.add_argument("--workers", type=int, default=1, help="decode in this many processes")
+    p.add_argument("--overwrite", action="store_true", help="rebuild when this config was built before")
+    p.set_defaults(func=_cmd_datasets_prepare)
+
+
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -307,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, JAX backend and devices")
     p.set_defaults(func=_cmd_info)
 
-    _add_datasets_parser(sub)  # returns the group's sub-parsers: `datasets prepare` is added to them
+    _add_datasets_prepare(_add_datasets_parser(sub))
 
     return parser
 
