@@ -105,6 +105,12 @@ def test_worker_processes_do_not_change_the_batches(source):
     assert_same_batches(with_workers, take(iter(train(source)), 4))
 
 
+def test_steps_per_epoch_counts_the_batches_of_one_epoch(source):
+    for shard, batch in ((ONE, 4), (ONE, 5), (pl.Shard(1, 2), 4)):
+        batches = list(pl.train_dataset(source, clip_samples=10, batch_size=batch, seed=0, num_epochs=1, shard=shard))
+        assert pl.steps_per_epoch(source, batch, shard) == len(batches)
+
+
 def test_each_epoch_is_a_new_permutation_of_the_records(source):
     ds = train(source, batch_size=1, num_epochs=2)
     order = [int(b["index"][0]) for b in ds]
@@ -306,8 +312,8 @@ def test_iterator_state_round_trips_through_an_orbax_checkpoint(tmp_path, source
     with ocp.CheckpointManager(tmp_path / "ckpt") as mngr:
         mngr.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave(params),
                                              **{pl.CHECKPOINT_ITEM: pl.save_args(it)}))
+        expected = take(it, 3)  # moves on while the save may still be running: the state saved is the old one
         mngr.wait_until_finished()
-    expected = take(it, 3)
     fresh = iter(ds)
     with ocp.CheckpointManager(tmp_path / "ckpt") as mngr:
         restored = mngr.restore(7, args=ocp.args.Composite(state=ocp.args.StandardRestore(params),

@@ -34,6 +34,7 @@ Iterator state: `it.get_state()` / `it.set_state(state)` (JSON-able dicts); insi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -313,6 +314,13 @@ def _check_counts(minimum: int, **values: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ pipelines
+def steps_per_epoch(source, batch_size: int, shard: Shard | None = None, drop_remainder: bool = True) -> int:
+    """Batches one process gets per epoch from `train_dataset` (the same on every process)."""
+    shard = Shard.from_jax() if shard is None else shard
+    per_shard = len(source) // shard.count
+    return per_shard // batch_size if drop_remainder else -(-per_shard // batch_size)
+
+
 def train_dataset(
     source,
     *,
@@ -403,13 +411,25 @@ def eval_dataset(
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
+class _StateSnapshot:
+    """An iterator's state frozen at save time: an async orbax save writes it later, after the live
+    iterator has moved on. grain's handler writes `get_state()` bytes as the per-process JSON file."""
+
+    def __init__(self, iterator):
+        state = iterator.get_state()
+        self._state = state if isinstance(state, bytes) else json.dumps(state, indent=4).encode()
+
+    def get_state(self) -> bytes:
+        return self._state
+
+
 def save_args(iterator):
-    """Orbax args that save a pipeline iterator's state (one JSON file per process).
+    """Orbax args that save a pipeline iterator's state as of now (one JSON file per JAX process).
 
         mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(params),
                                                 **{CHECKPOINT_ITEM: save_args(it)}))
     """
-    return grain.checkpoint.CheckpointSave(iterator)
+    return grain.checkpoint.CheckpointSave(_StateSnapshot(iterator))
 
 
 def restore_args(iterator):
