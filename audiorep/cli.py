@@ -76,6 +76,30 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- convert
+CONVERT_FAMILIES = ("beats", "ssast", "passt")
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """Official PyTorch checkpoint -> audiorep model directory (audiorep.models.convert.<family>.convert)."""
+    import importlib
+
+    from audiorep.models.convert.common import CheckpointError
+
+    out = Path(args.out_dir)
+    if out.exists() and not args.force:
+        print(f"error: {out} already exists; choose a new OUT_DIR or pass --force to replace it.", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"audiorep.models.convert.{args.family}")
+    try:
+        path = module.convert(args.ckpt, args.out_dir, force=args.force, reader=args.reader)
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}  (load it with audiorep.load({str(path)!r}))")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- datasets
 def _coerce_option(value: str, param) -> object:
     """A KEY=VALUE string -> the type of the reader option (from its annotation and default)."""
@@ -364,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="versions, JAX backend and devices")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("convert", help="official BEATs / SSAST / PaSST checkpoint -> audiorep model directory")
+    p.add_argument("family", choices=CONVERT_FAMILIES, help="model family of the checkpoint")
+    p.add_argument("ckpt", help="the official .pt/.pth file (read with weights_only safety; torch not required)")
+    p.add_argument("out_dir", help="model directory to create (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--reader", choices=("auto", "torch", "builtin"), default="auto",
+                   help="checkpoint reader: torch.load(weights_only=True) when installed (auto), or the built-in one")
+    p.set_defaults(func=_cmd_convert)
 
     _add_datasets_prepare(_add_datasets_parser(sub))
 
