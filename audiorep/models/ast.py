@@ -1,0 +1,301 @@
+"""SSAST / AST encoder: a DeiT-distilled ViT over spectrogram patches (Gong et al., 2021/2022).
+
+Reproduces YuanGongND/ssast `ASTModel` (timm 0.4.5 DeiT blocks) so the official checkpoints load
+exactly (converter: `audiorep.models.convert.ssast`). Input is frontend output f32[B, frames, mels],
+seen as a one-channel (freq x time) image: patches are 16x16 (patch-based SSAST) or 128x2
+(frame-based SSAST), stride = patch in pretraining, smaller strides (overlap) for fine-tuning. Tokens
+are ordered FREQUENCY-major (token n sits at f, t = divmod(n, T)), as the official conv output is
+flattened. A cls and a distillation token are prepended, then one learned positional embedding over
+[cls, dist, patch grid]; pre-LN blocks (LayerNorm eps 1e-6), final norm.
+
+Positional embeddings are stored at the pretraining grid (`pos_grid`, e.g. 8 x 64 for 128 x 1024) and
+fitted to any other grid on the fly with SSAST's fine-tuning rule: per axis, a smaller grid takes the
+centre, a larger one is bilinearly interpolated (align_corners=False). ASTModel does this once when it
+builds a fine-tuning model; here it happens for every input size, inside jit (shapes are static).
+
+Masked spectrogram patch modelling: `mask` swaps masked patch embeddings for the learned `mask_embed`
+after the patch projection and before the positional embedding (as `mpc`/`mpg` do); the SSAST heads
+`cpredlayer` / `gpredlayer` (Linear, ReLU, Linear to the flattened raw patch) are kept so pretraining
+can continue; `patches()` gives the raw-patch targets in `nn.Unfold` order. An optional fine-tuning
+`mlp_head` (LayerNorm eps 1e-5 + Linear) gives logits from mean-pooled tokens or the cls/dist pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from audiorep.models.layers import (
+    EncoderOutput,
+    PatchEmbed2d,
+    TransformerBlock,
+    fit_pos_embed,
+    torch_linear_init,
+    trunc_normal_02,
+)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, int | np.integer):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+@dataclasses.dataclass(frozen=True)
+class ASTConfig:
+    """Shape of an SSAST/AST encoder.
+
+    Attributes:
+      dim / depth / num_heads / mlp_ratio / qkv_bias: the ViT (DeiT-B: 768 / 12 / 12 / 4 / True).
+      patch: (freq, time) patch size, SSAST's (fshape, tshape): (16, 16) or (128, 2).
+      stride: (freq, time) patch stride (fstride, tstride); None = patch (no overlap, as in pretraining).
+      num_mel_bins: mel bins of the input features (input_fdim).
+      num_frames: frames the model was trained on (input_tdim); the embedding window of the model.
+      pos_grid: (F, T) grid of the stored positional embedding (the pretraining grid, p_f_dim x p_t_dim).
+      num_special: tokens before the patches: 2 (cls + dist, DeiT distilled) or 1 (cls).
+      eps: LayerNorm eps inside the transformer (timm DeiT: 1e-6).
+      drop / attn_drop / drop_path: dropout after pos-embed/proj/MLP, on attention weights, stochastic depth
+        (linearly increasing to drop_path over the depth, as timm).
+      mask_embed: keep the learned mask embedding (needed for `mask`).
+      pretrain_heads: keep SSAST's `cpredlayer` / `gpredlayer`.
+      pred_dim: output size of the pretraining heads (the flattened raw patch; 256 for both SSAST models).
+      num_classes: > 0 adds the fine-tuning `mlp_head` (LayerNorm + Linear).
+      head_eps: LayerNorm eps of `mlp_head` (PyTorch default, 1e-5).
+    """
+
+    dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    patch: tuple[int, int] = (16, 16)
+    stride: tuple[int, int] | None = None
+    num_mel_bins: int = 128
+    num_frames: int = 1024
+    pos_grid: tuple[int, int] = (8, 64)
+    num_special: int = 2
+    eps: float = 1e-6
+    drop: float = 0.0
+    attn_drop: float = 0.0
+    drop_path: float = 0.0
+    mask_embed: bool = True
+    pretrain_heads: bool = True
+    pred_dim: int = 256
+    num_classes: int = 0
+    head_eps: float = 1e-5
+
+    def __post_init__(self):
+        object.__setattr__(self, "patch", _pair(self.patch))
+        object.__setattr__(self, "stride", _pair(self.stride if self.stride is not None else self.patch))
+        object.__setattr__(self, "pos_grid", _pair(self.pos_grid))
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}.")
+        if self.num_special not in (1, 2):
+            raise ValueError(f"num_special must be 1 (cls) or 2 (cls + dist), got {self.num_special}.")
+        if self.patch[0] > self.num_mel_bins:
+            raise ValueError(f"patch height {self.patch[0]} exceeds num_mel_bins {self.num_mel_bins}.")
+
+    @property
+    def num_patches(self) -> int:
+        """Patches of the stored positional-embedding grid."""
+        return self.pos_grid[0] * self.pos_grid[1]
+
+    def grid_for(self, frames: int) -> tuple[int, int]:
+        """(F, T) patch grid of an input with `frames` frames (conv arithmetic, trailing frames dropped)."""
+        (pf, pt), (sf, st) = self.patch, self.stride
+        if frames < pt:
+            raise ValueError(f"{frames} frames is shorter than one patch ({pt} frames); pad the input.")
+        return (self.num_mel_bins - pf) // sf + 1, (frames - pt) // st + 1
+
+    def replace(self, **changes) -> ASTConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("patch", "stride", "pos_grid"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ASTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ASTConfig fields {unknown}; known fields: {sorted(known)}.")
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str) -> ASTConfig:
+        """A named configuration: one of `PRESETS`."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown SSAST preset {name!r}; choose one of {sorted(PRESETS)}.")
+        return PRESETS[name]
+
+
+PRESETS: dict[str, ASTConfig] = {
+    # SSAST-Base-Patch-400: 16x16 patches on 128 x 1024 -> 8 x 64 = 512 patches.
+    "ssast-patch": ASTConfig(),
+    # SSAST-Base-Frame-400: 128x2 patches on 128 x 1024 -> 1 x 512 patches.
+    "ssast-frame": ASTConfig(patch=(128, 2), pos_grid=(1, 512)),
+    # CPU-sized variants with the same input features (128 mel bins), for tests and the demo.
+    "ssast-patch-tiny": ASTConfig(dim=64, depth=2, num_heads=4, num_frames=256, pos_grid=(8, 16)),
+    "ssast-frame-tiny": ASTConfig(dim=64, depth=2, num_heads=4, patch=(128, 2), num_frames=256, pos_grid=(1, 128),
+                                  pred_dim=256),
+}
+
+
+class PredHead(nnx.Module):
+    """SSAST pretext head: Linear(dim, dim) -> ReLU -> Linear(dim, out) (`cpredlayer` / `gpredlayer`).
+
+    f32[..., dim] -> f32[..., out].
+    """
+
+    def __init__(self, dim: int, out: int, *, rngs: nnx.Rngs):
+        k, b = torch_linear_init(dim)
+        self.fc1 = nnx.Linear(dim, dim, kernel_init=k, bias_init=b, rngs=rngs)
+        self.fc2 = nnx.Linear(dim, out, kernel_init=k, bias_init=b, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(jax.nn.relu(self.fc1(x)))
+
+
+class ClassifierHead(nnx.Module):
+    """LayerNorm + Linear (SSAST `mlp_head`, PaSST `head`).  f32[B, dim] -> f32[B, classes]."""
+
+    def __init__(self, dim: int, classes: int, *, eps: float = 1e-5, rngs: nnx.Rngs):
+        self.norm = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.linear = nnx.Linear(dim, classes, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.linear(self.norm(x))
+
+
+def unfold_patches(features: jax.Array, patch: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
+    """Raw spectrogram patches in `torch.nn.Unfold` order (SSAST's reconstruction targets).
+
+    f32[B, frames, mels] -> f32[B, F * T, pf * pt]: patches frequency-major, each patch flattened
+    frequency-major (entry i * pt + j = mel f*sf + i, frame t*st + j).
+    """
+    (pf, pt), (sf, st) = _pair(patch), _pair(stride)
+    _, frames, mels = features.shape
+    nf, nt = (mels - pf) // sf + 1, (frames - pt) // st + 1
+    fi = (np.arange(nf)[:, None] * sf + np.arange(pf)[None, :])  # [F, pf]
+    tj = (np.arange(nt)[:, None] * st + np.arange(pt)[None, :])  # [T, pt]
+    x = features[:, tj[None, :, None, :], fi[:, None, :, None]]  # [B, F, T, pf, pt]
+    return x.reshape(features.shape[0], nf * nt, pf * pt)
+
+
+class ASTEncoder(nnx.Module):
+    """SSAST/AST encoder.  f32[B, frames, mels] -> EncoderOutput (tokens frequency-major, cls = [cls, dist]).
+
+    Parameters mirror the official names: `patch_embed.proj`, `cls_token`, `dist_token`, `pos_embed`
+    f32[1, num_special + Fp*Tp, dim], `blocks[i].{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`,
+    `norm`, and optionally `mask_embed` f32[1, 1, dim], `cpredlayer`, `gpredlayer`, `mlp_head`.
+    """
+
+    def __init__(self, cfg: ASTConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        d = cfg.dim
+        kernel, bias = torch_linear_init(cfg.patch[0] * cfg.patch[1])
+        self.patch_embed = PatchEmbed2d(d, cfg.patch, cfg.stride, kernel_init=kernel, rngs=rngs)
+        self.patch_embed.proj.bias[...] = bias(rngs.params(), (d,))
+        self.cls_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, d)))
+        self.dist_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, d))) if cfg.num_special == 2 else None
+        self.pos_embed = nnx.Param(trunc_normal_02(rngs.params(), (1, cfg.num_special + cfg.num_patches, d)))
+        self.pos_drop = nnx.Dropout(cfg.drop, rngs=rngs)
+        rates = np.linspace(0.0, cfg.drop_path, cfg.depth) if cfg.depth else []
+        self.blocks = nnx.List([
+            TransformerBlock(d, cfg.num_heads, int(d * cfg.mlp_ratio), pre_norm=True, eps=cfg.eps,
+                             qkv_bias=cfg.qkv_bias, fused_qkv=True, drop=cfg.drop, attn_drop=cfg.attn_drop,
+                             drop_path=float(r), kernel_init=trunc_normal_02, rngs=rngs)
+            for r in rates
+        ])
+        self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
+        # xavier_normal on a (1, 1, dim) tensor: fan_in = fan_out = dim.
+        self.mask_embed = (nnx.Param(jax.random.normal(rngs.params(), (1, 1, d)) * np.sqrt(1.0 / d))
+                           if cfg.mask_embed else None)
+        self.cpredlayer = PredHead(d, cfg.pred_dim, rngs=rngs) if cfg.pretrain_heads else None
+        self.gpredlayer = PredHead(d, cfg.pred_dim, rngs=rngs) if cfg.pretrain_heads else None
+        self.mlp_head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, rngs=rngs) if cfg.num_classes else None
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def grid_for(self, frames: int) -> tuple[int, int]:
+        """(F, T) patch grid for an input of `frames` frames."""
+        return self.cfg.grid_for(frames)
+
+    def patch_pos_embed(self, grid: tuple[int, int]) -> jax.Array:
+        """Positional embeddings of the patch tokens for `grid`, fitted by the SSAST rule.  -> f32[F * T, dim]."""
+        c, (pf, pt) = self.cfg.num_special, self.cfg.pos_grid
+        pe = self.pos_embed[...][0, c:].reshape(pf, pt, self.cfg.dim)
+        pe = fit_pos_embed(pe, grid, axes=(0, 1), align="center")
+        return pe.reshape(grid[0] * grid[1], self.cfg.dim)
+
+    def patches(self, features: jax.Array) -> jax.Array:
+        """Raw patches (SSAST reconstruction targets).  f32[B, frames, mels] -> f32[B, N, pf * pt]."""
+        return unfold_patches(features, self.cfg.patch, self.cfg.stride)
+
+    def logits(self, out: EncoderOutput, pooling: str = "mean") -> jax.Array:
+        """Fine-tuning head: 'mean' over patch tokens (SSAST ft_avgtok) or 'cls' (ft_cls: mean of cls and dist).
+
+        EncoderOutput -> f32[B, num_classes].
+        """
+        if self.mlp_head is None:
+            raise ValueError("this encoder has no mlp_head; build it with ASTConfig(num_classes=K).")
+        if pooling == "mean":
+            x = out.tokens.mean(axis=1)
+        elif pooling == "cls":
+            x = out.cls.mean(axis=1)
+        else:
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}.")
+        return self.mlp_head(x)
+
+    # ------------------------------------------------------------------------------------------ forward
+    def __call__(self, features: jax.Array, *, mask: jax.Array | None = None, keep: jax.Array | None = None,
+                 deterministic: bool = True, return_hidden: bool = False) -> EncoderOutput:
+        """Encode features.  f32[B, frames, mels] -> EncoderOutput.
+
+        mask: bool[B, N] (N = F * T, frequency-major); True patches are replaced by `mask_embed` before the
+          positional embedding (the encoder still sees all N tokens).
+        keep: i32[B, K] grid indices kept after the positional embedding (the encoder sees K tokens).
+        """
+        cfg = self.cfg
+        if features.ndim != 3:
+            raise ValueError(f"features must be f32[batch, frames, mels], got shape {features.shape}.")
+        b, frames, mels = features.shape
+        if mels != cfg.num_mel_bins:
+            raise ValueError(f"this SSAST model expects {cfg.num_mel_bins} mel bins, got features with {mels} "
+                             f"(shape {features.shape}); use the matching frontend (frames x mels, time-major).")
+        grid = cfg.grid_for(frames)
+        n = grid[0] * grid[1]
+        x = self.patch_embed(features.transpose(0, 2, 1))  # [B, F, T, D]: freq is the image height
+        x = x.reshape(b, n, cfg.dim)
+        if mask is not None:
+            if self.mask_embed is None:
+                raise ValueError("this SSAST model was built without a mask embedding (mask_embed=False); "
+                                 "rebuild it with mask_embed=True or drop `mask`.")
+            if mask.shape != (b, n):
+                raise ValueError(f"mask must be bool[{b}, {n}] for a {grid[0]}x{grid[1]} grid, got {mask.shape}.")
+            x = jnp.where(mask[..., None], self.mask_embed[...].astype(x.dtype), x)
+        x = x + self.patch_pos_embed(grid).astype(x.dtype)
+        if keep is not None:
+            if keep.ndim != 2 or keep.shape[0] != b:
+                raise ValueError(f"keep must be i32[{b}, K] grid indices, got shape {keep.shape}.")
+            x = jnp.take_along_axis(x, keep[..., None].astype(jnp.int32), axis=1)
+        c = cfg.num_special
+        special = [self.cls_token[...]] + ([self.dist_token[...]] if c == 2 else [])
+        special = jnp.concatenate(special, axis=1) + self.pos_embed[...][:, :c]
+        x = jnp.concatenate([jnp.broadcast_to(special.astype(x.dtype), (b, c, cfg.dim)), x], axis=1)
+        x = self.pos_drop(x, deterministic=deterministic)
+        hidden = [x[:, c:]]
+        for blk in self.blocks:
+            x = blk(x, deterministic=deterministic)
+            hidden.append(x[:, c:])
+        x = self.norm(x)
+        return EncoderOutput(tokens=x[:, c:], cls=x[:, :c], hidden=tuple(hidden) if return_hidden else None,
+                             grid=grid, time_major=False, keep=keep)
