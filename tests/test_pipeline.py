@@ -265,6 +265,52 @@ def test_num_chunks_is_the_fewest_that_cover_the_clip(n, chunk, hop):
     assert k == 1 or (k - 2) * hop + chunk < n
 
 
+@given(st.integers(1, 200_000), st.sampled_from([8000, 16000, 22050, 32000, 44100, 48000]),
+       st.sampled_from([8000, 16000, 32000, 44100]))
+def test_resampled_length_matches_soxr(n, orig, target):
+    from audiorep.audio.io import resample
+
+    assert pl.resampled_length(n, orig, target) == resample(np.zeros(n, np.float32), orig, target).size
+
+
+def test_record_lengths_match_the_decoded_clips(index):
+    src = pl.records_source(index, 22050)  # resampled from 8 kHz
+    expected = [src.decode(src[i])[0].size for i in range(len(src))]
+    assert src.lengths().tolist() == expected
+
+
+def test_eval_steps_gives_every_process_the_same_number_of_batches(source, index):
+    steps = pl.eval_steps(source, chunk_samples=1000, hop_samples=700, batch_size=3, process_count=2)
+    seen = set()
+    for p in range(2):
+        batches = list(pl.eval_dataset(source, chunk_samples=1000, hop_samples=700, batch_size=3,
+                                       shard=pl.Shard(p, 2), num_batches=steps))
+        assert len(batches) == steps
+        seen |= {int(i) for b in batches for i in b["index"] if i >= 0}
+    assert seen == set(range(12))
+    natural = [len(list(pl.eval_dataset(source, chunk_samples=1000, hop_samples=700, batch_size=3,
+                                        shard=pl.Shard(p, 2)))) for p in range(2)]
+    assert max(natural) == steps
+
+
+def test_padding_batches_are_empty_and_replay_from_state(source):
+    ds = pl.eval_dataset(source, chunk_samples=4000, batch_size=4, shard=ONE, num_batches=5)  # 3 real batches
+    it = iter(ds)
+    take(it, 2)
+    state = it.get_state()
+    rest = list(it)
+    assert len(rest) == 3 and (rest[-1]["index"] == -1).all() and not rest[-1]["mask"].any()
+    assert rest[-1]["audio"].shape == (4, 4000) and (rest[-1]["label"] == -1).all()
+    fresh = iter(ds)
+    fresh.set_state(state)
+    assert_same_batches(list(fresh), rest)
+
+
+def test_too_small_num_batches_is_a_clear_error(source):
+    with pytest.raises(pl.PipelineError, match="more than num_batches=2"):
+        list(pl.eval_dataset(source, chunk_samples=4000, batch_size=4, shard=ONE, num_batches=2))
+
+
 # ------------------------------------------------------------------------------------------ TFDS -> pipeline
 def test_tfds_build_feeds_the_pipeline_with_the_reader_labels(tmp_path, index):
     from audiorep.data.tfds import prepare
@@ -287,6 +333,15 @@ def test_tfds_source_resamples_on_the_fly(tmp_path, index):
     src = pl.tfds_source(tmp_path / "tfds", "train", sample_rate=16000)
     clips = collect_chunks(pl.eval_dataset(src, chunk_samples=16000, batch_size=4, shard=ONE))
     assert clips[0][0][2].size == 2 * load_audio(index.records[0].path)[0].size
+
+
+def test_tfds_lengths_come_from_the_build_without_reading_audio(tmp_path, index):
+    from audiorep.data.tfds import prepare
+
+    prepare("folder", index.root, tmp_path / "tfds", sample_rate=RATE)
+    for rate in (RATE, 16000):
+        src = pl.tfds_source(tmp_path / "tfds", "train", sample_rate=rate)
+        assert src.lengths().tolist() == [src.decode(src[i])[0].size for i in range(len(src))]
 
 
 @pytest.mark.slow

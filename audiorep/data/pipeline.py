@@ -17,6 +17,8 @@ count, or a different sharding gives the same crop for the same record in the sa
 Eval (`eval_dataset`): shard -> decode/resample -> every clip cut into chunks of `chunk_samples` every
 `hop_samples` (the last one zero-padded, `mask` False on padding) -> batches padded to `batch_size` with
 rows whose `index` is -1. Rows carry `index` (the clip), `chunk` and `offset` so embedders can pool per clip.
+Processes get different numbers of chunks; `num_batches=eval_steps(source, ...)` pads every process to the
+same number of batches (computed from clip lengths in headers / the TFDS side file, no audio decoded).
 
 Batches (numpy): 'audio' f32[B, n], 'mask' bool[B, n] (True on real samples), 'label' i32[B] (-1 when
 unlabelled) or f32[B, C] multi-hot for multi-label sources, 'index' i64[B] (position of the clip in the
@@ -120,6 +122,27 @@ class RecordSource:
         return {"index": int(i), "path": rec.path, "start_s": float(rec.start_s), "end_s": rec.end_s,
                 "labels": tuple(rec.labels)}
 
+    def lengths(self) -> np.ndarray:
+        """i64[N]: samples each record decodes to, from the file headers (no audio decoded)."""
+        import soundfile as sf
+
+        headers: dict[str, tuple[int, int]] = {}
+        out = np.zeros(len(self.records), np.int64)
+        for i, rec in enumerate(self.records):
+            if rec.path not in headers:
+                try:
+                    info = sf.info(rec.path)
+                except (sf.LibsndfileError, RuntimeError, OSError) as err:
+                    raise AudioError(f"{rec.path}: cannot read the audio header ({err}); re-extract the file or "
+                                     "drop the record (sources.check_audio(..., skip_unreadable=True)).") from err
+                headers[rec.path] = (int(info.frames), int(info.samplerate))
+            frames, rate = headers[rec.path]
+            total = resampled_length(frames, rate, self.sample_rate)
+            begin = int(round(rec.start_s * self.sample_rate))
+            stop = total if rec.end_s is None else min(total, int(round(rec.end_s * self.sample_rate)))
+            out[i] = max(stop - begin, 0)
+        return out
+
     def decode(self, item: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """item -> (audio f32[n] at `sample_rate`, label i32[] or f32[C])."""
         audio, rate = load_audio(item["path"], self.sample_rate)
@@ -169,6 +192,15 @@ class TfdsSource:
     def __getitem__(self, i: int) -> dict[str, Any]:
         ex = self._data()[int(i)]
         return {"index": int(i), "audio": ex["audio"], "label": ex["label"], "path": ex["path"]}
+
+    def lengths(self) -> np.ndarray:
+        """i64[N]: samples each example decodes to at `sample_rate`, from the build's side file (no audio read)."""
+        from audiorep.data.tfds.builder import clip_lengths
+
+        stored = clip_lengths(self.path, self.split)
+        if self.sample_rate == self.stored_rate:
+            return stored
+        return np.array([resampled_length(int(n), self.stored_rate, self.sample_rate) for n in stored], np.int64)
 
     def decode(self, item: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         from audiorep.data.tfds.builder import from_pcm16
@@ -224,6 +256,12 @@ def crop_or_pad(audio: np.ndarray, length: int, offset: int) -> tuple[np.ndarray
     out[:piece.size] = piece
     mask[:piece.size] = True
     return out, mask
+
+
+def resampled_length(num_samples: int, orig_rate: int, target_rate: int) -> int:
+    """Samples `audio.io.resample` (soxr) returns for `num_samples` input samples: n * target / orig,
+    halves rounded up."""
+    return (2 * int(num_samples) * int(target_rate) + int(orig_rate)) // (2 * int(orig_rate))
 
 
 def num_chunks(num_samples: int, chunk_samples: int, hop_samples: int) -> int:
@@ -297,6 +335,55 @@ class _PadBatch:
                 pad = np.full((missing, *value.shape[1:]), fill, value.dtype)
                 out[key] = np.concatenate([value, pad])
         return out
+
+
+class _FixedBatches(grain.IterDataset):
+    """Exactly `num_batches` batches: the parent's, then all-padding ones (index -1). Multi-host eval
+    needs every process to run the same number of steps; a parent with more batches is an error."""
+
+    def __init__(self, parent: grain.IterDataset, num_batches: int, empty: dict[str, np.ndarray]):
+        super().__init__(parent)
+        self.num_batches, self.empty = num_batches, empty
+
+    def __iter__(self):
+        return _FixedBatchesIterator(self._parent.__iter__(), self.num_batches, self.empty)
+
+
+class _FixedBatchesIterator(grain.DatasetIterator):
+    def __init__(self, parent, num_batches: int, empty: dict[str, np.ndarray]):
+        super().__init__(parent)
+        self.num_batches, self.empty, self.emitted = num_batches, empty, 0
+
+    def __next__(self):
+        if self.emitted >= self.num_batches:
+            try:
+                next(self._parent)
+            except StopIteration:
+                raise StopIteration from None
+            raise PipelineError(f"the eval pipeline has more than num_batches={self.num_batches} batches; "
+                                "compute it with eval_steps(source, ...) using the same chunking and batch size.")
+        try:
+            batch = next(self._parent)
+        except StopIteration:
+            batch = {key: value.copy() for key, value in self.empty.items()}
+        self.emitted += 1
+        return batch
+
+    def get_state(self) -> dict[str, Any]:
+        return {"parent": self._parent.get_state(), "emitted": self.emitted}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._parent.set_state(state["parent"])
+        self.emitted = int(state["emitted"])
+
+
+def _empty_eval_batch(source, batch_size: int, chunk_samples: int) -> dict[str, np.ndarray]:
+    label = np.zeros((batch_size, len(source.classes)), np.float32) if source.multilabel \
+        else np.full(batch_size, -1, np.int32)
+    return {"audio": np.zeros((batch_size, chunk_samples), np.float32),
+            "mask": np.zeros((batch_size, chunk_samples), np.bool_), "label": label,
+            "index": np.full(batch_size, -1, np.int64), "chunk": np.zeros(batch_size, np.int32),
+            "offset": np.zeros(batch_size, np.int64)}
 
 
 def _finish(ds: grain.MapDataset, *, worker_count: int, read_threads: int, prefetch: int) -> grain.IterDataset:
@@ -381,6 +468,7 @@ def eval_dataset(
     batch_size: int,
     hop_samples: int | None = None,
     shard: Shard | None = None,
+    num_batches: int | None = None,
     worker_count: int = 0,
     read_threads: int = 2,
     prefetch: int = 2,
@@ -393,6 +481,8 @@ def eval_dataset(
       batch_size: rows per batch; the last batch is padded with rows whose index is -1.
       hop_samples: start-to-start distance of chunks (default `chunk_samples`: no overlap).
       shard: this process's clips (`index::count`, none dropped); default one shard per JAX process.
+      num_batches: yield exactly this many batches, the last ones all padding: pass `eval_steps(...)` so that
+        every JAX process runs the same number of steps (needed when the model is sharded across hosts).
       worker_count, read_threads, prefetch: as in `train_dataset` (prefetch counts clips here).
 
     Returns:
@@ -407,7 +497,34 @@ def eval_dataset(
     ds = ds.map(_EvalChunks(source, int(chunk_samples), int(hop_samples)))
     it = _finish(ds, worker_count=worker_count, read_threads=read_threads, prefetch=prefetch)
     it = grain.experimental.FlatMapIterDataset(it, _SplitChunks())
-    return it.batch(int(batch_size), batch_fn=_PadBatch(int(batch_size)))
+    it = it.batch(int(batch_size), batch_fn=_PadBatch(int(batch_size)))
+    if num_batches is not None:
+        _check_counts(1, num_batches=num_batches)
+        it = _FixedBatches(it, int(num_batches), _empty_eval_batch(source, int(batch_size), int(chunk_samples)))
+    return it
+
+
+def eval_steps(
+    source,
+    *,
+    chunk_samples: int,
+    batch_size: int,
+    hop_samples: int | None = None,
+    process_count: int | None = None,
+) -> int:
+    """The most eval batches any process gets (`eval_dataset(..., num_batches=eval_steps(...))`).
+
+    Uses the clip lengths (file headers, or the TFDS build's side file), so no audio is decoded, and
+    gives the same answer on every process without any communication.
+    """
+    hop_samples = chunk_samples if hop_samples is None else hop_samples
+    _check_counts(1, chunk_samples=chunk_samples, batch_size=batch_size, hop_samples=hop_samples)
+    if process_count is None:
+        process_count = Shard.from_jax().count
+    lengths = source.lengths()
+    chunks = 1 + np.ceil(np.maximum(lengths - chunk_samples, 0) / hop_samples).astype(np.int64)
+    per_process = [int(chunks[p::process_count].sum()) for p in range(process_count)]
+    return max(-(-n // batch_size) for n in per_process)
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

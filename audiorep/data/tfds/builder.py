@@ -62,6 +62,11 @@ def from_pcm16(samples: np.ndarray) -> np.ndarray:
     return np.asarray(samples).astype(np.float32) / np.float32(PCM16_SCALE)
 
 
+def lengths_file(split: str) -> str:
+    """Name of the side file holding a split's clip lengths (i64[N], samples at the build rate)."""
+    return f"num_samples-{split}.npy"
+
+
 # ------------------------------------------------------------------------------------------ config
 @dataclasses.dataclass
 class AudioBuilderConfig(tfds.core.BuilderConfig):
@@ -146,8 +151,10 @@ def _encode_many(records: Sequence, sample_rate: int, num_workers: int) -> Itera
         for a in args:
             yield _encode_clip(*a)
         return
+    window = 32 * num_workers  # bounded look-ahead: decoded clips never pile up in memory
     with cf.ProcessPoolExecutor(num_workers, mp_context=mp.get_context("spawn")) as pool:
-        yield from pool.map(_encode_clip, *zip(*args), chunksize=8)
+        for start in range(0, len(args), window):
+            yield from pool.map(_encode_clip, *zip(*args[start:start + window]), chunksize=4)
 
 
 # ------------------------------------------------------------------------------------------ builders
@@ -258,6 +265,7 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         records = [rec for _, rec in items]
         encoded = _encode_many(records, cfg.sample_rate, cfg.num_workers)
         bar = tqdm(total=len(items), desc=f"{self.name} {split}: decoding to {cfg.sample_rate} Hz", unit="clip")
+        lengths = []
         with bar:
             for (key, rec), audio in zip(items, encoded):
                 bar.update(1)
@@ -266,7 +274,11 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                         raise AudioError(f"{audio}\n  (building {self.name}; pass --skip-unreadable to list and skip)")
                     self.info.metadata["skipped"].append(audio)
                     continue
+                lengths.append(audio.size)
                 yield key, self._example(rec, audio)
+        # Clip lengths in stored order, so eval pipelines can count chunks without reading any audio. Written
+        # into the build's incomplete.* directory (TFDS points data_dir there while generating): atomic too.
+        np.save(Path(self.data_dir) / lengths_file(split), np.asarray(lengths, np.int64), allow_pickle=False)
 
     def _example(self, rec, audio: np.ndarray) -> dict[str, Any]:
         cfg = self._cfg()
@@ -530,3 +542,13 @@ def data_source(path: str | Path, split: str, name: str | None = None):
     if split not in builder.info.splits:
         raise PrepareError(f"{version_dir} has no split {split!r}; it has: {', '.join(builder.info.splits)}.")
     return builder.as_data_source(split=split)
+
+
+def clip_lengths(path: str | Path, split: str) -> np.ndarray:
+    """i64[N]: the number of stored samples of every example of a split, in stored order (no audio read)."""
+    version_dir = find_prepared(path)
+    file = version_dir / lengths_file(split)
+    if not file.is_file():
+        raise PrepareError(f"{file} is missing; the dataset was built by an older audiorep. Rebuild it with "
+                           "`audiorep datasets prepare ... --overwrite`.")
+    return np.load(file, allow_pickle=False)
