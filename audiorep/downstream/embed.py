@@ -1,0 +1,447 @@
+"""Frozen scene and timestamp embeddings from any registered model or model directory.
+
+`Embedder` wraps a `ModelBundle` (models/registry.py) with input checking, resampling, chunking,
+batching and one jitted forward pass (frontend + encoder + pooling). `audiorep.load()` builds one;
+the HEAR module (downstream/hear.py) and `audiorep embed` use it.
+
+How audio becomes embeddings
+----------------------------
+* Input: numpy, JAX or torch arrays (torch only if it is installed; torch is never imported here
+  otherwise): one clip f32[n], a batch f32[B, n], or a list of clips of different lengths.
+* Each clip is cut into chunks that hold at most the model's window of time patches (BEATs 62 patches
+  of 160 ms, SSAST 64 x 160 ms or 512 x 20 ms, PaSST 99 x 100 ms). Consecutive chunks start exactly
+  P patch strides apart, so every time patch of the clip is computed once and the patch grid stays
+  regular across chunk boundaries.
+* A chunk is zero-padded only up to the next *bucket* (a multiple of `bucket_patches` patches), so a
+  short clip does not pay for a whole window, and the jitted forward sees few distinct shapes. The
+  output of a clip never depends on the other clips in the call: batch == one by one.
+* All chunks of all clips of a call go through the jitted forward in fixed-size batches (batch size, or
+  the next power of two for the last one); nothing loops over clips around the model.
+* Valid patches: those whose centre lies inside the clip (at least one). Padded patches never enter
+  a pooled embedding.
+
+Scene embedding f32[B, D]: the chosen layer(s), pooled over every valid token of the clip:
+'mean' (exact mean over all chunks), 'max', 'mean+max' (concatenated), 'cls' (the mean of the
+special tokens -- cls and distillation -- averaged over chunks weighted by their valid patches;
+AST/PaSST only) or 'cls+mean'.
+
+Timestamp embeddings f32[B, T, D] with times f32[B, T] in ms: one embedding per time patch, the
+patch tokens averaged over frequency, from one forward pass per chunk; times are the patch centres
+(regular, spaced one patch stride apart: BEATs 160 ms, SSAST-patch 160 ms, SSAST-frame 20 ms,
+PaSST 100 ms) and never past the clip's end.
+
+Layers: 'last' (the encoder's output tokens, after its final norm), an int (hidden state index:
+0 = the patch embeddings entering the first block, L = the last block's output before the final
+norm; negative counts from the end), a list of ints (concatenated along features), or 'all'.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from audiorep.audio.io import AudioError, check_sample_rate, check_samples, resample
+from audiorep.models.registry import POOLINGS, ModelBundle, get_bundle, samples_for_frames
+
+
+class EmbedError(ValueError):
+    """An embedding request that cannot be served (layer/pooling the model does not have, ...)."""
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def is_torch_tensor(x) -> bool:
+    """True for a torch.Tensor, decided without importing torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _to_numpy(x, what: str) -> np.ndarray:
+    if is_torch_tensor(x):
+        x = x.detach()
+        if x.is_floating_point():
+            x = x.float()
+        return x.cpu().numpy()
+    if isinstance(x, jax.Array):
+        return np.asarray(jax.device_get(x))
+    if isinstance(x, (np.ndarray, np.generic, int, float)) and not isinstance(x, bool):
+        return np.asarray(x)
+    if isinstance(x, (list, tuple)) and all(isinstance(v, (int, float, np.number)) for v in x):
+        return np.asarray(x, dtype=np.float32)
+    raise AudioError(
+        f"{what}: expected a numpy, JAX or torch array of samples, got {type(x).__name__}. "
+        "Read files with audiorep.audio.io.load_audio first."
+    )
+
+
+def _check_float(x: np.ndarray, what: str) -> np.ndarray:
+    kind = x.dtype.kind
+    if kind == "f":
+        return x.astype(np.float32, copy=False)
+    if kind in "iu":
+        hint = " (int16 PCM: divide by 32768)" if x.dtype == np.int16 else ""
+        raise AudioError(f"{what} has integer samples ({x.dtype}); pass float audio in [-1, 1]{hint}.")
+    raise AudioError(f"{what} has dtype {x.dtype}; pass real-valued float audio in [-1, 1].")
+
+
+def as_clips(audio, what: str = "audio") -> tuple[list[np.ndarray], str]:
+    """Normalise an input into a list of f32[n] clips and its kind: 'one' | 'batch' | 'list'.
+
+    Raises:
+      AudioError: wrong type/rank/dtype, an empty clip or batch, NaN/Inf samples (naming the clip).
+    """
+    if isinstance(audio, (list, tuple)) and len(audio) == 0:
+        raise AudioError(f"{what} is an empty list; pass at least one clip.")
+    if isinstance(audio, (list, tuple)) and not all(isinstance(v, (int, float, np.number)) for v in audio):
+        clips = []
+        for i, clip in enumerate(audio):
+            arr = _check_float(_to_numpy(clip, f"{what}[{i}]"), f"{what}[{i}]")
+            if arr.ndim != 1:
+                raise AudioError(
+                    f"{what}[{i}] has shape {arr.shape}; a list must hold mono clips f32[n] "
+                    "(average channels first: x.mean(axis=0))."
+                )
+            clips.append(check_samples(arr, f"{what}[{i}]"))
+        return clips, "list"
+    arr = _check_float(_to_numpy(audio, what), what)
+    if arr.ndim == 1:
+        return [check_samples(arr, what)], "one"
+    if arr.ndim == 2:
+        if arr.shape[0] == 0:
+            raise AudioError(f"{what} is an empty batch (shape {arr.shape}); pass at least one clip.")
+        check_samples(arr, what)
+        return list(arr), "batch"
+    hint = (" For multichannel audio f32[B, channels, n] average the channels: x.mean(axis=1)."
+            if arr.ndim == 3 else "")
+    raise AudioError(
+        f"{what} has shape {arr.shape} ({arr.ndim} dims); expected one clip f32[n], a batch f32[B, n] or a list "
+        f"of clips.{hint}"
+    )
+
+
+# ------------------------------------------------------------------------------------------ planning
+@dataclass(frozen=True)
+class _Plan:
+    """Chunks of a call: which clip, where it starts, how many valid patches, which bucket."""
+
+    clip: np.ndarray  # i32[C] clip index of each chunk
+    start: np.ndarray  # i64[C] first sample of each chunk in its clip
+    valid: np.ndarray  # i32[C] valid time patches in each chunk
+    bucket: np.ndarray  # i32[C] patches the chunk is padded to
+    n_patches: np.ndarray  # i32[B] valid time patches per clip (= timestamps per clip)
+    lengths: np.ndarray  # i64[B] clip lengths in samples
+
+
+class Embedder:
+    """Scene and timestamp embeddings of one model.
+
+    Attributes:
+      sample_rate: the model's input rate (audio at another rate is resampled when its rate is given).
+      scene_embedding_size: D of `scene`.
+      timestamp_embedding_size: D of `timestamps`.
+      time_resolution_ms: spacing of timestamp embeddings (one patch stride).
+      name, family, bundle, layer, pooling, batch_size.
+    """
+
+    def __init__(self, bundle: ModelBundle, *, layer="last", pooling: str | None = None, batch_size: int = 16,
+                 bucket_patches: int | None = None, window_seconds: float | None = None):
+        """
+        Args:
+          bundle: from models.registry.get_bundle.
+          layer: 'last' | int | list of ints | 'all' (see the module docstring).
+          pooling: scene pooling, one of POOLINGS; None takes the model's default.
+          batch_size: chunks per forward pass.
+          bucket_patches: padding granularity of short chunks, in time patches (None: 1/8 of the window).
+          window_seconds: a shorter chunk window than the model's (None: the model's window).
+        """
+        self.bundle = bundle
+        self.name = bundle.name
+        self.family = bundle.family
+        self.frontend = bundle.frontend
+        self.sample_rate = int(bundle.sample_rate)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise EmbedError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        self.batch_size = int(batch_size)
+        self.pooling = bundle.pooling if pooling is None else pooling
+        if self.pooling not in POOLINGS:
+            raise EmbedError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}.")
+
+        hop = int(self.frontend.hop_samples)
+        self.kernel, self.stride = bundle.time_patch
+        window_frames = bundle.window_frames
+        if window_seconds is not None:
+            frames = int(self.frontend.num_frames(int(round(float(window_seconds) * self.sample_rate))))
+            if not self.kernel <= frames <= window_frames:
+                raise EmbedError(
+                    f"window_seconds={window_seconds} gives {frames} frames; choose between one patch "
+                    f"({self.kernel} frames) and the model's window ({window_frames} frames, "
+                    f"{bundle.window_samples / self.sample_rate:.2f} s)."
+                )
+            window_frames = frames
+        self.window_patches = int(bundle.encoder.grid_for(window_frames)[1])
+        self.bucket_patches = int(bucket_patches or max(1, math.ceil(self.window_patches / 8)))
+        self.patch_hop = self.stride * hop  # samples between consecutive time patches
+        self.time_resolution_ms = 1000.0 * self.patch_hop / self.sample_rate
+        # Frame j covers samples centred at j * hop + frame_offset (Kaldi snip_edges: half a window;
+        # centred STFT: 0); patch t's centre is the middle of its first and last frame.
+        frame_offset = (samples_for_frames(self.frontend, 1) - 1) / 2.0
+        self.first_centre = frame_offset + (self.kernel - 1) * hop / 2.0
+        self._chunk_samples = {}
+
+        self._graphdef, self._state = nnx.split(bundle.encoder)
+        self._layers = self._resolve_layers(layer)
+        self.layer = layer
+        probe = self._probe_dims()
+        self.timestamp_embedding_size = int(probe)
+        if self.pooling in ("cls", "cls+mean") and self._layers is not None:
+            raise EmbedError(
+                f"pooling {self.pooling!r} uses the final cls token; it cannot be combined with layer={layer!r}. "
+                "Use pooling='mean' or 'max' for inner layers."
+            )
+        self.scene_embedding_size = int(probe * (2 if "+" in self.pooling else 1))
+        self._jitted = {}
+
+    # ------------------------------------------------------------------------------------- set-up
+    def _hidden_count(self) -> int:
+        feats = jax.ShapeDtypeStruct((1, self.frontend.num_frames(self.chunk_samples(1)),
+                                      int(self.frontend.num_mel_bins)), jnp.float32)
+
+        def run(state, x):
+            out = nnx.merge(self._graphdef, state)(x, deterministic=True, return_hidden=True)
+            return out.hidden, out.cls
+
+        hidden, cls = jax.eval_shape(run, self._state, feats)
+        self._has_cls = cls is not None
+        return len(hidden)
+
+    def _resolve_layers(self, layer) -> tuple[int, ...] | None:
+        n = self._hidden_count()
+        if isinstance(layer, str):
+            if layer == "last":
+                return None
+            if layer == "all":
+                return tuple(range(n))
+            raise EmbedError(f"layer {layer!r}: use 'last', 'all', an int in [{-n}, {n - 1}] or a list of ints.")
+        items = [layer] if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) else layer
+        if not isinstance(items, (list, tuple)) or not items or not all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
+            raise EmbedError(f"layer {layer!r}: use 'last', 'all', an int in [{-n}, {n - 1}] or a list of ints.")
+        out = []
+        for i in items:
+            if not -n <= i < n:
+                raise EmbedError(
+                    f"layer {i} does not exist: this model has hidden states 0..{n - 1} (0 = patch embeddings, "
+                    f"{n - 1} = last block) or -{n}..-1."
+                )
+            out.append(int(i) % n)
+        return tuple(out)
+
+    def _probe_dims(self) -> int:
+        waves = jax.ShapeDtypeStruct((1, self.chunk_samples(1)), jnp.float32)
+        valid = jax.ShapeDtypeStruct((1,), jnp.int32)
+        out = jax.eval_shape(functools.partial(self._forward, want_time=False), self._state, waves, valid)
+        if self.pooling in ("cls", "cls+mean") and not self._has_cls:
+            raise EmbedError(
+                f"{self.family} models have no cls token, so pooling {self.pooling!r} is not available; "
+                "use 'mean', 'max' or 'mean+max'."
+            )
+        return int(out["sum"].shape[-1])
+
+    def chunk_samples(self, patches: int) -> int:
+        """Samples a chunk needs to fill `patches` time patches."""
+        if patches not in self._chunk_samples:
+            frames = (patches - 1) * self.stride + self.kernel
+            self._chunk_samples[patches] = samples_for_frames(self.frontend, frames)
+        return self._chunk_samples[patches]
+
+    # ------------------------------------------------------------------------------------- forward
+    def _forward(self, state, waves, valid, *, want_time: bool):
+        """f32[B, L] chunks, i32[B] valid patches -> pooled pieces (sum/max over valid patches, cls, per-patch)."""
+        encoder = nnx.merge(self._graphdef, state)
+        feats = self.frontend(waves)
+        out = encoder(feats, deterministic=True, return_hidden=self._layers is not None)
+        if self._layers is None:
+            tokens = out.tokens
+        else:
+            tokens = jnp.concatenate([out.hidden[i] for i in self._layers], axis=-1)
+        grid = out.tokens_by_time(tokens)  # f32[B, T, F, D]
+        per_patch = grid.mean(axis=2)  # f32[B, T, D]
+        mask = (jnp.arange(grid.shape[1])[None, :] < valid[:, None])[..., None]
+        res = {"sum": jnp.where(mask, per_patch, 0.0).sum(axis=1)}
+        if "max" in self.pooling:
+            res["max"] = jnp.where(mask, grid.max(axis=2), -jnp.inf).max(axis=1)
+        if "cls" in self.pooling:
+            res["cls"] = out.cls.mean(axis=1)
+        if want_time:
+            res["time"] = per_patch
+        return res
+
+    def _jit(self, want_time: bool):
+        if want_time not in self._jitted:
+            self._jitted[want_time] = jax.jit(functools.partial(self._forward, want_time=want_time))
+        return self._jitted[want_time]
+
+    # ------------------------------------------------------------------------------------ planning
+    def _prepare(self, audio, sample_rate) -> tuple[list[np.ndarray], str]:
+        clips, kind = as_clips(audio)
+        if sample_rate is not None:
+            rate = check_sample_rate(sample_rate, "sample_rate")
+            if rate != self.sample_rate:
+                if kind == "list":
+                    clips = [resample(c, rate, self.sample_rate) for c in clips]
+                else:
+                    clips = list(resample(np.stack(clips), rate, self.sample_rate))
+        return clips, kind
+
+    def _plan(self, lengths: np.ndarray) -> _Plan:
+        """Chunk layout of clips with these lengths (vectorised over clips)."""
+        lengths = np.asarray(lengths, np.int64)
+        n_patches = np.maximum(1, np.floor((lengths - self.first_centre) / self.patch_hop).astype(np.int64) + 1)
+        n_patches = np.where(lengths < self.first_centre, 1, n_patches)
+        p = self.window_patches
+        n_chunks = -(-n_patches // p)
+        clip = np.repeat(np.arange(len(lengths)), n_chunks)
+        first = np.cumsum(n_chunks) - n_chunks
+        index = np.arange(len(clip)) - first[clip]  # chunk index within its clip
+        valid = np.minimum(p, n_patches[clip] - index * p)
+        bucket = np.minimum(p, -(-valid // self.bucket_patches) * self.bucket_patches)
+        return _Plan(clip.astype(np.int32), index * p * self.patch_hop, valid.astype(np.int32),
+                     bucket.astype(np.int32), n_patches.astype(np.int32), lengths)
+
+    def _gather(self, clips: list[np.ndarray], plan: _Plan, rows: np.ndarray, length: int) -> np.ndarray:
+        """f32[len(rows), length]: the audio of the chunks `rows`, zero past each clip's end."""
+        out = np.zeros((len(rows), length), np.float32)
+        for r, row in enumerate(rows):  # one slice copy per chunk; the model never runs per chunk
+            clip = clips[plan.clip[row]]
+            seg = clip[plan.start[row]: plan.start[row] + length]
+            out[r, : len(seg)] = seg
+        return out
+
+    def _run(self, clips: list[np.ndarray], plan: _Plan, want_time: bool) -> dict[str, np.ndarray]:
+        """Forward every chunk in fixed-size batches; results in chunk order."""
+        fn = self._jit(want_time)
+        pending = []
+        for bucket in np.unique(plan.bucket):
+            rows = np.flatnonzero(plan.bucket == bucket)
+            length = self.chunk_samples(int(bucket))
+            for i in range(0, len(rows), self.batch_size):
+                part = rows[i: i + self.batch_size]
+                size = self.batch_size if len(part) == self.batch_size else min(
+                    self.batch_size, 1 << (len(part) - 1).bit_length())
+                waves = np.zeros((size, length), np.float32)
+                waves[: len(part)] = self._gather(clips, plan, part, length)
+                valid = np.zeros(size, np.int32)
+                valid[: len(part)] = plan.valid[part]
+                pending.append((part, fn(self._state, waves, valid)))  # dispatched asynchronously
+        results: dict[str, list] = {}
+        order = []
+        for part, res in pending:
+            order.append(part)
+            for k, v in jax.device_get(res).items():
+                results.setdefault(k, []).append(np.asarray(v)[: len(part)])
+        order = np.concatenate(order)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        out = {}
+        for k, parts in results.items():
+            if k == "time":
+                width = self.window_patches
+                padded = [np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0))) for a in parts]
+                out[k] = np.concatenate(padded)[inverse]
+            else:
+                out[k] = np.concatenate(parts)[inverse]
+        return out
+
+    # --------------------------------------------------------------------------------- public API
+    def scene(self, audio, sample_rate: int | None = None) -> np.ndarray:
+        """Clip-level embeddings.
+
+        Args:
+          audio: one clip f32[n], a batch f32[B, n], or a list of clips (numpy, JAX or torch).
+          sample_rate: the audio's rate; resampled to `self.sample_rate` when different. None: already there.
+
+        Returns:
+          f32[B, scene_embedding_size] (f32[D] for one clip).
+        """
+        clips, kind = self._prepare(audio, sample_rate)
+        plan = self._plan(np.array([len(c) for c in clips]))
+        res = self._run(clips, plan, want_time=False)
+        b, weights = len(clips), plan.valid.astype(np.float64)
+        parts = []
+        if "mean" in self.pooling:
+            total = np.zeros((b, res["sum"].shape[1]), np.float64)
+            np.add.at(total, plan.clip, res["sum"])
+            parts.append(total / plan.n_patches[:, None])
+        if "max" in self.pooling:
+            best = np.full((b, res["max"].shape[1]), -np.inf)
+            np.maximum.at(best, plan.clip, res["max"])
+            parts.append(best)
+        if "cls" in self.pooling:
+            total = np.zeros((b, res["cls"].shape[1]), np.float64)
+            np.add.at(total, plan.clip, res["cls"] * weights[:, None])
+            parts.insert(0, total / plan.n_patches[:, None])
+        emb = np.concatenate(parts, axis=-1).astype(np.float32)
+        return emb[0] if kind == "one" else emb
+
+    def timestamp_times(self, num_samples: int) -> np.ndarray:
+        """f32[T] centres (ms) of the timestamp embeddings of a clip of `num_samples` samples at the model rate."""
+        plan = self._plan(np.array([num_samples]))
+        return self._times(plan.n_patches[0], num_samples)
+
+    def _times(self, n: int, length: int) -> np.ndarray:
+        centres = (self.first_centre + self.patch_hop * np.arange(n)) * (1000.0 / self.sample_rate)
+        return np.minimum(centres, 1000.0 * length / self.sample_rate).astype(np.float32)
+
+    def timestamps(self, audio, sample_rate: int | None = None):
+        """Embeddings over time, one per time patch.
+
+        Args:
+          audio: one clip f32[n], a batch f32[B, n], or a list of clips (numpy, JAX or torch).
+          sample_rate: the audio's rate; resampled when different from `self.sample_rate`.
+
+        Returns:
+          (embeddings f32[B, T, timestamp_embedding_size], times_ms f32[B, T]) for a batch;
+          ([T, D], [T]) for one clip; two lists of per-clip arrays for a list of clips.
+        """
+        clips, kind = self._prepare(audio, sample_rate)
+        plan = self._plan(np.array([len(c) for c in clips]))
+        per_patch = self._run(clips, plan, want_time=True)["time"]  # f32[C, P, D]
+        p = self.window_patches
+        # The chunks of each clip are consecutive in plan order: lay them end to end and cut per clip.
+        first = np.cumsum(-(-plan.n_patches // p)) - (-(-plan.n_patches // p))
+        embs, times = [], []
+        for i, n in enumerate(plan.n_patches):  # slicing views, no model work
+            n_chunks = -(-int(n) // p)
+            flat = per_patch[first[i]: first[i] + n_chunks].reshape(n_chunks * p, -1)
+            embs.append(flat[:n])
+            times.append(self._times(int(n), int(plan.lengths[i])))
+        if kind == "one":
+            return embs[0], times[0]
+        if kind == "list":
+            return embs, times
+        return np.stack(embs).astype(np.float32), np.stack(times)
+
+    def __repr__(self) -> str:
+        return (f"Embedder({self.name!r}, family={self.family}, layer={self.layer!r}, pooling={self.pooling!r}, "
+                f"sample_rate={self.sample_rate}, scene={self.scene_embedding_size}, "
+                f"timestamps={self.timestamp_embedding_size} every {self.time_resolution_ms:g} ms)")
+
+
+def load(name_or_dir, *, layer="last", pooling: str | None = None, batch_size: int = 16,
+         bucket_patches: int | None = None, window_seconds: float | None = None, verify: bool = True) -> Embedder:
+    """An `Embedder` for a registered model name (fixed-seed random init) or a model directory (its weights).
+
+    See `Embedder.__init__` for the arguments; `verify` checks the directory's parameter checksum.
+    """
+    bundle = get_bundle(name_or_dir, verify=verify)
+    return Embedder(bundle, layer=layer, pooling=pooling, batch_size=batch_size, bucket_patches=bucket_patches,
+                    window_seconds=window_seconds)
+
+
+__all__ = ["Embedder", "EmbedError", "as_clips", "is_torch_tensor", "load"]

@@ -1,0 +1,185 @@
+"""Embedder: batching, chunking, padding masks, resampling, layers/pooling and input checking (toy encoder)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("audiorep.audio.frontends")
+import toy_encoder  # noqa: E402,F401  (registers the 'toy' models)
+from conftest import tone  # noqa: E402
+
+import audiorep  # noqa: E402
+from audiorep.audio.io import AudioError, resample  # noqa: E402
+from audiorep.downstream.embed import EmbedError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return audiorep.load("toy", batch_size=4)
+
+
+def _noise(n, seed=0, amp=0.1):
+    return (amp * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def test_scene_shapes_for_one_clip_and_a_batch(toy):
+    assert toy.scene(_noise(16000)).shape == (toy.scene_embedding_size,)
+    out = toy.scene(np.stack([_noise(16000, 1), _noise(16000, 2)]))
+    assert out.shape == (2, toy.scene_embedding_size) and out.dtype == np.float32
+
+
+def test_batch_equals_one_by_one(toy):
+    batch = np.stack([_noise(12000, s) for s in range(5)])  # 5 clips, batch_size 4: a full and a partial batch
+    together = toy.scene(batch)
+    alone = np.stack([toy.scene(c) for c in batch])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_list_of_different_lengths_equals_one_by_one(toy):
+    clips = [_noise(n, n) for n in (3000, 16000, 41000, 700)]
+    together = toy.scene(clips)
+    alone = np.stack([toy.scene(c) for c in clips])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_padding_does_not_leak_into_mean_pooling(toy):
+    """The toy encoder mixes all tokens: a clip's embedding must not depend on padding to a longer bucket."""
+    clip = _noise(4000)
+    coarse = audiorep.load("toy", bucket_patches=toy.window_patches)  # always pads to the full window
+    fine = audiorep.load("toy", bucket_patches=1)  # pads at most one patch
+    e_coarse, e_fine = coarse.scene(clip), fine.scene(clip)
+    assert not np.allclose(e_coarse, e_fine)  # the encoder does see the padding ...
+    ts, _ = coarse.timestamps(clip)
+    np.testing.assert_allclose(e_coarse, ts.mean(0), rtol=1e-5, atol=1e-6)  # ... but pooling only valid patches
+
+
+def test_long_audio_equals_manual_chunking_and_token_weighted_pooling(toy):
+    p, hop = toy.window_patches, toy.patch_hop
+    clip = _noise(toy.chunk_samples(p) + 2 * p * hop, seed=7)  # three chunks
+    n = len(toy.timestamp_times(len(clip)))
+    starts = [0, p * hop, 2 * p * hop]
+    counts = [p, p, n - 2 * p]
+    pieces = []
+    for start, count in zip(starts, counts):
+        seg = clip[start: start + toy.chunk_samples(count)]
+        seq, _ = toy.timestamps(np.pad(seg, (0, toy.chunk_samples(count) - len(seg))))
+        pieces.append(seq[:count])
+    manual = np.concatenate(pieces)
+    seq, _ = toy.timestamps(clip)
+    np.testing.assert_allclose(seq, manual, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(toy.scene(clip), manual.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_max_pooling_over_chunks_is_the_max_of_the_chunk_maxima():
+    m = audiorep.load("toy", pooling="max")
+    p, hop = m.window_patches, m.patch_hop
+    clip = _noise(m.chunk_samples(p) + p * hop, seed=3)  # two chunks
+    n = len(m.timestamp_times(len(clip)))
+    first = m.scene(clip[: m.chunk_samples(p)])
+    rest = clip[p * hop: p * hop + m.chunk_samples(n - p)]
+    second = m.scene(np.pad(rest, (0, m.chunk_samples(n - p) - len(rest))))
+    np.testing.assert_allclose(m.scene(clip), np.maximum(first, second), rtol=1e-5, atol=1e-6)
+
+
+def test_mean_plus_max_concatenates_both(toy):
+    both = audiorep.load("toy", pooling="mean+max")
+    mean, mx = audiorep.load("toy", pooling="mean"), audiorep.load("toy", pooling="max")
+    clip = _noise(20000, 5)
+    np.testing.assert_allclose(both.scene(clip), np.concatenate([mean.scene(clip), mx.scene(clip)]), rtol=1e-5)
+    assert both.scene_embedding_size == 2 * mean.scene_embedding_size
+
+
+def test_cls_pooling_uses_the_special_tokens():
+    m = audiorep.load("toy", pooling="cls")
+    assert m.scene(_noise(8000)).shape == (m.scene_embedding_size,)
+    with pytest.raises(EmbedError, match="final cls token"):
+        audiorep.load("toy", pooling="cls", layer=0)
+
+
+def test_layer_choice_index_list_and_all():
+    d = audiorep.load("toy").timestamp_embedding_size
+    assert audiorep.load("toy", layer=0).scene_embedding_size == d
+    assert audiorep.load("toy", layer=[0, -1]).scene_embedding_size == 2 * d
+    every = audiorep.load("toy", layer="all")
+    assert every.scene_embedding_size == 3 * d  # patch embeddings + 2 blocks
+    clip = _noise(9000)
+    np.testing.assert_allclose(every.scene(clip)[-d:], audiorep.load("toy", layer=-1).scene(clip), rtol=1e-5)
+    with pytest.raises(EmbedError, match="layer 5 does not exist"):
+        audiorep.load("toy", layer=5)
+
+
+def test_resampling_path_matches_resampling_first(toy):
+    clip8k = tone(440, 1.0, 8000)
+    via_rate = toy.scene(clip8k, sample_rate=8000)
+    np.testing.assert_allclose(via_rate, toy.scene(resample(clip8k, 8000, 16000)), rtol=1e-5, atol=1e-6)
+    seq, times = toy.timestamps(clip8k, sample_rate=8000)
+    assert times[-1] <= 1000.0 and len(seq) == len(times)
+
+
+def test_jax_arrays_are_accepted(toy):
+    clip = _noise(8000)
+    np.testing.assert_allclose(toy.scene(jnp.asarray(clip)), toy.scene(clip), rtol=1e-6)
+
+
+def test_timestamps_are_regular_centred_and_inside_the_clip(toy):
+    for n in (700, 16000, 17120, 31680, 100_000):
+        _, times = toy.timestamps(_noise(n))
+        assert times[-1] <= 1000 * n / 16000
+        if len(times) > 1:
+            np.testing.assert_allclose(np.diff(times), toy.time_resolution_ms, atol=1e-3)
+            assert times[-1] > 1000 * n / 16000 - toy.time_resolution_ms  # the clip's end is covered
+
+
+def test_timestamps_of_a_batch_and_a_list(toy):
+    seq, times = toy.timestamps(np.stack([_noise(16000, 1), _noise(16000, 2)]))
+    assert seq.shape[:2] == times.shape and seq.shape[2] == toy.timestamp_embedding_size
+    seqs, times = toy.timestamps([_noise(5000), _noise(16000)])
+    assert [len(s) for s in seqs] == [len(t) for t in times] and len(seqs[0]) < len(seqs[1])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros(0, np.float32), "0 samples"),
+    (np.zeros((2, 0), np.float32), "0 samples"),
+    (np.zeros((0, 100), np.float32), "empty batch"),
+    (np.array([0.0, np.nan, 0.1], np.float32), "NaN/Inf"),
+    (np.zeros((2, 2, 100), np.float32), "3 dims.*mean\\(axis=1\\)"),
+    (np.float32(0.5), "0 dims"),
+    (np.zeros(100, np.int16), "integer samples.*32768"),
+    ("clip.wav", "load_audio"),
+    ([], "empty list"),
+    ([np.zeros(100, np.float32), np.zeros((2, 100), np.float32)], r"audio\[1\] has shape"),
+])
+def test_bad_input_is_refused_clearly(toy, bad, match):
+    with pytest.raises(AudioError, match=match):
+        toy.scene(bad)
+
+
+@pytest.mark.parametrize("rate", ["16k", None.__class__, 16.5, float("nan"), 16])
+def test_sample_rate_that_is_not_a_rate_is_refused(toy, rate):
+    with pytest.raises(AudioError, match="sample_rate"):
+        toy.scene(_noise(1000), sample_rate=rate)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(EmbedError, match="pooling 'median'"):
+        audiorep.load("toy", pooling="median")
+    with pytest.raises(EmbedError, match="batch_size"):
+        audiorep.load("toy", batch_size=0)
+    with pytest.raises(EmbedError, match="layer 'first'"):
+        audiorep.load("toy", layer="first")
+    with pytest.raises(EmbedError, match="window_seconds"):
+        audiorep.load("toy", window_seconds=60)
+
+
+def test_registered_model_dir_path_loads_its_weights(tmp_path, toy):
+    from audiorep.models.registry import save_model_dir
+
+    b = toy.bundle
+    save_model_dir(tmp_path / "m", family=b.family, encoder=b.encoder, encoder_config=b.encoder_config,
+                   frontend=b.frontend)
+    clip = _noise(12000)
+    np.testing.assert_array_equal(audiorep.load(str(tmp_path / "m")).scene(clip), toy.scene(clip))
+
+
+def test_list_models_names_the_tiny_variants():
+    assert {"beats-tiny", "ssast-patch-tiny", "ssast-frame-tiny", "passt-s-tiny"} <= set(audiorep.list_models())
