@@ -76,6 +76,91 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- features
+FEATURE_FRONTENDS = ("beats", "ssast", "passt")
+
+
+def _plot_features(path: Path, panels: list[tuple[str, object]], frontend) -> None:
+    """One spectrogram panel per file (time in s, mel bin, colorbar), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False)
+    for ax, (name, feats) in zip(axes[:, 0], panels):
+        seconds = feats.shape[0] * frontend.hop_samples / frontend.sample_rate
+        img = ax.imshow(feats.T, origin="lower", aspect="auto", interpolation="nearest", cmap="magma",
+                        extent=(0.0, seconds, 0, feats.shape[1]))
+        ax.set_title(f"{name}  ({frontend.name}: {feats.shape[0]} frames x {feats.shape[1]} mel bins)")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("mel bin")
+        fig.colorbar(img, ax=ax, label="normalised log-mel")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    """Compute a model family's input features for audio files; print a summary, optionally draw them."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from audiorep.audio.frontends import FrontendError, get_frontend
+    from audiorep.audio.io import AudioError, load_audio
+
+    frontend = get_frontend(args.frontend)
+    clips, errors = [], []
+    for f in args.files:
+        try:
+            clips.append((Path(f), load_audio(f, sample_rate=frontend.sample_rate)[0]))
+        except AudioError as err:
+            errors.append(str(err))
+    if errors:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        print(f"error: {len(errors)} of {len(args.files)} file(s) unreadable; nothing written.", file=sys.stderr)
+        return 1
+    table = Table(title=f"{frontend.name} features ({frontend.sample_rate} Hz, hop {frontend.hop_samples} samples)")
+    for col in ("file", "seconds", "frames x mels", "min", "mean", "max"):
+        table.add_column(col, justify="left" if col == "file" else "right", overflow="fold")
+    panels = []
+    for path, wave in clips:
+        try:
+            feats = np.asarray(frontend(wave[None]))[0]
+        except FrontendError as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            return 1
+        panels.append((path.name, feats))
+        table.add_row(str(path), f"{wave.size / frontend.sample_rate:.2f}", f"{feats.shape[0]} x {feats.shape[1]}",
+                      f"{feats.min():.2f}", f"{feats.mean():.2f}", f"{feats.max():.2f}")
+    Console().print(table)
+    if args.png:
+        _plot_features(Path(args.png), panels, frontend)
+        print(f"wrote {args.png}")
+    return 0
+
+
+def _add_features_parser(sub) -> None:
+    p = sub.add_parser(
+        "features", help="compute a model's input features (Kaldi fbank / PaSST mel) and draw them",
+        description="Load audio files at the frontend's rate, compute the normalised log-mel features a "
+                    "BEATs / SSAST / PaSST encoder sees, print their shape and range, and draw them with --png.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format soundfile reads)")
+    p.add_argument("--frontend", choices=FEATURE_FRONTENDS, default="beats",
+                   help="beats: Kaldi fbank 128 @16 kHz; ssast: AST-style fbank @16 kHz; passt: PaSST mel @32 kHz")
+    p.add_argument("--png", default=None, metavar="OUT", help="write one spectrogram panel per file to this PNG")
+    p.set_defaults(func=_cmd_features)
+
+
 # -------------------------------------------------------------------------------------------- convert
 CONVERT_FAMILIES = ("beats", "ssast", "passt")
 
@@ -378,6 +463,130 @@ def _add_datasets_prepare(ds: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_datasets_prepare)
 
 
+# ------------------------------------------------------------------------------------------- pretrain
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    import logging
+
+    from audiorep.pretrain import config as config_lib
+
+    try:
+        rest, overrides = config_lib.split_overrides(getattr(args, "extra_args", None) or [])
+        if rest:
+            raise config_lib.ConfigError(f"unrecognized arguments: {' '.join(rest)} (config fields are set with "
+                                         f"--config.<field>=<value>, e.g. --config.train.steps=100).")
+        from audiorep.pretrain import trainer
+
+        cfg = trainer.with_defaults(config_lib.load_config(args.config))
+        config_lib.apply_overrides(cfg, overrides)
+    except config_lib.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.show_config:
+        for key, value in config_lib.flatten(cfg).items():
+            print(f"--config.{key}={value!r}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("absl", "jax._src", "orbax"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.export_only:
+        out = trainer.export_latest(cfg, args.workdir, args.export_dir)
+        print(f"exported to {out}")
+        return 0
+    try:
+        result = trainer.train(cfg, args.workdir)
+    except trainer.NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    if result.status != "done":
+        print(f"stopped at step {result.step}; run the same command to resume.", file=sys.stderr)
+        return 130
+    if result.export_dir:
+        print(f"done: step {result.step}; encoder exported to {result.export_dir} "
+              f"(audiorep.load({result.export_dir!r}))")
+    return 0
+
+
+def _add_pretrain_parser(sub) -> None:
+    p = sub.add_parser(
+        "pretrain", help="train an encoder from an experiment file (configs/*.py); resumable",
+        description="Train from an experiment file. Any config field can be overridden with "
+                    "--config.<field>=<value> (e.g. --config.train.steps=100). Re-running the same command "
+                    "resumes from the last checkpoint in WORKDIR; Ctrl-C saves and exits.")
+    p.add_argument("--config", required=True, help="experiment file, e.g. configs/tiny_ssast.py (or file.py:arg)")
+    p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events (local or gs://)")
+    p.add_argument("--show-config", action="store_true", help="print every field (with overrides) and exit")
+    p.add_argument("--export-only", action="store_true", help="export the newest checkpoint's encoder and exit")
+    p.add_argument("--export-dir", default=None, help="where --export-only writes (default WORKDIR/export)")
+    p.set_defaults(func=_cmd_pretrain, extra_args=[])
+
+
+# ---------------------------------------------------------------------------------------------- embed
+def _parse_layer(text: str):
+    """'last' | 'all' | '5' | '-1' | '0,6,12' -> the Embedder's layer argument."""
+    text = text.strip()
+    if text in ("last", "all"):
+        return text
+    try:
+        items = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layer {text!r}: use last, all, an index (-1) or a list (0,6,12)") from None
+    return items[0] if len(items) == 1 else items
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    import audiorep
+    from audiorep.audio.io import AudioError
+    from audiorep.downstream.embed import EmbedError, embed_files
+    from audiorep.models.registry import ModelDirError, UnknownModelError
+
+    console = Console(stderr=True)
+    try:
+        model = audiorep.load(args.model, layer=args.layer, pooling=args.pooling, batch_size=args.batch_size)
+        result = embed_files(model, args.paths, args.out, timestamps=args.timestamps, progress=not args.quiet)
+    except (AudioError, EmbedError, ModelDirError, UnknownModelError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    table = Table(title=f"audiorep embed: {model.name}", show_header=False)
+    table.add_row("embedded", f"{len(result.files):,} files -> {result.out}")
+    table.add_row("scene embedding", f"f32[{len(result.files)}, {result.dim}]  layer={model.layer} "
+                                      f"pooling={model.pooling}")
+    if args.timestamps:
+        table.add_row("timestamps", f"every {model.time_resolution_ms:g} ms, D={model.timestamp_embedding_size}")
+    table.add_row("time", f"{result.seconds:.1f} s ({len(result.files) / max(result.seconds, 1e-9):.1f} files/s)")
+    table.add_row("unreadable", f"{len(result.failed)}" + (" (listed below and in failed_files)" if result.failed
+                                                           else ""))
+    console.print(table)
+    for name, err in result.failed[: args.max_list]:
+        console.print(f"  [red]unreadable[/red] {name}: {err}", highlight=False)
+    if len(result.failed) > args.max_list:
+        console.print(f"  ... and {len(result.failed) - args.max_list} more (see failed_files in {result.out})")
+    return 0 if result.files else 1
+
+
+def _add_embed_parser(sub) -> None:
+    p = sub.add_parser(
+        "embed", help="embed audio files or folders with a model -> .npz",
+        description="Scene embeddings (and optionally timestamp embeddings) of every audio file given or found "
+                    "recursively in the folders given. Unreadable files are skipped and listed. The .npz is read "
+                    "with np.load(path) (no pickle): embeddings, files, durations_s, failed_files, ...")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files and/or folders")
+    p.add_argument("--model", required=True, help="registered name (audiorep.list_models()) or a model directory")
+    p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument("--layer", type=_parse_layer, default="last",
+                   help="last (default), all, a hidden-state index (-1) or a comma list (4,8,12)")
+    p.add_argument("--pooling", default=None, choices=("mean", "max", "mean+max", "cls", "cls+mean"),
+                   help="scene pooling (default: the model's)")
+    p.add_argument("--timestamps", action="store_true", help="also store timestamp embeddings (one per time patch)")
+    p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    p.add_argument("--max-list", type=int, default=20, help="most unreadable files to list on screen")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_embed)
+
+
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -398,7 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint reader: torch.load(weights_only=True) when installed (auto), or the built-in one")
     p.set_defaults(func=_cmd_convert)
 
+    _add_features_parser(sub)
     _add_datasets_prepare(_add_datasets_parser(sub))
+    _add_pretrain_parser(sub)
+    _add_embed_parser(sub)
 
     return parser
 
@@ -407,7 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if __name__ == "__main__" or Path(sys.argv[0]).name == "audiorep":
         _reexec_with_tcmalloc(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # only commands that declare extra_args (pretrain: --config.<field>=<value>) take them
+        if not hasattr(args, "extra_args"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra_args = extra
     return int(args.func(args) or 0)
 
 

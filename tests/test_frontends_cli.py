@@ -1,0 +1,56 @@
+"""`audiorep features`: summary table, spectrogram PNG, clear errors for unreadable files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import tone
+
+from audiorep.audio.io import save_audio
+from audiorep.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def wavs(tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b.flac"
+    save_audio(a, tone(440.0, 0.5, 16000), 16000)
+    save_audio(b, tone(1500.0, 0.3, 22050), 22050)
+    return a, b
+
+
+@pytest.mark.parametrize("frontend", ["beats", "passt"])
+def test_features_writes_a_png_with_one_panel_per_file(wavs, tmp_path, capsys, frontend):
+    out = tmp_path / "plots" / "f.png"
+    assert main(["features", str(wavs[0]), str(wavs[1]), "--frontend", frontend, "--png", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    import matplotlib.image
+
+    height = matplotlib.image.imread(out).shape[0]
+    assert height >= 2 * 250  # two stacked panels
+    printed = capsys.readouterr().out
+    assert "a.wav" in printed and "b.flac" in printed and f"wrote {out}" in printed
+
+
+def test_features_prints_frames_and_bins_at_the_frontend_rate(wavs, capsys):
+    assert main(["features", str(wavs[0]), "--frontend", "ssast"]) == 0
+    assert "48 x 128" in capsys.readouterr().out  # 0.5 s at 16 kHz: 1 + (8000 - 400) // 160 frames
+
+
+def test_features_reports_unreadable_files_and_writes_nothing(wavs, tmp_path, capsys):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    out = tmp_path / "f.png"
+    assert main(["features", str(wavs[0]), str(bad), str(tmp_path / "missing.wav"), "--png", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "notes.wav: cannot decode audio" in err and "missing.wav: no such file" in err
+    assert "2 of 3 file(s) unreadable" in err
+    assert not out.exists()
+
+
+def test_features_explains_a_clip_too_short_for_one_frame(tmp_path, capsys):
+    short = tmp_path / "click.wav"
+    save_audio(short, np.full(100, 0.1, np.float32), 16000)
+    assert main(["features", str(short)]) == 1
+    assert "shorter than one 400-sample frame" in capsys.readouterr().err
