@@ -503,12 +503,39 @@ class Trainer:
         return nnx.merge(self.graphdef, params, self.state["rest"])
 
     def export(self, path: str | os.PathLike | None = None) -> str | None:
+        """Write the encoder as a model directory (default workdir/export); returns its path or None.
+
+        Model directories are local (models/registry.py). Multi-process runs and remote (gs://) workdirs
+        without an explicit local `path` skip it and log the one-host command that exports the checkpoint.
+        """
         if self.task.export is None:
             return None
+        remote = str(self.workdir).startswith(("gs://", "s3://"))
+        if jax.process_count() > 1 or (path is None and remote):
+            if self.is_main:
+                log.warning("export skipped (%s); on one host run: audiorep pretrain --config ... --workdir %s "
+                            "--export-only --export-dir LOCAL_DIR --config.distributed.mode=off",
+                            "multi-process run" if jax.process_count() > 1 else "remote workdir", self.workdir)
+            return None
         path = str(path or (self.workdir / "export"))
-        if self.is_main or not path.startswith("/"):
-            self.task.export(self.model(), path)
+        self.task.export(self.model(), path)
         return path
+
+    def restore_latest(self) -> int:
+        """Load the newest checkpoint's arrays (not the data position) into the trainer; returns its step."""
+        import orbax.checkpoint as ocp
+
+        mngr = self._manager()
+        step = mngr.latest_step()
+        if step is None:
+            mngr.close()
+            raise FileNotFoundError(f"no checkpoint in {self.workdir / 'checkpoints'}; train first.")
+        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                self.state, self.state_sharding)
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        self.state = restored["state"]
+        mngr.close()
+        return step
 
     # -- the loop
     def run(self) -> TrainResult:
@@ -616,3 +643,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Trai
     distributed.initialize(config.distributed.to_dict())
     task, make_iterator = objectives.build(config)
     return Trainer(config, workdir, task, make_iterator).run()
+
+
+def export_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                  path: str | os.PathLike | None = None) -> str:
+    """Export the encoder of the newest checkpoint in `workdir` (EMA params when kept) to `path`."""
+    from audiorep.pretrain import objectives
+
+    config = with_defaults(config)
+    task, make_iterator = objectives.build(config)
+    tr = Trainer(config, workdir, task, make_iterator)
+    step = tr.restore_latest()
+    out = tr.export(path)
+    if out is None:
+        raise RuntimeError("this task has nothing to export.")
+    log.info("exported step %d of %s to %s", step, workdir, out)
+    return out

@@ -1,0 +1,364 @@
+"""Training objectives, and the builder that turns an experiment config into (Task, data iterator).
+
+Every objective is a callable `loss(model, batch, rng) -> (f32[] scalar, {name: f32[]})` that the trainer
+(pretrain/trainer.py) differentiates; batches hold raw waveforms ('audio' f32[B, samples], plus 'label'
+for supervised objectives) and the objective runs the frontend itself, inside the jitted step.
+
+- `MSPM`: SSAST masked spectrogram patch modelling (Gong et al., 2022; anchors §2.2). Per clip, M patches
+  are masked (cluster masks for 16x16 patches, random for 128x2 frames; pretrain/masking.py); the encoder
+  replaces them by its mask embedding; `cpredlayer` outputs are scored against the raw patches of the same
+  clip by InfoNCE (negatives: the other masked patches of that clip), `gpredlayer` outputs regress the raw
+  patches (MSE); loss = nce + 10 * mse. As in the official `mpc` / `mpg`, the two terms use two forward
+  passes with independent masks (`passes=2`); `passes=1` shares one pass (cheaper). `patchout_keep < 1`
+  additionally drops unmasked patches (the encoder sees the masked ones plus that fraction of the rest).
+- `Supervised`: multi-label BCE or multi-class CE on the encoder's head, optional mixup (PaSST's symmetric
+  Beta mixup on features), PaSST structured / unstructured patchout via `keep`.
+
+`build(config)` reads `config.model`, `config.frontend`, `config.objective` and `config.data` (see
+configs/) and returns the trainer's `Task` and its iterator factory; `export` writes a model directory
+(models/registry.py) that `audiorep.load` opens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from audiorep.pretrain.trainer import Task
+
+log = logging.getLogger(__name__)
+
+MaskFn = Callable[[jax.Array, tuple[int, int], int, int], jax.Array]
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def fit_frames(feats: jax.Array, frames: int | None, pad_value: float = 0.0) -> jax.Array:
+    """Cut or pad time-major features to `frames` frames (SSAST's target_length).  f32[B, T, M] -> f32[B, frames, M]."""
+    if frames is None or feats.shape[1] == frames:
+        return feats
+    if feats.shape[1] > frames:
+        return feats[:, :frames]
+    return jnp.pad(feats, ((0, 0), (0, frames - feats.shape[1]), (0, 0)), constant_values=pad_value)
+
+
+def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
+    """x f32[B, N, D], idx i32[B, M] -> f32[B, M, D]."""
+    return jnp.take_along_axis(x, idx[..., None].astype(jnp.int32), axis=1)
+
+
+def indices_to_mask(idx: jax.Array, n: int) -> jax.Array:
+    """i32[B, M] patch indices -> bool[B, N] with True at those patches."""
+    b = idx.shape[0]
+    return jnp.zeros((b, n), bool).at[jnp.arange(b)[:, None], idx].set(True)
+
+
+def info_nce(targets: jax.Array, preds: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """SSAST's discriminative loss over the masked patches of each clip.
+
+    targets, preds f32[B, M, P]. Per clip, scores[m, n] = <target_m, pred_n>; nce = -mean_m log_softmax over
+    n of scores[m, m] (negatives are the clip's other masked patches); accuracy: for each prediction n the
+    target with the highest score is n (official `argmax(softmax(total), dim=0)`). -> (nce f32[], acc f32[]).
+    """
+    scores = jnp.einsum("bmp,bnp->bmn", targets.astype(jnp.float32), preds.astype(jnp.float32))
+    logp = jax.nn.log_softmax(scores, axis=-1)
+    nce = -jnp.mean(jnp.diagonal(logp, axis1=1, axis2=2))
+    m = scores.shape[1]
+    acc = jnp.mean((jnp.argmax(scores, axis=1) == jnp.arange(m)[None]).astype(jnp.float32))
+    return nce, acc
+
+
+def random_mask_indices(key: jax.Array, grid: tuple[int, int], batch: int, count: int) -> jax.Array:
+    """`count` distinct patches per clip drawn uniformly (SSAST frame masking).  -> i32[B, count]."""
+    n = grid[0] * grid[1]
+    keys = jax.random.split(key, batch)
+    return jax.vmap(lambda k: jax.random.permutation(k, n)[:count])(keys).astype(jnp.int32)
+
+
+def mask_function(kind: str) -> MaskFn:
+    """'cluster' (SSAST patch masking) or 'random' (frame masking): (key, grid, batch, count) -> i32[B, count]."""
+    if kind == "random":
+        return random_mask_indices
+    if kind == "cluster":
+        from audiorep.pretrain import masking
+
+        return masking.cluster_mask_indices
+    raise ValueError(f"objective.mask={kind!r}: use 'cluster' (16x16 patches) or 'random' (128x2 frames).")
+
+
+def keep_with_masked(key: jax.Array, mask_idx: jax.Array, n: int, keep_unmasked: int) -> jax.Array:
+    """Patchout inside masked prediction: the masked patches first, then `keep_unmasked` random others.
+
+    mask_idx i32[B, M] -> keep i32[B, M + keep_unmasked]; position m < M of the encoder output is masked
+    patch mask_idx[:, m].
+    """
+    b = mask_idx.shape[0]
+    masked = indices_to_mask(mask_idx, n)
+    score = jnp.where(masked, jnp.inf, jax.random.uniform(key, (b, n)))
+    others = jnp.argsort(score, axis=1)[:, :keep_unmasked].astype(jnp.int32)
+    return jnp.concatenate([mask_idx.astype(jnp.int32), others], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------- MSPM
+class MSPM:
+    """SSAST masked spectrogram patch modelling.  batch {'audio': f32[B, samples]} -> (loss, metrics).
+
+    The model is an `ASTEncoder` built with `mask_embed=True, pretrain_heads=True`.
+    """
+
+    def __init__(self, frontend, *, masked: int = 400, mask: str = "cluster", nce_weight: float = 1.0,
+                 mse_weight: float = 10.0, passes: int = 2, frames: int | None = None,
+                 patchout_keep: float = 1.0, mask_fn: MaskFn | None = None):
+        if passes not in (1, 2):
+            raise ValueError(f"objective.passes={passes}: 2 (official: separate mpc and mpg passes) or 1 (shared).")
+        if not 0.0 < patchout_keep <= 1.0:
+            raise ValueError(f"objective.patchout_keep={patchout_keep} must be in (0, 1] (fraction of unmasked "
+                             f"patches the encoder sees).")
+        self.frontend = frontend
+        self.masked = int(masked)
+        self.nce_weight, self.mse_weight = float(nce_weight), float(mse_weight)
+        self.passes = passes
+        self.frames = frames
+        self.patchout_keep = float(patchout_keep)
+        self.mask_fn = mask_fn or mask_function(mask)
+
+    def features(self, audio: jax.Array, key: jax.Array) -> jax.Array:
+        return fit_frames(self.frontend(audio, key=key, train=True), self.frames)
+
+    def _pass(self, model, feats, targets, key, head: str):
+        b, n = targets.shape[:2]
+        grid = model.grid_for(feats.shape[1])
+        if self.masked >= n:
+            raise ValueError(f"objective.masked={self.masked} but the {grid[0]}x{grid[1]} grid has only {n} patches; "
+                             f"mask fewer (SSAST masks 400 of 512).")
+        k_mask, k_keep = jax.random.split(key)
+        idx = self.mask_fn(k_mask, grid, b, self.masked)
+        keep = None
+        if self.patchout_keep < 1.0:
+            keep = keep_with_masked(k_keep, idx, n, int(round((n - self.masked) * self.patchout_keep)))
+        out = model(feats, mask=indices_to_mask(idx, n), keep=keep, deterministic=False)
+        tokens = out.tokens[:, : self.masked] if keep is not None else gather_tokens(out.tokens, idx)
+        target = jax.lax.stop_gradient(gather_tokens(targets, idx))
+        outs = {}
+        if head in ("c", "both"):
+            outs["c"] = model.cpredlayer(tokens)
+        if head in ("g", "both"):
+            outs["g"] = model.gpredlayer(tokens)
+        return outs, target
+
+    def __call__(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
+        k_front, k1, k2 = jax.random.split(rng, 3)
+        feats = self.features(batch["audio"], k_front)
+        targets = model.patches(feats).astype(jnp.float32)
+        if self.passes == 2:
+            c, t_c = self._pass(model, feats, targets, k1, "c")
+            g, t_g = self._pass(model, feats, targets, k2, "g")
+        else:
+            both, t_c = self._pass(model, feats, targets, k1, "both")
+            c, g, t_g = both, both, t_c
+        nce, acc = info_nce(t_c, c["c"])
+        mse = jnp.mean((g["g"].astype(jnp.float32) - t_g) ** 2)
+        loss = self.nce_weight * nce + self.mse_weight * mse
+        return loss, {"nce": nce, "mse": mse, "acc": acc}
+
+
+# ----------------------------------------------------------------------------------------- supervised
+class Supervised:
+    """Classification with patchout (PaSST recipe).  batch {'audio', 'label'} -> (loss, metrics).
+
+    label: i32[B] class indices (multi-class, softmax CE) or f32[B, C] multi-hot (multi-label, BCE).
+    Patchout: `drop_t` time columns and `drop_f` frequency rows (structured) and `drop_u` single patches
+    (unstructured) are dropped after the positional embedding; one draw per batch, as PaSST does.
+    The model needs `logits(out)` (PaSST head, or AST `mlp_head`).
+    """
+
+    def __init__(self, frontend, *, num_classes: int, multilabel: bool, mixup_alpha: float = 0.0,
+                 drop_t: int = 0, drop_f: int = 0, drop_u: int = 0, frames: int | None = None,
+                 label_smoothing: float = 0.0):
+        self.frontend = frontend
+        self.num_classes = int(num_classes)
+        self.multilabel = bool(multilabel)
+        self.mixup_alpha = float(mixup_alpha)
+        self.drop = (int(drop_t), int(drop_f), int(drop_u))
+        self.frames = frames
+        self.label_smoothing = float(label_smoothing)
+
+    def targets(self, label: jax.Array) -> jax.Array:
+        if label.ndim == 2:
+            if label.shape[1] != self.num_classes:
+                raise ValueError(f"labels have {label.shape[1]} classes, the objective {self.num_classes}.")
+            return label.astype(jnp.float32)
+        return jax.nn.one_hot(label, self.num_classes, dtype=jnp.float32)
+
+    def __call__(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
+        from audiorep.audio import augment
+        from audiorep.models.passt import patchout_keep
+
+        k_front, k_mix, k_keep = jax.random.split(rng, 3)
+        feats = fit_frames(self.frontend(batch["audio"], key=k_front, train=True), self.frames)
+        y = self.targets(batch["label"])
+        if self.mixup_alpha > 0:
+            feats, y, _ = augment.mixup(k_mix, feats, y, self.mixup_alpha)
+        keep = None
+        if any(self.drop):
+            grid = model.grid_for(feats.shape[1])
+            keep = patchout_keep(k_keep, grid, feats.shape[0], drop_t=self.drop[0], drop_f=self.drop[1],
+                                 drop_u=self.drop[2])
+        out = model(feats, keep=keep, deterministic=False)
+        logits = model.logits(out).astype(jnp.float32)
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        if self.multilabel:
+            loss = optax.sigmoid_binary_cross_entropy(logits, y).mean()
+            metrics = {"bce": loss}
+        else:
+            loss = optax.softmax_cross_entropy(logits, y).mean()
+            acc = jnp.mean((jnp.argmax(logits, -1) == jnp.argmax(y, -1)).astype(jnp.float32))
+            metrics = {"ce": loss, "acc": acc}
+        if keep is not None:
+            metrics["tokens"] = jnp.asarray(keep.shape[1], jnp.float32)
+        return loss, metrics
+
+
+# ------------------------------------------------------------------------------------------- building
+def build_frontend(spec):
+    """A frontend from a preset name ('ssast', 'passt', 'beats') or a `to_dict()` mapping."""
+    from audiorep.audio import frontends
+
+    if isinstance(spec, str):
+        return frontends.get_frontend(spec)
+    spec = spec.to_dict() if isinstance(spec, ml_collections.ConfigDict) else dict(spec)
+    return frontends.frontend_from_dict(spec)
+
+
+def encoder_config(model_cfg: Mapping[str, Any]):
+    """(family, XConfig) from config.model: family, preset, and `overrides` of config fields."""
+    from audiorep.models import registry
+
+    fam = registry.get_family(model_cfg["family"])
+    cfg = fam.preset(model_cfg["preset"])
+    overrides = model_cfg.get("overrides") or {}
+    if isinstance(overrides, ml_collections.ConfigDict):
+        overrides = overrides.to_dict()
+    if overrides:
+        d = cfg.to_dict()
+        unknown = sorted(set(overrides) - set(d))
+        if unknown:
+            raise ValueError(f"config.model.overrides has unknown {fam.name} fields {unknown}; known: {sorted(d)}.")
+        d.update(overrides)
+        cfg = fam.config_from_dict(d)
+    return fam, cfg
+
+
+def clip_samples_for(frontend, frames: int) -> int:
+    """Samples per training clip so the frontend yields exactly `frames` frames."""
+    from audiorep.models.registry import samples_for_frames
+
+    return samples_for_frames(frontend, frames)
+
+
+def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_classes: int | None = None,
+                   multilabel: bool = False):
+    o = config.objective
+    frames = int(config.data.frames) if config.data.get("frames") else None
+    if o.name == "mspm":
+        return MSPM(frontend, masked=o.masked, mask=o.mask, nce_weight=o.get("nce_weight", 1.0),
+                    mse_weight=o.mse_weight, passes=o.get("passes", 2), frames=frames,
+                    patchout_keep=o.get("patchout_keep", 1.0))
+    if o.name == "supervised":
+        classes = num_classes or getattr(enc_cfg, "num_classes", 0)
+        if not classes:
+            raise ValueError("the supervised objective needs an encoder head: set config.model.overrides.num_classes.")
+        return Supervised(frontend, num_classes=classes, multilabel=bool(o.get("multilabel", multilabel)),
+                          mixup_alpha=o.get("mixup_alpha", 0.0), drop_t=o.get("drop_t", 0),
+                          drop_f=o.get("drop_f", 0), drop_u=o.get("drop_u", 0), frames=frames,
+                          label_smoothing=o.get("label_smoothing", 0.0))
+    raise ValueError(f"objective.name={o.name!r}: available objectives are 'mspm' and 'supervised'.")
+
+
+def _data_index(data: ml_collections.ConfigDict):
+    """The dataset index named by config.data; the synthetic corpus is generated when missing."""
+    from audiorep.data import sources
+
+    root = Path(str(data.root)).expanduser()
+    if data.dataset == "synthetic":
+        if not (root / "meta.csv").is_file():
+            from audiorep.data import synthetic
+
+            s = data.synthetic
+            if jax.process_index() == 0:
+                log.warning("synthetic corpus not found at %s: generating it with audiorep.data.synthetic "
+                            "(%d clips per class, %.1f s, seed %d).", root, s.per_class, s.seconds, s.seed)
+                synthetic.write_corpus(root, per_class=int(s.per_class), seed=int(s.seed), seconds=float(s.seconds),
+                                       sample_rate=int(s.sample_rate), progress=True)
+            if jax.process_count() > 1:
+                from jax.experimental import multihost_utils
+
+                multihost_utils.sync_global_devices("synthetic corpus written")
+        return sources.read_dataset("folder", root)
+    options = data.get("options") or {}
+    if isinstance(options, ml_collections.ConfigDict):
+        options = options.to_dict()
+    return sources.read_dataset(str(data.dataset), root, **options)
+
+
+def data_source(data: ml_collections.ConfigDict, sample_rate: int):
+    """(grain source, class names, multilabel) for config.data: a reader dataset, 'synthetic', or 'tfds'
+    (an ArrayRecord build of data/tfds at data.root, the scalable path for AudioSet-size corpora)."""
+    from audiorep.data import pipeline
+
+    split = data.get("split") or None
+    if data.dataset == "tfds":
+        source = pipeline.tfds_source(str(data.root), split or "train", sample_rate=sample_rate)
+        return source, tuple(getattr(source, "classes", ())), bool(getattr(source, "multilabel", False))
+    index = _data_index(data)
+    source = pipeline.records_source(index, sample_rate, split=split)
+    return source, tuple(index.classes), bool(index.multilabel)
+
+
+def build(config: ml_collections.ConfigDict):
+    """(Task, make_iterator) for the trainer from an experiment config."""
+    from audiorep.data import pipeline
+    from audiorep.models import registry
+
+    fam, enc_cfg = encoder_config(config.model)
+    frontend = build_frontend(config.frontend)
+    source, classes, multilabel = data_source(config.data, frontend.sample_rate)
+    if len(source) == 0:
+        raise ValueError(f"no training clips in {config.data.root} (split {config.data.get('split')!r}); "
+                         f"check config.data.root and config.data.split.")
+    frames = int(config.data.frames) if config.data.get("frames") else int(enc_cfg.num_frames)
+    clip_samples = clip_samples_for(frontend, frames)
+    objective = make_objective(config, frontend, enc_cfg, num_classes=len(classes), multilabel=multilabel)
+    encoder = fam.build(enc_cfg, seed=int(config.seed))
+    seed = int(config.seed)
+    workers = int(config.data.get("worker_count", 0))
+
+    def make_iterator(pid: int, pcount: int, local_batch: int):
+        ds = pipeline.train_dataset(source, clip_samples=clip_samples, batch_size=local_batch, seed=seed,
+                                    shard=pipeline.Shard(pid, pcount), worker_count=workers)
+        return iter(ds)
+
+    def export(model, path: str) -> None:
+        registry.save_model_dir(path, family=fam.name, encoder=model, encoder_config=enc_cfg, frontend=frontend,
+                                pooling=str(config.get("export_pooling", "mean")), window_frames=frames,
+                                meta={"trained_with": "audiorep pretrain", "objective": config.objective.to_dict(),
+                                      "steps": int(config.train.steps)}, overwrite=True)
+
+    task = Task(model=encoder, loss=objective, export=export, num_layers=int(enc_cfg.depth),
+                name=f"{config.objective.name}:{fam.name}")
+    log.info("task %s: %d clips of %d samples (%d frames); encoder %s, %d parameters", task.name, len(source),
+             clip_samples, frames, config.model.preset, param_count(encoder))
+    return task, make_iterator
+
+
+def param_count(model: nnx.Module) -> int:
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))

@@ -1,0 +1,134 @@
+"""Objectives: SSAST MSPM (InfoNCE + MSE), supervised with patchout, and training them end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from audiorep.audio.frontends import get_frontend
+from audiorep.models.ast import ASTConfig, ASTEncoder
+from audiorep.models.passt import PaSSTConfig, PaSSTEncoder
+from audiorep.pretrain import config as config_lib
+from audiorep.pretrain import objectives, trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _reference_nce(targets: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
+    """The official per-clip loop (ssast mpc), in float64 numpy."""
+    b, m, _ = targets.shape
+    nce, correct = 0.0, 0
+    for i in range(b):
+        total = targets[i].astype(np.float64) @ preds[i].astype(np.float64).T
+        logp = total - total.max(axis=1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        nce += np.trace(logp)
+        correct += int(np.sum(np.argmax(total, axis=0) == np.arange(m)))
+    return -nce / (b * m), correct / (b * m)
+
+
+def test_info_nce_matches_the_official_per_clip_loop(rng):
+    t = rng.normal(size=(3, 7, 5)).astype(np.float32)
+    p = (t + rng.normal(size=t.shape)).astype(np.float32)
+    nce, acc = objectives.info_nce(jnp.asarray(t), jnp.asarray(p))
+    ref_nce, ref_acc = _reference_nce(t, p)
+    assert float(nce) == pytest.approx(ref_nce, rel=1e-5)
+    assert float(acc) == pytest.approx(ref_acc)
+
+
+def test_keep_with_masked_puts_every_masked_patch_first_and_keeps_the_promised_count():
+    idx = jnp.asarray([[5, 1, 9], [0, 2, 3]], jnp.int32)
+    keep = objectives.keep_with_masked(jax.random.key(0), idx, 12, 4)
+    assert keep.shape == (2, 7)
+    np.testing.assert_array_equal(keep[:, :3], idx)
+    for row, masked in zip(np.asarray(keep), np.asarray(idx)):
+        assert len(set(row.tolist())) == 7 and not set(row[3:].tolist()) & set(masked.tolist())
+
+
+def test_random_masks_have_exactly_count_distinct_patches():
+    idx = objectives.random_mask_indices(jax.random.key(1), (1, 64), 4, 50)
+    assert idx.shape == (4, 50)
+    assert all(len(set(r.tolist())) == 50 for r in np.asarray(idx))
+
+
+def _tiny_ast(**kw) -> ASTEncoder:
+    return ASTEncoder(ASTConfig.preset("ssast-patch-tiny").replace(**kw), rngs=nnx.Rngs(0))
+
+
+def _waves(b: int = 2, seconds: float = 2.6) -> jnp.ndarray:
+    return jnp.asarray(np.random.default_rng(0).normal(size=(b, int(16000 * seconds))).astype(np.float32) * 0.1)
+
+
+@pytest.mark.parametrize("passes,keep", [(2, 1.0), (1, 0.5)])
+def test_mspm_loss_is_nce_plus_ten_mse(passes, keep):
+    obj = objectives.MSPM(get_frontend("ssast"), masked=40, mask="random", passes=passes, frames=256,
+                          patchout_keep=keep)
+    loss, m = obj(_tiny_ast(), {"audio": _waves()}, jax.random.key(0))
+    assert np.isfinite(float(loss))
+    assert float(loss) == pytest.approx(float(m["nce"]) + 10 * float(m["mse"]), rel=1e-5)
+    assert float(m["nce"]) == pytest.approx(np.log(40), rel=0.2)  # untrained: near chance
+
+
+def test_mspm_refuses_to_mask_more_patches_than_the_grid_has():
+    obj = objectives.MSPM(get_frontend("ssast"), masked=200, mask="random", frames=256)
+    with pytest.raises(ValueError, match="has only 128 patches"):
+        obj(_tiny_ast(), {"audio": _waves()}, jax.random.key(0))
+
+
+def test_supervised_patchout_keeps_the_promised_number_of_tokens():
+    cfg = PaSSTConfig.preset("passt-s-tiny").replace(num_classes=5)
+    model = PaSSTEncoder(cfg, rngs=nnx.Rngs(0))
+    obj = objectives.Supervised(get_frontend("passt"), num_classes=5, multilabel=False, mixup_alpha=0.3,
+                                drop_t=6, drop_f=2, frames=298)
+    audio = jnp.asarray(np.random.default_rng(0).normal(size=(2, 96_000)).astype(np.float32) * 0.1)
+    loss, m = obj(model, {"audio": audio, "label": jnp.asarray([1, 3])}, jax.random.key(0))
+    f, t = cfg.grid_for(298)
+    assert int(m["tokens"]) == (f - 2) * (t - 6)
+    assert float(loss) == pytest.approx(np.log(5), rel=0.3)
+
+
+def test_supervised_multilabel_uses_bce_on_multi_hot_labels():
+    cfg = PaSSTConfig.preset("passt-s-tiny").replace(num_classes=4)
+    model = PaSSTEncoder(cfg, rngs=nnx.Rngs(0))
+    obj = objectives.Supervised(get_frontend("passt"), num_classes=4, multilabel=True, frames=298)
+    audio = jnp.zeros((2, 96_000), jnp.float32)
+    y = jnp.asarray([[1, 0, 1, 0], [0, 0, 0, 1]], jnp.float32)
+    loss, m = obj(model, {"audio": audio, "label": y}, jax.random.key(0))
+    assert "bce" in m and np.isfinite(float(loss))
+
+
+def _tiny_run(tmp_path: Path, config: str, steps: int, *overrides: str):
+    cfg = trainer.with_defaults(config_lib.load_config(str(ROOT / "configs" / config)))
+    config_lib.apply_overrides(cfg, [
+        f"data.root={tmp_path / 'syn'}", "data.synthetic.per_class=6", f"train.steps={steps}",
+        "train.log_every=1", "train.progress=false", f"train.checkpoint_every={steps}", *overrides])
+    return trainer.train(cfg, tmp_path / "w")
+
+
+@pytest.mark.slow
+def test_mspm_losses_fall_on_the_synthetic_corpus_and_the_export_loads(tmp_path):
+    import audiorep
+
+    res = _tiny_run(tmp_path, "tiny_ssast.py", 60, "objective.mask=random", "optim.warmup_steps=5",
+                    "optim.lr=2e-3")
+    rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    first = np.mean([r["loss"] for r in rows[:8]])
+    last = np.mean([r["loss"] for r in rows[-8:]])
+    assert last < 0.8 * first, (first, last)
+    assert np.mean([r["mse"] for r in rows[-8:]]) < np.mean([r["mse"] for r in rows[:8]])
+    emb = audiorep.load(res.export_dir)
+    assert emb is not None
+
+
+@pytest.mark.slow
+def test_tiny_passt_trains_with_patchout_on_the_synthetic_corpus(tmp_path):
+    _tiny_run(tmp_path, "tiny_passt.py", 40, "optim.warmup_steps=5", "optim.lr=2e-3", "objective.mixup_alpha=0.0")
+    rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert np.mean([r["loss"] for r in rows[-8:]]) < np.mean([r["loss"] for r in rows[:8]])
+    assert rows[0]["tokens"] == (12 - 2) * (29 - 6)
