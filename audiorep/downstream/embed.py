@@ -39,8 +39,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -444,4 +447,182 @@ def load(name_or_dir, *, layer="last", pooling: str | None = None, batch_size: i
                     window_seconds=window_seconds)
 
 
-__all__ = ["Embedder", "EmbedError", "as_clips", "is_torch_tensor", "load"]
+# --------------------------------------------------------------------------------------- files -> npz
+@dataclass
+class EmbedFilesResult:
+    """What `embed_files` wrote: the output path, the embedded and the failed files (with reasons)."""
+
+    out: Path
+    files: list[str]
+    failed: list[tuple[str, str]]
+    dim: int
+    seconds: float
+
+
+def find_audio_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], Path]:
+    """Every audio file named or found (recursively) under `paths`, sorted, and the folder names are relative to.
+
+    Raises:
+      AudioError: a path that does not exist, or no audio file at all.
+    """
+    from audiorep.data.sources import audio_extensions
+
+    exts = audio_extensions()
+    files: list[Path] = []
+    roots = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+            files.extend(found)
+            roots.append(p.resolve())
+        elif p.is_file():
+            files.append(p)
+            roots.append(p.resolve().parent)
+        else:
+            raise AudioError(f"{p}: no such file or folder. Check the path (relative paths start at {Path.cwd()}).")
+    if not files:
+        raise AudioError(f"no audio files under {', '.join(map(str, paths))} (looked for {', '.join(sorted(exts))}).")
+    root = Path(os.path.commonpath(roots)) if roots else Path.cwd()
+    unique = list(dict.fromkeys(f.resolve() for f in files))
+    return unique, root
+
+
+def _probe_length(path: Path, rate: int) -> tuple[float, str | None]:
+    """(length at `rate` in samples, error or None) from the file header, without decoding."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        return info.frames * rate / max(1, info.samplerate), None
+    except Exception as err:  # unreadable header: let load_audio word the reason (it names the file and the fix)
+        from audiorep.audio.io import load_audio
+
+        try:
+            load_audio(path)
+        except (AudioError, OSError, RuntimeError, ValueError) as reason:
+            return 0.0, str(reason)
+        return 0.0, f"{type(err).__name__}: {err}"
+
+
+def _load_group(paths: Sequence[Path], rate: int) -> list[tuple[np.ndarray | None, str | None]]:
+    from audiorep.audio.io import load_audio
+
+    out = []
+    for p in paths:
+        try:
+            out.append((load_audio(p, sample_rate=rate)[0], None))
+        except (AudioError, OSError, RuntimeError, ValueError) as err:
+            out.append((None, str(err)))
+    return out
+
+
+def _fixed_unicode(items: Sequence[str]) -> np.ndarray:
+    """A fixed-width unicode array (np.load reads it with allow_pickle=False)."""
+    width = max([1, *(len(s) for s in items)])
+    return np.array(list(items), dtype=f"<U{width}")
+
+
+def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                timestamps: bool = False, group_size: int | None = None, progress: bool = True) -> EmbedFilesResult:
+    """Embed audio files (and folders, recursively) into one .npz, atomically.
+
+    Files are sorted by length (read from their headers) and embedded in groups, so each forward batch
+    holds clips of similar length; the next group is decoded while the current one runs. Unreadable
+    files are skipped and listed (in the result and in the file), never stop the run.
+
+    The .npz (np.load(..., allow_pickle=False) reads it) holds:
+      embeddings f32[N, D]; files <U[N] (relative to the inputs' common folder, sorted); durations_s f32[N];
+      failed_files <U[M], failed_errors <U[M]; model, layer, pooling, checkpoint_hash, audiorep_version (str);
+      sample_rate (int). With timestamps: timestamp_embeddings f32[sum T_i, D_t], timestamp_times_ms
+      f32[sum T_i] and timestamp_offsets i64[N + 1] (clip i is rows offsets[i]:offsets[i+1]).
+
+    Raises:
+      AudioError: no audio found, a missing input path, or an output name that is not .npz.
+    """
+    import concurrent.futures
+    import time
+
+    from tqdm.auto import tqdm
+
+    from audiorep import __version__
+
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise AudioError(f"--out {out}: the output is a NumPy archive; give it a .npz name (e.g. {out.stem}.npz).")
+    files, root = find_audio_files(paths)
+    rate = embedder.sample_rate
+    probes = [_probe_length(f, rate) for f in files]
+    failed = [(f, err) for f, (_, err) in zip(files, probes) if err is not None]
+    readable = [(f, n) for f, (n, err) in zip(files, probes) if err is None]
+    readable.sort(key=lambda item: item[1])
+    group_size = group_size or max(4 * embedder.batch_size, 64)
+    groups = [[f for f, _ in readable[i: i + group_size]] for i in range(0, len(readable), group_size)]
+
+    names, scene_parts, durations, ts_parts, ts_times = [], [], [], [], []
+    start = time.perf_counter()
+    bar = tqdm(total=len(files), desc=f"embed {embedder.name}", unit="file", disable=not progress)
+    bar.update(len(failed))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_load_group, groups[0], rate) if groups else None
+        for i, group in enumerate(groups):
+            loaded = pending.result()
+            pending = pool.submit(_load_group, groups[i + 1], rate) if i + 1 < len(groups) else None
+            ok = [(f, x) for f, (x, _) in zip(group, loaded) if x is not None]
+            failed.extend((f, err) for f, (x, err) in zip(group, loaded) if x is None)
+            if ok:
+                clips = [x for _, x in ok]
+                scene_parts.append(embedder.scene(clips))
+                if timestamps:
+                    seqs, times = embedder.timestamps(clips)
+                    ts_parts.extend(seqs)
+                    ts_times.extend(times)
+                names.extend(str(f.relative_to(root)) if f.is_relative_to(root) else str(f) for f, _ in ok)
+                durations.extend(len(x) / rate for x in clips)
+            bar.update(len(group))
+    bar.close()
+    seconds = time.perf_counter() - start
+
+    order = np.argsort(np.array(names, dtype=object), kind="stable") if names else np.zeros(0, int)
+    emb = (np.concatenate(scene_parts) if scene_parts
+           else np.zeros((0, embedder.scene_embedding_size), np.float32))[order]
+    failed.sort(key=lambda item: str(item[0]))
+    failed_names = [str(f.relative_to(root)) if f.is_relative_to(root) else str(f) for f, _ in failed]
+    arrays = {
+        "embeddings": emb.astype(np.float32),
+        "files": _fixed_unicode([names[i] for i in order]),
+        "durations_s": np.asarray(durations, np.float32)[order] if names else np.zeros(0, np.float32),
+        "failed_files": _fixed_unicode(failed_names),
+        "failed_errors": _fixed_unicode([err for _, err in failed]),
+        "model": np.array(str(embedder.name)),
+        "layer": np.array(str(embedder.layer)),
+        "pooling": np.array(embedder.pooling),
+        "checkpoint_hash": np.array(embedder.bundle.checkpoint_hash),
+        "audiorep_version": np.array(__version__),
+        "sample_rate": np.array(rate, np.int64),
+    }
+    if not failed:
+        arrays["failed_files"] = np.zeros(0, "<U1")
+        arrays["failed_errors"] = np.zeros(0, "<U1")
+    if timestamps:
+        seqs = [ts_parts[i] for i in order]
+        lengths = np.array([len(s) for s in seqs], np.int64)
+        arrays["timestamp_embeddings"] = (np.concatenate(seqs) if seqs else
+                                          np.zeros((0, embedder.timestamp_embedding_size))).astype(np.float32)
+        arrays["timestamp_times_ms"] = (np.concatenate([ts_times[i] for i in order]) if seqs
+                                        else np.zeros(0)).astype(np.float32)
+        arrays["timestamp_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return EmbedFilesResult(out, [names[i] for i in order], list(zip(failed_names, [e for _, e in failed])),
+                            int(emb.shape[1]), seconds)
+
+
+__all__ = ["EmbedError", "EmbedFilesResult", "Embedder", "as_clips", "embed_files", "find_audio_files",
+           "is_torch_tensor", "load"]
