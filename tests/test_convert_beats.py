@@ -196,3 +196,14 @@ def test_cli_convert_reports_a_wrong_family(tmp_path, capsys):
 
     assert main(["convert", "beats", str(FIXTURES / "torch_reader_cases.pt"), str(tmp_path / "m")]) == 1
     assert "not an official BEATs checkpoint" in capsys.readouterr().err
+
+
+def test_released_architecture_expects_the_250_official_keys():
+    from audiorep.models.beats import BEATS_BASE
+
+    shapes = expected_shapes(BEATS_BASE)
+    assert len(shapes) == 250
+    assert shapes["encoder.pos_conv.0.weight_v"] == (768, 48, 128)
+    assert shapes["encoder.pos_conv.0.weight_g"] == (1, 1, 128)
+    assert shapes["encoder.layers.11.self_attn.relative_attention_bias.weight"] == (320, 12)
+    assert shapes["encoder.layers.0.self_attn.grep_a"] == (1, 12, 1, 1)

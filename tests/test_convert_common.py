@@ -169,3 +169,21 @@ def test_builtin_reader_on_a_bytes_pickle_protocol_2_roundtrip(tmp_path):
     with zipfile.ZipFile(tmp_path / "b.pt", "w") as zf:
         zf.writestr("x/data.pkl", buf.getvalue())
     assert read_torch_zip(tmp_path / "b.pt") == {"k": b"\x01\x02"}
+
+
+def test_build_with_params_fills_an_abstract_module_and_seeds_its_rng_streams():
+    from audiorep.models.convert.common import build_with_params
+
+    build = lambda: nnx.Sequential(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), nnx.Dropout(0.5, rngs=nnx.Rngs(1)))
+    values = {("layers", 0, "kernel"): np.ones((2, 3)), ("layers", 0, "bias"): np.arange(3.0)}
+    model = build_with_params(build, values)
+    np.testing.assert_array_equal(model.layers[0](np.ones((1, 2), np.float32)), [[2.0, 3.0, 4.0]])
+    dropped = np.asarray(model.layers[1](np.ones((1000,), np.float32), deterministic=False))
+    assert 0.3 < (dropped == 0).mean() < 0.7
+
+
+def test_build_with_params_reports_a_forgotten_parameter():
+    from audiorep.models.convert.common import build_with_params
+
+    with pytest.raises(CheckpointError, match="bias: no value given"):
+        build_with_params(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(0)), {("kernel",): np.ones((2, 3))})

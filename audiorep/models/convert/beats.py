@@ -38,7 +38,7 @@ from audiorep.models.beats import BEATsConfig, BEATsEncoder
 from audiorep.models.convert.common import (
     CheckpointError,
     ParamPath,
-    assign_params,
+    build_with_params,
     check_state_dict,
     describe_family,
     detect_family,
@@ -180,8 +180,7 @@ def encoder_from_checkpoint(obj: Any, *, source: str = "checkpoint") -> tuple[BE
     cfg_dict, sd, label_dict = split_checkpoint(obj, source)
     cfg = config_from_checkpoint(cfg_dict, sd)
     check_state_dict(sd, expected_shapes(cfg), family="BEATs", source=source)
-    encoder = BEATsEncoder(cfg, rngs=nnx.Rngs(0))
-    assign_params(encoder, param_values(sd, cfg))
+    encoder = build_with_params(lambda: BEATsEncoder(cfg, rngs=nnx.Rngs(0)), param_values(sd, cfg))
     return encoder, dict(config=cfg, label_dict=label_dict, num_keys=len(sd))
 
 

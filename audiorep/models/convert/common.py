@@ -19,7 +19,8 @@ the legacy (pre-1.6) format.
 Then `check_state_dict` compares a state dict to the expected {key: shape} table and raises one error that
 lists every missing, unexpected and mis-shaped key; `detect_family` names the model family a state dict
 really belongs to, so "this is an SSAST file" is said instead of a wall of missing keys; `assign_params`
-writes arrays into an nnx module by attribute path with shape checks.
+writes arrays into an nnx module by attribute path with shape checks; `build_with_params` builds a
+module without random initialisation and fills it.
 """
 
 from __future__ import annotations
@@ -360,11 +361,12 @@ def assign_params(module: Any, values: Mapping[ParamPath, np.ndarray], *, requir
         except (AttributeError, IndexError, KeyError, TypeError):
             problems.append(f"{'.'.join(map(str, path))}: no such parameter in the model")
             continue
-        if tuple(var[...].shape) != tuple(np.shape(value)):
-            problems.append(f"{'.'.join(map(str, path))}: model {tuple(var[...].shape)} vs value "
+        current = var.get_value()  # an array, or a ShapeDtypeStruct in an abstract (eval_shape) module
+        if tuple(current.shape) != tuple(np.shape(value)):
+            problems.append(f"{'.'.join(map(str, path))}: model {tuple(current.shape)} vs value "
                             f"{tuple(np.shape(value))}")
             continue
-        todo.append((var, value))
+        todo.append((var, jnp.asarray(value, dtype=current.dtype)))
     if require_all:
         given = {tuple(p) for p in values}
         for path, _ in nnx.iter_graph(module):
@@ -374,7 +376,33 @@ def assign_params(module: Any, values: Mapping[ParamPath, np.ndarray], *, requir
     if problems:
         raise CheckpointError("converting into the model failed (nothing was changed):\n  " + "\n  ".join(problems))
     for var, value in todo:
-        var[...] = jnp.asarray(value, dtype=var[...].dtype)
+        var.set_value(value)
+
+
+def build_with_params(build: Callable[[], Any], values: Mapping[ParamPath, np.ndarray], *, seed: int = 0) -> Any:
+    """Build a module abstractly (no random init: a 90 M parameter model would spend most of a conversion
+    drawing random numbers), fill every nnx.Param from `values` (see `assign_params`), and give it concrete
+    PRNG streams derived from `seed`. Any other state must come from `values` too."""
+    import jax
+    from flax import nnx
+
+    module = nnx.eval_shape(build)
+    assign_params(module, values)
+    graphdef, params, rng, rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
+    abstract_rest = [p for p, leaf in jax.tree_util.tree_flatten_with_path(rest)[0]
+                     if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if abstract_rest:
+        raise CheckpointError(f"the converter gave no values for non-parameter state {abstract_rest[:5]}.")
+    base = jax.random.key(seed)
+    leaves, treedef = jax.tree.flatten(rng)
+    concrete = []
+    for i, leaf in enumerate(leaves):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            key = jax.random.fold_in(base, i)
+            concrete.append(jax.random.split(key, leaf.shape) if leaf.shape else key)
+        else:
+            concrete.append(jax.numpy.zeros(leaf.shape, leaf.dtype))
+    return nnx.merge(graphdef, params, jax.tree.unflatten(treedef, concrete), rest)
 
 
 def torch_linear(state: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
