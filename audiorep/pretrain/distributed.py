@@ -44,10 +44,11 @@ def _cluster_env() -> str | None:
 def initialize(cfg: Mapping[str, Any] | None = None) -> None:
     """Join the processes of a multi-host job; a no-op on one host.  Call before any other JAX use.
 
-    cfg fields (all optional): mode 'auto' | 'explicit' | 'off' (default 'auto'); coordinator_address
+    cfg fields (all optional): mode 'auto' | 'on' | 'explicit' | 'off' (default 'auto'); coordinator_address
     'host:port'; num_processes; process_id; local_device_ids. With a coordinator_address the mode is
-    explicit. 'auto' calls `jax.distributed.initialize()` only when a cluster is detected (Cloud TPU pod
-    worker list, SLURM, Open MPI), where JAX finds coordinator and ranks by itself.
+    explicit. 'on' always calls `jax.distributed.initialize()`, which finds coordinator and ranks by itself
+    on Cloud TPU (metadata server), SLURM and Open MPI (tpu/launch.sh uses it). 'auto' does the same only
+    when such a cluster shows in the environment (TPU_WORKER_HOSTNAMES, SLURM_NTASKS, OMPI_COMM_WORLD_SIZE).
     """
     global _initialized
     cfg = dict(cfg or {})
@@ -71,9 +72,9 @@ def initialize(cfg: Mapping[str, Any] | None = None) -> None:
         jax.distributed.initialize(**kwargs)
         _initialized = True
         return
-    if mode != "auto":
-        raise ValueError(f"distributed.mode={mode!r}: use 'auto', 'explicit' or 'off'.")
-    env = _cluster_env()
+    if mode not in ("auto", "on"):
+        raise ValueError(f"distributed.mode={mode!r}: use 'auto', 'on', 'explicit' or 'off'.")
+    env = _cluster_env() if mode == "auto" else "distributed.mode=on"
     if env is not None:
         log.info("multi-host environment detected (%s): jax.distributed.initialize()", env)
         jax.distributed.initialize()
