@@ -232,10 +232,10 @@ def test_official_presets_have_the_papers_patch_grids():
 
 
 @pytest.mark.parametrize("name", ["ssast-patch-tiny", "ssast-frame-tiny"])
-def test_tiny_presets_encode_128_bin_features_under_jit(name):
+def test_tiny_presets_encode_128_bin_features(name):
     cfg = PRESETS[name]
-    tokens = run(ASTEncoder(cfg, rngs=nnx.Rngs(0)), jnp.ones((1, cfg.num_frames, 128))).tokens
-    f, t = cfg.grid_for(cfg.num_frames)
+    tokens = run(ASTEncoder(cfg, rngs=nnx.Rngs(0)), jnp.ones((1, 64, 128))).tokens
+    f, t = cfg.grid_for(64)
     assert tokens.shape == (1, f * t, cfg.dim) and np.isfinite(np.asarray(tokens)).all()
 
 
