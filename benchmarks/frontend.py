@@ -176,7 +176,6 @@ def main(argv=None) -> int:
         args.repeats = 3
 
     import jax
-
     from rich.console import Console
     from rich.table import Table
 
