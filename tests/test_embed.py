@@ -3,14 +3,12 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import toy_encoder  # noqa: F401  (registers the 'toy' models)
+from conftest import tone
 
-pytest.importorskip("audiorep.audio.frontends")
-import toy_encoder  # noqa: E402,F401  (registers the 'toy' models)
-from conftest import tone  # noqa: E402
-
-import audiorep  # noqa: E402
-from audiorep.audio.io import AudioError, resample  # noqa: E402
-from audiorep.downstream.embed import EmbedError  # noqa: E402
+import audiorep
+from audiorep.audio.io import AudioError, resample
+from audiorep.downstream.embed import EmbedError
 
 
 @pytest.fixture(scope="module")

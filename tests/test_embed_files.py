@@ -2,15 +2,13 @@
 
 import numpy as np
 import pytest
+import toy_encoder  # noqa: F401  (registers the 'toy' models)
+from conftest import tone
 
-pytest.importorskip("audiorep.audio.frontends")
-import toy_encoder  # noqa: E402,F401  (registers the 'toy' models)
-from conftest import tone  # noqa: E402
-
-import audiorep  # noqa: E402
-from audiorep import cli  # noqa: E402
-from audiorep.audio.io import AudioError, save_audio  # noqa: E402
-from audiorep.downstream.embed import embed_files  # noqa: E402
+import audiorep
+from audiorep import cli
+from audiorep.audio.io import AudioError, save_audio
+from audiorep.downstream.embed import embed_files
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,10 @@ import types
 
 import numpy as np
 import pytest
+import toy_encoder  # noqa: F401  (registers the 'toy' models)
 
-pytest.importorskip("audiorep.audio.frontends")
-import toy_encoder  # noqa: E402,F401  (registers the 'toy' models)
-
-import audiorep.hear as hear  # noqa: E402
-from audiorep.downstream import hear as hear_impl  # noqa: E402
+import audiorep.hear as hear
+from audiorep.downstream import hear as hear_impl
 
 
 @pytest.fixture(scope="module")

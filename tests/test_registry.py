@@ -6,14 +6,12 @@ import shutil
 import jax
 import numpy as np
 import pytest
+import toy_encoder  # (registers the 'toy' family)
 from flax import nnx
 
-pytest.importorskip("audiorep.audio.frontends")
-import toy_encoder  # noqa: E402  (registers the 'toy' family)
-
-from audiorep.audio.frontends import get_frontend  # noqa: E402
-from audiorep.models import registry  # noqa: E402
-from audiorep.models.registry import ModelDirError, UnknownModelError, get_bundle, load_model_dir, save_model_dir  # noqa: E402,E501
+from audiorep.audio.frontends import get_frontend
+from audiorep.models import registry
+from audiorep.models.registry import ModelDirError, UnknownModelError, get_bundle, load_model_dir, save_model_dir
 
 
 def _toy(seed=0, cfg=None):
@@ -200,3 +198,10 @@ def test_loaded_encoder_reseeds_dropout_state(tmp_path):
     b = enc(feats, deterministic=False).tokens
     assert not np.allclose(np.asarray(a), np.asarray(b))  # the dropout stream advances: real RNG state
     assert jax.tree.leaves(nnx.state(enc, nnx.RngState))
+
+
+def test_training_workdir_loads_its_export(tmp_path):
+    enc = _save(tmp_path / "run" / registry.TRAINING_EXPORT, seed=2)
+    (tmp_path / "run" / "checkpoints").mkdir()
+    bundle = get_bundle(str(tmp_path / "run"))
+    assert bundle.checkpoint_hash == registry.params_sha256(registry.saved_state(enc))

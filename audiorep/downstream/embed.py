@@ -158,7 +158,8 @@ class Embedder:
         Args:
           bundle: from models.registry.get_bundle.
           layer: 'last' | int | list of ints | 'all' (see the module docstring).
-          pooling: scene pooling, one of POOLINGS; None takes the model's default.
+          pooling: scene pooling, one of POOLINGS; None takes the model's default ('mean' when that default is
+            a cls pooling and `layer` is not 'last').
           batch_size: chunks per forward pass.
           bucket_patches: padding granularity of short chunks, in time patches (None: 1/8 of the window).
           window_seconds: a shorter chunk window than the model's (None: the model's window).
@@ -172,6 +173,8 @@ class Embedder:
             raise EmbedError(f"batch_size must be a positive integer, got {batch_size!r}.")
         self.batch_size = int(batch_size)
         self.pooling = bundle.pooling if pooling is None else pooling
+        if pooling is None and layer != "last" and "cls" in self.pooling:
+            self.pooling = "mean"  # the model's default pools the final cls token, which inner layers lack
         if self.pooling not in POOLINGS:
             raise EmbedError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}.")
 

@@ -6,7 +6,8 @@ Two ways to name a model, both resolved by `get_bundle(name_or_dir)`:
   variants). A name fixes the architecture, frontend, pooling and input window; its weights are a
   *random initialisation with a fixed seed* (the same numbers on every machine). Real weights come from
   `audiorep convert beats|ssast|passt CKPT OUT_DIR` (official checkpoints) or from a training run's export;
-  both write a model directory, and the path of that directory loads those weights.
+  both write a model directory, and the path of that directory loads those weights (a training workdir
+  works too: its `export/` model directory is used).
 * a model directory, written atomically by `save_model_dir`::
 
     OUT_DIR/
@@ -532,18 +533,29 @@ def _make_bundle(*, name, fam: Family, frontend, encoder, cfg, pooling, window_f
     )
 
 
+TRAINING_EXPORT = "export"  # where `audiorep pretrain` exports a workdir's encoder
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """`path` itself, or the model directory a training workdir exported to (`path/export`)."""
+    path = Path(path)
+    if not (path / MODEL_JSON).is_file() and (path / TRAINING_EXPORT / MODEL_JSON).is_file():
+        return path / TRAINING_EXPORT
+    return path
+
+
 def load_model_dir(path: str | os.PathLike, *, verify: bool = True) -> ModelBundle:
     """Load a model directory written by `save_model_dir`.
 
     Args:
-      path: the directory.
+      path: the directory, or a training workdir (its `export/` model directory is loaded).
       verify: recompute the parameters' sha256 and compare with the JSON (detects silent corruption).
 
     Raises:
       ModelDirError: not a model directory, another format version, unknown family, a config the encoder
         class rejects, arrays that do not fit the config, or a checksum mismatch.
     """
-    path = Path(path)
+    path = resolve_model_dir(path)
     doc = read_model_json(path)
     fam = get_family(doc["family"])
     cfg = fam.config_from_dict(doc["encoder_config"])
