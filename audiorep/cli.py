@@ -587,6 +587,57 @@ def _add_embed_parser(sub) -> None:
     p.set_defaults(func=_cmd_embed)
 
 
+# ------------------------------------------------------------------------------------ probe, leaderboard
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from audiorep.downstream.leaderboard import ResultsError, read_results, write_leaderboard
+
+    console = Console()
+    try:
+        results = read_results(args.results)
+        files = write_leaderboard(results, args.out, title=args.title)
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    console.print(_leaderboard_table(results, args.title))
+    for kind, path in files.items():
+        console.print(f"  {kind:<9} {path}", highlight=False)
+    return 0
+
+
+def _leaderboard_table(results, title: str):
+    from rich.table import Table
+
+    from audiorep.downstream.leaderboard import Board
+
+    board = Board.from_results(results)
+    table = Table(title=title)
+    table.add_column("model", style="bold")
+    for t in board.tasks:
+        table.add_column(f"{t}\n{board.metric(t)}", justify="right")
+    table.add_column("mean norm.", justify="right")
+    for m in board.models:
+        cells = []
+        for t in board.tasks:
+            r = board.cells.get((m, t))
+            cells.append("–" if r is None else (f"{r.mean:.4f} ± {r.std:.4f}" if len(r.folds) > 1 else f"{r.mean:.4f}"))
+        table.add_row(m, *cells, f"{board.mean_normalised(m):.3f}")
+    return table
+
+
+def _add_probe_parsers(sub) -> None:
+    p = sub.add_parser(
+        "leaderboard", help="results JSONL -> markdown table, static HTML page, CSV (HEAR layout too)",
+        description="Tabulate the latest result per (model, task) of a results store written by `audiorep probe "
+                    "--results FILE`: OUT/leaderboard.md, OUT/index.html (self-contained: sortable table, "
+                    "heatmap, per-task bar charts), OUT/leaderboard.csv, OUT/hear_leaderboard.csv.")
+    p.add_argument("results", metavar="RESULTS", help="results JSONL file")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--title", default="audiorep leaderboard", help="page title")
+    p.set_defaults(func=_cmd_leaderboard)
+
+
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -611,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_datasets_prepare(_add_datasets_parser(sub))
     _add_pretrain_parser(sub)
     _add_embed_parser(sub)
+    _add_probe_parsers(sub)
 
     return parser
 

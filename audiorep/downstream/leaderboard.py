@@ -1,0 +1,405 @@
+"""The results store and the leaderboard built from it: JSONL rows -> markdown, static HTML, CSV.
+
+`Result` is one (model, task) evaluation as downstream/tasks.py returns it. Results accumulate in an
+append-only JSONL file: `append_result` adds one line with a single `O_APPEND` write under an advisory
+lock and never rewrites earlier lines, so concurrent runs and crashes cannot lose history (a torn last
+line is skipped with a warning when read). `write_leaderboard` turns the latest row per (model, task) into
+  leaderboard.md         a markdown table (primary metric, mean +- std over folds/seeds)
+  index.html             one self-contained page: sortable table, heatmap of per-task normalised scores,
+                         per-task bar charts (matplotlib PNGs inlined as base64), every run in detail
+  leaderboard.csv        model x task primary scores, all tasks
+  hear_leaderboard.csv   hearbenchmark.com's docs/leaderboard.csv layout (Model, URL, 19 HEAR task
+                         columns in its order; our tasks with a HEAR counterpart filled, the rest empty)
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import datetime as _dt
+import html
+import io
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audiorep.downstream.metrics import HIGHER_IS_BETTER
+
+
+class ResultsError(ValueError):
+    """A results file or row that cannot be read."""
+
+
+@dataclass
+class Result:
+    """One evaluation of one model on one task (the leaderboard's row).
+
+    mean/std/folds are the primary metric over folds (or seeds); `scores` holds the mean of every metric
+    the task reports; `grid` and `seed` say how the probe was chosen; `extra` carries anything else
+    (split sizes, embedding cache key, timings).
+    """
+
+    model: str
+    task: str
+    metric: str
+    mean: float
+    std: float = 0.0
+    folds: list[float] = field(default_factory=list)
+    checkpoint: str = ""
+    higher_is_better: bool = True
+    scores: dict[str, float] = field(default_factory=dict)
+    probe: str = "mlp"
+    grid: dict = field(default_factory=dict)
+    seed: int = 0
+    version: str = ""
+    date: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.version:
+            from audiorep import __version__
+
+            self.version = __version__
+        if not self.date:
+            self.date = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=_jsonable, allow_nan=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Result:
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = {"model", "task", "metric", "mean"} - set(d)
+        if missing:
+            raise ResultsError(f"result row lacks {sorted(missing)}; rows come from audiorep probe / tasks.run.")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+# ------------------------------------------------------------------------------------------- store
+def append_result(path: str | os.PathLike, result: Result) -> None:
+    """Append one row to the JSONL store (created when missing) in one O_APPEND write, fsync'ed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (result.to_json() + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # no advisory locks here: O_APPEND alone still keeps lines whole
+            pass
+        # A previous writer killed mid-line leaves no newline at the end: start on a fresh line.
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+        written = os.write(fd, line)
+        if written != len(line):
+            raise ResultsError(f"{path}: short write ({written} of {len(line)} bytes); the disk may be full.")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_results(path: str | os.PathLike) -> list[Result]:
+    """All rows of a JSONL store in file order. Unparseable lines are skipped with a warning naming them."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such results file. Create one with `audiorep probe ... --results {path}`.")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(Result.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, ResultsError) as err:
+            warnings.warn(f"{path}:{n}: skipping unreadable result row ({err}); a run was probably interrupted "
+                          "while writing it.", stacklevel=2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- tables
+def latest(results: list[Result]) -> dict[tuple[str, str], Result]:
+    """The most recent row per (model, task): later dates win, then later lines."""
+    best: dict[tuple[str, str], Result] = {}
+    for r in results:
+        key = (r.model, r.task)
+        if key not in best or r.date >= best[key].date:
+            best[key] = r
+    return best
+
+
+@dataclass
+class Board:
+    """Models x tasks of the latest results, with per-task normalised scores (1 = best model, 0 = worst)."""
+
+    models: list[str]
+    tasks: list[str]
+    cells: dict[tuple[str, str], Result]
+
+    @classmethod
+    def from_results(cls, results: list[Result]) -> Board:
+        cells = latest(results)
+        tasks = sorted({t for _, t in cells})
+        models = sorted({m for m, _ in cells})
+        board = cls(models, tasks, cells)
+        board.models = sorted(models, key=lambda m: -board.mean_normalised(m))
+        return board
+
+    def metric(self, task: str) -> str:
+        return next(r.metric for (m, t), r in self.cells.items() if t == task)
+
+    def normalised(self, model: str, task: str) -> float:
+        r = self.cells.get((model, task))
+        if r is None or not math.isfinite(r.mean):
+            return float("nan")
+        vals = [c.mean for (m, t), c in self.cells.items() if t == task and math.isfinite(c.mean)]
+        lo, hi = min(vals), max(vals)
+        if hi == lo:
+            return 1.0
+        z = (r.mean - lo) / (hi - lo)
+        return z if r.higher_is_better else 1.0 - z
+
+    def mean_normalised(self, model: str) -> float:
+        vals = [self.normalised(model, t) for t in self.tasks if (model, t) in self.cells]
+        vals = [v for v in vals if math.isfinite(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+
+def _fmt(r: Result | None) -> str:
+    if r is None:
+        return "–"
+    return f"{r.mean:.4f} ± {r.std:.4f}" if r.folds and len(r.folds) > 1 else f"{r.mean:.4f}"
+
+
+def to_markdown(results: list[Result]) -> str:
+    """A markdown table: one row per model, one column per task (primary metric), plus mean normalised score."""
+    b = Board.from_results(results)
+    head = ["Model"] + [f"{t} ({b.metric(t)}{'' if _hib(b, t) else ' ↓'})" for t in b.tasks] + ["Mean norm."]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in b.models:
+        row = [m] + [_fmt(b.cells.get((m, t))) for t in b.tasks] + [f"{b.mean_normalised(m):.3f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _hib(b: Board, task: str) -> bool:
+    return next(r.higher_is_better for (m, t), r in b.cells.items() if t == task)
+
+
+def to_csv(results: list[Result]) -> str:
+    """Model, then one column per task with the primary test score."""
+    b = Board.from_results(results)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["Model", *b.tasks])
+    for m in b.models:
+        w.writerow([m] + [_num(b.cells.get((m, t))) for t in b.tasks])
+    return buf.getvalue()
+
+
+# hearbenchmark.com docs/leaderboard.csv: its task columns, in its order.
+HEAR_COLUMNS = (
+    "Beehive", "Beijing Opera", "CREMA-D", "DCASE 2016", "ESC-50", "FSD50K", "GTZAN Genre", "GTZAN Music/Speech",
+    "Gunshot", "Libricount", "Maestro 5h", "Mridangam Stroke", "Mridangam Tonic", "NSynth Pitch 50h",
+    "NSynth Pitch 5h", "Speech commands 5h", "Speech commands full", "Vocal Imitation", "VoxLingua107 top 10",
+)
+# Our task names -> HEAR's column (only tasks whose protocol and metric match HEAR's).
+HEAR_TASKS = {"esc50": "ESC-50", "speech_commands12": "Speech commands full"}
+
+
+def to_hear_csv(results: list[Result], urls: dict[str, str] | None = None) -> str:
+    """The HEAR leaderboard layout: Model, URL, then the 19 HEAR task columns (scores in 0-1)."""
+    b = Board.from_results(results)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["Model", "URL", *HEAR_COLUMNS])
+    inverse = {v: k for k, v in HEAR_TASKS.items()}
+    for m in b.models:
+        w.writerow([m, (urls or {}).get(m, "")] + [_num(b.cells.get((m, inverse[c]))) if c in inverse else ""
+                                                   for c in HEAR_COLUMNS])
+    return buf.getvalue()
+
+
+def _num(r: Result | None) -> str:
+    return "" if r is None or not math.isfinite(r.mean) else f"{r.mean:.10g}"
+
+
+# ------------------------------------------------------------------------------------------- HTML
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _heatmap(b: Board) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    z = np.array([[b.normalised(m, t) for t in b.tasks] for m in b.models])
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(b.tasks), 0.9 + 0.45 * len(b.models)))
+    im = ax.imshow(np.ma.masked_invalid(z), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(b.tasks)), b.tasks, rotation=30, ha="right")
+    ax.set_yticks(range(len(b.models)), b.models)
+    for i, m in enumerate(b.models):
+        for j, t in enumerate(b.tasks):
+            r = b.cells.get((m, t))
+            if r is not None:
+                ax.text(j, i, f"{r.mean:.3f}", ha="center", va="center", fontsize=8,
+                        color="white" if not z[i, j] > 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="normalised score (1 = best)")
+    ax.set_title("Per-task normalised scores")
+    return _png(fig)
+
+
+def _bars(b: Board, task: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = [(m, b.cells[(m, task)]) for m in b.models if (m, task) in b.cells]
+    rows.sort(key=lambda mr: mr[1].mean, reverse=rows[0][1].higher_is_better)
+    fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.42 * len(rows)))
+    y = np.arange(len(rows))
+    ax.barh(y, [r.mean for _, r in rows], xerr=[r.std for _, r in rows], color="#3b7dd8", capsize=3)
+    ax.set_yticks(y, [m for m, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(rows[0][1].metric + ("" if rows[0][1].higher_is_better else " (lower is better)"))
+    ax.set_title(task)
+    for yi, (_, r) in zip(y, rows):
+        ax.text(r.mean, yi, f" {r.mean:.3f}", va="center", fontsize=8)
+    return _png(fig)
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#1d232b;
+padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #dde3ea}
+.sub{color:#5b6573}table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}
+th,td{padding:.35em .7em;border-bottom:1px solid #e6eaef;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}th{background:#f3f6f9;cursor:pointer;user-select:none}
+th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}tr:hover td{background:#f7fafc}
+td.best{font-weight:600}.grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{border:1px solid #e6eaef}
+details{margin:.5em 0}code{background:#f3f6f9;padding:0 .25em;border-radius:3px}
+"""
+
+_JS = """
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
+    var asc=!th.classList.contains('sorted-asc');
+    t.querySelectorAll('th').forEach(function(h){h.classList.remove('sorted-asc','sorted-desc')});
+    th.classList.add(asc?'sorted-asc':'sorted-desc');
+    var rows=Array.from(t.tBodies[0].rows);
+    rows.sort(function(a,b){var x=a.cells[i].dataset.v, y=b.cells[i].dataset.v;
+      var nx=parseFloat(x), ny=parseFloat(y);
+      if(!isNaN(nx)&&!isNaN(ny)) return asc?nx-ny:ny-nx;
+      if(isNaN(nx)!==isNaN(ny)) return isNaN(nx)?1:-1;
+      return asc?String(x).localeCompare(y):String(y).localeCompare(x);});
+    rows.forEach(function(r){t.tBodies[0].appendChild(r)});});});});
+"""
+
+
+def to_html(results: list[Result], title: str = "audiorep leaderboard") -> str:
+    """A self-contained page (inline CSS, JS and images)."""
+    b = Board.from_results(results)
+    e = html.escape
+    best = {}
+    for t in b.tasks:
+        vals = [(m, b.cells[(m, t)].mean) for m in b.models if (m, t) in b.cells]
+        best[t] = (max if _hib(b, t) else min)(vals, key=lambda mv: mv[1])[0]
+    head = "".join(f"<th>{e(t)}<br><span class=sub>{e(b.metric(t))}{'' if _hib(b, t) else ' ↓'}</span></th>"
+                   for t in b.tasks)
+    body = []
+    for m in b.models:
+        tds = []
+        for t in b.tasks:
+            r = b.cells.get((m, t))
+            v = r.mean if r is not None and math.isfinite(r.mean) else ""
+            cls = ' class="best"' if best[t] == m else ""
+            tds.append(f'<td data-v="{v}"{cls} title="{e(_fmt(r))}">{e(_fmt(r))}</td>')
+        mn = b.mean_normalised(m)
+        body.append(f'<tr><td data-v="{e(m)}">{e(m)}</td>{"".join(tds)}<td data-v="{mn}">{mn:.3f}</td></tr>')
+    runs = []
+    for r in sorted(results, key=lambda r: r.date, reverse=True):
+        sel = r.extra.get("selected") or r.grid.get("selected") or ""
+        runs.append("<tr>" + "".join(f'<td data-v="{e(str(v))}">{e(str(v))}</td>' for v in (
+            r.date, r.model, r.task, r.metric, f"{r.mean:.4f}", f"{r.std:.4f}",
+            ", ".join(f"{f:.4f}" for f in r.folds), r.probe, r.grid.get("name", ""), r.seed,
+            json.dumps(sel) if sel else "", r.checkpoint[:12], r.version)) + "</tr>")
+    bars = "".join(f'<img alt="{e(t)}" src="{_bars(b, t)}">' for t in b.tasks)
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{e(title)}</title><style>{_CSS}</style></head><body>
+<h1>{e(title)}</h1>
+<p class=sub>{len(b.models)} models × {len(b.tasks)} tasks, latest run per pair; {len(results)} runs in the store.
+Scores: test split of each task, mean ± std over folds; ↓ marks lower-is-better metrics. Generated {now}.</p>
+<h2>Scores</h2>
+<table class="sortable"><thead><tr><th>Model</th>{head}<th>Mean normalised</th></tr></thead>
+<tbody>{''.join(body)}</tbody></table>
+<p class=sub>Click a header to sort. Normalised score: per task, (score − worst) / (best − worst); 1 = best model.</p>
+<h2>Normalised scores</h2><img alt="heatmap" src="{_heatmap(b)}">
+<h2>Per task</h2><div class="grid">{bars}</div>
+<h2>All runs</h2>
+<details><summary>{len(results)} runs (probe, grid, seed, selected configuration)</summary>
+<table class="sortable"><thead><tr><th>date</th><th>model</th><th>task</th><th>metric</th><th>mean</th><th>std</th>
+<th>folds</th><th>probe</th><th>grid</th><th>seed</th><th>selected</th><th>checkpoint</th><th>version</th></tr></thead>
+<tbody>{''.join(runs)}</tbody></table></details>
+<script>{_JS}</script></body></html>
+"""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_leaderboard(results: list[Result] | str | os.PathLike, out_dir: str | os.PathLike,
+                      title: str = "audiorep leaderboard") -> dict[str, Path]:
+    """Write leaderboard.md, index.html, leaderboard.csv and hear_leaderboard.csv into out_dir (atomically)."""
+    if not isinstance(results, list):
+        results = read_results(results)
+    if not results:
+        raise ResultsError("no results to tabulate; run `audiorep probe ... --results FILE` first.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"markdown": out / "leaderboard.md", "html": out / "index.html", "csv": out / "leaderboard.csv",
+             "hear_csv": out / "hear_leaderboard.csv"}
+    _write_atomic(files["markdown"], to_markdown(results))
+    _write_atomic(files["html"], to_html(results, title))
+    _write_atomic(files["csv"], to_csv(results))
+    _write_atomic(files["hear_csv"], to_hear_csv(results))
+    return files
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric name from metrics.py (unknown names: higher is better)."""
+    return HIGHER_IS_BETTER.get(metric, True)

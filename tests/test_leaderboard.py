@@ -1,0 +1,110 @@
+"""Results store (append-only JSONL) and the leaderboard outputs (markdown, HTML, CSV, HEAR CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+
+from audiorep.downstream import leaderboard as L
+
+
+def _r(model, task, mean, std=0.01, metric="accuracy", date="2026-01-01T00:00:00+00:00", **kw):
+    return L.Result(model=model, task=task, metric=metric, mean=mean, std=std, folds=[mean - std, mean + std],
+                    date=date, **kw)
+
+
+@pytest.fixture
+def rows():
+    return [_r("logmel", "esc50", 0.40), _r("beats-tiny", "esc50", 0.70), _r("random", "esc50", 0.30),
+            _r("logmel", "fsdd", 0.80), _r("beats-tiny", "fsdd", 0.95),
+            _r("logmel", "asv", 0.20, metric="eer", higher_is_better=False),
+            _r("beats-tiny", "asv", 0.05, metric="eer", higher_is_better=False)]
+
+
+def test_append_then_read_returns_rows_in_order(tmp_path, rows):
+    path = tmp_path / "results.jsonl"
+    for r in rows:
+        L.append_result(path, r)
+    back = L.read_results(path)
+    assert [(r.model, r.task, r.mean) for r in back] == [(r.model, r.task, r.mean) for r in rows]
+    assert back[0].version and back[0].folds == rows[0].folds
+
+
+def test_append_never_rewrites_earlier_lines(tmp_path, rows):
+    path = tmp_path / "results.jsonl"
+    L.append_result(path, rows[0])
+    before = path.read_bytes()
+    L.append_result(path, rows[1])
+    assert path.read_bytes().startswith(before)
+
+
+def test_torn_last_line_is_skipped_and_next_row_starts_fresh(tmp_path, rows):
+    path = tmp_path / "results.jsonl"
+    L.append_result(path, rows[0])
+    with open(path, "a") as f:
+        f.write('{"model": "half-writ')  # a run killed mid-write
+    L.append_result(path, rows[1])
+    with pytest.warns(UserWarning, match=r"results.jsonl:2: skipping"):
+        back = L.read_results(path)
+    assert [r.model for r in back] == ["logmel", "beats-tiny"]
+
+
+def test_missing_results_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(L.ResultsError, match="audiorep probe"):
+        L.read_results(tmp_path / "none.jsonl")
+
+
+def test_latest_row_per_model_and_task_wins():
+    old = _r("m", "esc50", 0.5, date="2026-01-01T00:00:00+00:00")
+    new = _r("m", "esc50", 0.6, date="2026-02-01T00:00:00+00:00")
+    assert L.latest([new, old])[("m", "esc50")].mean == 0.6
+
+
+def test_normalised_scores_put_best_at_one_and_respect_lower_is_better(rows):
+    b = L.Board.from_results(rows)
+    assert b.normalised("beats-tiny", "esc50") == 1.0 and b.normalised("random", "esc50") == 0.0
+    assert b.normalised("logmel", "esc50") == pytest.approx(0.25)
+    assert b.normalised("beats-tiny", "asv") == 1.0  # lower EER is better
+    assert b.models[0] == "beats-tiny"  # sorted by mean normalised score
+
+
+def test_markdown_has_a_row_per_model_and_a_column_per_task(rows):
+    md = L.to_markdown(rows)
+    lines = md.strip().splitlines()
+    assert lines[0].startswith("| Model | asv (eer ↓) | esc50 (accuracy) | fsdd (accuracy) |")
+    assert len(lines) == 2 + 3
+    assert "0.7000 ± 0.0100" in md and "| random | – |" in md
+
+
+def test_hear_csv_uses_the_hear_columns_and_fills_matching_tasks(rows):
+    table = list(csv.reader(io.StringIO(L.to_hear_csv(rows, urls={"beats-tiny": "https://x"}))))
+    assert table[0] == ["Model", "URL", *L.HEAR_COLUMNS]
+    row = dict(zip(table[0], next(r for r in table if r[0] == "beats-tiny")))
+    assert float(row["ESC-50"]) == pytest.approx(0.70)
+    assert row["URL"] == "https://x" and row["FSD50K"] == ""
+
+
+def test_html_is_self_contained_and_sortable(rows):
+    page = L.to_html(rows)
+    assert '<table class="sortable">' in page and "<script>" in page
+    assert page.count("data:image/png;base64,") == 1 + 3  # heatmap + one bar chart per task
+    assert not re.search(r"""(src|href)=["']https?://""", page)
+
+
+def test_write_leaderboard_writes_four_files(tmp_path, rows):
+    store = tmp_path / "r.jsonl"
+    for r in rows:
+        L.append_result(store, r)
+    files = L.write_leaderboard(store, tmp_path / "board")
+    assert {p.name for p in files.values()} == {"leaderboard.md", "index.html", "leaderboard.csv",
+                                                "hear_leaderboard.csv"}
+    assert all(p.stat().st_size > 0 for p in files.values())
+    assert list(tmp_path.joinpath("board").glob(".*tmp*")) == []
+
+
+def test_row_without_required_fields_is_rejected():
+    with pytest.raises(L.ResultsError, match="lacks"):
+        L.Result.from_dict({"model": "m"})
