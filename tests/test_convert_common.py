@@ -187,3 +187,48 @@ def test_build_with_params_reports_a_forgotten_parameter():
 
     with pytest.raises(CheckpointError, match="bias: no value given"):
         build_with_params(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(0)), {("kernel",): np.ones((2, 3))})
+
+
+def test_zip_reader_honours_a_big_endian_byte_order_record(tmp_path, monkeypatch):
+    """Rewrite the fixture as a big-endian machine would have saved it; the values must not change."""
+    from audiorep.models.convert import common
+
+    dtypes = {}
+    original = common._WeightsUnpickler.persistent_load
+
+    def spy(self, pid):
+        dtypes[str(pid[2])] = pid[1].dtype
+        return original(self, pid)
+
+    monkeypatch.setattr(common._WeightsUnpickler, "persistent_load", spy)
+    little = read_torch_zip(FIXTURES / "torch_reader_cases.pt")
+    monkeypatch.setattr(common._WeightsUnpickler, "persistent_load", original)
+    out = tmp_path / "big.pt"
+    with zipfile.ZipFile(FIXTURES / "torch_reader_cases.pt") as zin, zipfile.ZipFile(out, "w") as zout:
+        names = zin.namelist()
+        prefix = next(n for n in names if n.endswith("data.pkl"))[: -len("data.pkl")]
+        for name in names:
+            data = zin.read(name)
+            key = name[len(prefix + "data/"):] if name.startswith(prefix + "data/") else None
+            if key in dtypes:
+                dt = dtypes[key]
+                data = np.frombuffer(data, dt.newbyteorder("<")).astype(dt.newbyteorder(">")).tobytes()
+            if name == prefix + "byteorder":
+                data = b"big"
+            zout.writestr(name, data)
+        if prefix + "byteorder" not in names:
+            zout.writestr(prefix + "byteorder", b"big")
+    big = read_torch_zip(out)
+    for name in ("f32_transposed", "f16", "i64", "f64_scalar", "shared_b"):
+        np.testing.assert_array_equal(big[name], little[name])
+        assert big[name].dtype.isnative
+
+
+def test_torch_reader_without_torch_says_how_to_get_it():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        with pytest.raises(CheckpointError, match="audiorep\\[convert\\]"):
+            load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="torch")
+    else:
+        pytest.skip("torch is installed here")

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.special import erf
 
 from audiorep.models.layers import (
@@ -213,3 +215,20 @@ def test_blocks_are_jittable_through_nnx_split_merge(rng):
     f = jax.jit(lambda s, x: nnx.merge(graph, s)(x))
     x = jnp.asarray(rng.standard_normal((1, 3, 8)).astype(np.float32))
     np.testing.assert_allclose(f(state, x), blk(x), atol=1e-6)
+
+
+@given(st.integers(-5000, 5000), st.sampled_from([(32, 128), (320, 800), (320, 1280)]))
+def test_t5_buckets_are_in_range_and_mirror_between_directions(rel, setting):
+    nb, md = setting
+    b = int(relative_position_buckets(np.array(rel), nb, md))
+    assert 0 <= b < nb
+    if rel > 0:
+        assert b == nb // 2 + int(relative_position_buckets(np.array(-rel), nb, md))
+    else:
+        assert b < nb // 2
+
+
+@given(st.integers(0, 4000))
+def test_t5_buckets_never_decrease_with_distance(d):
+    a, b = relative_position_buckets(np.array([-d, -(d + 1)]), 320, 800)
+    assert a <= b
