@@ -52,10 +52,10 @@ def test_wheel_installs_into_a_fresh_venv_and_embeds_a_clip(tmp_path):
 
     script = (
         "import audiorep, numpy as np, audiorep.hear\n"
-        "assert audiorep.__file__.startswith(%r), audiorep.__file__\n"
+        f"assert audiorep.__file__.startswith({str(venv)!r}), audiorep.__file__\n"
         "m = audiorep.load('beats-tiny')\n"
         "e = m.scene(np.zeros((2, 16000), 'f4'))\n"
-        "print(audiorep.__version__, e.shape, e.dtype)\n" % str(venv)
+        "print(audiorep.__version__, e.shape, e.dtype)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     elsewhere = tmp_path / "elsewhere"
