@@ -245,11 +245,11 @@ class TransformerBlock(nnx.Module):
                  rngs: nnx.Rngs):
         self.pre_norm = pre_norm
         self.residual_scale = float(residual_scale)
-        self.norm1 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.norm1 = nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, rngs=rngs)
         self.attn = MultiHeadAttention(dim, num_heads, qkv_bias=qkv_bias, fused_qkv=fused_qkv, attn_drop=attn_drop,
                                        proj_drop=drop, kernel_init=kernel_init, v_kernel_init=branch_kernel_init,
                                        proj_kernel_init=branch_kernel_init, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, rngs=rngs)
         self.mlp = Mlp(dim, mlp_hidden, drop=drop, act_drop=act_drop, kernel_init=branch_kernel_init or kernel_init,
                        rngs=rngs)
         self.drop_path = DropPath(drop_path, rngs=rngs)
