@@ -1,0 +1,217 @@
+"""Official PaSST checkpoints -> audiorep model directory (`audiorep convert passt CKPT OUT_DIR`).
+
+The released files (kkoutini/PaSST GitHub releases, e.g. passt-s-f128-p16-s10-ap.476-swa.pt) are plain
+state dicts of `models/passt.py::PaSST`: no `module.` prefix, no wrapper; 159 keys for PaSST-S. The
+config is read from the tensors: width from `cls_token`, depth from `blocks.*`, MLP size from `fc1`,
+patch size from `patch_embed.proj.weight`, positional grid from `freq_new_pos_embed` (1, D, F, 1) and
+`time_new_pos_embed` (1, D, 1, T), classes from `head.1`, cls+dist from `dist_token`. Not in the file:
+the patch stride (default 10, the flagship models; the s12/s14/s16 releases need `stride`), heads
+(default width / 64) and the mel bins (default 128); the stride is checked against the frequency grid.
+
+`head_dist.*` (the DeiT distillation classifier) is in every release but never used by PaSST's forward
+(logits = head((cls + dist) / 2)): it is checked for shape and dropped. Every other key must be present
+with the expected shape; a file of another family (BEATs `cfg` + `model`, SSAST `module.v.*`) is named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from flax import nnx
+
+from audiorep.models.convert.common import (
+    CheckpointError,
+    build_with_params,
+    check_state_dict,
+    describe_family,
+    detect_family,
+    load_checkpoint,
+    torch_linear,
+)
+from audiorep.models.convert.ssast import _sha256, _state_dict
+from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder
+
+FAMILY = "passt"
+HEAD_DIM = 64
+IGNORED = ("head_dist.weight", "head_dist.bias")
+
+
+def default_frames(patch: tuple[int, int], stride: tuple[int, int], pos_grid: tuple[int, int]) -> int:
+    """Input window in frames: 1000 (10 s at 32 kHz, hop 320) for the PaSST-S geometry, else the longest input
+    whose time grid the time embeddings still cover (nothing cut)."""
+    ref = PRESETS["passt-s"]
+    if (patch, stride, pos_grid) == (ref.patch, ref.stride, ref.pos_grid):
+        return ref.num_frames
+    return (pos_grid[1] - 1) * stride[1] + patch[1] + stride[1] - 1
+
+
+def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "checkpoint",
+                           num_heads: int | None = None, stride: tuple[int, int] | int | None = None,
+                           num_mel_bins: int = 128, num_frames: int | None = None) -> PaSSTConfig:
+    """Build the PaSSTConfig an official state dict describes (see the module docstring for the defaults)."""
+    for key in ("patch_embed.proj.weight", "cls_token", "freq_new_pos_embed", "time_new_pos_embed"):
+        if key not in sd:
+            raise CheckpointError(f"{source} has no {key}; it is not a PaSST checkpoint "
+                                  f"(first keys: {sorted(sd)[:6]}).")
+    w = np.asarray(sd["patch_embed.proj.weight"])
+    if w.ndim != 4 or w.shape[1] != 1:
+        raise CheckpointError(f"{source}: patch_embed.proj.weight has shape {w.shape}; expected "
+                              "[dim, 1, patch_f, patch_t] (one input channel).")
+    dim, patch = int(w.shape[0]), (int(w.shape[2]), int(w.shape[3]))
+    fpe, tpe = np.shape(sd["freq_new_pos_embed"]), np.shape(sd["time_new_pos_embed"])
+    if len(fpe) != 4 or fpe[3] != 1 or len(tpe) != 4 or tpe[2] != 1:
+        raise CheckpointError(f"{source}: freq_new_pos_embed {fpe} / time_new_pos_embed {tpe} should be "
+                              "(1, D, F, 1) / (1, D, 1, T).")
+    pos_grid = (int(fpe[2]), int(tpe[3]))
+    if stride is None:
+        stride = (10, 10)
+    stride = (int(stride), int(stride)) if isinstance(stride, int | np.integer) else tuple(int(s) for s in stride)
+    f = (num_mel_bins - patch[0]) // stride[0] + 1
+    if f != pos_grid[0]:
+        raise CheckpointError(f"{source}: freq_new_pos_embed has {pos_grid[0]} frequency positions, but "
+                              f"{num_mel_bins} mel bins with patch {patch[0]} and stride {stride[0]} give {f}. "
+                              "Pass the stride the model was trained with (--stride F T; e.g. 16 16 for the *-s16-* "
+                              "releases) and the number of mel bins.")
+    if num_frames is None:
+        num_frames = default_frames(patch, stride, pos_grid)
+    depth = len({int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))})
+    fc1 = sd.get("blocks.0.mlp.fc1.weight")
+    mlp_ratio = float(np.shape(fc1)[0]) / dim if fc1 is not None else 4.0
+    if num_heads is None:
+        if dim % HEAD_DIM:
+            raise CheckpointError(f"{source}: width {dim} is not a multiple of 64, so the number of attention heads "
+                                  "cannot be inferred (ViT/DeiT use 64 per head); pass num_heads (--num-heads).")
+        num_heads = dim // HEAD_DIM
+    num_classes = int(np.shape(sd["head.1.weight"])[0]) if "head.1.weight" in sd else 0
+    return PaSSTConfig(dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                       qkv_bias="blocks.0.attn.qkv.bias" in sd, patch=patch, stride=stride,
+                       num_mel_bins=num_mel_bins, num_frames=int(num_frames), pos_grid=pos_grid,
+                       distilled="dist_token" in sd, num_classes=num_classes)
+
+
+def expected_shapes(cfg: PaSSTConfig) -> dict[str, tuple[int, ...]]:
+    """{official key: shape} for a config (159 keys for PaSST-S, head_dist not included)."""
+    d, h, (f, t) = cfg.dim, int(cfg.dim * cfg.mlp_ratio), cfg.pos_grid
+    e: dict[str, tuple[int, ...]] = {
+        "cls_token": (1, 1, d),
+        "new_pos_embed": (1, cfg.num_special, d),
+        "freq_new_pos_embed": (1, d, f, 1),
+        "time_new_pos_embed": (1, d, 1, t),
+        "patch_embed.proj.weight": (d, 1, *cfg.patch),
+        "patch_embed.proj.bias": (d,),
+        "norm.weight": (d,),
+        "norm.bias": (d,),
+    }
+    if cfg.distilled:
+        e["dist_token"] = (1, 1, d)
+    for i in range(cfg.depth):
+        p = f"blocks.{i}."
+        e.update({p + "norm1.weight": (d,), p + "norm1.bias": (d,), p + "attn.qkv.weight": (3 * d, d),
+                  p + "attn.proj.weight": (d, d), p + "attn.proj.bias": (d,), p + "norm2.weight": (d,),
+                  p + "norm2.bias": (d,), p + "mlp.fc1.weight": (h, d), p + "mlp.fc1.bias": (h,),
+                  p + "mlp.fc2.weight": (d, h), p + "mlp.fc2.bias": (d,)})
+        if cfg.qkv_bias:
+            e[p + "attn.qkv.bias"] = (3 * d,)
+    if cfg.num_classes:
+        e.update({"head.0.weight": (d,), "head.0.bias": (d,), "head.1.weight": (cfg.num_classes, d),
+                  "head.1.bias": (cfg.num_classes,)})
+    return e
+
+
+def param_values(sd: Mapping[str, np.ndarray], cfg: PaSSTConfig) -> dict[tuple, np.ndarray]:
+    """{PaSSTEncoder parameter path: array} from an official state dict (torch layouts transposed to flax)."""
+    f32 = lambda k: np.asarray(sd[k], dtype=np.float32)  # noqa: E731
+    out: dict[tuple, np.ndarray] = {
+        ("patch_embed", "proj", "kernel"): f32("patch_embed.proj.weight").transpose(2, 3, 1, 0),
+        ("patch_embed", "proj", "bias"): f32("patch_embed.proj.bias"),
+        ("cls_token",): f32("cls_token"),
+        ("new_pos_embed",): f32("new_pos_embed"),
+        ("freq_new_pos_embed",): f32("freq_new_pos_embed"),
+        ("time_new_pos_embed",): f32("time_new_pos_embed"),
+        ("norm", "scale"): f32("norm.weight"),
+        ("norm", "bias"): f32("norm.bias"),
+    }
+    if cfg.distilled:
+        out[("dist_token",)] = f32("dist_token")
+
+    def linear(path: tuple, name: str):
+        kernel, bias = torch_linear(sd, name)
+        out[path + ("kernel",)] = kernel.astype(np.float32)
+        out[path + ("bias",)] = bias.astype(np.float32)
+
+    for i in range(cfg.depth):
+        p, blk = f"blocks.{i}.", ("blocks", i)
+        for norm in ("norm1", "norm2"):
+            out[blk + (norm, "scale")] = f32(p + norm + ".weight")
+            out[blk + (norm, "bias")] = f32(p + norm + ".bias")
+        out[blk + ("attn", "qkv", "kernel")] = f32(p + "attn.qkv.weight").T
+        if cfg.qkv_bias:
+            out[blk + ("attn", "qkv", "bias")] = f32(p + "attn.qkv.bias")
+        linear(blk + ("attn", "proj"), p + "attn.proj")
+        linear(blk + ("mlp", "fc1"), p + "mlp.fc1")
+        linear(blk + ("mlp", "fc2"), p + "mlp.fc2")
+    if cfg.num_classes:
+        out[("head", "norm", "scale")] = f32("head.0.weight")
+        out[("head", "norm", "bias")] = f32("head.0.bias")
+        linear(("head", "linear"), "head.1")
+    return out
+
+
+def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "checkpoint",
+                            **options) -> tuple[PaSSTConfig, PaSSTEncoder]:
+    """Official PaSST state dict -> (config, encoder holding its weights).
+
+    options: num_heads, stride, num_mel_bins, num_frames (see `config_from_state_dict`).
+    """
+    fam = detect_family(state.keys())
+    if fam != "passt":
+        raise CheckpointError(f"{source} is not a PaSST checkpoint. {describe_family(fam)}")
+    if any(k.startswith("module.") for k in state):
+        raise CheckpointError(f"{source}: keys start with `module.` (a DataParallel wrapper); official PaSST "
+                              "files are plain state dicts. Strip the prefix (or check the file is PaSST).")
+    cfg = config_from_state_dict(state, source=source, **options)
+    ignore = [k for k in IGNORED if k in state]
+    check_state_dict(state, expected_shapes(cfg), family="PaSST", source=source, ignore=ignore)
+    if "head_dist.weight" in state and np.shape(state["head_dist.weight"])[-1] != cfg.dim:
+        raise CheckpointError(f"{source}: head_dist.weight has shape {np.shape(state['head_dist.weight'])}, "
+                              f"expected [classes, {cfg.dim}].")
+    encoder = build_with_params(lambda: PaSSTEncoder(cfg, rngs=nnx.Rngs(0)), param_values(state, cfg))
+    return cfg, encoder
+
+
+def frontend_for(cfg: PaSSTConfig):
+    """The PaSST mel frontend, with the model's number of mel bins."""
+    from audiorep.audio.frontends import PASST_MEL, PasstMel
+
+    mel = PASST_MEL if cfg.num_mel_bins == PASST_MEL.num_mel_bins else PASST_MEL.replace(
+        num_mel_bins=cfg.num_mel_bins)
+    return PasstMel(mel, name="passt")
+
+
+def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False, reader: str = "auto",
+            num_heads: int | None = None, stride: tuple[int, int] | int | None = None, num_frames: int | None = None,
+            num_mel_bins: int = 128, pooling: str = "cls") -> Path:
+    """Convert an official PaSST checkpoint into an audiorep model directory at `out_dir`.
+
+    Options not stored in the file: num_heads (default width / 64), stride (default 10), num_frames (the
+    embedding window; default: the frames the time embeddings cover), num_mel_bins (128). Default scene
+    pooling 'cls' = the mean of cls and dist, the official PaSST embedding. The classifier head is kept
+    inside the encoder (`PaSSTEncoder.logits`). Returns the directory. Raises
+    CheckpointError when the file is unreadable, of another family, or does not fit (every missing,
+    unexpected and mis-shaped key listed).
+    """
+    ckpt = Path(ckpt)
+    source = str(ckpt)
+    sd = _state_dict(load_checkpoint(ckpt, reader=reader), source)
+    cfg, encoder = encoder_from_state_dict(sd, source=source, num_heads=num_heads, stride=stride,
+                                           num_frames=num_frames, num_mel_bins=num_mel_bins)
+    meta = {"converted_from": ckpt.name, "source_sha256": _sha256(ckpt),
+            "dropped_keys": [k for k in IGNORED if k in sd]}
+    from audiorep.models.registry import save_model_dir
+
+    return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
+                          pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)

@@ -1,0 +1,289 @@
+"""Official SSAST / AST checkpoints -> audiorep model directory (`audiorep convert ssast CKPT OUT_DIR`).
+
+Two official layouts, both saved through `torch.nn.DataParallel` (every key starts with `module.`):
+
+* SSAST pretraining (YuanGongND/ssast, `pretrain_stage=True`; the released SSAST-Base-Patch/Frame-400
+  files): `v.*` (the timm DeiT: patch_embed.proj, cls_token, dist_token, pos_embed over the pretraining
+  grid, blocks, norm), `mask_embed`, the pretext heads `cpredlayer.{0,2}` / `gpredlayer.{0,2}` (kept, so
+  pretraining can continue), and two int64 scalars `p_input_fdim` / `p_input_tdim` = the pretraining
+  input (128 x 1024). The config is read from the file: patch shape from `v.patch_embed.proj.weight`,
+  positional grid from `p_input_*` (stride = patch in pretraining), width / depth / MLP size / pretext
+  output size from the tensors, heads = width / 64 (DeiT; override with `num_heads`). `stride` may be
+  set smaller than the patch for fine-tuning-style overlap: the positional embedding is then fitted to
+  the new grid at run time (SSAST's cut / bilinear rule).
+* fine-tuned SSAST and AST models (YuanGongND/ast AudioSet checkpoints, SSAST after fine-tuning): `v.*` and
+  `mlp_head.{0,1}` (LayerNorm + Linear), no `p_input_*`. The stride and input length are not in the file:
+  give `stride` and `num_frames` as the model was fine-tuned (AST AudioSet: stride (10, 10), 1024
+  frames); the positional grid they imply must match `v.pos_embed`.
+
+`v.head.*` / `v.head_dist.*` (the ImageNet DeiT classifiers SSAST never uses) are checked for shape
+consistency only and dropped. Every other key must be present with the expected shape; a file of another
+family (BEATs `cfg` + `model`, PaSST's separable positional embeddings) is named as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from audiorep.models.ast import ASTConfig, ASTEncoder
+from audiorep.models.convert.common import (
+    CheckpointError,
+    build_with_params,
+    check_state_dict,
+    describe_family,
+    detect_family,
+    load_checkpoint,
+    strip_prefix,
+    torch_linear,
+)
+
+FAMILY = "ast"
+DEIT_HEAD_DIM = 64
+IGNORED = ("v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias")
+
+
+def _state_dict(obj: Any, source: str) -> dict[str, np.ndarray]:
+    """The flat {key: array} state dict inside a loaded checkpoint, or a clear error naming what it is."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict; give the .pth file that "
+                              "torch.save(model.state_dict()) wrote.")
+    if "model" in obj and isinstance(obj["model"], Mapping) and "cfg" in obj:
+        fam = detect_family(obj["model"].keys())
+        raise CheckpointError(f"{source} stores `cfg` + `model`, the BEATs layout, not an SSAST/AST state dict. "
+                              + describe_family(fam or "beats"))
+    for wrapper in ("state_dict", "model"):
+        if wrapper in obj and isinstance(obj[wrapper], Mapping) and not any(
+                isinstance(v, np.ndarray) for v in obj.values()):
+            obj = obj[wrapper]
+    bad = sorted(k for k, v in obj.items() if not isinstance(v, np.ndarray | np.generic))
+    if bad:
+        raise CheckpointError(f"{source} is not a flat state dict: {bad[:5]} hold non-tensor values.")
+    return dict(obj)
+
+
+def _check_family(sd: Mapping[str, np.ndarray], source: str) -> None:
+    fam = detect_family(sd.keys())
+    if fam not in ("ssast", "ast"):
+        raise CheckpointError(f"{source} is not an SSAST/AST checkpoint. {describe_family(fam)}")
+
+
+def _scalar(sd: Mapping[str, np.ndarray], key: str, source: str) -> int:
+    v = np.asarray(sd[key])
+    if v.size != 1 or not np.issubdtype(v.dtype, np.integer):
+        raise CheckpointError(f"{source}: {key} should be one int64 (the pretraining input size), got {v.dtype} "
+                              f"{v.shape}.")
+    return int(v.reshape(()))
+
+
+def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "checkpoint",
+                           num_heads: int | None = None, stride: tuple[int, int] | None = None,
+                           num_frames: int | None = None, num_mel_bins: int | None = None) -> ASTConfig:
+    """Build the ASTConfig an official state dict (prefix `module.` already stripped) describes.
+
+    num_heads: attention heads (default width / 64, as every DeiT). stride: (freq, time) patch stride
+    (default: the patch for SSAST pretraining files; required for fine-tuned files). num_frames /
+    num_mel_bins: the input size (read from p_input_* when present; fine-tuned files need num_frames).
+    """
+    for key in ("v.patch_embed.proj.weight", "v.cls_token", "v.pos_embed"):
+        if key not in sd:
+            raise CheckpointError(f"{source} has no {key}; it is not an SSAST/AST checkpoint "
+                                  f"(first keys: {sorted(sd)[:6]}).")
+    w = np.asarray(sd["v.patch_embed.proj.weight"])
+    if w.ndim != 4 or w.shape[1] != 1:
+        raise CheckpointError(f"{source}: v.patch_embed.proj.weight has shape {w.shape}; expected "
+                              "[dim, 1, patch_f, patch_t] (one input channel).")
+    dim, patch = int(w.shape[0]), (int(w.shape[2]), int(w.shape[3]))
+    depth = len({int(m.group(1)) for k in sd if (m := re.match(r"v\.blocks\.(\d+)\.", k))})
+    fc1 = sd.get("v.blocks.0.mlp.fc1.weight")
+    mlp_ratio = float(np.shape(fc1)[0]) / dim if fc1 is not None else 4.0
+    if num_heads is None:
+        if dim % DEIT_HEAD_DIM:
+            raise CheckpointError(f"{source}: width {dim} is not a multiple of 64, so the number of attention heads "
+                                  "cannot be inferred (DeiT uses 64 per head); pass num_heads (--num-heads).")
+        num_heads = dim // DEIT_HEAD_DIM
+    num_special = 2 if "v.dist_token" in sd else 1
+    pretrain = "p_input_tdim" in sd
+    if pretrain:
+        fdim = _scalar(sd, "p_input_fdim", source)
+        tdim = _scalar(sd, "p_input_tdim", source)
+        if num_mel_bins is not None and num_mel_bins != fdim:
+            raise CheckpointError(f"{source} was pretrained on {fdim} mel bins; num_mel_bins={num_mel_bins} "
+                                  "cannot change that.")
+        pos_grid = ((fdim - patch[0]) // patch[0] + 1, (tdim - patch[1]) // patch[1] + 1)
+        num_frames = tdim if num_frames is None else num_frames
+    else:
+        fdim = 128 if num_mel_bins is None else num_mel_bins
+        if stride is None or num_frames is None:
+            raise CheckpointError(
+                f"{source} is a fine-tuned SSAST/AST checkpoint (mlp_head, no p_input_fdim/p_input_tdim): the patch "
+                "stride and input length it was fine-tuned with are not stored in it. Pass them: stride=(f, t) and "
+                "num_frames=N (CLI: --stride F T --frames N; the AST AudioSet models use --stride 10 10 "
+                "--frames 1024).")
+        s = (int(stride[0]), int(stride[1]))
+        pos_grid = ((fdim - patch[0]) // s[0] + 1, (int(num_frames) - patch[1]) // s[1] + 1)
+    n_pos = int(np.shape(sd["v.pos_embed"])[1]) - num_special
+    if n_pos != pos_grid[0] * pos_grid[1]:
+        how = ("p_input_fdim/p_input_tdim" if pretrain else f"stride {tuple(stride)} and {num_frames} frames")
+        raise CheckpointError(f"{source}: v.pos_embed holds {n_pos} patch positions, but {how} give a "
+                              f"{pos_grid[0]}x{pos_grid[1]} = {pos_grid[0] * pos_grid[1]} grid; the file is "
+                              "inconsistent" + ("." if pretrain else ", or the stride/frames given are not the "
+                                                "ones it was fine-tuned with."))
+    has_mask = "mask_embed" in sd
+    has_pred = "cpredlayer.2.weight" in sd
+    pred_dim = int(np.shape(sd["cpredlayer.2.weight"])[0]) if has_pred else 256
+    num_classes = int(np.shape(sd["mlp_head.1.weight"])[0]) if "mlp_head.1.weight" in sd else 0
+    return ASTConfig(dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                     qkv_bias="v.blocks.0.attn.qkv.bias" in sd, patch=patch,
+                     stride=tuple(stride) if stride is not None else None, num_mel_bins=fdim,
+                     num_frames=int(num_frames), pos_grid=pos_grid, num_special=num_special,
+                     mask_embed=has_mask, pretrain_heads=has_pred, pred_dim=pred_dim, num_classes=num_classes)
+
+
+def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[int, ...]]:
+    """{official key (no `module.`): shape} for a config; pretrain_file adds p_input_fdim / p_input_tdim."""
+    d, h = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
+    e: dict[str, tuple[int, ...]] = {
+        "v.patch_embed.proj.weight": (d, 1, *cfg.patch),
+        "v.patch_embed.proj.bias": (d,),
+        "v.cls_token": (1, 1, d),
+        "v.pos_embed": (1, cfg.num_special + cfg.num_patches, d),
+        "v.norm.weight": (d,),
+        "v.norm.bias": (d,),
+    }
+    if cfg.num_special == 2:
+        e["v.dist_token"] = (1, 1, d)
+    for i in range(cfg.depth):
+        p = f"v.blocks.{i}."
+        e.update({p + "norm1.weight": (d,), p + "norm1.bias": (d,), p + "attn.qkv.weight": (3 * d, d),
+                  p + "attn.proj.weight": (d, d), p + "attn.proj.bias": (d,), p + "norm2.weight": (d,),
+                  p + "norm2.bias": (d,), p + "mlp.fc1.weight": (h, d), p + "mlp.fc1.bias": (h,),
+                  p + "mlp.fc2.weight": (d, h), p + "mlp.fc2.bias": (d,)})
+        if cfg.qkv_bias:
+            e[p + "attn.qkv.bias"] = (3 * d,)
+    if cfg.mask_embed:
+        e["mask_embed"] = (1, 1, d)
+    if cfg.pretrain_heads:
+        for head in ("cpredlayer", "gpredlayer"):
+            e.update({f"{head}.0.weight": (d, d), f"{head}.0.bias": (d,), f"{head}.2.weight": (cfg.pred_dim, d),
+                      f"{head}.2.bias": (cfg.pred_dim,)})
+    if cfg.num_classes:
+        e.update({"mlp_head.0.weight": (d,), "mlp_head.0.bias": (d,), "mlp_head.1.weight": (cfg.num_classes, d),
+                  "mlp_head.1.bias": (cfg.num_classes,)})
+    if pretrain_file:
+        e["p_input_fdim"] = ()
+        e["p_input_tdim"] = ()
+    return e
+
+
+def param_values(sd: Mapping[str, np.ndarray], cfg: ASTConfig) -> dict[tuple, np.ndarray]:
+    """{ASTEncoder parameter path: array} from an official state dict (torch layouts transposed to flax)."""
+    f32 = lambda k: np.asarray(sd[k], dtype=np.float32)  # noqa: E731
+    out: dict[tuple, np.ndarray] = {
+        ("patch_embed", "proj", "kernel"): f32("v.patch_embed.proj.weight").transpose(2, 3, 1, 0),
+        ("patch_embed", "proj", "bias"): f32("v.patch_embed.proj.bias"),
+        ("cls_token",): f32("v.cls_token"),
+        ("pos_embed",): f32("v.pos_embed"),
+        ("norm", "scale"): f32("v.norm.weight"),
+        ("norm", "bias"): f32("v.norm.bias"),
+    }
+    if cfg.num_special == 2:
+        out[("dist_token",)] = f32("v.dist_token")
+
+    def linear(path: tuple, name: str):
+        kernel, bias = torch_linear(sd, name)
+        out[path + ("kernel",)] = kernel.astype(np.float32)
+        out[path + ("bias",)] = bias.astype(np.float32)
+
+    for i in range(cfg.depth):
+        p, blk = f"v.blocks.{i}.", ("blocks", i)
+        for norm in ("norm1", "norm2"):
+            out[blk + (norm, "scale")] = f32(p + norm + ".weight")
+            out[blk + (norm, "bias")] = f32(p + norm + ".bias")
+        out[blk + ("attn", "qkv", "kernel")] = f32(p + "attn.qkv.weight").T
+        if cfg.qkv_bias:
+            out[blk + ("attn", "qkv", "bias")] = f32(p + "attn.qkv.bias")
+        linear(blk + ("attn", "proj"), p + "attn.proj")
+        linear(blk + ("mlp", "fc1"), p + "mlp.fc1")
+        linear(blk + ("mlp", "fc2"), p + "mlp.fc2")
+    if cfg.mask_embed:
+        out[("mask_embed",)] = f32("mask_embed")
+    if cfg.pretrain_heads:
+        for head in ("cpredlayer", "gpredlayer"):
+            linear((head, "fc1"), f"{head}.0")
+            linear((head, "fc2"), f"{head}.2")
+    if cfg.num_classes:
+        out[("mlp_head", "norm", "scale")] = f32("mlp_head.0.weight")
+        out[("mlp_head", "norm", "bias")] = f32("mlp_head.0.bias")
+        linear(("mlp_head", "linear"), "mlp_head.1")
+    return out
+
+
+def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "checkpoint",
+                            **options) -> tuple[ASTConfig, ASTEncoder]:
+    """Official SSAST/AST state dict (with or without `module.`) -> (config, encoder holding its weights).
+
+    options: num_heads, stride, num_frames, num_mel_bins (see `config_from_state_dict`).
+    """
+    sd = strip_prefix(state, "module.")
+    _check_family(sd, source)
+    cfg = config_from_state_dict(sd, source=source, **options)
+    pretrain_file = "p_input_tdim" in sd
+    expected = expected_shapes(cfg, pretrain_file=pretrain_file)
+    ignore = [k for k in IGNORED if k in sd]
+    check_state_dict(sd, expected, family="SSAST/AST", source=source, ignore=ignore)
+    for k in ignore:  # unused DeiT classifiers: must at least be Linear(dim -> classes)
+        if k.endswith(".weight") and np.shape(sd[k])[-1] != cfg.dim:
+            raise CheckpointError(f"{source}: {k} has shape {np.shape(sd[k])}, expected [classes, {cfg.dim}].")
+    encoder = build_with_params(lambda: ASTEncoder(cfg, rngs=nnx.Rngs(0)), param_values(sd, cfg))
+    return cfg, encoder
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def frontend_for(cfg: ASTConfig):
+    """The SSAST Kaldi fbank frontend, with the model's number of mel bins."""
+    from audiorep.audio.frontends import SSAST_FBANK, KaldiFbank
+
+    fb = SSAST_FBANK if cfg.num_mel_bins == SSAST_FBANK.num_mel_bins else SSAST_FBANK.replace(
+        num_mel_bins=cfg.num_mel_bins)
+    return KaldiFbank(fb, name="ssast")
+
+
+def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False, reader: str = "auto",
+            num_heads: int | None = None, stride: tuple[int, int] | None = None, num_frames: int | None = None,
+            num_mel_bins: int | None = None, pooling: str = "mean") -> Path:
+    """Convert an official SSAST/AST checkpoint into an audiorep model directory at `out_dir`.
+
+    Options (see `config_from_state_dict`): num_heads (default width / 64), stride (fine-tuning overlap for
+    pretraining files; required for fine-tuned files), num_frames (embedding window; default p_input_tdim;
+    required for fine-tuned files), num_mel_bins. Default scene pooling 'mean' over patch tokens (SSAST's
+    ft_avgtok). Returns the directory. Raises CheckpointError when the file is unreadable, of another
+    family, or does not fit the model its own tensors describe (every missing, unexpected and mis-shaped
+    key listed).
+    """
+    ckpt = Path(ckpt)
+    source = str(ckpt)
+    sd = _state_dict(load_checkpoint(ckpt, reader=reader), source)
+    cfg, encoder = encoder_from_state_dict(sd, source=source, num_heads=num_heads, stride=stride,
+                                           num_frames=num_frames, num_mel_bins=num_mel_bins)
+    layout = "ssast-pretrain" if any(k.endswith("p_input_tdim") for k in sd) else "ast-finetuned"
+    meta = {"converted_from": ckpt.name, "source_sha256": _sha256(ckpt), "layout": layout,
+            "dropped_keys": [k for k in IGNORED if "module." + k in sd or k in sd]}
+    from audiorep.models.registry import save_model_dir
+
+    return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
+                          pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)

@@ -1,0 +1,152 @@
+"""PaSST converter: every official tensor lands in its parameter, config from the file, clear failures."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from audiorep.models.convert.common import CheckpointError, load_checkpoint
+from audiorep.models.convert.passt import IGNORED, _state_dict, encoder_from_state_dict, expected_shapes
+from audiorep.models.passt import PRESETS
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OPTS = dict(num_heads=4, stride=6, num_mel_bins=32)
+
+
+@functools.cache
+def _fixture(name: str) -> dict[str, np.ndarray]:
+    return load_checkpoint(FIXTURES / name, reader="builtin")
+
+
+def official() -> dict[str, np.ndarray]:
+    """A fresh copy of the tiny PaSST checkpoint (plain official state dict)."""
+    return {k: np.array(v) for k, v in _fixture("passt_tiny.pt").items()}
+
+
+def _param(enc, path: str) -> np.ndarray:
+    node = enc
+    for part in path.split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return np.asarray(node[...])
+
+
+def _placement(depth: int) -> dict[str, tuple[str, str]]:
+    """Official key -> (our parameter, layout), written from the official module, independent of the converter."""
+    table = {
+        "patch_embed.proj.weight": ("patch_embed.proj.kernel", "conv"),
+        "patch_embed.proj.bias": ("patch_embed.proj.bias", "same"),
+        "cls_token": ("cls_token", "same"),
+        "dist_token": ("dist_token", "same"),
+        "new_pos_embed": ("new_pos_embed", "same"),
+        "freq_new_pos_embed": ("freq_new_pos_embed", "same"),
+        "time_new_pos_embed": ("time_new_pos_embed", "same"),
+        "norm.weight": ("norm.scale", "same"),
+        "norm.bias": ("norm.bias", "same"),
+        "head.0.weight": ("head.norm.scale", "same"),
+        "head.0.bias": ("head.norm.bias", "same"),
+        "head.1.weight": ("head.linear.kernel", "linear"),
+        "head.1.bias": ("head.linear.bias", "same"),
+    }
+    for i in range(depth):
+        for n in ("norm1", "norm2"):
+            table[f"blocks.{i}.{n}.weight"] = (f"blocks.{i}.{n}.scale", "same")
+            table[f"blocks.{i}.{n}.bias"] = (f"blocks.{i}.{n}.bias", "same")
+        for lin in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
+            table[f"blocks.{i}.{lin}.weight"] = (f"blocks.{i}.{lin}.kernel", "linear")
+            table[f"blocks.{i}.{lin}.bias"] = (f"blocks.{i}.{lin}.bias", "same")
+    return table
+
+
+def test_every_official_tensor_lands_where_the_official_forward_uses_it():
+    sd = {k: (i * 100000 + np.arange(v.size, dtype=np.float64)).reshape(v.shape).astype(np.float32)
+          for i, (k, v) in enumerate(sorted(official().items()))}
+    _, enc = encoder_from_state_dict(sd, **OPTS)
+    table = _placement(depth=2)
+    assert set(sd) - set(IGNORED) == set(table)
+    layouts = {"same": lambda v: v, "linear": lambda v: v.T, "conv": lambda v: v.transpose(2, 3, 1, 0)}
+    for key, (path, layout) in table.items():
+        np.testing.assert_array_equal(_param(enc, path), layouts[layout](sd[key]), err_msg=key)
+
+
+def test_config_is_read_from_the_file():
+    cfg, _ = encoder_from_state_dict(official(), **OPTS)
+    assert (cfg.dim, cfg.depth, cfg.num_heads, cfg.patch, cfg.stride) == (16, 2, 4, (8, 8), (6, 6))
+    assert (cfg.pos_grid, cfg.num_classes, cfg.distilled) == ((5, 10), 10, True)
+    assert cfg.grid_for(cfg.num_frames) == (5, 10)  # the window covers the whole time grid
+
+
+def test_released_passt_s_layout_has_159_keys():
+    keys = expected_shapes(PRESETS["passt-s"])
+    assert len(keys) + len(IGNORED) == 159
+    assert keys["freq_new_pos_embed"] == (1, 768, 12, 1) and keys["time_new_pos_embed"] == (1, 768, 1, 99)
+
+
+def test_a_stride_that_does_not_fit_the_frequency_embeddings_is_explained():
+    with pytest.raises(CheckpointError, match="5 frequency positions.*give 3.*--stride"):
+        encoder_from_state_dict(official(), num_heads=4, num_mel_bins=32)  # default stride 10
+
+
+def test_missing_keys_are_listed():
+    sd = official()
+    del sd["blocks.0.attn.proj.bias"], sd["head.0.weight"]
+    with pytest.raises(CheckpointError, match=r"missing keys \(2\): blocks.0.attn.proj.bias, head.0.weight"):
+        encoder_from_state_dict(sd, **OPTS)
+
+
+def test_unexpected_keys_are_listed():
+    sd = official()
+    sd["pos_embed"] = np.zeros((1, 52, 16), np.float32)
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): pos_embed"):
+        encoder_from_state_dict(sd, **OPTS)
+
+
+def test_shape_mismatches_are_listed():
+    sd = official()
+    sd["new_pos_embed"] = np.zeros((1, 1, 16), np.float32)
+    with pytest.raises(CheckpointError, match=r"new_pos_embed: file \(1, 1, 16\) vs model \(1, 2, 16\)"):
+        encoder_from_state_dict(sd, **OPTS)
+
+
+def test_ssast_file_is_named_as_ssast():
+    with pytest.raises(CheckpointError, match="It is an SSAST checkpoint.*audiorep convert ssast"):
+        encoder_from_state_dict(_fixture("ssast_patch_tiny.pt"), **OPTS)
+
+
+def test_beats_file_is_named_as_beats():
+    beats = FIXTURES / "beats_tiny.pt"
+    if not beats.is_file():
+        pytest.skip("BEATs fixture not present")
+    with pytest.raises(CheckpointError, match="BEATs"):
+        _state_dict(load_checkpoint(beats, reader="builtin"), str(beats))
+
+
+def test_dataparallel_prefix_is_explained():
+    sd = {"module." + k: v for k, v in official().items()}
+    with pytest.raises(CheckpointError, match="module."):
+        encoder_from_state_dict(sd, **OPTS)
+
+
+def test_converted_model_runs_and_keeps_only_the_used_head():
+    _, enc = encoder_from_state_dict(official(), **OPTS)
+    out = enc(jnp.zeros((1, 62, 32)))
+    assert out.tokens.shape == (1, 50, 16) and enc.logits(out).shape == (1, 10)
+    assert not hasattr(enc, "head_dist")
+
+
+def test_convert_writes_a_model_dir_that_loads_and_matches_torch(tmp_path):
+    from audiorep.models.convert.passt import convert
+    from audiorep.models.registry import load_model_dir
+
+    out = convert(FIXTURES / "passt_tiny.pt", tmp_path / "passt", reader="builtin", num_heads=4, stride=6,
+                  num_mel_bins=32)
+    bundle = load_model_dir(out)
+    assert bundle.family == "passt" and bundle.frontend.num_mel_bins == 32
+    assert bundle.meta["dropped_keys"] == list(IGNORED)
+    with np.load(FIXTURES / "passt_tiny_ref.npz") as ref:
+        out = bundle.encoder(jnp.asarray(ref["full/features"]))
+        np.testing.assert_allclose(np.asarray(out.tokens), ref["full/tokens"], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(np.asarray(bundle.encoder.logits(out)), ref["full/logits"], atol=1e-5, rtol=0)
