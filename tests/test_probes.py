@@ -159,3 +159,9 @@ def test_unknown_grid_name_lists_the_choices():
 def test_schedule_overrides_apply_to_named_grids():
     assert P.make_grid("fast", max_epochs=6).schedule.max_epochs == 6
     assert dataclasses.asdict(P.make_grid("fast").points[0])["hidden_dim"] == 1024
+
+
+def test_bucket_pads_by_at_most_an_eighth():
+    for n in (1, 7, 150, 1000, 4097, 100_003):
+        assert n <= P.bucket(n) <= n + max(1, n // 8)
+    assert P.bucket(1000) == P.bucket(1010)  # folds of similar size share one compiled round

@@ -178,11 +178,15 @@ def _loss(logits, y, weights, multilabel: bool):
     return jnp.sum(per * weights) / jnp.sum(weights)
 
 
-def _val_score(logits, y, multilabel: bool):
+def _val_score(logits, y, multilabel: bool, real=None):
     """Selection metric inside the jitted loop: accuracy (multi-class) or macro mAP (multi-label, ties broken
-    by order; the reported test mAP in metrics.py groups ties as sklearn does)."""
+    by order; the reported test mAP in metrics.py groups ties as sklearn does). `real` bool[N] marks the real
+    rows of a padded split (None: all)."""
+    real = jnp.ones(logits.shape[0], bool) if real is None else real
     if not multilabel:
-        return jnp.mean(jnp.argmax(logits, -1) == y)
+        return jnp.sum(real * (jnp.argmax(logits, -1) == y)) / jnp.sum(real)
+    logits = jnp.where(real[:, None], logits, -jnp.inf)  # padding ranks last: it never precedes a positive
+    y = y * real[:, None]
     order = jnp.argsort(-logits, axis=0)
     t = jnp.take_along_axis(y, order, axis=0)
     precision = jnp.cumsum(t, 0) / jnp.arange(1, t.shape[0] + 1, dtype=jnp.float32)[:, None]
@@ -196,23 +200,31 @@ def _val_score(logits, y, multilabel: bool):
 _adam = optax.scale_by_adam()  # torch.optim.Adam defaults: b1 0.9, b2 0.999, eps 1e-8 outside the sqrt
 
 
-@functools.lru_cache(maxsize=32)
-def _make_round(n_train: int, schedule: Schedule, multilabel: bool):
-    """One jitted round for a stacked group: `check_every` epochs of every point, then validation and the
-    early-stopping update. All arrays of `state` carry the grid axis P first."""
-    batch = min(schedule.batch_size, n_train)
-    steps = -(-n_train // batch)
-    slot_weights = (jnp.arange(steps * batch) < n_train).astype(jnp.float32).reshape(steps, batch)
+def bucket(n: int) -> int:
+    """Rows a split of n examples is padded to (at most 1/8 more), so folds of similar size share a compile."""
+    m = 1 << max(0, int(n).bit_length() - 4)
+    return -(-int(n) // m) * m
 
-    def point_round(st, hp, x, y, xv, yv, first_epoch):
+
+@functools.lru_cache(maxsize=32)
+def _make_round(n_pad: int, schedule: Schedule, multilabel: bool):
+    """One jitted round for a stacked group: `check_every` epochs of every point, then validation and the
+    early-stopping update. All arrays of `state` carry the grid axis P first. The training split is padded to
+    `n_pad` rows of which the first `n_real` are real: each epoch orders the real rows at random ahead of the
+    padding, so minibatches are those of an unpadded epoch and all-padding steps leave the point unchanged."""
+    batch = min(schedule.batch_size, n_pad)
+    steps = -(-n_pad // batch)
+    slots = jnp.arange(steps * batch).reshape(steps, batch)
+
+    def point_round(st, hp, x, y, n_real, xv, yv, v_real, first_epoch):
         def epoch(carry, e):
-            params, opt, stats = carry
-            perm = jax.random.permutation(jax.random.fold_in(hp["data_key"], e), n_train)
-            idx = jnp.pad(perm, (0, steps * batch - n_train)).reshape(steps, batch)
+            u = jax.random.uniform(jax.random.fold_in(hp["data_key"], e), (n_pad,))
+            perm = jnp.argsort(jnp.where(jnp.arange(n_pad) < n_real, u, 2.0))
+            idx = jnp.pad(perm, (0, steps * batch - n_pad)).reshape(steps, batch)
 
             def step(carry, s):
                 params, opt, stats = carry
-                rows, w = idx[s], slot_weights[s]
+                rows, w = idx[s], (slots[s] < n_real).astype(jnp.float32)
                 key = jax.random.fold_in(hp["drop_key"], e * steps + s)
 
                 def loss_fn(p):
@@ -221,17 +233,19 @@ def _make_round(n_train: int, schedule: Schedule, multilabel: bool):
                     return _loss(logits, y[rows], w, multilabel), new_stats
 
                 grads, new_stats = jax.grad(loss_fn, has_aux=True)(params)
-                updates, opt = _adam.update(grads, opt)
-                params = jax.tree.map(lambda p, u: p - hp["lr"] * u, params, updates)
-                return (params, opt, new_stats), None
+                updates, new_opt = _adam.update(grads, opt)
+                new_params = jax.tree.map(lambda p, u: p - hp["lr"] * u, params, updates)
+                live = jnp.sum(w) > 0
+                keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)
+                return keep((new_params, new_opt, new_stats), (params, opt, stats)), None
 
-            carry, _ = jax.lax.scan(step, (params, opt, stats), jnp.arange(steps))
+            carry, _ = jax.lax.scan(step, carry, jnp.arange(steps))
             return carry, None
 
         epochs = first_epoch + jnp.arange(schedule.check_every)
         (params, opt, stats), _ = jax.lax.scan(epoch, (st["params"], st["opt"], st["stats"]), epochs)
         logits, _ = _forward(params, stats, xv, train=False)
-        score = _val_score(logits, yv, multilabel)
+        score = _val_score(logits, yv, multilabel, v_real)
         active = st["active"]
         improved = active & (score > st["best_score"])
         pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
@@ -246,8 +260,13 @@ def _make_round(n_train: int, schedule: Schedule, multilabel: bool):
             "bad": bad, "active": active & (bad < schedule.patience),
         }
 
-    vmapped = jax.vmap(point_round, in_axes=(0, 0, None, None, None, None, None))
+    vmapped = jax.vmap(point_round, in_axes=(0, 0, None, None, None, None, None, None, None))
     return jax.jit(vmapped, donate_argnums=(0,))
+
+
+def _pad_rows(a, n: int):
+    a = jnp.asarray(a)
+    return jnp.pad(a, [(0, n - a.shape[0])] + [(0, 0)] * (a.ndim - 1))
 
 
 def _stack(trees):
@@ -284,7 +303,12 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
     for i, p in enumerate(grid.points):
         groups.setdefault((p.hidden_layers, p.hidden_dim if p.hidden_layers else 0), []).append(i)
     rounds = max(1, sched.max_epochs // sched.check_every)
-    round_fn = _make_round(x_train.shape[0], sched, multilabel)
+    n_real, nv_real = x_train.shape[0], x_val.shape[0]
+    n_pad, nv_pad = bucket(n_real), bucket(nv_real)
+    x_train, y_train = _pad_rows(x_train, n_pad), _pad_rows(y_train, n_pad)
+    x_val, y_val = _pad_rows(x_val, nv_pad), _pad_rows(y_val, nv_pad)
+    v_real = jnp.arange(nv_pad) < nv_real
+    round_fn = _make_round(n_pad, sched, multilabel)
 
     val = np.full(len(grid.points), -np.inf, np.float32)
     best_ep = np.zeros(len(grid.points), np.int32)
@@ -306,7 +330,8 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
                  "epochs": jnp.zeros(n, jnp.int32), "bad": jnp.zeros(n, jnp.int32), "active": jnp.ones(n, bool)}
         state = jax.tree.map(jnp.array, state)  # own buffers: the round donates its input
         for r in range(rounds):
-            state = round_fn(state, hp, x_train, y_train, x_val, y_val, jnp.int32(r * sched.check_every))
+            state = round_fn(state, hp, x_train, y_train, jnp.int32(n_real), x_val, y_val, v_real,
+                             jnp.int32(r * sched.check_every))
             bar.update(1)
             if not bool(state["active"].any()):
                 bar.update(rounds - r - 1)
