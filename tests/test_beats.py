@@ -239,3 +239,11 @@ def test_training_mode_uses_dropout_and_jits(rng):
 def test_classify_without_a_predictor_explains_why(tiny, rng):
     with pytest.raises(ValueError, match="no predictor head"):
         tiny.classify(_fbank(rng))
+
+
+def test_keep_out_of_range_or_repeated_is_a_clear_error(tiny, rng):
+    x = _fbank(rng)
+    with pytest.raises(ValueError, match="must lie in \\[0, 32\\)"):
+        tiny(x, keep=jnp.array([[0, 32], [1, 2]]))
+    with pytest.raises(ValueError, match="repeated"):
+        tiny(x, keep=jnp.array([[0, 0], [1, 2]]))

@@ -323,6 +323,13 @@ class BEATsEncoder(nnx.Module):
             keep = jnp.asarray(keep, jnp.int32)
             if keep.ndim != 2 or keep.shape[0] != b:
                 raise ValueError(f"keep must be i32[B, K] with B={b}, got shape {keep.shape}.")
+            if not isinstance(keep, jax.core.Tracer):  # concrete: check now (under jit a bad index would clamp)
+                k_np = np.asarray(keep)
+                if k_np.size and (k_np.min() < 0 or k_np.max() >= n):
+                    raise ValueError(f"keep indices must lie in [0, {n}) for this input ({grid[1]} time x {grid[0]} "
+                                     f"freq patches); got min {k_np.min()}, max {k_np.max()}.")
+                if any(len(np.unique(row)) != len(row) for row in k_np):
+                    raise ValueError("keep has repeated indices in a row; give K distinct token indices per example.")
             kept = jnp.zeros((b, n), bool).at[jnp.arange(b)[:, None], keep].set(True)
             x = jnp.where(kept[..., None], x, 0.0)  # as the official encoder zeroes padding before pos_conv
         x = x + self.pos_conv(x)
