@@ -247,3 +247,21 @@ def test_keep_out_of_range_or_repeated_is_a_clear_error(tiny, rng):
         tiny(x, keep=jnp.array([[0, 32], [1, 2]]))
     with pytest.raises(ValueError, match="repeated"):
         tiny(x, keep=jnp.array([[0, 0], [1, 2]]))
+
+
+def test_padded_batch_gives_the_same_real_tokens_as_each_clip_alone(tiny, rng):
+    short = _fbank(rng, batch=1, frames=40)  # 2 time patches (8 frames dropped)
+    long = _fbank(rng, batch=1, frames=64)  # 4 time patches
+    batch = jnp.concatenate([jnp.pad(short, ((0, 0), (0, 24), (0, 0)), constant_values=3.0), long])
+    pad = np.zeros((2, 64), bool)
+    pad[0, 40:] = True
+    out = tiny(batch, padding_mask=jnp.asarray(pad))
+    valid = np.asarray(tiny.token_valid(jnp.asarray(pad)))
+    assert valid[0].sum() == 16 and valid[1].all()
+    np.testing.assert_allclose(out.tokens[0, :16], tiny(short).tokens[0], atol=1e-5)
+    np.testing.assert_allclose(out.tokens[1], tiny(long).tokens[0], atol=1e-5)
+
+
+def test_padding_mask_shape_must_match_the_frames(tiny, rng):
+    with pytest.raises(ValueError, match="padding_mask must be bool\\[B, frames\\]"):
+        tiny(_fbank(rng), padding_mask=jnp.zeros((2, 10), bool))

@@ -232,14 +232,15 @@ class BEATsLayer(TransformerBlock):
         ga, gb = g[..., 0:1], g[..., 1:2]
         return ga * (gb * self.grep_a[...][None, :, None, None] - 1.0) + 2.0
 
-    def __call__(self, x: jax.Array, position_bias: jax.Array | None = None, *,
+    def __call__(self, x: jax.Array, position_bias: jax.Array | None = None, *, key_mask: jax.Array | None = None,
                  deterministic: bool = True) -> jax.Array:
-        """f32[B, N, D], position_bias f32[1 or B, H, N, N] -> f32[B, N, D]."""
+        """f32[B, N, D], position_bias f32[1 or B, H, N, N], key_mask bool[B, N] (False = padding) -> f32[B, N, D]."""
+        kw = dict(key_mask=key_mask, deterministic=deterministic)
         if position_bias is None:
-            return super().__call__(x, deterministic=deterministic)
+            return super().__call__(x, **kw)
         if not self.gated:
-            return super().__call__(x, bias=position_bias, deterministic=deterministic)
-        return super().__call__(x, bias_fn=lambda q: self.gate(q) * position_bias, deterministic=deterministic)
+            return super().__call__(x, bias=position_bias, **kw)
+        return super().__call__(x, bias_fn=lambda q: self.gate(q) * position_bias, **kw)
 
 
 # ------------------------------------------------------------------------------------------- encoder
@@ -306,19 +307,43 @@ class BEATsEncoder(nnx.Module):
             x = self.post_extract_proj(x)
         return x
 
+    def token_valid(self, padding_mask: jax.Array) -> jax.Array:
+        """Frame padding bool[B, frames] (True = padded, the official convention) -> bool[B, N] (True = a real
+        token): a token is real when every frame of its time patch is. For end-padded clips this keeps exactly
+        the tokens an unpadded run of each clip would produce."""
+        p, f = self.cfg.input_patch_size, self.cfg.num_mel_bins // self.cfg.input_patch_size
+        b, frames = padding_mask.shape
+        t = frames // p
+        real = ~padding_mask[:, : t * p].reshape(b, t, p).any(-1)  # [B, T]
+        return jnp.repeat(real, f, axis=1)  # time-major: token n belongs to time patch n // F
+
     def __call__(self, features: jax.Array, *, mask: jax.Array | None = None, keep: jax.Array | None = None,
-                 deterministic: bool = True, return_hidden: bool = False) -> EncoderOutput:
+                 padding_mask: jax.Array | None = None, deterministic: bool = True,
+                 return_hidden: bool = False) -> EncoderOutput:
         """f32[B, frames, mels] -> EncoderOutput(tokens f32[B, N or K, D], grid (F, T), time_major=True).
 
         keep: i32[B, K] distinct token indices in [0, N) that the transformer sees (MAE-style, see module doc).
+        padding_mask: bool[B, frames], True on padded frames (official convention). Padded tokens are zeroed
+          before the conv positional embedding and ignored as attention keys, as in the official model, so an
+          end-padded clip in a batch gives the same real tokens as the clip alone (`token_valid` says which
+          tokens are real; the padded ones hold values that must not be pooled).
         """
         if mask is not None:
             raise ValueError("BEATs has no mask embedding, so `mask` is not supported; drop masked patches "
                              "with `keep` (MAE-style, as BEATs pretraining does) instead.")
+        if keep is not None and padding_mask is not None:
+            raise ValueError("give either keep or padding_mask, not both (drop padded patches from keep instead).")
         cfg = self.cfg
         x = self.dropout_input(self.embed_patches(features), deterministic=deterministic)
         b, n, _ = x.shape
         grid = self.grid_for(features.shape[1])
+        key_mask = None
+        if padding_mask is not None:
+            if padding_mask.shape != features.shape[:2]:
+                raise ValueError(f"padding_mask must be bool[B, frames] = {features.shape[:2]}, got "
+                                 f"{padding_mask.shape}.")
+            key_mask = self.token_valid(jnp.asarray(padding_mask, bool))
+            x = jnp.where(key_mask[..., None], x, 0.0)  # official: x[padding_mask] = 0 before pos_conv
         if keep is not None:
             keep = jnp.asarray(keep, jnp.int32)
             if keep.ndim != 2 or keep.shape[0] != b:
@@ -345,7 +370,7 @@ class BEATsEncoder(nnx.Module):
             drop = jax.random.bernoulli(self.layerdrop_rngs.dropout(), cfg.encoder_layerdrop, (len(self.layers),))
         for i, layer in enumerate(self.layers):
             x_in = _grad_multiply(x, cfg.layer_wise_gradient_decay_ratio)
-            y = layer(x_in, bias, deterministic=deterministic)
+            y = layer(x_in, bias, key_mask=key_mask, deterministic=deterministic)
             x = y if drop is None else jnp.where(drop[i], x_in, y)
             hidden.append(x)
         if cfg.layer_norm_first:
