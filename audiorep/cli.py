@@ -176,8 +176,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"error: {out} already exists; choose a new OUT_DIR or pass --force to replace it.", file=sys.stderr)
         return 2
     module = importlib.import_module(f"audiorep.models.convert.{args.family}")
+    shape = {"num_heads": args.num_heads, "stride": tuple(args.stride) if args.stride else None,
+             "num_frames": args.frames, "num_mel_bins": args.mel_bins}
+    shape = {k: v for k, v in shape.items() if v is not None}
+    if shape and args.family == "beats":
+        print("error: --num-heads/--stride/--frames/--mel-bins are for ssast and passt files; a BEATs checkpoint "
+              "stores its whole config.", file=sys.stderr)
+        return 2
     try:
-        path = module.convert(args.ckpt, args.out_dir, force=args.force, reader=args.reader)
+        path = module.convert(args.ckpt, args.out_dir, force=args.force, reader=args.reader, **shape)
     except (CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -656,6 +663,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     p.add_argument("--reader", choices=("auto", "torch", "builtin"), default="auto",
                    help="checkpoint reader: torch.load(weights_only=True) when installed (auto), or the built-in one")
+    g = p.add_argument_group("ssast / passt: facts the official files do not store")
+    g.add_argument("--num-heads", type=int, help="attention heads (default: width / 64, as every DeiT/ViT)")
+    g.add_argument("--stride", type=int, nargs=2, metavar=("F", "T"),
+                   help="patch stride: fine-tuned AST files (AST AudioSet: 10 10), PaSST s12/s14/s16 releases, or an "
+                        "overlapping fine-tuning stride for SSAST pretraining files")
+    g.add_argument("--frames", type=int, help="input window in frames (fine-tuned AST files: e.g. 1024)")
+    g.add_argument("--mel-bins", type=int, help="mel bins of the input (default: from the file, else 128)")
     p.set_defaults(func=_cmd_convert)
 
     _add_features_parser(sub)

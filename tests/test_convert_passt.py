@@ -150,3 +150,22 @@ def test_convert_writes_a_model_dir_that_loads_and_matches_torch(tmp_path):
         out = bundle.encoder(jnp.asarray(ref["full/features"]))
         np.testing.assert_allclose(np.asarray(out.tokens), ref["full/tokens"], atol=1e-5, rtol=0)
         np.testing.assert_allclose(np.asarray(bundle.encoder.logits(out)), ref["full/logits"], atol=1e-5, rtol=0)
+
+
+def test_cli_convert_passt_with_shape_options(tmp_path, capsys):
+    from audiorep.cli import main
+
+    out = tmp_path / "passt"
+    args = ["convert", "passt", str(FIXTURES / "passt_tiny.pt"), str(out), "--reader", "builtin"]
+    assert main(args) == 1  # stride 10 / 128 mel bins do not fit this file
+    assert "--stride" in capsys.readouterr().err
+    assert main(args + ["--num-heads", "4", "--stride", "6", "6", "--mel-bins", "32"]) == 0
+    assert (out / "audiorep_model.json").is_file()
+
+
+def test_cli_refuses_shape_options_for_beats(tmp_path, capsys):
+    from audiorep.cli import main
+
+    args = ["convert", "beats", str(FIXTURES / "passt_tiny.pt"), str(tmp_path / "m"), "--stride", "10", "10"]
+    assert main(args) == 2
+    assert "BEATs checkpoint stores its whole config" in capsys.readouterr().err

@@ -169,7 +169,7 @@ class ClassifierHead(nnx.Module):
     """LayerNorm + Linear (SSAST `mlp_head`, PaSST `head`).  f32[B, dim] -> f32[B, classes]."""
 
     def __init__(self, dim: int, classes: int, *, eps: float = 1e-5, rngs: nnx.Rngs):
-        self.norm = nnx.LayerNorm(dim, epsilon=eps, rngs=rngs)
+        self.norm = nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, rngs=rngs)
         self.linear = nnx.Linear(dim, classes, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -216,7 +216,7 @@ class ASTEncoder(nnx.Module):
                              drop_path=float(r), kernel_init=trunc_normal_02, rngs=rngs)
             for r in rates
         ])
-        self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
+        self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, use_fast_variance=False, rngs=rngs)
         # xavier_normal on a (1, 1, dim) tensor: fan_in = fan_out = dim.
         self.mask_embed = (nnx.Param(jax.random.normal(rngs.params(), (1, 1, d)) * np.sqrt(1.0 / d))
                            if cfg.mask_embed else None)

@@ -179,7 +179,7 @@ class PaSSTEncoder(nnx.Module):
                              drop_path=float(r), kernel_init=trunc_normal_02, rngs=rngs)
             for r in rates
         ])
-        self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
+        self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, use_fast_variance=False, rngs=rngs)
         self.head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, rngs=rngs) if cfg.num_classes else None
         self.rngs = rngs.fork()
 
