@@ -282,15 +282,17 @@ def _bars(b: Board, task: str) -> str:
 
     rows = [(m, b.cells[(m, task)]) for m in b.models if (m, task) in b.cells]
     rows.sort(key=lambda mr: mr[1].mean, reverse=rows[0][1].higher_is_better)
-    fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.42 * len(rows)))
+    fig, ax = plt.subplots(figsize=(4.6, 0.6 + 0.42 * len(rows)))
     y = np.arange(len(rows))
     ax.barh(y, [r.mean for _, r in rows], xerr=[r.std for _, r in rows], color="#3b7dd8", capsize=3)
     ax.set_yticks(y, [m for m, _ in rows])
     ax.invert_yaxis()
     ax.set_xlabel(rows[0][1].metric + ("" if rows[0][1].higher_is_better else " (lower is better)"))
     ax.set_title(task)
+    right = max(r.mean + r.std for _, r in rows)
     for yi, (_, r) in zip(y, rows):
-        ax.text(r.mean, yi, f" {r.mean:.3f}", va="center", fontsize=8)
+        ax.text(r.mean + r.std + 0.01 * right, yi, f" {r.mean:.3f}", va="center", fontsize=8)
+    ax.set_xlim(min(0.0, min(r.mean for _, r in rows)), right * 1.18 if right > 0 else 1.0)
     return _png(fig)
 
 
@@ -303,7 +305,7 @@ th,td{padding:.35em .7em;border-bottom:1px solid #e6eaef;text-align:right;white-
 th:first-child,td:first-child{text-align:left}th{background:#f3f6f9;cursor:pointer;user-select:none}
 th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}tr:hover td{background:#f7fafc}
 td.best{font-weight:600}.grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{border:1px solid #e6eaef}
-details{margin:.5em 0}code{background:#f3f6f9;padding:0 .25em;border-radius:3px}
+.grid img{width:calc(50% - 1em);box-sizing:border-box;height:auto}details{margin:.5em 0}code{background:#f3f6f9;padding:0 .25em;border-radius:3px}
 """
 
 _JS = """
