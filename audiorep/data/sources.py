@@ -129,11 +129,16 @@ class DatasetIndex:
 
 # ------------------------------------------------------------------------------------------ helpers
 def audio_extensions() -> frozenset[str]:
-    """File suffixes (lower case, with dot) of the formats this soundfile/libsndfile build reads."""
-    names = {f".{fmt.lower()}" for fmt in sf.available_formats()}
-    aliases = {".aif", ".aifc", ".oga", ".opus", ".wave", ".sf", ".snd", ".mat"}
-    names -= {".raw", ".mat4", ".mat5", ".wavex", ".nist", ".ircam", ".svx"}
-    return frozenset(names | aliases | {".wav", ".flac", ".ogg", ".mp3"})
+    """File suffixes (lower case, with dot) of audio formats this soundfile/libsndfile build reads.
+
+    Container formats only: suffixes that usually hold something else (.mat, .htk features, .raw) are
+    left out; pass `extensions=` to the folder reader to include them.
+    """
+    suffixes = {"WAV": (".wav", ".wave"), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
+                "AIFF": (".aiff", ".aif", ".aifc"), "AU": (".au", ".snd"), "CAF": (".caf",), "W64": (".w64",),
+                "RF64": (".rf64",), "VOC": (".voc",), "SD2": (".sd2",), "PAF": (".paf",)}
+    available = sf.available_formats()
+    return frozenset(ext for fmt, exts in suffixes.items() if fmt in available for ext in exts)
 
 
 def _require_dir(path: Path, what: str, hint: str) -> Path:
