@@ -1,0 +1,226 @@
+"""Task protocols on miniature real-format layouts: fold logic, no group leakage per task, run -> Result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import tone
+
+from audiorep.audio.io import save_audio
+from audiorep.data.sources import Record
+from audiorep.downstream import probes as P
+from audiorep.downstream import tasks as T
+from audiorep.downstream.cache import EmbeddingCache
+
+RATE = 8000
+ESC = [("dog", 0, True), ("rooster", 1, True), ("pig", 2, False)]
+
+
+def _wav(path, freq=440.0, seconds=0.05):
+    save_audio(path, tone(freq, seconds=seconds, rate=RATE), RATE)
+
+
+def make_esc50(root):
+    (root / "meta").mkdir(parents=True)
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    for fold in range(1, 6):
+        for name, target, esc10 in ESC:
+            for s in range(2):
+                src = f"{fold}{target}{s}00"
+                for take in "AB":
+                    fn = f"{fold}-{src}-{take}-{target}.wav"
+                    _wav(root / "audio" / fn, 300.0 + 400 * target + 20 * s)
+                    rows.append(f"{fn},{fold},{target},{name},{esc10},{src},{take}")
+    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def make_speech_commands(root):
+    speakers = [f"{i:08x}" for i in range(0x1a2b3c40, 0x1a2b3c46)]
+    val, test = [], []
+    for word in ("yes", "no", "bed"):
+        for k, spk in enumerate(speakers):
+            rel = f"{word}/{spk}_nohash_0.wav"
+            _wav(root / rel)
+            (val if k == 4 else test if k == 5 else []).append(rel)
+    for noise in ("white_noise.wav", "running_tap.wav"):
+        _wav(root / "_background_noise_" / noise, seconds=2.0)
+    (root / "validation_list.txt").write_text("\n".join(val) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
+    return root
+
+
+def make_audioset(root):
+    mids = ["/m/a", "/m/b", "/m/c"]
+    (root / "class_labels_indices.csv").parent.mkdir(parents=True, exist_ok=True)
+    (root / "class_labels_indices.csv").write_text(
+        "index,mid,display_name\n" + "".join(f'{i},{m},"C{i}"\n' for i, m in enumerate(mids)))
+    for split, n in (("balanced_train", 20), ("eval", 6)):
+        lines = ["# Segments csv", "# num_ytids", "# YTID, start_seconds, end_seconds, positive_labels"]
+        for i in range(n):
+            ytid = f"{split[:2]}{i:09d}"
+            lines.append(f'{ytid}, 0.000, 10.000, "{mids[i % 3]},{mids[(i + 1) % 3]}"')
+            _wav(root / split / f"{ytid}.wav")
+        (root / f"{split}_segments.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_fsdd(root):
+    for spk in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler"):
+        for digit in range(3):
+            for n in range(2):
+                _wav(root / "recordings" / f"{digit}_{spk}_{n}.wav", 300.0 + 300 * digit)
+    return root
+
+
+def make_synthetic(root):
+    from audiorep.data.synthetic import write_corpus
+
+    write_corpus(root, per_class=4, seed=0, seconds=0.25, sample_rate=RATE, clips_per_group=2)
+    return root
+
+
+LAYOUTS = {"esc50": make_esc50, "esc10": make_esc50, "speech_commands": make_speech_commands,
+           "speech_commands12": make_speech_commands, "audioset": make_audioset, "fsdd": make_fsdd,
+           "synthetic": make_synthetic}
+
+
+class ToneEmbedder:
+    """Embeds a clip as its energy in 16 bands of 250 Hz: enough to separate the miniature tone classes."""
+
+    name, sample_rate = "tone-features", RATE
+
+    def cache_spec(self):
+        return {"model": self.name, "sample_rate": self.sample_rate, "checkpoint": "fixed"}
+
+    def scene(self, clips):
+        spec = [np.abs(np.fft.rfft(c, n=2048))[:1024] ** 2 for c in clips]
+        return np.log(np.stack([s.reshape(16, 64).sum(1) for s in spec]) + 1e-6).astype(np.float32)
+
+
+def _groups(records):
+    return {T.group_of(r) for r in records}
+
+
+def test_every_task_has_a_miniature_layout_test():
+    assert set(LAYOUTS) == set(T.TASKS)
+
+
+@pytest.mark.parametrize("task", sorted(LAYOUTS))
+def test_task_splits_never_share_a_group(tmp_path, task):
+    root = LAYOUTS[task](tmp_path / task)
+    spec = T.get_task(task)
+    splits = spec.splits(spec.read(root))
+    for sp in splits:
+        tr, va, te = (_groups(p) for p in (sp.train, sp.validation, sp.test))
+        assert not (tr & va) and not (tr & te) and not (va & te), sp.name
+        assert sp.train and sp.validation and sp.test
+
+
+def test_esc50_folds_test_each_fold_once_and_validate_on_the_next(tmp_path):
+    spec = T.get_task("esc50")
+    splits = spec.splits(spec.read(make_esc50(tmp_path / "esc")))
+    assert [sp.name for sp in splits] == [f"fold{k}" for k in range(1, 6)]
+    for k, sp in enumerate(splits, 1):
+        assert {r.fold for r in sp.test} == {k}
+        assert {r.fold for r in sp.validation} == {k % 5 + 1}
+        assert {r.fold for r in sp.train} == set(range(1, 6)) - {k, k % 5 + 1}
+    assert sorted(r.path for sp in splits for r in sp.test) == sorted(r.path for r in splits[0].parts()["train"]
+                                                                      + splits[0].validation + splits[0].test)
+
+
+def test_esc10_keeps_only_the_esc10_classes(tmp_path):
+    spec = T.get_task("esc10")
+    index = spec.read(make_esc50(tmp_path / "esc"))
+    assert {n for r in index.records for n in r.label_names} == {"dog", "rooster"}
+
+
+def test_leakage_check_names_the_shared_group():
+    a = Record("/a.wav", (0,), ("x",), "", None, "spk1", "folder")
+    b = Record("/b.wav", (0,), ("x",), "", None, "spk1", "folder")
+    c = Record("/c.wav", (1,), ("y",), "", None, "spk2", "folder")
+    with pytest.raises(T.LeakageError, match="'spk1' is in both train and test"):
+        T.check_no_group_leakage(T.Split("s", [a], [c], [b]))
+
+
+def test_leakage_check_catches_one_file_in_two_parts_without_groups():
+    a = Record("/a.wav", (0,), ("x",), "", None, None, "folder", start_s=0.0, end_s=1.0)
+    b = Record("/a.wav", (0,), ("x",), "", None, None, "folder", start_s=1.0, end_s=2.0)
+    c = Record("/c.wav", (1,), ("y",), "", None, None, "folder")
+    with pytest.raises(T.LeakageError, match="/a.wav"):
+        T.check_no_group_leakage([T.Split("s", [a], [c], [b])])
+
+
+def test_empty_part_is_refused():
+    a = Record("/a.wav", (0,), ("x",), "", None, None, "folder")
+    with pytest.raises(T.TaskError, match="validation part is empty"):
+        T.check_no_group_leakage(T.Split("s", [a], [], [a]))
+
+
+def test_group_folds_keep_groups_together_and_balance_sizes():
+    recs = [Record(f"/{g}_{i}.wav", (0,), ("x",), "", None, f"g{g}", "folder") for g in range(10) for i in range(g % 3 + 1)]
+    folded = T.assign_group_folds(recs, 3, seed=1)
+    fold_of_group = {}
+    for r in folded:
+        assert fold_of_group.setdefault(r.group, r.fold) == r.fold
+    sizes = np.bincount([r.fold for r in folded])[1:]
+    assert sizes.max() - sizes.min() <= 3
+
+
+def test_audioset_validation_is_carved_from_train_videos(tmp_path):
+    spec = T.get_task("audioset")
+    index = spec.read(make_audioset(tmp_path / "as"))
+    (sp,) = spec.splits(index)
+    assert index.multilabel and len(sp.test) == 6
+    assert len(sp.validation) == 2 and len(sp.train) == 18
+    assert all(r.info["audioset_split"] == "balanced_train" for r in sp.validation)
+
+
+def test_fsdd_on_the_shared_recordings_is_speaker_disjoint(fsdd_dir):
+    spec = T.get_task("fsdd")
+    splits = spec.splits(spec.read(fsdd_dir.parent))
+    assert len(splits) == 6
+    for sp in splits:
+        assert len({r.group for r in sp.test}) == 1 and len({r.group for r in sp.train}) == 4
+
+
+def test_run_reports_mean_and_std_over_the_five_esc50_folds(tmp_path):
+    root = make_esc50(tmp_path / "esc")
+    res = T.run("esc50", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), probe="knn", progress=False)
+    assert res.task == "esc50" and res.metric == "accuracy" and res.model == "tone-features"
+    assert len(res.folds) == 5 and res.mean == pytest.approx(np.mean(res.folds))
+    assert res.std == pytest.approx(np.std(res.folds))
+    assert res.mean > 0.9 and res.checkpoint == "fixed" and res.probe == "knn"
+    assert res.extra["sizes"][0] == {"train": 36, "validation": 12, "test": 12}
+
+
+def test_run_with_the_mlp_grid_records_grid_seed_and_selection(tmp_path):
+    root = make_fsdd(tmp_path / "fsdd")
+    grid = P.Grid("tiny", (P.GridPoint(hidden_layers=0, lr=1e-2, seed=5),),
+                  P.Schedule(max_epochs=6, check_every=3, patience=2, batch_size=16))
+    res = T.run("fsdd", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), grid=grid, seed=3, max_folds=2,
+                progress=False)
+    assert len(res.folds) == 2 and res.extra["max_folds"] == 2
+    assert res.seed == 3 and res.grid["points"][0]["seed"] == 5
+    assert res.extra["selected"][0]["lr"] == 1e-2
+    assert set(res.scores) >= {"accuracy", "f1_macro"}
+
+
+def test_unknown_task_lists_the_tasks():
+    with pytest.raises(T.TaskError, match="esc50"):
+        T.get_task("esc-50")
+
+
+def test_logmel_baseline_statistics_ignore_padding(rng):
+    model = T.LogMelBaseline("beats")
+    short = rng.normal(0, 0.1, 7000).astype(np.float32)
+    long = rng.normal(0, 0.1, 24000).astype(np.float32)
+    both = model.scene([short, long])
+    alone = model.scene([short])
+    assert both.shape == (2, 256)
+    np.testing.assert_allclose(both[0], alone[0], rtol=1e-4, atol=1e-4)
+
+
+def test_resolve_model_gives_the_logmel_baseline():
+    m = T.resolve_model("logmel-ssast")
+    assert isinstance(m, T.LogMelBaseline) and m.name == "logmel-ssast" and m.sample_rate == 16000
