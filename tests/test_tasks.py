@@ -158,7 +158,8 @@ def test_empty_part_is_refused():
 
 
 def test_group_folds_keep_groups_together_and_balance_sizes():
-    recs = [Record(f"/{g}_{i}.wav", (0,), ("x",), "", None, f"g{g}", "folder") for g in range(10) for i in range(g % 3 + 1)]
+    recs = [Record(f"/{g}_{i}.wav", (0,), ("x",), "", None, f"g{g}", "folder")
+            for g in range(10) for i in range(g % 3 + 1)]
     folded = T.assign_group_folds(recs, 3, seed=1)
     fold_of_group = {}
     for r in folded:

@@ -305,7 +305,8 @@ th,td{padding:.35em .7em;border-bottom:1px solid #e6eaef;text-align:right;white-
 th:first-child,td:first-child{text-align:left}th{background:#f3f6f9;cursor:pointer;user-select:none}
 th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}tr:hover td{background:#f7fafc}
 td.best{font-weight:600}.grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{border:1px solid #e6eaef}
-.grid img{width:calc(50% - 1em);box-sizing:border-box;height:auto}details{margin:.5em 0}code{background:#f3f6f9;padding:0 .25em;border-radius:3px}
+.grid img{width:calc(50% - 1em);box-sizing:border-box;height:auto}
+details{margin:.5em 0}code{background:#f3f6f9;padding:0 .25em;border-radius:3px}
 """
 
 _JS = """
