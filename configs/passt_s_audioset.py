@@ -27,7 +27,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.data.root = "/data/audioset_tfds"
     c.data.frames = 998
     c.objective = ml_collections.ConfigDict(dict(
-        name="supervised", multilabel=True, mixup_alpha=0.3, drop_t=40, drop_f=4, drop_u=0, label_smoothing=0.0))
+        name="supervised", multilabel=True, mixup_alpha=0.3, drop_t=40, drop_f=4, drop_u=0, label_smoothing=0.0,
+        shared_patchout=True))  # one patchout draw per batch, as official PaSST
     c.train.update(dict(steps=130 * EPOCH, batch_size=12, checkpoint_every=EPOCH))
     c.optim.update(dict(lr=2e-5, schedule="passt", warmup_steps=5 * EPOCH, weight_decay=1e-4, b1=0.9, b2=0.999,
                         clip_norm=0.0, rampdown_start=50 * EPOCH, rampdown_steps=50 * EPOCH, passt_last_ratio=0.01))

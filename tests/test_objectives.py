@@ -51,10 +51,26 @@ def test_keep_with_masked_puts_every_masked_patch_first_and_keeps_the_promised_c
         assert len(set(row.tolist())) == 7 and not set(row[3:].tolist()) & set(masked.tolist())
 
 
-def test_random_masks_have_exactly_count_distinct_patches():
-    idx = objectives.random_mask_indices(jax.random.key(1), (1, 64), 4, 50)
-    assert idx.shape == (4, 50)
-    assert all(len(set(r.tolist())) == 50 for r in np.asarray(idx))
+def test_cluster_masking_inside_mspm_masks_exactly_the_requested_count():
+    seen = {}
+
+    def spy(key, grid, batch, count):
+        from audiorep.pretrain import masking
+
+        idx = masking.cluster_mask_indices(key, grid, batch, count)
+        seen["idx"] = idx
+        return idx
+
+    obj = objectives.MSPM(get_frontend("ssast"), masked=50, mask_fn=spy, passes=1, frames=256)
+    obj(_tiny_ast(), {"audio": _waves()}, jax.random.key(3))
+    idx = np.asarray(seen["idx"])
+    assert idx.shape == (2, 50) and all(len(set(r.tolist())) == 50 for r in idx)
+
+
+def test_frame_masking_needs_whole_time_columns():
+    fn = objectives.mask_function("frame")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        fn(jax.random.key(0), (8, 16), 2, 50)
 
 
 def _tiny_ast(**kw) -> ASTEncoder:
@@ -115,8 +131,7 @@ def _tiny_run(tmp_path: Path, config: str, steps: int, *overrides: str):
 def test_mspm_losses_fall_on_the_synthetic_corpus_and_the_export_loads(tmp_path):
     import audiorep
 
-    res = _tiny_run(tmp_path, "tiny_ssast.py", 60, "objective.mask=random", "optim.warmup_steps=5",
-                    "optim.lr=2e-3")
+    res = _tiny_run(tmp_path, "tiny_ssast.py", 50, "optim.warmup_steps=5", "optim.lr=2e-3")
     rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     first = np.mean([r["loss"] for r in rows[:8]])
     last = np.mean([r["loss"] for r in rows[-8:]])

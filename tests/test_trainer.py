@@ -133,28 +133,38 @@ def _finish(p: subprocess.Popen) -> str:
     return out
 
 
+CMD = ("--config.train.steps=15", "--config.train.checkpoint_every=5")
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> list[dict]:
+    """metrics of an uninterrupted run of CMD (shared by the kill tests)."""
+    workdir = tmp_path_factory.mktemp("straight")
+    _finish(_start(workdir, *CMD))
+    return _rows(workdir)
+
+
 @pytest.mark.slow
-def test_resume_after_kill_replays_the_same_batches_and_losses(tmp_path):
-    cmd = ("--config.train.steps=30", "--config.train.checkpoint_every=10", "--slow-data=0.01")
-    _finish(_start(tmp_path / "straight", *cmd))
-    p = _start(tmp_path / "killed", *cmd)
+def test_resume_after_kill_replays_the_same_batches_and_losses(tmp_path, straight_run):
+    cmd = (*CMD, "--slow-data=0.02")  # slower batches give the kill time to land mid-run; values are unchanged
+    p = _start(tmp_path, *cmd)
     deadline = time.time() + 120
-    while not (tmp_path / "killed" / "checkpoints" / "10" / "commit_success.txt").exists():
+    while not (tmp_path / "checkpoints" / "5" / "commit_success.txt").exists():
         assert p.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
-        time.sleep(0.05)
+        time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    rows_at_kill = _rows(tmp_path / "killed")
-    assert 10 <= rows_at_kill[-1]["step"] < 30, "the kill did not land mid-run"
-    out = _finish(_start(tmp_path / "killed", *cmd))
-    assert "step=30 status=done" in out
-    assert _rows(tmp_path / "killed") == _rows(tmp_path / "straight")
+    rows_at_kill = _rows(tmp_path)
+    assert 5 <= rows_at_kill[-1]["step"] < 15, "the kill did not land mid-run"
+    out = _finish(_start(tmp_path, *cmd))
+    assert "step=15 status=done" in out
+    assert _rows(tmp_path) == straight_run
 
 
 @pytest.mark.slow
-def test_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path):
-    cmd = ("--config.train.steps=10", "--config.train.checkpoint_every=5", "--slow-save=4")
-    p = _start(tmp_path / "w", *cmd)
+def test_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path, straight_run):
+    cmd = (*CMD, "--slow-save=2")
+    p = _start(tmp_path, *cmd)
     seen, lines = 0, []
     for line in p.stdout:  # the second save (step 10) is in progress when its SAVING line appears
         lines.append(line)
@@ -165,13 +175,11 @@ def test_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable(
     assert seen == 2, "".join(lines)[-3000:]
     p.send_signal(signal.SIGKILL)
     p.wait()
-    mngr = ocp.CheckpointManager(tmp_path / "w" / "checkpoints")
+    mngr = ocp.CheckpointManager(tmp_path / "checkpoints")
     assert mngr.latest_step() == 5
-    out = _finish(_start(tmp_path / "w", *cmd))
-    assert "step=10 status=done" in out
-    straight = tmp_path / "straight"
-    _finish(_start(straight, "--config.train.steps=10", "--config.train.checkpoint_every=5"))
-    assert _rows(tmp_path / "w") == _rows(straight)
+    out = _finish(_start(tmp_path, *cmd))
+    assert "step=15 status=done" in out
+    assert _rows(tmp_path) == straight_run
 
 
 @pytest.mark.slow

@@ -55,12 +55,6 @@ def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, idx[..., None].astype(jnp.int32), axis=1)
 
 
-def indices_to_mask(idx: jax.Array, n: int) -> jax.Array:
-    """i32[B, M] patch indices -> bool[B, N] with True at those patches."""
-    b = idx.shape[0]
-    return jnp.zeros((b, n), bool).at[jnp.arange(b)[:, None], idx].set(True)
-
-
 def info_nce(targets: jax.Array, preds: jax.Array) -> tuple[jax.Array, jax.Array]:
     """SSAST's discriminative loss over the masked patches of each clip.
 
@@ -76,22 +70,27 @@ def info_nce(targets: jax.Array, preds: jax.Array) -> tuple[jax.Array, jax.Array
     return nce, acc
 
 
-def random_mask_indices(key: jax.Array, grid: tuple[int, int], batch: int, count: int) -> jax.Array:
-    """`count` distinct patches per clip drawn uniformly (SSAST frame masking).  -> i32[B, count]."""
-    n = grid[0] * grid[1]
-    keys = jax.random.split(key, batch)
-    return jax.vmap(lambda k: jax.random.permutation(k, n)[:count])(keys).astype(jnp.int32)
-
-
 def mask_function(kind: str) -> MaskFn:
-    """'cluster' (SSAST patch masking) or 'random' (frame masking): (key, grid, batch, count) -> i32[B, count]."""
-    if kind == "random":
-        return random_mask_indices
-    if kind == "cluster":
-        from audiorep.pretrain import masking
+    """Masked-patch draw of pretrain/masking.py: (key, grid, batch, count) -> i32[B, count] (frequency-major).
 
+    'cluster': SSAST patch masking (squares of side 3-5); 'random': uniform (SSAST frame masking);
+    'frame': whole time columns (count must then be a multiple of the frequency patches).
+    """
+    from audiorep.pretrain import masking
+
+    if kind == "cluster":
         return masking.cluster_mask_indices
-    raise ValueError(f"objective.mask={kind!r}: use 'cluster' (16x16 patches) or 'random' (128x2 frames).")
+    if kind == "random":
+        return masking.random_mask_indices
+    if kind == "frame":
+        def frames(key, grid, batch, count):
+            if count % grid[0]:
+                raise ValueError(f"objective.masked={count} is not a whole number of time columns of {grid[0]} "
+                                 f"patches; use a multiple of {grid[0]} with mask='frame'.")
+            return masking.frame_mask_indices(key, grid, batch, count // grid[0])
+
+        return frames
+    raise ValueError(f"objective.mask={kind!r}: use 'cluster' (16x16 patches), 'random' (128x2 frames) or 'frame'.")
 
 
 def keep_with_masked(key: jax.Array, mask_idx: jax.Array, n: int, keep_unmasked: int) -> jax.Array:
@@ -100,6 +99,8 @@ def keep_with_masked(key: jax.Array, mask_idx: jax.Array, n: int, keep_unmasked:
     mask_idx i32[B, M] -> keep i32[B, M + keep_unmasked]; position m < M of the encoder output is masked
     patch mask_idx[:, m].
     """
+    from audiorep.pretrain.masking import indices_to_mask
+
     b = mask_idx.shape[0]
     masked = indices_to_mask(mask_idx, n)
     score = jnp.where(masked, jnp.inf, jax.random.uniform(key, (b, n)))
@@ -134,6 +135,8 @@ class MSPM:
         return fit_frames(self.frontend(audio, key=key, train=True), self.frames)
 
     def _pass(self, model, feats, targets, key, head: str):
+        from audiorep.pretrain.masking import indices_to_mask
+
         b, n = targets.shape[:2]
         grid = model.grid_for(feats.shape[1])
         if self.masked >= n:
@@ -176,13 +179,14 @@ class Supervised:
 
     label: i32[B] class indices (multi-class, softmax CE) or f32[B, C] multi-hot (multi-label, BCE).
     Patchout: `drop_t` time columns and `drop_f` frequency rows (structured) and `drop_u` single patches
-    (unstructured) are dropped after the positional embedding; one draw per batch, as PaSST does.
+    (unstructured) are dropped after the positional embedding; one draw per batch as official PaSST
+    (`shared_patchout=False`: one per clip).
     The model needs `logits(out)` (PaSST head, or AST `mlp_head`).
     """
 
     def __init__(self, frontend, *, num_classes: int, multilabel: bool, mixup_alpha: float = 0.0,
                  drop_t: int = 0, drop_f: int = 0, drop_u: int = 0, frames: int | None = None,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, shared_patchout: bool = True):
         self.frontend = frontend
         self.num_classes = int(num_classes)
         self.multilabel = bool(multilabel)
@@ -190,6 +194,7 @@ class Supervised:
         self.drop = (int(drop_t), int(drop_f), int(drop_u))
         self.frames = frames
         self.label_smoothing = float(label_smoothing)
+        self.shared_patchout = bool(shared_patchout)
 
     def targets(self, label: jax.Array) -> jax.Array:
         if label.ndim == 2:
@@ -200,7 +205,7 @@ class Supervised:
 
     def __call__(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
         from audiorep.audio import augment
-        from audiorep.models.passt import patchout_keep
+        from audiorep.pretrain.masking import patchout_keep
 
         k_front, k_mix, k_keep = jax.random.split(rng, 3)
         feats = fit_frames(self.frontend(batch["audio"], key=k_front, train=True), self.frames)
@@ -211,7 +216,7 @@ class Supervised:
         if any(self.drop):
             grid = model.grid_for(feats.shape[1])
             keep = patchout_keep(k_keep, grid, feats.shape[0], drop_t=self.drop[0], drop_f=self.drop[1],
-                                 drop_u=self.drop[2])
+                                 drop_u=self.drop[2], shared=self.shared_patchout)
         out = model(feats, keep=keep, deterministic=False)
         logits = model.logits(out).astype(jnp.float32)
         if self.label_smoothing:
@@ -280,7 +285,8 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
         return Supervised(frontend, num_classes=classes, multilabel=bool(o.get("multilabel", multilabel)),
                           mixup_alpha=o.get("mixup_alpha", 0.0), drop_t=o.get("drop_t", 0),
                           drop_f=o.get("drop_f", 0), drop_u=o.get("drop_u", 0), frames=frames,
-                          label_smoothing=o.get("label_smoothing", 0.0))
+                          label_smoothing=o.get("label_smoothing", 0.0),
+                          shared_patchout=o.get("shared_patchout", True))
     raise ValueError(f"objective.name={o.name!r}: available objectives are 'mspm' and 'supervised'.")
 
 

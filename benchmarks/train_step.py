@@ -1,0 +1,224 @@
+r"""Train-step speed: audiorep's ViT-B step vs PyTorch eager, patchout, and bf16 — measured in one run.
+
+  .venv/bin/python benchmarks/train_step.py                 # everything (~3-4 min on 2 CPU cores)
+  .venv/bin/python benchmarks/train_step.py --steps 3 --skip-torch --skip-patchout
+
+What is timed (median of --steps after 2 warm-up steps, compile excluded):
+1. audiorep: an SSAST-Base encoder (12 x 768, 12 heads, MLP 3072, 16x16 patches on 128 x 1024 features
+   = 512 tokens, batch 2) trained by the trainer's own jitted step (pretrain/trainer.py `build_step`:
+   AdamW, grad-norm clipping, NaN guard), fp32; loss = mean squared token.
+2. PyTorch eager, same shapes: Linear patch projection (256 -> 768) + 12 pre-LN
+   `nn.TransformerEncoderLayer`s (GELU) + AdamW, fp32 and `torch.autocast('cpu', torch.bfloat16)`; run
+   in the torch venv found through $AUDIOREP_TORCH_PYTHON or /work/torchvenv/bin/python (skipped with a
+   message when absent).
+3. audiorep with unstructured patchout (the encoder sees K of the 512 tokens, `keep`) at several keep
+   fractions; the ideal speed-up (512 / K, linear in tokens; attention alone would give more) beside it.
+4. audiorep with bf16 compute over fp32 master weights (train.compute_dtype='bfloat16').
+
+On CPU the script re-executes itself with tcmalloc preloaded when installed (XLA:CPU step ~25 % faster;
+see stack notes); PyTorch runs with its default allocator. Numbers from a machine shared with other jobs
+are noisy: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+B, FRAMES, MELS, DIM, DEPTH, HEADS, MLP = 2, 1024, 128, 768, 12, 12, 3072
+TOKENS = (FRAMES // 16) * (MELS // 16)
+
+
+def _maybe_tcmalloc() -> None:
+    from audiorep.cli import tcmalloc_path
+
+    if os.environ.get("AUDIOREP_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    lib = tcmalloc_path()
+    if lib is None:
+        print("note: tcmalloc not installed; XLA:CPU steps are slower without it (libtcmalloc-minimal4)")
+        return
+    env = dict(os.environ, LD_PRELOAD=lib, AUDIOREP_NO_TCMALLOC="1")
+    os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
+
+
+def _median_time(fn, steps: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def step_flops(tokens: int) -> float:
+    """Training FLOPs of one step (3x the forward matmul FLOPs; attention scores included)."""
+    per_token = DEPTH * (2 * 4 * DIM * DIM + 2 * 2 * DIM * MLP) + 2 * 256 * DIM
+    attn = DEPTH * 2 * 2 * tokens * tokens * DIM
+    return 3.0 * B * (tokens * per_token + attn)
+
+
+def bench_audiorep(steps: int, *, keep: int | None = None, compute_dtype: str = "float32") -> float:
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from audiorep.models.ast import ASTConfig, ASTEncoder
+    from audiorep.pretrain import trainer
+
+    cfg = ASTConfig(dim=DIM, depth=DEPTH, num_heads=HEADS, mask_embed=False, pretrain_heads=False)
+    model = ASTEncoder(cfg, rngs=nnx.Rngs(0))
+    keep_idx = None
+    if keep is not None:
+        keep_idx = jnp.sort(jax.random.permutation(jax.random.key(1), TOKENS)[:keep])[None].repeat(B, 0)
+
+    def loss(m, batch, rng):
+        del rng
+        out = m(batch["x"], keep=keep_idx)
+        return jnp.mean(out.tokens.astype(jnp.float32) ** 2), {}
+
+    tc = trainer.default_train_config()
+    tc.train.compute_dtype = compute_dtype
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx, sched = trainer.make_optimizer(tc.optim, 1000, params)
+    state = dict(params=params, rest=rest, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
+                 key=jax.random.PRNGKey(0))
+    step = jax.jit(trainer.build_step(graphdef, loss, tx, sched, tc), donate_argnums=0)
+    batch = {"x": jax.random.normal(jax.random.key(2), (B, FRAMES, MELS), jnp.float32)}
+    holder = {"s": state}
+
+    def run():
+        holder["s"], metrics = step(holder["s"], batch)
+        jax.block_until_ready(metrics["loss"])
+
+    t0 = time.perf_counter()
+    run()
+    compile_s = time.perf_counter() - t0
+    t = _median_time(run, steps, warmup=1)
+    print(f"    (compile + first step {compile_s:.1f} s)", flush=True)
+    return t
+
+
+TORCH_SCRIPT = r"""
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+B, N, DIM, DEPTH, HEADS, MLP, STEPS = 2, 512, 768, 12, 12, 3072, int(sys.argv[1])
+torch.manual_seed(0)
+layer = lambda: torch.nn.TransformerEncoderLayer(DIM, HEADS, MLP, dropout=0.0, activation="gelu",
+                                                 batch_first=True, norm_first=True, layer_norm_eps=1e-6)
+model = torch.nn.Sequential(torch.nn.Linear(256, DIM), *[layer() for _ in range(DEPTH)], torch.nn.LayerNorm(DIM))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+x = torch.randn(B, N, 256)
+out = {}
+for name, ctx in (("fp32", None), ("bf16_autocast", torch.bfloat16)):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        if ctx is None:
+            y = model(x)
+        else:
+            with torch.autocast("cpu", dtype=ctx):
+                y = model(x)
+        loss = (y.float() ** 2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    for _ in range(2):
+        step()
+    ts = []
+    for _ in range(STEPS):
+        t = time.perf_counter(); step(); ts.append(time.perf_counter() - t)
+    ts.sort()
+    out[name] = ts[len(ts) // 2]
+print("RESULT " + json.dumps(dict(out, torch=torch.__version__)))
+"""
+
+
+def torch_python() -> str | None:
+    cand = os.environ.get("AUDIOREP_TORCH_PYTHON") or "/work/torchvenv/bin/python"
+    return cand if Path(cand).exists() else None
+
+
+def bench_torch(steps: int, threads: int) -> dict | None:
+    py = torch_python()
+    if py is None:
+        print("PyTorch baseline skipped: no torch interpreter (set AUDIOREP_TORCH_PYTHON=/path/to/python with torch).")
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(TORCH_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
+    try:
+        proc = subprocess.run([py, f.name, str(steps), str(threads)], capture_output=True, text=True, env=env,
+                              timeout=1800)
+    finally:
+        os.unlink(f.name)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(f"PyTorch baseline failed (rc {proc.returncode}): {proc.stderr[-800:]}")
+        return None
+    return json.loads(line[len("RESULT "):])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (median reported)")
+    ap.add_argument("--keep", type=float, nargs="*", default=[0.75, 0.5, 0.25], help="patchout keep fractions")
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--skip-patchout", action="store_true")
+    ap.add_argument("--skip-bf16", action="store_true")
+    args = ap.parse_args()
+    _maybe_tcmalloc()
+
+    import jax
+    from rich.console import Console
+    from rich.table import Table
+
+    threads = os.cpu_count() or 1
+    dev = jax.devices()[0]
+    print(f"JAX {jax.__version__} on {dev.platform} ({dev.device_kind}), {threads} CPU threads; "
+          f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '-'}; load average {os.getloadavg()[0]:.1f}")
+    rows = []
+    print(f"audiorep fp32, {B} x {TOKENS} tokens ...", flush=True)
+    base = bench_audiorep(args.steps)
+    rows.append(("audiorep (JAX) fp32", base, TOKENS, ""))
+    torch_res = None if args.skip_torch else bench_torch(args.steps, threads)
+    if torch_res:
+        rows.append((f"PyTorch {torch_res['torch']} eager fp32", torch_res["fp32"], TOKENS,
+                     f"audiorep is {torch_res['fp32'] / base:.2f}x PyTorch's speed"))
+    if not args.skip_bf16:
+        print("audiorep bf16 compute ...", flush=True)
+        bf = bench_audiorep(args.steps, compute_dtype="bfloat16")
+        rows.append(("audiorep (JAX) bf16 compute / fp32 params", bf, TOKENS, f"{base / bf:.2f}x audiorep fp32"))
+        if torch_res:
+            rows.append(("PyTorch eager autocast bf16", torch_res["bf16_autocast"], TOKENS,
+                         f"{torch_res['fp32'] / torch_res['bf16_autocast']:.2f}x PyTorch fp32; "
+                         f"audiorep bf16 is {torch_res['bf16_autocast'] / bf:.2f}x its speed"))
+    if not args.skip_patchout:
+        for frac in args.keep:
+            k = max(1, int(round(TOKENS * frac)))
+            print(f"audiorep patchout keep {k}/{TOKENS} ...", flush=True)
+            t = bench_audiorep(args.steps, keep=k)
+            rows.append((f"audiorep patchout keep {frac:.2f}", t, k,
+                         f"speed-up {base / t:.2f}x (ideal {TOKENS / k:.2f}x)"))
+    table = Table(title=f"Train step, ViT-B, batch {B} x {TOKENS} tokens, AdamW (median of {args.steps})")
+    for col in ("variant", "s/step", "tokens", "GFLOP/s", "comparison"):
+        table.add_column(col)
+    for name, t, tokens, note in rows:
+        table.add_row(name, f"{t:.3f}", str(tokens), f"{step_flops(tokens) / t / 1e9:.0f}", note)
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
