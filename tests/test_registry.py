@@ -88,9 +88,9 @@ def test_folder_without_model_json_is_not_a_model_dir(tmp_path):
 
 
 def test_error_points_at_model_dirs_inside_the_folder(tmp_path):
-    _save(tmp_path / "run" / "export")
-    with pytest.raises(ModelDirError, match="contains model directories: export"):
-        load_model_dir(tmp_path / "run")
+    _save(tmp_path / "models" / "beats_iter3")
+    with pytest.raises(ModelDirError, match="contains model directories: beats_iter3"):
+        load_model_dir(tmp_path / "models")
 
 
 def test_foreign_json_is_refused(tmp_path):
