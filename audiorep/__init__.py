@@ -24,7 +24,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 
 def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patches=None, window_seconds=None,
-         verify=True):
+         verify=True, devices=None):
     """An Embedder for a registered model name or a model directory.
 
     Args:
@@ -36,6 +36,7 @@ def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patch
       bucket_patches: padding granularity of short clips in time patches (None: 1/8 of the window).
       window_seconds: chunk long audio into windows shorter than the model's (None: the model's window).
       verify: check the model directory's parameter sha256.
+      devices: devices that share each batch (None: all local devices; parameters are replicated).
 
     Returns:
       `Embedder` with `sample_rate`, `scene_embedding_size`, `timestamp_embedding_size`,
@@ -44,7 +45,7 @@ def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patch
     from audiorep.downstream.embed import load as _load
 
     return _load(name_or_dir, layer=layer, pooling=pooling, batch_size=batch_size, bucket_patches=bucket_patches,
-                 window_seconds=window_seconds, verify=verify)
+                 window_seconds=window_seconds, verify=verify, devices=devices)
 
 
 def list_models() -> list[str]:

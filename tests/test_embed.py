@@ -181,3 +181,34 @@ def test_registered_model_dir_path_loads_its_weights(tmp_path, toy):
 
 def test_list_models_names_the_tiny_variants():
     assert {"beats-tiny", "ssast-patch-tiny", "ssast-frame-tiny", "passt-s-tiny"} <= set(audiorep.list_models())
+
+
+MULTI_DEVICE_SCRIPT = """
+import jax, numpy as np
+import toy_encoder
+import audiorep
+assert len(jax.local_devices()) == 4
+rng = np.random.default_rng(0)
+clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (3000, 16000, 41000, 700, 9000)]
+many = audiorep.load("toy", batch_size=6)
+one = audiorep.load("toy", batch_size=6, devices=jax.local_devices()[:1])
+assert many.batch_size == 8 and len(many._state["embed"]["kernel"][...].sharding.device_set) == 4
+np.testing.assert_allclose(many.scene(clips), one.scene(clips), rtol=1e-5, atol=1e-6)
+a, b = many.timestamps(clips), one.timestamps(clips)
+for x, y in zip(a[0], b[0]):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_batches_are_split_across_local_devices(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    res = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], cwd=Path(__file__).parent, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]

@@ -16,7 +16,8 @@ How audio becomes embeddings
   short clip does not pay for a whole window, and the jitted forward sees few distinct shapes. The
   output of a clip never depends on the other clips in the call: batch == one by one.
 * All chunks of all clips of a call go through the jitted forward in fixed-size batches (batch size, or
-  the next power of two for the last one); nothing loops over clips around the model.
+  the next power of two for the last one); nothing loops over clips around the model. With several
+  local devices (GPUs, TPU chips) each batch is split across them (parameters replicated).
 * Valid patches: those whose centre lies inside the clip (at least one). Padded patches never enter
   a pooled embedding.
 
@@ -153,7 +154,7 @@ class Embedder:
     """
 
     def __init__(self, bundle: ModelBundle, *, layer="last", pooling: str | None = None, batch_size: int = 16,
-                 bucket_patches: int | None = None, window_seconds: float | None = None):
+                 bucket_patches: int | None = None, window_seconds: float | None = None, devices=None):
         """
         Args:
           bundle: from models.registry.get_bundle.
@@ -163,6 +164,9 @@ class Embedder:
           batch_size: chunks per forward pass.
           bucket_patches: padding granularity of short chunks, in time patches (None: 1/8 of the window).
           window_seconds: a shorter chunk window than the model's (None: the model's window).
+          devices: the devices that share each batch (data parallel; parameters replicated). None: all
+            local devices (several GPUs / TPU chips of this host; one device on CPU). The batch size is
+            rounded up to a multiple of their number.
         """
         self.bundle = bundle
         self.name = bundle.name
@@ -201,6 +205,20 @@ class Embedder:
         self._chunk_samples = {}
 
         self._graphdef, self._state = nnx.split(bundle.encoder)
+        self.devices = list(jax.local_devices() if devices is None else devices)
+        if not self.devices:
+            raise EmbedError("devices is empty; pass None (all local devices) or a list of jax devices.")
+        n_dev = len(self.devices)
+        self.batch_size = -(-self.batch_size // n_dev) * n_dev
+        if n_dev > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            mesh = Mesh(np.array(self.devices), ("data",))
+            self._placement = NamedSharding(mesh, PartitionSpec("data"))
+            self._state = jax.device_put(self._state, NamedSharding(mesh, PartitionSpec()))
+        else:
+            self._placement = self.devices[0]
+            self._state = jax.device_put(self._state, self._placement)
         self._layers = self._resolve_layers(layer)
         self.layer = layer
         probe = self._probe_dims()
@@ -320,6 +338,13 @@ class Embedder:
         return _Plan(clip.astype(np.int32), index * p * self.patch_hop, valid.astype(np.int32),
                      bucket.astype(np.int32), n_patches.astype(np.int32), lengths)
 
+    def _padded_batch(self, count: int) -> int:
+        """Rows of the forward batch for `count` chunks: the batch size, or for a last partial batch the next
+        power of two (rounded up to a multiple of the device count), so few shapes are ever compiled."""
+        n_dev = len(self.devices)
+        size = self.batch_size if count >= self.batch_size else min(self.batch_size, 1 << (count - 1).bit_length())
+        return -(-size // n_dev) * n_dev
+
     def _gather(self, clips: list[np.ndarray], plan: _Plan, rows: np.ndarray, length: int) -> np.ndarray:
         """f32[len(rows), length]: the audio of the chunks `rows`, zero past each clip's end."""
         out = np.zeros((len(rows), length), np.float32)
@@ -338,12 +363,12 @@ class Embedder:
             length = self.chunk_samples(int(bucket))
             for i in range(0, len(rows), self.batch_size):
                 part = rows[i: i + self.batch_size]
-                size = self.batch_size if len(part) == self.batch_size else min(
-                    self.batch_size, 1 << (len(part) - 1).bit_length())
+                size = self._padded_batch(len(part))
                 waves = np.zeros((size, length), np.float32)
                 waves[: len(part)] = self._gather(clips, plan, part, length)
                 valid = np.zeros(size, np.int32)
                 valid[: len(part)] = plan.valid[part]
+                waves, valid = jax.device_put((waves, valid), self._placement)
                 pending.append((part, fn(self._state, waves, valid)))  # dispatched asynchronously
         results: dict[str, list] = {}
         order = []
@@ -440,14 +465,15 @@ class Embedder:
 
 
 def load(name_or_dir, *, layer="last", pooling: str | None = None, batch_size: int = 16,
-         bucket_patches: int | None = None, window_seconds: float | None = None, verify: bool = True) -> Embedder:
+         bucket_patches: int | None = None, window_seconds: float | None = None, verify: bool = True,
+         devices=None) -> Embedder:
     """An `Embedder` for a registered model name (fixed-seed random init) or a model directory (its weights).
 
     See `Embedder.__init__` for the arguments; `verify` checks the directory's parameter checksum.
     """
     bundle = get_bundle(name_or_dir, verify=verify)
     return Embedder(bundle, layer=layer, pooling=pooling, batch_size=batch_size, bucket_patches=bucket_patches,
-                    window_seconds=window_seconds)
+                    window_seconds=window_seconds, devices=devices)
 
 
 # --------------------------------------------------------------------------------------- files -> npz
