@@ -282,3 +282,14 @@ def test_frontend_protocol_attributes():
 def test_unknown_frontend_name_lists_the_choices():
     with pytest.raises(FrontendError, match="beats.*passt.*ssast"):
         get_frontend("mfcc")
+
+
+def test_target_frames_pads_with_zero_log_mel_before_normalising_as_ssast():
+    cfg = SSAST_FBANK.replace(num_mel_bins=80, target_frames=150)
+    x = generated(16000)  # 121 Kaldi frames
+    fe = KaldiFbank(cfg)
+    out = np.asarray(fe(x[None]))[0]
+    assert out.shape == (150, 80) and fe.num_frames(x.size) == 150
+    np.testing.assert_allclose(out[121:], 4.2677393 / (2 * 4.5689974), rtol=1e-6)
+    np.testing.assert_allclose(out[:121], np.asarray(KaldiFbank(cfg.replace(target_frames=None))(x[None]))[0])
+    assert KaldiFbank(cfg.replace(target_frames=100))(x[None]).shape == (1, 100, 80)

@@ -217,9 +217,11 @@ class FbankConfig:
     subtract_feature_mean [subtract_mean: per-utterance mean of every output column].
 
     Model I/O (applied by `KaldiFbank`, not by `kaldi_fbank`): `waveform_scale` multiplies the
-    waveform (BEATs: 2**15), `subtract_mean` removes each clip's waveform mean (SSAST), and the
-    output is normalised as (x - norm_mean) / (2 * norm_std), the convention of BEATs and AST/SSAST;
-    the defaults (0, 0.5) leave it unchanged.
+    waveform (BEATs: 2**15), `subtract_mean` removes each clip's waveform mean (SSAST), `target_frames`
+    zero-pads (in the log-mel domain, before normalisation) or cuts the frames to a fixed count as
+    SSAST's dataloader does (1024; None keeps Kaldi's count), and the output is normalised as
+    (x - norm_mean) / (2 * norm_std), the convention of BEATs and AST/SSAST; the defaults (0, 0.5)
+    leave it unchanged.
     """
 
     sample_rate: int = 16000
@@ -249,8 +251,11 @@ class FbankConfig:
     subtract_mean: bool = False
     norm_mean: float = 0.0
     norm_std: float = 0.5
+    target_frames: int | None = None
 
     def __post_init__(self):
+        if self.target_frames is not None and self.target_frames < 1:
+            raise FrontendError(f"target_frames must be a positive frame count or None, got {self.target_frames}.")
         if self.window_type not in WINDOW_TYPES:
             raise FrontendError(f"window_type {self.window_type!r} is not one of {', '.join(WINDOW_TYPES)}.")
         if not 0.0 <= self.preemphasis <= 1.0:
@@ -299,6 +304,10 @@ class FbankConfig:
         if self.snip_edges:
             return 0 if num_samples < size else 1 + (num_samples - size) // shift
         return (num_samples + shift // 2) // shift
+
+    def output_frames(self, num_samples: int) -> int:
+        """Frames `KaldiFbank` returns: `target_frames` when set, else `num_frames(num_samples)`."""
+        return self.num_frames(num_samples) if self.target_frames is None else self.target_frames
 
     def replace(self, **changes) -> FbankConfig:
         return dataclasses.replace(self, **changes)
@@ -416,6 +425,11 @@ def _kaldi_frontend(waves, key, cfg: FbankConfig):
     if cfg.subtract_mean:
         waves = waves - waves.mean(axis=-1, keepdims=True)
     feats = kaldi_fbank(waves, cfg, key)
+    if cfg.target_frames is not None:
+        have = feats.shape[1]
+        if have < cfg.target_frames:
+            feats = jnp.pad(feats, ((0, 0), (0, cfg.target_frames - have), (0, 0)))
+        feats = feats[:, : cfg.target_frames]
     return (feats - cfg.norm_mean) / (2.0 * cfg.norm_std)
 
 
@@ -439,7 +453,7 @@ class KaldiFbank:
         return self.cfg.window_shift
 
     def num_frames(self, num_samples: int) -> int:
-        return self.cfg.num_frames(num_samples)
+        return self.cfg.output_frames(num_samples)
 
     def __call__(self, waves, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
         """f32[B, samples] -> f32[B, frames, mels], normalised. `train` changes nothing (Kaldi has no
