@@ -342,8 +342,9 @@ def _cmd_datasets_inspect(args: argparse.Namespace) -> int:
             cells = [f"{counts[col][name]:,}" for col in columns] + ([f"{total[name]:,}"] if len(columns) > 1 else [])
             table.add_row(str(ordered.index(name)), name, *cells)
         console.print(table)
-    absent = [c for c in index.classes if not any(c in r.label_names for r in records)]
-    if absent and index.classes:
+    seen = set().union(*(r.label_names for r in records)) if records else set()
+    absent = [c for c in index.classes if c not in seen]
+    if absent:
         console.print(f"[yellow]{len(absent)} class(es) have no records[/]: {', '.join(absent[:10])}"
                       + (" ..." if len(absent) > 10 else ""))
     for problem in index.problems:
