@@ -386,6 +386,41 @@ def _empty_eval_batch(source, batch_size: int, chunk_samples: int) -> dict[str, 
             "offset": np.zeros(batch_size, np.int64)}
 
 
+class _EpochShuffle(grain.MapDataset):
+    """A new permutation of the parent every epoch: `np.random.default_rng([seed, epoch]).permutation(n)`.
+
+    Same contract as grain's `shuffle` (index `epoch * n + i` -> parent index `epoch * n + perm[i]`), but
+    O(1) per element at any size: grain's index_shuffle costs ~0.2-3 ms per element below ~5k records.
+    """
+
+    def __init__(self, parent: grain.MapDataset, seed: int):
+        super().__init__(parent)
+        self._seed = int(seed)
+        self._perms: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def __str__(self) -> str:
+        return f"EpochShuffle(seed={self._seed})"
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_perms"} | {"_perms": {}}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        perm = self._perms.get(epoch)
+        if perm is None:  # threads may both compute it: same result, no lock needed
+            perm = np.random.default_rng([self._seed, epoch]).permutation(len(self._parent))
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1} | {epoch: perm}
+        return perm
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        epoch, i = divmod(int(index), len(self._parent))
+        return self._parent[epoch * len(self._parent) + int(self._perm(epoch)[i])]
+
+
 def _finish(ds: grain.MapDataset, *, worker_count: int, read_threads: int, prefetch: int) -> grain.IterDataset:
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
     if worker_count > 0:
@@ -454,7 +489,7 @@ def train_dataset(
         raise PipelineError(f"{len(source)} records cannot feed {shard.count} processes; use a larger split.")
     ds = grain.MapDataset.source(source)[shard.index:per_shard * shard.count:shard.count]
     if shuffle:
-        ds = ds.shuffle(seed=int(seed))
+        ds = _EpochShuffle(ds, int(seed))
     ds = ds.repeat(num_epochs)
     ds = ds.map_with_index(_TrainExample(source, int(clip_samples), int(seed), per_shard, random_crop))
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
