@@ -10,11 +10,13 @@ Importing this package registers the builders (`audiorep_folder`, `audiorep_esc5
 
 from audiorep.data.tfds.builder import (
     BUILDERS,
+    UNSPLIT,
     AudioBuilder,
     AudioBuilderConfig,
     Prepared,
     PrepareError,
     builder_class,
+    clip_lengths,
     config_name,
     data_source,
     find_prepared,
@@ -27,7 +29,7 @@ from audiorep.data.tfds.builder import (
 )
 
 __all__ = [
-    "BUILDERS", "AudioBuilder", "AudioBuilderConfig", "Prepared", "PrepareError", "builder_class", "config_name",
-    "data_source", "find_prepared", "from_pcm16", "make_config", "open_prepared", "prepare", "stale_builds",
-    "to_pcm16",
+    "BUILDERS", "UNSPLIT", "AudioBuilder", "AudioBuilderConfig", "Prepared", "PrepareError", "builder_class",
+    "clip_lengths", "config_name", "data_source", "find_prepared", "from_pcm16", "make_config", "open_prepared",
+    "prepare", "stale_builds", "to_pcm16",
 ]
