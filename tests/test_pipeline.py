@@ -369,3 +369,23 @@ def test_iterator_state_round_trips_through_an_orbax_checkpoint(tmp_path, source
                                                            **{pl.CHECKPOINT_ITEM: pl.restore_args(fresh)}))
     np.testing.assert_array_equal(restored["state"]["w"], params["w"])
     assert_same_batches(take(restored[pl.CHECKPOINT_ITEM], 3), expected)
+
+
+# ------------------------------------------------------------------------------------------ real audio
+def test_real_recordings_go_through_a_tfds_build_into_batches(fsdd_dir, tmp_path):
+    from audiorep.data.tfds import prepare
+
+    subset = tmp_path / "fsdd"
+    subset.mkdir()
+    for f in sorted(fsdd_dir.glob("*_jackson_*.wav"))[:4] + sorted(fsdd_dir.glob("*_theo_*.wav"))[:4]:
+        (subset / f.name).symlink_to(f)
+    options = {"label_regex": r"^(\d)_", "group_regex": r"^\d_([a-z]+)_"}
+    index = read_dataset("folder", subset, **options)
+    prepare("folder", subset, tmp_path / "tfds", sample_rate=16000, options=options)
+    src = pl.tfds_source(tmp_path / "tfds", "train")
+    clips = collect_chunks(pl.eval_dataset(src, chunk_samples=16000, batch_size=4, shard=ONE))
+    assert sorted(clips) == list(range(8))
+    for i, rec in enumerate(index.records):
+        expected, _ = load_audio(rec.path, 16000)  # 8 kHz originals, resampled once at build time
+        got = np.concatenate([piece for _, _, piece in clips[i]])
+        assert got.size == expected.size and np.max(np.abs(got - expected)) <= 1.0 / 32768 + 1e-7
