@@ -212,10 +212,30 @@ def _check_unique(keys: Iterable[tuple[str, str, int]], what: str) -> None:
         seen[key] = (file, line)
 
 
+class _FileIndex:
+    """Existence checks by listing each directory once (one stat per file is slow for millions of clips)."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, frozenset[str]] = {}
+
+    def exists(self, path: str) -> bool:
+        parent, name = os.path.split(path)
+        names = self._dirs.get(parent)
+        if names is None:
+            try:
+                names = frozenset(e.name for e in os.scandir(parent) if not e.is_dir())
+            except OSError:  # missing or unreadable directory
+                names = frozenset()
+            self._dirs[parent] = names
+        return name in names
+
+
 def _drop_missing(records: list[Record], problems: list[str], where: str, hint: str) -> list[Record]:
     """Keep records whose file exists; report the others. Raise when nothing at all exists."""
-    present = [r for r in records if os.path.isfile(r.path)]
-    missing = [r for r in records if not os.path.isfile(r.path)]
+    files = _FileIndex()
+    found = [files.exists(r.path) for r in records]
+    present = [r for r, ok in zip(records, found) if ok]
+    missing = [r for r, ok in zip(records, found) if not ok]
     if missing:
         if not present:
             raise DatasetError(
@@ -635,44 +655,48 @@ def read_audioset(
             raise DatasetError(f"file_pattern/audio_dir placeholder {{{key}}} is unknown; use "
                                "{ytid}, {start}, {end}, {start_int}, {end_int}, {split}.")
     records, problems, seen = [], [], []
+    files = _FileIndex()
+    needs_ints = "_int}" in file_pattern + audio_dir
     for s in splits:
         seg_csv = root / f"{s}_segments.csv"
         seg_rows = read_csv_rows(seg_csv, ("YTID", "start_seconds", "end_seconds", "positive_labels"),
                                  skip_comment_lines=3, skipinitialspace=True,
                                  fieldnames=("YTID", "start_seconds", "end_seconds", "positive_labels"))
-        split_records = []
+        split, split_records, n_listed, first_missing = AUDIOSET_SPLITS[s], [], 0, None
+        base = os.path.normpath(os.path.join(str(root), audio_dir.format(split=s, ytid="", start="", end="",
+                                                                          start_int="", end_int="")))
+        per_clip_dir = any(k in audio_dir for k in ("{ytid", "{start", "{end"))
         for line, row in seg_rows:
-            if row["YTID"].startswith("#"):
+            ytid, start, end, positive = row["YTID"], row["start_seconds"], row["end_seconds"], row["positive_labels"]
+            if ytid.startswith("#"):
                 continue
-            if row["positive_labels"] is None or row["end_seconds"] is None:
+            if positive is None or end is None:
                 raise DatasetError(f"{seg_csv}, line {line}: expected 4 fields `YTID, start, end, \"labels\"`.")
-            ytid, start, end = row["YTID"], row["start_seconds"], row["end_seconds"]
             seen.append((ytid, str(seg_csv), line))
-            names, idx = [], []
-            for mid in row["positive_labels"].split(","):
-                mid = mid.strip()
-                if mid not in index_of:
-                    raise DatasetError(f"{seg_csv}, line {line}: label {mid!r} is not in {labels_csv.name}; "
-                                       "use the class_labels_indices.csv of the same AudioSet release.")
-                idx.append(index_of[mid])
-            idx = sorted(set(idx))
-            names = [classes[i] for i in idx]
-            fields = dict(ytid=ytid, start=start, end=end, split=s,
-                          start_int=int(_float(start, seg_csv, line, "start_seconds")),
-                          end_int=int(_float(end, seg_csv, line, "end_seconds")))
-            path = root / audio_dir.format(**fields) / file_pattern.format(**fields)
+            n_listed += 1
+            try:
+                idx = sorted({index_of[m.strip()] for m in positive.split(",")})
+            except KeyError as err:
+                raise DatasetError(f"{seg_csv}, line {line}: label {err.args[0]!r} is not in {labels_csv.name}; "
+                                   "use the class_labels_indices.csv of the same AudioSet release.") from None
+            fields = dict(ytid=ytid, start=start, end=end, split=s)
+            if needs_ints:
+                fields.update(start_int=int(_float(start, seg_csv, line, "start_seconds")),
+                              end_int=int(_float(end, seg_csv, line, "end_seconds")))
+            folder = os.path.normpath(os.path.join(str(root), audio_dir.format(**fields))) if per_clip_dir else base
+            path = os.path.join(folder, file_pattern.format(**fields))
+            if not files.exists(path):
+                first_missing = first_missing or path
+                continue
             split_records.append(Record(
-                path=str(path), labels=tuple(idx), label_names=tuple(names), split=AUDIOSET_SPLITS[s], fold=None,
+                path=path, labels=tuple(idx), label_names=tuple(classes[i] for i in idx), split=split, fold=None,
                 group=ytid, dataset="audioset",
                 extra=(("audioset_split", s), ("segment_end", end), ("segment_start", start), ("ytid", ytid)),
             ))
-        if split_records:
-            present = [r for r in split_records if os.path.isfile(r.path)]
-            if len(present) < len(split_records):
-                miss = next(r.path for r in split_records if not os.path.isfile(r.path))
-                problems.append(f"{s}: {len(split_records) - len(present)} of {len(split_records)} clips missing "
-                                f"(e.g. {miss}; check file_pattern/audio_dir if all are missing)")
-            records.extend(present)
+        if len(split_records) < n_listed:
+            problems.append(f"{s}: {n_listed - len(split_records)} of {n_listed} clips missing "
+                            f"(e.g. {first_missing}; check file_pattern/audio_dir if all are missing)")
+        records.extend(split_records)
     _check_unique(seen, "YTID")
     if not records:
         raise DatasetError(
