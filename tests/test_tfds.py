@@ -138,6 +138,16 @@ def test_second_prepare_reuses_the_build_and_overwrite_rebuilds(folder, tmp_path
     assert not rebuilt.reused and rebuilt.splits["train"] == 8
 
 
+def test_failed_rebuild_keeps_the_previous_build(folder, tmp_path):
+    first = tb.prepare("folder", folder, tmp_path / "out", sample_rate=RATE)
+    (folder / "cat" / "broken.wav").write_bytes(b"not audio")
+    with pytest.raises(AudioError, match="broken.wav"):
+        tb.prepare("folder", folder, tmp_path / "out", sample_rate=RATE, overwrite=True)
+    assert tb.find_prepared(tmp_path / "out") == first.path
+    assert len(tb.data_source(tmp_path / "out", "train")) == 6
+    assert not tb.stale_builds(tmp_path / "out")
+
+
 def test_failed_build_leaves_no_dataset_behind(folder, tmp_path):
     (folder / "cat" / "broken.wav").write_bytes(b"RIFF not really a wav")
     with pytest.raises(AudioError, match="(?s)broken.wav.*skip-unreadable"):

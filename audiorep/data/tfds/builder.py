@@ -28,6 +28,7 @@ import dataclasses
 import inspect
 import json
 import multiprocessing as mp
+import os
 import re
 import shutil
 import tempfile
@@ -43,6 +44,7 @@ from audiorep.audio.io import AudioError, check_sample_rate, load_audio
 
 DATASET_VERSION = "1.0.0"
 PCM16_SCALE = 32768.0  # soundfile's convention: int16 sample / 32768 -> float in [-1, 1)
+STAGING_PREFIX = ".staging-"  # hidden data dir where a rebuild (--overwrite) is written before it replaces the old
 UNSPLIT = "train"  # TFDS split that holds records whose reader gives no split (ESC-50 folds, plain folders)
 
 
@@ -420,11 +422,13 @@ class Prepared:
 
 
 def stale_builds(data_dir: str | Path) -> list[Path]:
-    """Leftovers of interrupted builds (`incomplete.*` directories) under a data dir; never read as data."""
+    """Leftovers of interrupted builds (`incomplete.*`, `.staging-*` directories) under a data dir; never
+    read as data."""
     data_dir = Path(data_dir)
     if not data_dir.exists():
         return []
-    return sorted(p for p in data_dir.glob("audiorep_*/*/incomplete.*") if p.is_dir())
+    found = list(data_dir.glob("audiorep_*/*/incomplete.*")) + list(data_dir.glob(f"{STAGING_PREFIX}*"))
+    return sorted(p for p in found if p.is_dir())
 
 
 def prepare(
@@ -476,17 +480,32 @@ def prepare(
     version_dir = Path(builder.data_dir)
     reused = version_dir.exists() and not overwrite
     if not reused:
-        modes = tfds.download.GenerateMode
-        mode = modes.REUSE_CACHE_IF_EXISTS if overwrite else modes.REUSE_DATASET_IF_EXISTS
+        replacing = version_dir.exists()
+        # A rebuild goes to a hidden staging data dir and replaces the old build only once complete (TFDS's
+        # own overwrite deletes the old build first, so a failed rebuild would lose both).
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir)) if replacing else None
+        target = builder if staging is None else cls(data_dir=str(staging), config=cfg, file_format="array_record",
+                                                     index=index)
         download_dir = tempfile.mkdtemp(prefix="audiorep_tfds_")
         try:
-            builder.download_and_prepare(
+            target.download_and_prepare(
                 download_dir=download_dir,
-                download_config=tfds.download.DownloadConfig(manual_dir=str(root), download_mode=mode),
+                download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
             )
+            if staging is not None:
+                old = version_dir.with_name(f"{STAGING_PREFIX}replaced-{version_dir.name}")
+                os.replace(version_dir, old)
+                os.replace(target.data_dir, version_dir)
+                shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(download_dir, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
     return open_prepared(version_dir, reused=reused)
+
+
+def _hidden_or_incomplete(path: Path, root: Path) -> bool:
+    return any(part.startswith((".", "incomplete.")) for part in path.relative_to(root).parts)
 
 
 def find_prepared(path: str | Path, name: str | None = None) -> Path:
@@ -501,7 +520,7 @@ def find_prepared(path: str | Path, name: str | None = None) -> Path:
     if not path.exists():
         raise PrepareError(f"{path}: no such directory; prepare it first (audiorep datasets prepare NAME --root ... "
                            f"--out {path}).")
-    found = sorted(p.parent for p in path.glob("**/dataset_info.json") if "incomplete." not in str(p.parent))
+    found = sorted(p.parent for p in path.glob("**/dataset_info.json") if not _hidden_or_incomplete(p.parent, path))
     if name:  # 'audiorep_folder' or 'audiorep_folder/16k' (or with the version)
         want = Path(name).parts
         found = [p for p in found if p.relative_to(path).parts[:len(want)] == want]
