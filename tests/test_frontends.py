@@ -293,3 +293,15 @@ def test_target_frames_pads_with_zero_log_mel_before_normalising_as_ssast():
     np.testing.assert_allclose(out[121:], 4.2677393 / (2 * 4.5689974), rtol=1e-6)
     np.testing.assert_allclose(out[:121], np.asarray(KaldiFbank(cfg.replace(target_frames=None))(x[None]))[0])
     assert KaldiFbank(cfg.replace(target_frames=100))(x[None]).shape == (1, 100, 80)
+
+
+@pytest.mark.parametrize("warp", [0.88, 1.12])
+def test_vtln_warped_mel_banks_match_kaldi_native_fbank(warp):
+    mo = knf.MelBanksOptions()
+    mo.num_bins, mo.low_freq, mo.high_freq = 40, 20.0, 0.0
+    fo = knf.FrameExtractionOptions()
+    fo.samp_freq = 16000
+    theirs = np.asarray(knf.MelBanks(mo, fo, warp).get_matrix())[:, :-1]
+    ours = mel_banks(40, 512, 16000, 20.0, 0.0, vtln_warp=warp)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert not np.allclose(ours, mel_banks(40, 512, 16000, 20.0, 0.0), atol=1e-2)
