@@ -155,6 +155,14 @@ def test_esc50_missing_column_lists_found_and_expected(tmp_path):
         read_dataset("esc50", root)
 
 
+def test_esc50_short_row_names_the_line(tmp_path):
+    root = make_esc50(tmp_path, ESC_ROWS[:2])
+    csv_path = root / "meta" / "esc50.csv"
+    csv_path.write_text(csv_path.read_text() + "5-1-A-0.wav,5,0\n")
+    with pytest.raises(DatasetError, match=r"esc50.csv, line 4: the row has too few fields"):
+        read_dataset("esc50", root)
+
+
 def test_esc50_label_outside_class_list_names_the_line(tmp_path):
     root = make_esc50(tmp_path, ESC_ROWS[:2])
     csv_path = root / "meta" / "esc50.csv"

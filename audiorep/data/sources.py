@@ -194,8 +194,14 @@ def read_csv_rows(
         for row in reader:
             if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue  # blank line
-            clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
-            rows.append((reader.line_num + skip_comment_lines, clean))
+            line = reader.line_num + skip_comment_lines
+            short = [c for c in required if row.get(c) is None]
+            if short:
+                raise DatasetError(
+                    f"{path}, line {line}: the row has too few fields (no value for {short}); expected "
+                    f"{len(header)} fields ({', '.join(header)}). Fix or delete the line."
+                )
+            rows.append((line, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}))
     return rows
 
 
