@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audiorep.data.sources import read_dataset
 from audiorep.data.synthetic import CLASSES, generate, write_corpus
@@ -47,6 +49,17 @@ def test_batch_shapes_labels_and_groups():
     assert batch.groups[:5] == ["harmonic_vibrato-g0000"] * 2 + ["harmonic_vibrato-g0001"] * 2 + \
         ["harmonic_vibrato-g0002"]
     assert {"onset_s", "event_s", "level_db", "snr_db", "noise_alpha"} <= set(batch.params[0])
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), cls=st.sampled_from(CLASSES), per_class=st.integers(1, 5),
+       seconds=st.floats(0.1, 0.6), rate=st.sampled_from([8000, 16000, 22050]), per_group=st.integers(1, 3))
+def test_any_draw_is_finite_in_range_and_the_right_shape(seed, cls, per_class, seconds, rate, per_group):
+    batch = generate(per_class, seed, seconds=seconds, sample_rate=rate, classes=(cls,), clips_per_group=per_group)
+    assert batch.waves.shape == (per_class, int(round(seconds * rate)))
+    assert np.isfinite(batch.waves).all() and np.abs(batch.waves).max() <= 0.99 + 1e-6
+    assert (np.abs(batch.waves).max(axis=1) > 1e-4).all()  # never silent
+    assert all(-60 < p["level_db"] <= -12 + 1e-3 for p in batch.params)
 
 
 def test_clips_of_a_group_share_their_source_parameter():
