@@ -36,7 +36,7 @@ def noisy():
 @pytest.fixture(scope="module")
 def noisy_run(noisy):
     x, y, xv, yv = noisy
-    return P.train_grid(x, y, xv, yv, GRID, num_classes=3, multilabel=False)
+    return P.train_grid(x, y, xv, yv, GRID, num_classes=3, multilabel=False, compact=0)
 
 
 def test_vmapped_grid_equals_points_trained_one_at_a_time(noisy, noisy_run):
@@ -165,3 +165,13 @@ def test_bucket_pads_by_at_most_an_eighth():
     for n in (1, 7, 150, 1000, 4097, 100_003):
         assert n <= P.bucket(n) <= n + max(1, n // 8)
     assert P.bucket(1000) == P.bucket(1010)  # folds of similar size share one compiled round
+
+
+def test_dropping_stopped_points_from_the_group_changes_no_result(noisy, noisy_run):
+    x, y, xv, yv = noisy
+    assert len(set(noisy_run.epochs.tolist())) > 1  # points stop at different times here
+    compacted = P.train_grid(x, y, xv, yv, GRID, num_classes=3, multilabel=False, compact=1)
+    np.testing.assert_array_equal(compacted.epochs, noisy_run.epochs)
+    np.testing.assert_allclose(compacted.val_scores, noisy_run.val_scores, atol=1e-6)
+    for i in range(len(GRID.points)):
+        np.testing.assert_allclose(P.predict(compacted, i, xv), P.predict(noisy_run, i, xv), atol=5e-3)

@@ -290,10 +290,12 @@ class GridRun:
 
 
 def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, multilabel: bool,
-               progress: bool = False) -> GridRun:
+               progress: bool = False, compact: int = 8) -> GridRun:
     """Train every point of `grid` on standardised embeddings; same-shape points as one vmapped group.
 
     x_*: f32[N, D]; y_*: i32[N] (multi-class) or {0,1}[N, C] (multi-label).
+    compact: when at most half of a group is still training and at least this many rounds remain, the
+      stopped points leave the stacked group (one more compile, less work per round); 0 disables it.
     """
     x_train, x_val = jnp.asarray(x_train, jnp.float32), jnp.asarray(x_val, jnp.float32)
     y_train = jnp.asarray(y_train, jnp.float32 if multilabel else jnp.int32)
@@ -329,17 +331,32 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
                  "best_score": jnp.full(n, -jnp.inf, jnp.float32), "best_epoch": jnp.zeros(n, jnp.int32),
                  "epochs": jnp.zeros(n, jnp.int32), "bad": jnp.zeros(n, jnp.int32), "active": jnp.ones(n, bool)}
         state = jax.tree.map(jnp.array, state)  # own buffers: the round donates its input
+
+        def retire(state, members, done):
+            """Record the finished points `done` (positions in the stacked group)."""
+            host = jax.device_get({k: state[k] for k in ("best_score", "best_epoch", "epochs")})
+            for j in done:
+                i = members[j]
+                val[i], best_ep[i], ran[i] = host["best_score"][j], host["best_epoch"][j], host["epochs"][j]
+                params[i] = jax.tree.map(lambda a, j=j: a[j], (state["best_params"], state["best_stats"]))
+
         for r in range(rounds):
             state = round_fn(state, hp, x_train, y_train, jnp.int32(n_real), x_val, y_val, v_real,
                              jnp.int32(r * sched.check_every))
             bar.update(1)
-            if not bool(state["active"].any()):
+            active = np.asarray(state["active"])
+            if not active.any():
                 bar.update(rounds - r - 1)
                 break
-        host = jax.device_get({k: state[k] for k in ("best_score", "best_epoch", "epochs")})
-        for j, i in enumerate(members):
-            val[i], best_ep[i], ran[i] = host["best_score"][j], host["best_epoch"][j], host["epochs"][j]
-            params[i] = jax.tree.map(lambda a, j=j: a[j], (state["best_params"], state["best_stats"]))
+            # Stopped points still cost compute inside the vmap: once at most half of the group is active (and
+            # enough rounds remain to repay a compile for the smaller group), drop the stopped ones.
+            if compact and active.sum() <= len(members) // 2 and rounds - r - 1 >= compact:
+                retire(state, members, [j for j in range(len(members)) if not active[j]])
+                keep = jnp.asarray(np.flatnonzero(active))
+                state = jax.tree.map(lambda a, keep=keep: a[keep], state)
+                hp = jax.tree.map(lambda a, keep=keep: a[keep], hp)
+                members = [members[j] for j in np.flatnonzero(active)]
+        retire(state, members, range(len(members)))
     bar.close()
     return GridRun(grid.points, val, best_ep, ran, params)
 

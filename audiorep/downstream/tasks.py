@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from audiorep.data.sources import DatasetError, DatasetIndex, Record, read_dataset
-from audiorep.downstream import probes as P
 from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.leaderboard import Result
 from audiorep.downstream.metrics import HIGHER_IS_BETTER
@@ -210,7 +209,7 @@ def _targets(records: Sequence[Record], num_classes: int, multilabel: bool) -> n
 
 
 def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: EmbeddingCache | None = None, *,
-        grid: str | P.Grid = "fast", probe: str = "mlp", seed: int = 0, max_folds: int | None = None,
+        grid="fast", probe: str = "mlp", seed: int = 0, max_folds: int | None = None,
         model_name: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
         reader_options: dict | None = None) -> Result:
     """Embed the task's data with `embedder` (through the cache), probe every split, and summarise.
@@ -224,6 +223,8 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     Returns:
       a leaderboard Result: primary metric mean/std over splits, every split's score, every metric's mean.
     """
+    from audiorep.downstream import probes as P
+
     spec = get_task(task) if isinstance(task, str) else task
     say = log or (lambda s: None)
     cache = cache or EmbeddingCache()

@@ -1,0 +1,140 @@
+"""HEAR probe grid: audiorep's vmapped grid vs hear-eval-kit's way (one PyTorch MLP per grid point), same run.
+
+    .venv/bin/python benchmarks/probe.py [--epochs 60] [--torch /work/torchvenv/bin/python]
+
+Data: 2,000 x 768 training embeddings (+ 500 validation) from 50 Gaussian class clusters: random but
+learnable. Grid: HEAR's 16 points (1 or 2 hidden layers of 1024, BatchNorm, dropout 0.1, Adam at 4
+learning rates, Xavier uniform/normal), batch 1024, validation every 3 epochs. Both sides run the same
+number of epochs (early stopping disabled: patience larger than the run) so they do the same work.
+
+The baseline is a plain PyTorch loop (no Lightning overhead, which would only slow it further): for each
+grid point build the MLP, train it epoch by epoch with a shuffled DataLoader-equivalent, score validation
+every 3 epochs, keep the best state. It runs in a subprocess with the torch interpreter (torch is not a
+dependency of audiorep; see HELPERS.md for /work/torchvenv). Prints both wall times and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+TORCH_SIDE = textwrap.dedent('''
+    import json, sys, time
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(int(sys.argv[3]))
+    d = np.load(sys.argv[1])
+    cfg = json.loads(sys.argv[2])
+    xtr, ytr = torch.tensor(d["xtr"]), torch.tensor(d["ytr"]).long()
+    xva, yva = torch.tensor(d["xva"]), torch.tensor(d["yva"]).long()
+
+    def build(p, dim, classes):
+        layers, cur, act = [], dim, "linear"
+        for _ in range(p["hidden_layers"]):
+            lin = torch.nn.Linear(cur, p["hidden_dim"])
+            getattr(torch.nn.init, p["init"] + "_")(lin.weight, gain=torch.nn.init.calculate_gain(act))
+            layers += [lin, torch.nn.BatchNorm1d(p["hidden_dim"]), torch.nn.Dropout(p["dropout"]), torch.nn.ReLU()]
+            cur, act = p["hidden_dim"], "relu"
+        head = torch.nn.Linear(cur, classes)
+        getattr(torch.nn.init, p["init"] + "_")(head.weight, gain=torch.nn.init.calculate_gain(act))
+        return torch.nn.Sequential(*layers, head)
+
+    times = []
+    for p in cfg["points"]:
+        t0 = time.perf_counter()
+        torch.manual_seed(p["seed"])
+        model = build(p, xtr.shape[1], cfg["classes"])
+        opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
+        loss_fn = torch.nn.CrossEntropyLoss()
+        best, best_state = -1.0, None
+        for epoch in range(cfg["epochs"]):
+            model.train()
+            perm = torch.randperm(xtr.shape[0])
+            for i in range(0, xtr.shape[0], cfg["batch"]):
+                idx = perm[i:i + cfg["batch"]]
+                opt.zero_grad()
+                loss = loss_fn(model(xtr[idx]), ytr[idx])
+                loss.backward()
+                opt.step()
+            if (epoch + 1) % cfg["check_every"] == 0:
+                model.eval()
+                with torch.no_grad():
+                    acc = (model(xva).argmax(-1) == yva).float().mean().item()
+                if acc > best:
+                    best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"seconds": sum(times), "per_point": times}))
+''')
+
+
+def make_data(n_train=2000, n_val=500, dim=768, classes=50, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)).astype(np.float32)
+    def draw(n):
+        y = rng.integers(0, classes, n)
+        return (centres[y] + 2.5 * rng.normal(size=(n, dim))).astype(np.float32), y.astype(np.int64)
+    return (*draw(n_train), *draw(n_val))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=60, help="epochs per grid point (both sides)")
+    ap.add_argument("--torch", default="/work/torchvenv/bin/python", help="python with torch for the baseline")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    args = ap.parse_args()
+
+    import jax
+
+    from audiorep.downstream import probes as P
+
+    xtr, ytr, xva, yva = make_data()
+    xtr_s, xva_s = P.standardise(xtr, xva)
+    full = P.make_grid("full", seed=0)
+    sched = P.Schedule(max_epochs=args.epochs, check_every=3, patience=10 ** 6, batch_size=1024)
+    grid = P.Grid("full", full.points, sched)
+    print(f"HEAR grid: {len(grid.points)} points, {args.epochs} epochs each, 2000 x 768 -> 50 classes; "
+          f"JAX {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores visible")
+
+    warm = P.Grid("full", full.points, P.Schedule(max_epochs=3, check_every=3, patience=10 ** 6, batch_size=1024))
+    t0 = time.perf_counter()
+    P.train_grid(xtr_s, ytr, xva_s, yva, warm, num_classes=50, multilabel=False)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run = P.train_grid(xtr_s, ytr, xva_s, yva, grid, num_classes=50, multilabel=False)
+    ours = time.perf_counter() - t0
+    print(f"audiorep vmapped grid: {ours:.1f} s (first call incl. compile of both groups: {compile_s:.1f} s); "
+          f"best val acc {run.val_scores.max():.3f}")
+
+    if not Path(args.torch).exists():
+        print(f"baseline skipped: {args.torch} not found (make it as HELPERS.md says).")
+        return 0
+    cfg = {"points": [{"hidden_layers": p.hidden_layers, "hidden_dim": p.hidden_dim, "lr": p.lr, "init": p.init,
+                       "dropout": p.dropout, "seed": p.seed} for p in grid.points],
+           "epochs": args.epochs, "batch": 1024, "check_every": 3, "classes": 50}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data.npz"
+        np.savez(data, xtr=xtr_s, ytr=ytr, xva=xva_s, yva=yva)
+        script = Path(tmp) / "torch_side.py"
+        script.write_text(TORCH_SIDE)
+        out = subprocess.run([args.torch, str(script), str(data), json.dumps(cfg), str(args.threads)],
+                             capture_output=True, text=True, check=True)
+    base = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"PyTorch, one MLP per grid point: {base['seconds']:.1f} s "
+          f"({np.mean(base['per_point']):.2f} s per point)")
+    print(f"speed-up: {base['seconds'] / ours:.2f}x (excluding our one-off compile); "
+          f"{base['seconds'] / (ours + compile_s):.2f}x counting the first call's compile too")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
