@@ -225,3 +225,26 @@ def test_logmel_baseline_statistics_ignore_padding(rng):
 def test_resolve_model_gives_the_logmel_baseline():
     m = T.resolve_model("logmel-ssast")
     assert isinstance(m, T.LogMelBaseline) and m.name == "logmel-ssast" and m.sample_rate == 16000
+
+
+def test_probe_and_leaderboard_commands_end_to_end(tmp_path, capsys):
+    from audiorep.cli import main
+    from audiorep.downstream.leaderboard import read_results
+
+    root = make_fsdd(tmp_path / "fsdd")
+    store = tmp_path / "results.jsonl"
+    rc = main(["probe", "--model", "logmel", "--task", "fsdd", "--data-root", str(root), "--probe", "knn",
+               "--cache", str(tmp_path / "cache"), "--results", str(store), "--max-folds", "2", "-q"])
+    assert rc == 0
+    assert "accuracy" in capsys.readouterr().out
+    (row,) = read_results(store)
+    assert row.model == "logmel-beats" and row.task == "fsdd" and len(row.folds) == 2
+    assert main(["leaderboard", str(store), "--out", str(tmp_path / "board")]) == 0
+    assert (tmp_path / "board" / "index.html").is_file()
+
+
+def test_probe_command_without_data_root_explains(tmp_path, capsys):
+    from audiorep.cli import main
+
+    assert main(["probe", "--model", "logmel", "--task", "esc50", "-q"]) == 2
+    assert "needs --data-root" in capsys.readouterr().err
