@@ -122,7 +122,13 @@ model = torch.nn.Sequential(torch.nn.Linear(256, DIM), *[layer() for _ in range(
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
 x = torch.randn(B, N, 256)
 out = {}
-for name, ctx in (("fp32", None), ("bf16_autocast", torch.bfloat16)):
+a, w = torch.randn(1024, 768), torch.randn(768, 3072)
+for dt, key in ((torch.float32, "matmul_fp32"), (torch.bfloat16, "matmul_bf16")):
+    aa, ww = a.to(dt), w.to(dt)
+    aa @ ww
+    t = time.perf_counter(); aa @ ww; out[key] = time.perf_counter() - t
+variants = (("fp32", None), ("bf16_autocast", torch.bfloat16)) if sys.argv[3] == "1" else (("fp32", None),)
+for name, ctx in variants:
     def step():
         opt.zero_grad(set_to_none=True)
         if ctx is None:
@@ -150,7 +156,33 @@ def torch_python() -> str | None:
     return cand if Path(cand).exists() else None
 
 
-def bench_torch(steps: int, threads: int) -> dict | None:
+def native_bf16_cpu() -> bool:
+    """True when the CPU has bf16 matmul instructions (AVX512-BF16 or AMX); without them PyTorch's bf16
+    matmuls fall back to a slow path (seen: 55x slower than fp32 on an AVX2-only EPYC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def matmul_probe() -> dict[str, float]:
+    """Seconds for one f32 / bf16 [1024, 768] x [768, 3072] matmul in JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (1024, 768))
+    w = jax.random.normal(jax.random.key(1), (768, 3072))
+    mm = jax.jit(lambda x, y: x @ y)
+    out = {}
+    for dt, key in ((jnp.float32, "matmul_fp32"), (jnp.bfloat16, "matmul_bf16")):
+        x, y = a.astype(dt), w.astype(dt)
+        mm(x, y).block_until_ready()
+        out[key] = _median_time(lambda x=x, y=y: mm(x, y).block_until_ready(), 5, warmup=1)
+    return out
+
+
+def bench_torch(steps: int, threads: int, bf16: bool) -> dict | None:
     py = torch_python()
     if py is None:
         print("PyTorch baseline skipped: no torch interpreter (set AUDIOREP_TORCH_PYTHON=/path/to/python with torch).")
@@ -159,8 +191,8 @@ def bench_torch(steps: int, threads: int) -> dict | None:
         f.write(TORCH_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
     try:
-        proc = subprocess.run([py, f.name, str(steps), str(threads)], capture_output=True, text=True, env=env,
-                              timeout=1800)
+        proc = subprocess.run([py, f.name, str(steps), str(threads), "1" if bf16 else "0"], capture_output=True,
+                              text=True, env=env, timeout=3600)
     finally:
         os.unlink(f.name)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -177,6 +209,8 @@ def main() -> int:
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-patchout", action="store_true")
     ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--torch-bf16", choices=("auto", "yes", "no"), default="auto",
+                    help="time PyTorch's autocast bf16 step (auto: only on CPUs with native bf16 matmuls)")
     args = ap.parse_args()
     _maybe_tcmalloc()
 
@@ -192,7 +226,12 @@ def main() -> int:
     print(f"audiorep fp32, {B} x {TOKENS} tokens ...", flush=True)
     base = bench_audiorep(args.steps)
     rows.append(("audiorep (JAX) fp32", base, TOKENS, ""))
-    torch_res = None if args.skip_torch else bench_torch(args.steps, threads)
+    native = native_bf16_cpu()
+    torch_bf16 = args.torch_bf16 == "yes" or (args.torch_bf16 == "auto" and native and not args.skip_bf16)
+    if not native:
+        print("note: this CPU has no native bf16 matmul (no avx512_bf16 / amx_bf16): bf16 is emulated; the PyTorch "
+              "autocast step is skipped (--torch-bf16 yes forces it)")
+    torch_res = None if args.skip_torch else bench_torch(args.steps, threads, torch_bf16)
     if torch_res:
         rows.append((f"PyTorch {torch_res['torch']} eager fp32", torch_res["fp32"], TOKENS,
                      f"audiorep is {torch_res['fp32'] / base:.2f}x PyTorch's speed"))
@@ -200,7 +239,7 @@ def main() -> int:
         print("audiorep bf16 compute ...", flush=True)
         bf = bench_audiorep(args.steps, compute_dtype="bfloat16")
         rows.append(("audiorep (JAX) bf16 compute / fp32 params", bf, TOKENS, f"{base / bf:.2f}x audiorep fp32"))
-        if torch_res:
+        if torch_res and "bf16_autocast" in torch_res:
             rows.append(("PyTorch eager autocast bf16", torch_res["bf16_autocast"], TOKENS,
                          f"{torch_res['fp32'] / torch_res['bf16_autocast']:.2f}x PyTorch fp32; "
                          f"audiorep bf16 is {torch_res['bf16_autocast'] / bf:.2f}x its speed"))
@@ -211,6 +250,12 @@ def main() -> int:
             t = bench_audiorep(args.steps, keep=k)
             rows.append((f"audiorep patchout keep {frac:.2f}", t, k,
                          f"speed-up {base / t:.2f}x (ideal {TOKENS / k:.2f}x)"))
+    probe = matmul_probe()
+    probe_rows = [("JAX", probe)] + ([(f"PyTorch {torch_res['torch']}", torch_res)] if torch_res else [])
+    for name, pr in probe_rows:
+        print(f"{name} matmul 1024x768x3072: fp32 {pr['matmul_fp32'] * 1e3:.0f} ms, "
+              f"bf16 {pr['matmul_bf16'] * 1e3:.0f} ms "
+              f"(bf16 = {pr['matmul_fp32'] / pr['matmul_bf16']:.2f}x fp32 speed)")
     table = Table(title=f"Train step, ViT-B, batch {B} x {TOKENS} tokens, AdamW (median of {args.steps})")
     for col in ("variant", "s/step", "tokens", "GFLOP/s", "comparison"):
         table.add_column(col)

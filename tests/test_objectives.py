@@ -135,8 +135,9 @@ def test_mspm_losses_fall_on_the_synthetic_corpus_and_the_export_loads(tmp_path)
     rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     first = np.mean([r["loss"] for r in rows[:8]])
     last = np.mean([r["loss"] for r in rows[-8:]])
-    assert last < 0.8 * first, (first, last)
-    assert np.mean([r["mse"] for r in rows[-8:]]) < np.mean([r["mse"] for r in rows[:8]])
+    assert last < 0.9 * first, (first, last)
+    for term in ("mse", "nce"):  # both terms learn, not just one
+        assert np.mean([r[term] for r in rows[-8:]]) < np.mean([r[term] for r in rows[:8]]), term
     emb = audiorep.load(res.export_dir)
     assert emb is not None
 
