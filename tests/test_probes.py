@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -175,3 +176,12 @@ def test_dropping_stopped_points_from_the_group_changes_no_result(noisy, noisy_r
     np.testing.assert_allclose(compacted.val_scores, noisy_run.val_scores, atol=1e-6)
     for i in range(len(GRID.points)):
         np.testing.assert_allclose(P.predict(compacted, i, xv), P.predict(noisy_run, i, xv), atol=5e-3)
+
+
+def test_dropout_masks_keep_the_right_fraction_and_differ_between_keys():
+    k0, k1 = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
+    m0, m1 = (np.asarray(P._dropout_keep(k, 0.1, (512, 256))) for k in (k0, k1))
+    assert m0.mean() == pytest.approx(0.9, abs=0.005)
+    assert (m0 == m1).mean() == pytest.approx(0.9 ** 2 + 0.1 ** 2, abs=0.01)  # independent masks
+    assert np.array_equal(m0, np.asarray(P._dropout_keep(k0, 0.1, (512, 256))))
+    assert np.asarray(P._dropout_keep(k0, 0.0, (64,))).all()

@@ -140,6 +140,22 @@ def _init_params(point: GridPoint, dim: int, classes: int) -> tuple[dict, list]:
     return {"layers": layers}, stats
 
 
+def _dropout_keep(key, rate, shape):
+    """bool[shape] keep-mask with P(keep) = 1 - rate, from one key.
+
+    Threefry bits for every unit cost more than the probe's matmuls on CPU, so the key is only used to
+    seed a counter-based integer hash (murmur3's 32-bit finaliser over the element index): a handful of
+    integer operations per unit, deterministic, and plenty random for dropout masks.
+    """
+    seed = jax.random.bits(key, (), jnp.uint32)
+    x = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape) * jnp.uint32(0x9E3779B9) + seed
+    x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
+    x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
+    x = x ^ (x >> 16)
+    threshold = jnp.minimum(jnp.asarray(rate, jnp.float32) * 4294967296.0, 4294967040.0).astype(jnp.uint32)
+    return x >= threshold
+
+
 def _forward(params, stats, x, *, train: bool, weights=None, rate=0.0, key=None):
     """f32[B, D] -> (logits f32[B, C], new BatchNorm stats).
 
@@ -163,7 +179,7 @@ def _forward(params, stats, x, *, train: bool, weights=None, rate=0.0, key=None)
             new_stats.append(st)
         h = (h - mean) * jax.lax.rsqrt(var + 1e-5) * layer["gamma"] + layer["beta"]
         if train:
-            keep = jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - rate, h.shape)
+            keep = _dropout_keep(jax.random.fold_in(key, i), rate, h.shape)
             h = jnp.where(keep, h / (1.0 - rate), 0.0)
         h = jax.nn.relu(h)
     return h @ layers[-1]["w"] + layers[-1]["b"], new_stats
