@@ -26,8 +26,8 @@ unsharded source). Eval adds 'chunk' i32[B] and 'offset' i64[B] (first sample of
 
 Sharding: by default each JAX process reads records `process_index::process_count` (train shards are cut
 to equal sizes so every process runs the same number of steps); tests pass `shard=Shard(i, n)`.
-Worker processes: `worker_count > 0` runs everything up to batching in grain `mp_prefetch` workers;
-batches and their order do not depend on the worker count.
+Worker processes: `worker_count > 0` runs decoding, cropping and batching (train) or decoding and chunking
+(eval) in grain `mp_prefetch` workers; batches and their order do not depend on the worker count.
 
 Iterator state: `it.get_state()` / `it.set_state(state)` (JSON-able dicts); inside an orbax checkpoint put
 `save_args(it)` / `restore_args(fresh_it)` into `ocp.args.Composite(...)` under `CHECKPOINT_ITEM`.
