@@ -248,3 +248,11 @@ def test_probe_command_without_data_root_explains(tmp_path, capsys):
 
     assert main(["probe", "--model", "logmel", "--task", "esc50", "-q"]) == 2
     assert "needs --data-root" in capsys.readouterr().err
+
+
+def test_group_folds_spread_every_class_over_the_folds():
+    recs = [Record(f"/{c}_{g}_{i}.wav", (c,), (str(c),), "", None, f"c{c}g{g}", "folder")
+            for c in range(4) for g in range(5) for i in range(3)]
+    folded = T.assign_group_folds(recs, 5, seed=3)
+    for c in range(4):
+        assert sorted(r.fold for r in folded if r.labels == (c,)) == sorted([1, 2, 3, 4, 5] * 3)

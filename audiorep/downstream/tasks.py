@@ -96,26 +96,38 @@ def fold_splits(records: Sequence[Record], folds: Sequence[int] | None = None) -
 
 
 def assign_group_folds(records: Sequence[Record], n_folds: int, seed: int = 0) -> list[Record]:
-    """Records with `fold` set so that each group lies in one fold and folds hold similar numbers of records.
+    """Records with `fold` set: each group lies in one fold, and every class is spread evenly over the folds.
 
-    Groups are taken largest first (ties in a seeded random order) and each goes to the currently smallest fold.
+    Stratified group k-fold: groups are visited class by class (a group's class is its records' most common
+    first label), largest first with a seeded tie-break, and each goes to the fold holding the fewest records
+    of its class (then the fewest records overall). Without stratification a small dataset can put all of a
+    class's groups into the test and validation folds, leaving nothing to learn it from.
     """
     if n_folds < 3:
         raise TaskError(f"n_folds must be >= 3 (test, validation, train), got {n_folds}.")
     sizes: dict[str, int] = {}
+    labels: dict[str, dict[int, int]] = {}
     for r in records:
-        sizes[group_of(r)] = sizes.get(group_of(r), 0) + 1
+        g = group_of(r)
+        sizes[g] = sizes.get(g, 0) + 1
+        if r.labels:
+            counts = labels.setdefault(g, {})
+            counts[r.labels[0]] = counts.get(r.labels[0], 0) + 1
     if len(sizes) < n_folds:
         raise TaskError(f"{len(sizes)} groups cannot fill {n_folds} group-disjoint folds; lower n_folds.")
+    cls = {g: max(c, key=lambda k: (c[k], -k)) if (c := labels.get(g)) else -1 for g in sizes}
     order = list(sizes)
     np.random.default_rng(seed).shuffle(order)
-    order.sort(key=lambda g: -sizes[g])  # stable: the shuffle breaks ties
-    load = [0] * n_folds
+    order.sort(key=lambda g: (cls[g], -sizes[g]))  # stable: the shuffle breaks ties
+    total = np.zeros(n_folds, np.int64)
+    per_class: dict[int, np.ndarray] = {}
     fold_of = {}
     for g in order:
-        k = int(np.argmin(load))
+        pc = per_class.setdefault(cls[g], np.zeros(n_folds, np.int64))
+        k = int(np.lexsort((total, pc))[0])  # fewest of this class, then fewest overall
         fold_of[g] = k + 1
-        load[k] += sizes[g]
+        pc[k] += sizes[g]
+        total[k] += sizes[g]
     return [dataclasses.replace(r, fold=fold_of[group_of(r)]) for r in records]
 
 
