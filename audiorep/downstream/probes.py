@@ -11,8 +11,9 @@ Unlike hear-eval-kit (one PyTorch-Lightning model per grid point, one after anot
 the same shape is stacked along a leading grid axis and `jax.vmap`ped inside one jitted function that runs
 `check_every` epochs (`lax.scan` over epochs and minibatches), scores validation and updates the per-point
 early-stopping state (best score, best weights, patience counter, active mask). A stopped point keeps
-its best weights and stops changing. The host only loops over these rounds (for the progress bar and to
-end when every point has stopped). Every point carries its own seed: its initial weights, minibatch order
+its best weights and stops changing. The host only loops over these rounds (for the progress bar, to
+end when every point has stopped, and to drop stopped points from the stack once half of a group has
+stopped, so they stop costing compute). Every point carries its own seed: its initial weights, minibatch order
 and dropout masks come from that seed alone, so a point trained in a grid equals the same point trained
 alone (tests/test_probes.py).
 
