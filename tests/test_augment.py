@@ -146,3 +146,8 @@ def test_random_crop_takes_a_window_of_real_audio():
 def test_random_crop_longer_than_the_batch_is_a_clear_error():
     with pytest.raises(ValueError, match="pad the batch first"):
         augment.random_crop(jax.random.key(0), jnp.ones((2, 10)), 20)
+
+
+def test_shared_masks_are_one_draw_for_the_batch():
+    out = np.asarray(augment.time_mask(jax.random.key(0), jnp.ones((16, 50, 4)), 20, shared=True))
+    assert (out == out[:1]).all() and (out == 0).any()

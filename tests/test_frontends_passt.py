@@ -143,3 +143,12 @@ def test_training_without_a_key_is_a_clear_error():
 
 def test_default_fmax_is_nyquist_minus_half_the_jitter_range():
     assert PASST_MEL.fmax_hz == 15000.0 and PASST_MEL.replace(fmax_aug_range=1000).fmax_hz == 15500.0
+
+
+def test_shared_augment_draws_once_for_the_batch_as_official_passt():
+    cfg = PASST_MEL.replace(shared_augment=True, freqm=30, timem=20)
+    x = np.stack([clip(seed=4)] * 3)
+    out = np.asarray(PasstMel(cfg)(x, key=jax.random.key(2), train=True))
+    np.testing.assert_allclose(out[1], out[0], atol=1e-6)
+    np.testing.assert_allclose(out[2], out[0], atol=1e-6)
+    assert not np.allclose(out[0], np.asarray(PasstMel(cfg)(x[:1]))[0], atol=1e-3)

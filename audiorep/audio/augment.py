@@ -34,27 +34,31 @@ def _axis_mask(key: jax.Array, size: int, batch: int, max_width: int, num_masks:
     return inside.any(axis=1)
 
 
-def freq_mask(key: jax.Array, feats: jax.Array, max_width: int, num_masks: int = 1, value: float = 0.0) -> jax.Array:
+def freq_mask(key: jax.Array, feats: jax.Array, max_width: int, num_masks: int = 1, value: float = 0.0,
+              shared: bool = False) -> jax.Array:
     """SpecAugment frequency masks: per clip, `num_masks` bands of 0..max_width-1 mel bins set to `value`.
 
-    f32[B, frames, mels] -> same. Masks are drawn as torchaudio's FrequencyMasking (iid per clip).
+    f32[B, frames, mels] -> same. Masks are drawn as torchaudio's FrequencyMasking (iid per clip);
+    `shared=True` uses one draw for the whole batch (torchaudio on 3-D input, as official PaSST).
     """
     _check_batch(feats, 3, "freq_mask", "features f32[batch, frames, mels]")
     if max_width <= 0 or num_masks <= 0:
         return feats
-    mask = _axis_mask(key, feats.shape[2], feats.shape[0], max_width, num_masks)
+    mask = _axis_mask(key, feats.shape[2], 1 if shared else feats.shape[0], max_width, num_masks)
     return jnp.where(mask[:, None, :], jnp.asarray(value, feats.dtype), feats)
 
 
-def time_mask(key: jax.Array, feats: jax.Array, max_width: int, num_masks: int = 1, value: float = 0.0) -> jax.Array:
+def time_mask(key: jax.Array, feats: jax.Array, max_width: int, num_masks: int = 1, value: float = 0.0,
+              shared: bool = False) -> jax.Array:
     """SpecAugment time masks: per clip, `num_masks` spans of 0..max_width-1 frames set to `value`.
 
-    f32[B, frames, mels] -> same (torchaudio's TimeMasking draw, iid per clip).
+    f32[B, frames, mels] -> same (torchaudio's TimeMasking draw, iid per clip; `shared=True`: one draw
+    for the batch).
     """
     _check_batch(feats, 3, "time_mask", "features f32[batch, frames, mels]")
     if max_width <= 0 or num_masks <= 0:
         return feats
-    mask = _axis_mask(key, feats.shape[1], feats.shape[0], max_width, num_masks)
+    mask = _axis_mask(key, feats.shape[1], 1 if shared else feats.shape[0], max_width, num_masks)
     return jnp.where(mask[:, :, None], jnp.asarray(value, feats.dtype), feats)
 
 

@@ -477,9 +477,10 @@ class PasstMelConfig:
     """PaSST's AugmentMelSTFT (kkoutini/PaSST models/preprocess.py) with its AudioSet training settings.
 
     `fmax=None` means sample_rate // 2 - fmax_aug_range // 2 (15000 Hz at 32 kHz). At training time
-    each clip draws fmin + randint(fmin_aug_range) and fmax + fmax_aug_range // 2 - randint(fmax_aug_range)
-    (PaSST draws once per batch), then `freqm` / `timem` SpecAugment masks (0 in the log domain, as
-    torchaudio's masking) before the normalisation (x + norm_shift) / norm_scale.
+    each clip draws fmin + randint(fmin_aug_range) and fmax + fmax_aug_range // 2 - randint(fmax_aug_range),
+    then `freqm` / `timem` SpecAugment masks (0 in the log domain, as torchaudio's masking) before the
+    normalisation (x + norm_shift) / norm_scale. Official PaSST makes one draw of each for the whole
+    batch; `shared_augment=True` does the same (default: a draw per clip).
     """
 
     sample_rate: int = 32000
@@ -497,6 +498,7 @@ class PasstMelConfig:
     timem: int = 192
     norm_shift: float = 4.5
     norm_scale: float = 5.0
+    shared_augment: bool = False
 
     def __post_init__(self):
         if self.win_length > self.n_fft:
@@ -581,19 +583,22 @@ def passt_mel(waves: jax.Array, cfg: PasstMelConfig = PASST_MEL, *, key: jax.Arr
         if key is None:
             raise FrontendError("PaSST training-time augmentation needs a PRNG key: pass key=jax.random.key(seed).")
         k_edges, k_freq, k_time = jax.random.split(key, 3)
-        fmin, fmax = passt_mel_edges(k_edges, x.shape[0], cfg)
+        fmin, fmax = passt_mel_edges(k_edges, 1 if cfg.shared_augment else x.shape[0], cfg)
         banks = jax.vmap(lambda lo, hi: _mel_banks_jax(cfg.num_mel_bins, cfg.n_fft, cfg.sample_rate, lo, hi))(
             fmin, fmax)
-        mel = jnp.einsum("btf,bmf->btm", power, banks, precision=_HIGHEST)
+        if cfg.shared_augment:
+            mel = jnp.matmul(power, banks[0].T, precision=_HIGHEST)
+        else:
+            mel = jnp.einsum("btf,bmf->btm", power, banks, precision=_HIGHEST)
     else:
         banks = mel_banks(cfg.num_mel_bins, cfg.n_fft, cfg.sample_rate, cfg.fmin, cfg.fmax_hz)
         mel = jnp.matmul(power, jnp.asarray(banks.T, jnp.float32), precision=_HIGHEST)
     mel = jnp.log(mel + cfg.log_offset)
     if train:
         if cfg.freqm > 0:
-            mel = augment.freq_mask(k_freq, mel, cfg.freqm)
+            mel = augment.freq_mask(k_freq, mel, cfg.freqm, shared=cfg.shared_augment)
         if cfg.timem > 0:
-            mel = augment.time_mask(k_time, mel, cfg.timem)
+            mel = augment.time_mask(k_time, mel, cfg.timem, shared=cfg.shared_augment)
     return mel[0] if single else mel
 
 
