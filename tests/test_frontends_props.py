@@ -9,9 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiorep.audio.frontends import PASST_MEL, FbankConfig, kaldi_fbank, passt_mel
+from audiorep.audio.frontends import PASST_MEL, FbankConfig
+from audiorep.audio.frontends import kaldi_fbank as _kaldi_fbank
+from audiorep.audio.frontends import passt_mel as _passt_mel
 
 knf = pytest.importorskip("kaldi_native_fbank")
+
+# jitted once per (shape, config): far cheaper than op-by-op dispatch for many examples
+kaldi_fbank = jax.jit(_kaldi_fbank, static_argnames=("cfg",))
+passt_mel = jax.jit(_passt_mel, static_argnames=("cfg",))
 
 SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # a few framings (shapes drive jit compiles, so keep the space small); 8 kHz keeps frames short
@@ -35,7 +41,7 @@ def knf_num_frames(cfg: FbankConfig, n: int) -> int:
 def test_frame_count_matches_kaldi_and_the_output(framing, snip, n):
     length, shift = framing
     cfg = FbankConfig(sample_rate=8000, num_mel_bins=10, frame_length_ms=length, frame_shift_ms=shift, snip_edges=snip)
-    out = jax.eval_shape(lambda w: kaldi_fbank(w, cfg), jax.ShapeDtypeStruct((2, n), jnp.float32))  # traced only
+    out = jax.eval_shape(lambda w: _kaldi_fbank(w, cfg), jax.ShapeDtypeStruct((2, n), jnp.float32))  # traced only
     assert out.shape == (2, cfg.num_frames(n), 10)
     assert cfg.num_frames(n) == knf_num_frames(cfg, n)
 
@@ -45,9 +51,9 @@ def test_frame_count_matches_kaldi_and_the_output(framing, snip, n):
 def test_batch_equals_one_clip_at_a_time(snip, seed, energy):
     cfg = FbankConfig(sample_rate=8000, num_mel_bins=12, snip_edges=snip, use_energy=energy)
     x = np.random.default_rng(seed).standard_normal((3, 1200)).astype(np.float32) * [[1.0], [0.01], [30.0]]
-    batch = np.asarray(kaldi_fbank(x, cfg))
+    batch = np.asarray(kaldi_fbank(x, cfg=cfg))
     for i in range(3):
-        np.testing.assert_allclose(batch[i], np.asarray(kaldi_fbank(x[i:i + 1], cfg))[0], atol=1e-4)
+        np.testing.assert_allclose(batch[i], np.asarray(kaldi_fbank(x[i:i + 1], cfg=cfg))[0], atol=1e-4)
 
 
 @SETTINGS
@@ -56,8 +62,8 @@ def test_zero_padding_leaves_frames_inside_the_clip_unchanged(n, extra, seed):
     cfg = FbankConfig(sample_rate=8000, num_mel_bins=10)
     x = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
     padded = np.concatenate([x, np.zeros(extra, np.float32)])
-    a = np.asarray(kaldi_fbank(x[None], cfg))[0]
-    b = np.asarray(kaldi_fbank(padded[None], cfg))[0]
+    a = np.asarray(kaldi_fbank(x[None], cfg=cfg))[0]
+    b = np.asarray(kaldi_fbank(padded[None], cfg=cfg))[0]
     assert b.shape[0] == cfg.num_frames(n + extra) >= a.shape[0]
     np.testing.assert_allclose(b[: a.shape[0]], a, atol=1e-4)
 
@@ -68,9 +74,9 @@ def test_passt_frames_and_batch_equals_one_clip(n, seed):
     cfg = PASST_MEL.replace(sample_rate=8000, num_mel_bins=16, win_length=200, hop_length=80, n_fft=256,
                             fmax=3500.0)
     x = np.random.default_rng(seed).standard_normal((2, n)).astype(np.float32)
-    out = np.asarray(passt_mel(x, cfg))
+    out = np.asarray(passt_mel(x, cfg=cfg))
     assert out.shape == (2, 1 + (n - 1) // 80, 16) and out.shape[1] == cfg.num_frames(n)
-    np.testing.assert_allclose(out[1], np.asarray(passt_mel(x[1:], cfg))[0], atol=1e-4)
+    np.testing.assert_allclose(out[1], np.asarray(passt_mel(x[1:], cfg=cfg))[0], atol=1e-4)
 
 
 @SETTINGS
@@ -81,7 +87,7 @@ def test_passt_zero_padding_changes_only_the_frames_near_the_end(n, extra, seed)
                             fmax=3500.0)
     x = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
     padded = np.concatenate([x, np.zeros(extra, np.float32)])
-    a = np.asarray(passt_mel(x[None], cfg))[0]
-    b = np.asarray(passt_mel(padded[None], cfg))[0]
+    a = np.asarray(passt_mel(x[None], cfg=cfg))[0]
+    b = np.asarray(passt_mel(padded[None], cfg=cfg))[0]
     inside = [i for i in range(a.shape[0]) if i * 80 + 100 < n - 1]  # window half 100 < n_fft half
     np.testing.assert_allclose(b[inside], a[inside], atol=1e-4)
