@@ -46,3 +46,21 @@ def test_builder_stores_every_record_with_its_labels_split_fold_and_group(tmp_pa
             assert ex["group"].decode() == (rec.group or "")
             if rec.end_s is not None:  # windowed records (Speech Commands _silence_) keep only their window
                 assert ex["audio"].shape[0] == round((rec.end_s - rec.start_s) * RATE)
+
+
+def test_multilabel_build_gives_multi_hot_batches(tmp_path):
+    from audiorep.data import pipeline as pl
+
+    root = make_audioset(tmp_path / "raw")
+    index = read_dataset("audioset", root)
+    prepare("audioset", root, tmp_path / "out", sample_rate=RATE)
+    split = index.records[0].split
+    records = [r for r in index.records if r.split == split]
+    source = pl.tfds_source(tmp_path / "out", split)
+    batch = next(iter(pl.eval_dataset(source, chunk_samples=RATE, batch_size=4, shard=pl.Shard(0, 1))))
+    assert batch["label"].dtype == np.float32 and batch["label"].shape == (4, len(index.classes))
+    for row, i in enumerate(batch["index"]):
+        expected = np.zeros(len(index.classes), np.float32)
+        if i >= 0:
+            expected[list(records[i].labels)] = 1.0
+        np.testing.assert_array_equal(batch["label"][row], expected)
