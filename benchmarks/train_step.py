@@ -262,6 +262,8 @@ def main() -> int:
     for name, t, tokens, note in rows:
         table.add_row(name, f"{t:.3f}", str(tokens), f"{step_flops(tokens) / t / 1e9:.0f}", note)
     Console().print(table)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other jobs on the machine slow every variant; "
+          "compare ratios within one quiet run)")
     return 0
 
 

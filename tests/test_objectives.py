@@ -144,7 +144,7 @@ def test_mspm_losses_fall_on_the_synthetic_corpus_and_the_export_loads(tmp_path)
 
 @pytest.mark.slow
 def test_tiny_passt_trains_with_patchout_on_the_synthetic_corpus(tmp_path):
-    _tiny_run(tmp_path, "tiny_passt.py", 40, "optim.warmup_steps=5", "optim.lr=2e-3", "objective.mixup_alpha=0.0")
+    _tiny_run(tmp_path, "tiny_passt.py", 30, "optim.warmup_steps=5", "optim.lr=2e-3", "objective.mixup_alpha=0.0")
     rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     assert np.mean([r["loss"] for r in rows[-8:]]) < np.mean([r["loss"] for r in rows[:8]])
     assert rows[0]["tokens"] == (12 - 2) * (29 - 6)
