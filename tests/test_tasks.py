@@ -80,9 +80,26 @@ def make_synthetic(root):
     return root
 
 
+def make_asvspoof(root):
+    proto = root / "ASVspoof2019_LA_cm_protocols"
+    proto.mkdir(parents=True)
+    n = 0
+    for split, suffix, speakers in (("train", "trn", (79, 80)), ("dev", "trl", (81, 82)), ("eval", "trl", (83, 84))):
+        lines = []
+        for spk in speakers:
+            for key, system, freq in (("bonafide", "-", 300.0), ("spoof", "A01", 1500.0), ("spoof", "A02", 1700.0)):
+                n += 1
+                file = f"LA_{split[0].upper()}_{n:07d}"
+                save_audio(root / f"ASVspoof2019_LA_{split}" / "flac" / f"{file}.flac",
+                           tone(freq + spk, seconds=0.05, rate=RATE), RATE)
+                lines.append(f"LA_{spk:04d} {file} - {system} {key}")
+        (proto / f"ASVspoof2019.LA.cm.{split}.{suffix}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
 LAYOUTS = {"esc50": make_esc50, "esc10": make_esc50, "speech_commands": make_speech_commands,
            "speech_commands12": make_speech_commands, "audioset": make_audioset, "fsdd": make_fsdd,
-           "synthetic": make_synthetic}
+           "synthetic": make_synthetic, "asvspoof2019_la": make_asvspoof}
 
 
 class ToneEmbedder:
@@ -256,3 +273,12 @@ def test_group_folds_spread_every_class_over_the_folds():
     folded = T.assign_group_folds(recs, 5, seed=3)
     for c in range(4):
         assert sorted(r.fold for r in folded if r.labels == (c,)) == sorted([1, 2, 3, 4, 5] * 3)
+
+
+def test_asvspoof_task_reports_eer_with_bonafide_as_target(tmp_path):
+    root = make_asvspoof(tmp_path / "LA")
+    res = T.run("asvspoof2019_la", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), probe="knn",
+                progress=False)
+    assert res.metric == "eer" and not res.higher_is_better
+    assert res.mean == 0.0  # tones of the two classes are far apart
+    assert {"min_dcf", "sensitivity", "specificity", "roc_auc"} <= set(res.scores)

@@ -13,6 +13,8 @@ Tasks (`TASKS`):
   fsdd                Free Spoken Digit Dataset (digits), speaker-disjoint folds (one speaker tests, the next
                       validates, the rest train); accuracy.
   synthetic           the demo's procedural corpus (data/synthetic.py), source-disjoint folds; accuracy.
+  asvspoof2019_la     ASVspoof 2019 LA, bona fide vs spoof, official speaker-disjoint train/dev/eval; EER
+                      (bona fide = target = higher score), with min-DCF, ROC-AUC, F1, sensitivity, specificity.
 
 Every protocol returns `Split`s and passes them through `check_no_group_leakage` before anything is
 embedded: a group (speaker, source recording, video) never appears in two parts of a split. Embeddings come
@@ -36,7 +38,7 @@ import numpy as np
 from audiorep.data.sources import DatasetError, DatasetIndex, Record, read_dataset
 from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.leaderboard import Result
-from audiorep.downstream.metrics import HIGHER_IS_BETTER
+from audiorep.downstream.metrics import HIGHER_IS_BETTER, binary_scores
 
 
 class TaskError(ValueError):
@@ -160,6 +162,7 @@ class TaskSpec:
     subdir: str | None = None  # used when DATA_ROOT/subdir exists (fsdd: recordings/)
     crop_s: float | None = None  # clips longer than this are cut (embedding protocol)
     default_root: str | None = None
+    positive: int | None = None  # 2-class detection tasks: the bona fide class (EER, min-DCF, sens./spec.)
 
     def read(self, data_root: str | os.PathLike, **overrides) -> DatasetIndex:
         root = Path(data_root).expanduser()
@@ -201,6 +204,9 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
              protocol_options={"n_folds": 6}, subdir="recordings", default_root=str(_SHARED_FSDD)),
     TaskSpec("synthetic", "the demo's procedural sound-event corpus, source-disjoint folds", "folder",
              "group_folds", "accuracy", protocol_options={"n_folds": 5}),
+    TaskSpec("asvspoof2019_la", "ASVspoof 2019 LA countermeasure: bona fide vs spoof, official train/dev/eval "
+             "(speaker-disjoint); EER with bona fide as the target class", "asvspoof2019_la", "official", "eer",
+             positive=0),
 )}
 
 
@@ -267,6 +273,9 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
                               progress=progress)
         else:
             raise TaskError(f"probe must be 'mlp' or 'knn', got {probe!r}.")
+        if spec.positive is not None:  # detection report with the task's bona fide class as the target
+            y_test = _targets(sp.test, n_cls, index.multilabel)
+            res.test |= binary_scores(y_test, res.test_scores, positive=spec.positive)
         if spec.metric not in res.test:
             raise TaskError(f"{spec.name}: the probe report has no {spec.metric!r} (it has {sorted(res.test)}).")
         per_split.append(res)
