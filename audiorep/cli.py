@@ -744,6 +744,41 @@ def _add_probe_parsers(sub) -> None:
     p.set_defaults(func=_cmd_leaderboard)
 
 
+# ----------------------------------------------------------------------------------------------- demo
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import logging
+
+    from audiorep import demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fsdd = None if args.no_fsdd else (Path(args.fsdd) if args.fsdd else demo.default_fsdd())
+    if fsdd is not None and not fsdd.exists():
+        print(f"error: --fsdd {fsdd} does not exist (pass the FSDD folder holding recordings/).", file=sys.stderr)
+        return 2
+    plan = demo.DemoPlan(out_dir=Path(args.out), minutes=args.minutes, per_class=args.per_class, seed=args.seed,
+                         fsdd=fsdd, fsdd_folds=args.fsdd_folds, grid=args.grid, progress=not args.quiet)
+    demo.run_demo(plan)
+    return 0
+
+
+def _add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: synthetic corpus -> tiny pretraining -> probes -> leaderboard",
+                       description="Generate the synthetic corpus, pretrain a tiny SSAST encoder for a few minutes, "
+                                   "probe the log-mel baseline, the randomly initialised encoder and the pretrained "
+                                   "encoder, and write the leaderboard (markdown, CSV, HTML). Reruns resume.")
+    p.add_argument("--out", default="out/demo", help="output folder (corpus, training run, cache, results)")
+    p.add_argument("--minutes", type=float, default=4.0,
+                   help="pretraining budget in minutes on 2 CPU cores (turned into a fixed step count)")
+    p.add_argument("--per-class", type=int, default=40, help="synthetic clips per class (12 classes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fsdd", help="Free Spoken Digit Dataset folder (default: ../shared/data/fsdd when present)")
+    p.add_argument("--no-fsdd", action="store_true", help="skip the FSDD task")
+    p.add_argument("--fsdd-folds", type=int, default=3, help="speaker-disjoint FSDD folds to probe (of 6)")
+    p.add_argument("--grid", choices=("fast", "full", "linear"), default="fast", help="probe grid")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -776,6 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain_parser(sub)
     _add_embed_parser(sub)
     _add_probe_parsers(sub)
+    _add_demo_parser(sub)
 
     return parser
 
