@@ -229,3 +229,13 @@ def test_convert_refuses_a_beats_file_before_writing_anything(tmp_path):
     with pytest.raises(CheckpointError, match="BEATs"):
         convert(beats, tmp_path / "out", reader="builtin")
     assert not (tmp_path / "out").exists()
+
+
+def test_model_without_distillation_token_converts():
+    sd = official()  # SSAST 'base384_nokd' has one cls token and no dist token
+    del sd["module.v.dist_token"]
+    sd["module.v.pos_embed"] = sd["module.v.pos_embed"][:, 1:]
+    cfg, enc = encoder_from_state_dict(sd, num_heads=4)
+    out = enc(jnp.zeros((1, 48, 32)))
+    assert cfg.num_special == 1 and enc.dist_token is None and out.cls.shape == (1, 1, 16)
+    np.testing.assert_array_equal(_param(enc, "pos_embed"), sd["module.v.pos_embed"])

@@ -168,9 +168,11 @@ class PredHead(nnx.Module):
 class ClassifierHead(nnx.Module):
     """LayerNorm + Linear (SSAST `mlp_head`, PaSST `head`).  f32[B, dim] -> f32[B, classes]."""
 
-    def __init__(self, dim: int, classes: int, *, eps: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(self, dim: int, classes: int, *, eps: float = 1e-5, kernel_init: nnx.Initializer | None = None,
+                 bias_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
         self.norm = nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, rngs=rngs)
-        self.linear = nnx.Linear(dim, classes, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        k, b = torch_linear_init(dim)  # PyTorch's nn.Linear default unless told otherwise
+        self.linear = nnx.Linear(dim, classes, kernel_init=kernel_init or k, bias_init=bias_init or b, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.linear(self.norm(x))

@@ -180,7 +180,9 @@ class PaSSTEncoder(nnx.Module):
             for r in rates
         ])
         self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, use_fast_variance=False, rngs=rngs)
-        self.head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, rngs=rngs) if cfg.num_classes else None
+        # timm's _init_vit_weights via .apply(): trunc_normal(0.02) weights, zero bias for every Linear, head included.
+        self.head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, kernel_init=trunc_normal_02,
+                                   bias_init=nnx.initializers.zeros_init(), rngs=rngs) if cfg.num_classes else None
         self.rngs = rngs.fork()
 
     def grid_for(self, frames: int) -> tuple[int, int]:
