@@ -408,3 +408,28 @@ def build_with_params(build: Callable[[], Any], values: Mapping[ParamPath, np.nd
 def torch_linear(state: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
     """torch Linear `name`.{weight [out, in], bias [out]} -> flax (kernel [in, out], bias [out])."""
     return np.asarray(state[f"{name}.weight"]).T, np.asarray(state[f"{name}.bias"])
+
+
+def vit_linear(state: Mapping[str, np.ndarray], path: tuple, name: str) -> dict[tuple, np.ndarray]:
+    """torch Linear `name` -> {path + ('kernel',): f32[in, out], path + ('bias',): f32[out]}."""
+    kernel, bias = torch_linear(state, name)
+    return {path + ("kernel",): kernel.astype(np.float32), path + ("bias",): bias.astype(np.float32)}
+
+
+def vit_block_params(state: Mapping[str, np.ndarray], prefix: str, depth: int,
+                     qkv_bias: bool) -> dict[tuple, np.ndarray]:
+    """timm ViT/DeiT blocks `{prefix}blocks.{i}.*` (SSAST, PaSST) -> our TransformerBlock parameter paths."""
+    f32 = lambda k: np.asarray(state[k], dtype=np.float32)  # noqa: E731
+    out: dict[tuple, np.ndarray] = {}
+    for i in range(depth):
+        p, blk = f"{prefix}blocks.{i}.", ("blocks", i)
+        for norm in ("norm1", "norm2"):
+            out[blk + (norm, "scale")] = f32(p + norm + ".weight")
+            out[blk + (norm, "bias")] = f32(p + norm + ".bias")
+        out[blk + ("attn", "qkv", "kernel")] = f32(p + "attn.qkv.weight").T
+        if qkv_bias:
+            out[blk + ("attn", "qkv", "bias")] = f32(p + "attn.qkv.bias")
+        out.update(vit_linear(state, blk + ("attn", "proj"), p + "attn.proj"))
+        out.update(vit_linear(state, blk + ("mlp", "fc1"), p + "mlp.fc1"))
+        out.update(vit_linear(state, blk + ("mlp", "fc2"), p + "mlp.fc2"))
+    return out

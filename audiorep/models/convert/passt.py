@@ -30,7 +30,8 @@ from audiorep.models.convert.common import (
     describe_family,
     detect_family,
     load_checkpoint,
-    torch_linear,
+    vit_block_params,
+    vit_linear,
 )
 from audiorep.models.convert.ssast import _sha256, _state_dict
 from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder
@@ -138,22 +139,8 @@ def param_values(sd: Mapping[str, np.ndarray], cfg: PaSSTConfig) -> dict[tuple, 
     if cfg.distilled:
         out[("dist_token",)] = f32("dist_token")
 
-    def linear(path: tuple, name: str):
-        kernel, bias = torch_linear(sd, name)
-        out[path + ("kernel",)] = kernel.astype(np.float32)
-        out[path + ("bias",)] = bias.astype(np.float32)
-
-    for i in range(cfg.depth):
-        p, blk = f"blocks.{i}.", ("blocks", i)
-        for norm in ("norm1", "norm2"):
-            out[blk + (norm, "scale")] = f32(p + norm + ".weight")
-            out[blk + (norm, "bias")] = f32(p + norm + ".bias")
-        out[blk + ("attn", "qkv", "kernel")] = f32(p + "attn.qkv.weight").T
-        if cfg.qkv_bias:
-            out[blk + ("attn", "qkv", "bias")] = f32(p + "attn.qkv.bias")
-        linear(blk + ("attn", "proj"), p + "attn.proj")
-        linear(blk + ("mlp", "fc1"), p + "mlp.fc1")
-        linear(blk + ("mlp", "fc2"), p + "mlp.fc2")
+    out.update(vit_block_params(sd, "", cfg.depth, cfg.qkv_bias))
+    linear = lambda path, name: out.update(vit_linear(sd, path, name))  # noqa: E731
     if cfg.num_classes:
         out[("head", "norm", "scale")] = f32("head.0.weight")
         out[("head", "norm", "bias")] = f32("head.0.bias")

@@ -42,7 +42,8 @@ from audiorep.models.convert.common import (
     detect_family,
     load_checkpoint,
     strip_prefix,
-    torch_linear,
+    vit_block_params,
+    vit_linear,
 )
 
 FAMILY = "ast"
@@ -197,22 +198,8 @@ def param_values(sd: Mapping[str, np.ndarray], cfg: ASTConfig) -> dict[tuple, np
     if cfg.num_special == 2:
         out[("dist_token",)] = f32("v.dist_token")
 
-    def linear(path: tuple, name: str):
-        kernel, bias = torch_linear(sd, name)
-        out[path + ("kernel",)] = kernel.astype(np.float32)
-        out[path + ("bias",)] = bias.astype(np.float32)
-
-    for i in range(cfg.depth):
-        p, blk = f"v.blocks.{i}.", ("blocks", i)
-        for norm in ("norm1", "norm2"):
-            out[blk + (norm, "scale")] = f32(p + norm + ".weight")
-            out[blk + (norm, "bias")] = f32(p + norm + ".bias")
-        out[blk + ("attn", "qkv", "kernel")] = f32(p + "attn.qkv.weight").T
-        if cfg.qkv_bias:
-            out[blk + ("attn", "qkv", "bias")] = f32(p + "attn.qkv.bias")
-        linear(blk + ("attn", "proj"), p + "attn.proj")
-        linear(blk + ("mlp", "fc1"), p + "mlp.fc1")
-        linear(blk + ("mlp", "fc2"), p + "mlp.fc2")
+    out.update(vit_block_params(sd, "v.", cfg.depth, cfg.qkv_bias))
+    linear = lambda path, name: out.update(vit_linear(sd, path, name))  # noqa: E731
     if cfg.mask_embed:
         out[("mask_embed",)] = f32("mask_embed")
     if cfg.pretrain_heads:
