@@ -32,6 +32,7 @@ from flax import nnx
 
 from audiorep.models.layers import (
     EncoderOutput,
+    JsonConfig,
     PatchEmbed2d,
     TransformerBlock,
     fit_pos_embed,
@@ -48,7 +49,7 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ASTConfig:
+class ASTConfig(JsonConfig):
     """Shape of an SSAST/AST encoder.
 
     Attributes:
@@ -112,23 +113,6 @@ class ASTConfig:
         if frames < pt:
             raise ValueError(f"{frames} frames is shorter than one patch ({pt} frames); pad the input.")
         return (self.num_mel_bins - pf) // sf + 1, (frames - pt) // st + 1
-
-    def replace(self, **changes) -> ASTConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        for k in ("patch", "stride", "pos_grid"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ASTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ASTConfig fields {unknown}; known fields: {sorted(known)}.")
-        return cls(**d)
 
     @classmethod
     def preset(cls, name: str) -> ASTConfig:

@@ -22,6 +22,23 @@ import numpy as np
 from flax import nnx
 
 
+class JsonConfig:
+    """Mixin for frozen encoder-config dataclasses: JSON round trip (tuples as lists) and strict loading."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}.")
+        return cls(**d)
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class EncoderOutput:

@@ -30,11 +30,18 @@ import numpy as np
 from flax import nnx
 
 from audiorep.models.ast import ClassifierHead, _pair
-from audiorep.models.layers import EncoderOutput, PatchEmbed2d, TransformerBlock, torch_linear_init, trunc_normal_02
+from audiorep.models.layers import (
+    EncoderOutput,
+    JsonConfig,
+    PatchEmbed2d,
+    TransformerBlock,
+    torch_linear_init,
+    trunc_normal_02,
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class PaSSTConfig:
+class PaSSTConfig(JsonConfig):
     """Shape of a PaSST encoder.
 
     Attributes:
@@ -93,23 +100,6 @@ class PaSSTConfig:
             raise ValueError(f"{frames} frames is shorter than one patch ({pt} frames); pad the input.")
         t = (frames - pt) // st + 1
         return (self.num_mel_bins - pf) // sf + 1, min(t, self.pos_grid[1])
-
-    def replace(self, **changes) -> PaSSTConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        for k in ("patch", "stride", "pos_grid"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PaSSTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown PaSSTConfig fields {unknown}; known fields: {sorted(known)}.")
-        return cls(**d)
 
     @classmethod
     def preset(cls, name: str) -> PaSSTConfig:
