@@ -1,1 +1,4 @@
-"""Discrete acoustic tokenizers: BEATs random projection, VQ codebooks, distilled tokenizers, BPE."""
+"""Discrete acoustic tokenizers (BEATs random projection, VQ, distilled tokenizers, BPE).
+
+Reserved for the BEATs-iterations work; nothing is implemented here yet.
+"""
