@@ -32,6 +32,7 @@ from flax import nnx
 
 from audiorep.models.layers import (
     EncoderOutput,
+    LayerNorm,
     JsonConfig,
     PatchEmbed2d,
     TransformerBlock,
@@ -154,7 +155,7 @@ class ClassifierHead(nnx.Module):
 
     def __init__(self, dim: int, classes: int, *, eps: float = 1e-5, kernel_init: nnx.Initializer | None = None,
                  bias_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
-        self.norm = nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, rngs=rngs)
+        self.norm = LayerNorm(dim, epsilon=eps, rngs=rngs)
         k, b = torch_linear_init(dim)  # PyTorch's nn.Linear default unless told otherwise
         self.linear = nnx.Linear(dim, classes, kernel_init=kernel_init or k, bias_init=bias_init or b, rngs=rngs)
 
@@ -202,7 +203,7 @@ class ASTEncoder(nnx.Module):
                              drop_path=float(r), kernel_init=trunc_normal_02, rngs=rngs)
             for r in rates
         ])
-        self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, use_fast_variance=False, rngs=rngs)
+        self.norm = LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
         # xavier_normal on a (1, 1, dim) tensor: fan_in = fan_out = dim.
         self.mask_embed = (nnx.Param(jax.random.normal(rngs.params(), (1, 1, d)) * np.sqrt(1.0 / d))
                            if cfg.mask_embed else None)

@@ -42,6 +42,7 @@ from flax import nnx
 
 from audiorep.models.layers import (
     EncoderOutput,
+    LayerNorm,
     PatchEmbed2d,
     TransformerBlock,
     gelu,
@@ -251,11 +252,11 @@ class BEATsEncoder(nnx.Module):
         self.cfg = cfg
         p, d = cfg.input_patch_size, cfg.encoder_embed_dim
         self.patch_embedding = PatchEmbed2d(cfg.embed_dim, (p, p), use_bias=cfg.conv_bias, rngs=rngs)
-        self.layer_norm = nnx.LayerNorm(cfg.embed_dim, epsilon=LN_EPS, use_fast_variance=False, rngs=rngs)
+        self.layer_norm = LayerNorm(cfg.embed_dim, epsilon=LN_EPS, rngs=rngs)
         self.post_extract_proj = (nnx.Linear(cfg.embed_dim, d, rngs=rngs) if cfg.embed_dim != d else None)
         self.dropout_input = nnx.Dropout(cfg.dropout_input, rngs=rngs)
         self.pos_conv = WeightNormConv1d(d, cfg.conv_pos, cfg.conv_pos_groups, rngs=rngs)
-        self.encoder_layer_norm = nnx.LayerNorm(d, epsilon=LN_EPS, use_fast_variance=False, rngs=rngs)
+        self.encoder_layer_norm = LayerNorm(d, epsilon=LN_EPS, rngs=rngs)
         self.encoder_dropout = nnx.Dropout(cfg.dropout, rngs=rngs)
         self.relative_attention_bias = (
             nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.num_buckets, cfg.encoder_attention_heads)))

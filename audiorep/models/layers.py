@@ -3,7 +3,7 @@
 Every encoder maps time-major features f32[B, frames, mels] to an `EncoderOutput`; poolers, timestamp
 embeddings and pretraining objectives only ever look at that structure.
 
-The layers: `MultiHeadAttention` (fused timm-style qkv or separate q/k/v, additive bias or a bias hook that
+The layers: `LayerNorm`, `MultiHeadAttention` (fused timm-style qkv or separate q/k/v, additive bias or a bias hook that
 sees the queries), `Mlp`, `PatchEmbed2d`, `TransformerBlock` (pre-LN ViT/DeiT or post-LN DeepNorm, timm
 attribute names norm1/attn/norm2/mlp), `DropPath`, T5 `relative_position_buckets`, and positional-embedding
 cropping / interpolation (`crop_axis`, `interpolate_axes`, `fit_pos_embed`). GELU is the exact (erf) one,
@@ -105,6 +105,30 @@ trunc_normal_02 = nnx.initializers.truncated_normal(stddev=0.02, lower=-2.0 / 0.
 def gelu(x: jax.Array) -> jax.Array:
     """Exact (erf) GELU, as torch.nn.GELU() / F.gelu default. jax.nn.gelu defaults to the tanh approximation."""
     return jax.nn.gelu(x, approximate=False)
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis with the two-pass variance E[(x - E[x])^2] (as torch.nn.LayerNorm).
+
+    Parameter names match nnx.LayerNorm (`scale`, `bias`), so checkpoints and converters see no difference.
+    Why not nnx.LayerNorm(use_fast_variance=False): its backward pass goes through |x - mean|^2 and cost
+    0.8 s of a 5.2 s ViT-B training step on the 2-core CPU (benchmarks/train_step.py); this one is exact too.
+    Statistics are computed in float32; the output has the input's dtype.  f32|bf16[..., dim] -> same.
+    """
+
+    def __init__(self, dim: int, *, epsilon: float = 1e-6, rngs: nnx.Rngs | None = None):
+        del rngs  # deterministic initialisation (ones, zeros); the argument keeps nnx.LayerNorm's signature
+        self.epsilon = float(epsilon)
+        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, axis=-1, keepdims=True)
+        centred = xf - mean
+        var = jnp.mean(centred * centred, axis=-1, keepdims=True)
+        y = centred * jax.lax.rsqrt(var + self.epsilon)
+        return (y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(x.dtype)
 
 
 class DropPath(nnx.Module):
@@ -262,11 +286,11 @@ class TransformerBlock(nnx.Module):
                  rngs: nnx.Rngs):
         self.pre_norm = pre_norm
         self.residual_scale = float(residual_scale)
-        self.norm1 = nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, rngs=rngs)
+        self.norm1 = LayerNorm(dim, epsilon=eps, rngs=rngs)
         self.attn = MultiHeadAttention(dim, num_heads, qkv_bias=qkv_bias, fused_qkv=fused_qkv, attn_drop=attn_drop,
                                        proj_drop=drop, kernel_init=kernel_init, v_kernel_init=branch_kernel_init,
                                        proj_kernel_init=branch_kernel_init, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, rngs=rngs)
+        self.norm2 = LayerNorm(dim, epsilon=eps, rngs=rngs)
         self.mlp = Mlp(dim, mlp_hidden, drop=drop, act_drop=act_drop, kernel_init=branch_kernel_init or kernel_init,
                        rngs=rngs)
         self.drop_path = DropPath(drop_path, rngs=rngs)

@@ -32,6 +32,7 @@ from flax import nnx
 from audiorep.models.ast import ClassifierHead, _pair
 from audiorep.models.layers import (
     EncoderOutput,
+    LayerNorm,
     JsonConfig,
     PatchEmbed2d,
     TransformerBlock,
@@ -169,7 +170,7 @@ class PaSSTEncoder(nnx.Module):
                              drop_path=float(r), kernel_init=trunc_normal_02, rngs=rngs)
             for r in rates
         ])
-        self.norm = nnx.LayerNorm(d, epsilon=cfg.eps, use_fast_variance=False, rngs=rngs)
+        self.norm = LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
         # timm's _init_vit_weights via .apply(): trunc_normal(0.02) weights, zero bias for every Linear, head included.
         self.head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, kernel_init=trunc_normal_02,
                                    bias_init=nnx.initializers.zeros_init(), rngs=rngs) if cfg.num_classes else None
