@@ -236,12 +236,11 @@ class BEATsLayer(TransformerBlock):
     def __call__(self, x: jax.Array, position_bias: jax.Array | None = None, *, key_mask: jax.Array | None = None,
                  deterministic: bool = True) -> jax.Array:
         """f32[B, N, D], position_bias f32[1 or B, H, N, N], key_mask bool[B, N] (False = padding) -> f32[B, N, D]."""
-        kw = dict(key_mask=key_mask, deterministic=deterministic)
-        if position_bias is None:
-            return super().__call__(x, **kw)
-        if not self.gated:
-            return super().__call__(x, bias=position_bias, **kw)
-        return super().__call__(x, bias_fn=lambda q: self.gate(q) * position_bias, **kw)
+        return super().__call__(x, bias=position_bias, key_mask=key_mask, deterministic=deterministic)
+
+    def attention_bias(self, q: jax.Array, bias: jax.Array) -> jax.Array:
+        """The position bias, gated by the queries when gru_rel_pos."""
+        return self.gate(q) * bias if self.gated else bias
 
 
 # ------------------------------------------------------------------------------------------- encoder

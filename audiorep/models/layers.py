@@ -295,9 +295,29 @@ class TransformerBlock(nnx.Module):
                        rngs=rngs)
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, bias_fn: BiasFn | None = None,
-                 key_mask: jax.Array | None = None, deterministic: bool = True) -> jax.Array:
-        attn = lambda h: self.attn(h, bias=bias, bias_fn=bias_fn, key_mask=key_mask, deterministic=deterministic)
+    remat: str = "none"
+    """Activation rematerialisation of this block in training: 'none', 'dots' (keep the matmul outputs,
+    recompute the rest in the backward pass) or 'full' (keep only the block input). Set by `set_remat`."""
+
+    def attention_bias(self, q: jax.Array, bias: jax.Array) -> jax.Array:
+        """The additive attention-logits bias from `bias` and the unscaled queries f32[B, H, N, head_dim].
+
+        A hook for subclasses (BEATs gates its relative position bias by the queries); here `bias` as given.
+        """
+        del q
+        return bias
+
+    def __call__(self, x: jax.Array, *, bias: jax.Array | None = None, key_mask: jax.Array | None = None,
+                 deterministic: bool = True) -> jax.Array:
+        """f32[B, N, dim] -> f32[B, N, dim]; bias broadcastable to f32[B, H, N, N], key_mask bool[B, N]."""
+        if self.remat == "none":
+            return self._forward(x, bias, key_mask, deterministic)
+        forward = nnx.remat(TransformerBlock._forward, policy=REMAT_POLICIES[self.remat], static_argnums=(4,))
+        return forward(self, x, bias, key_mask, deterministic)
+
+    def _forward(self, x, bias, key_mask, deterministic):
+        bias_fn = None if bias is None else (lambda q: self.attention_bias(q, bias))
+        attn = lambda h: self.attn(h, bias_fn=bias_fn, key_mask=key_mask, deterministic=deterministic)
         dp = lambda h: self.drop_path(h, deterministic=deterministic)
         if self.pre_norm:
             x = x + dp(attn(self.norm1(x)))
@@ -305,6 +325,25 @@ class TransformerBlock(nnx.Module):
         a = self.residual_scale
         x = self.norm1(a * x + dp(attn(x)))
         return self.norm2(a * x + dp(self.mlp(x, deterministic=deterministic)))
+
+
+REMAT_POLICIES = {"dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+                  "full": jax.checkpoint_policies.nothing_saveable}
+"""`TransformerBlock.remat` values (besides 'none') and the jax.checkpoint policy each one means."""
+
+
+def set_remat(model: nnx.Module, policy: str) -> nnx.Module:
+    """Set the activation rematerialisation of every TransformerBlock in `model` ('none', 'dots', 'full').
+
+    Per block, so the backward pass holds one block's activations at a time plus the block inputs (or the
+    matmul outputs with 'dots'); returns the model.
+    """
+    if policy != "none" and policy not in REMAT_POLICIES:
+        raise ValueError(f"remat={policy!r}: use 'none', {', '.join(repr(p) for p in REMAT_POLICIES)}.")
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, TransformerBlock):
+            node.remat = policy
+    return model
 
 
 # ---------------------------------------------------------------------------------- relative positions

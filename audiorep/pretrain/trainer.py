@@ -41,6 +41,7 @@ import optax
 from etils import epath
 from flax import nnx
 
+from audiorep.models.layers import REMAT_POLICIES, set_remat
 from audiorep.pretrain import distributed
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def default_train_config() -> ml_collections.ConfigDict:
         batch_size=8,               # global, across all processes and devices
         accum_steps=1,              # gradient accumulation: micro-batches per step (scan)
         compute_dtype="float32",    # 'bfloat16': bf16 compute over fp32 master params
-        remat="none",               # 'none' | 'dots' (keep matmul outputs) | 'full' (recompute the forward)
+        remat="none",               # per transformer block: 'none' | 'dots' (keep matmul outputs) | 'full' (keep block inputs)
         log_every=10,
         checkpoint_every=500,
         keep_checkpoints=3,
@@ -238,10 +239,6 @@ def _cast(tree, dtype):
     return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-_REMAT = {"dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-          "full": jax.checkpoint_policies.nothing_saveable}
-
-
 def build_step(graphdef, loss_fn: LossFn, tx, schedule, cfg: ml_collections.ConfigDict):
     """The pure train step: (state, batch) -> (state, metrics).  Batch leaves are [B_global, ...].
 
@@ -253,17 +250,16 @@ def build_step(graphdef, loss_fn: LossFn, tx, schedule, cfg: ml_collections.Conf
     compute = jnp.dtype(cfg.train.compute_dtype)
     ema_decay = float(cfg.optim.ema_decay)
     remat = cfg.train.remat
-    if remat not in ("none", *_REMAT):
+    if remat not in ("none", *REMAT_POLICIES):
         raise ValueError(f"train.remat={remat!r}: use 'none', 'dots' or 'full'.")
 
     def micro_loss(params, rest, batch, key):
         model = nnx.merge(graphdef, _cast(params, compute) if compute != jnp.float32 else params, rest, copy=True)
+        set_remat(model, remat)
         loss, metrics = loss_fn(model, batch, key)
         new_rest = nnx.split(model, nnx.Param, ...)[2]
         return loss.astype(jnp.float32), (jax.tree.map(lambda m: m.astype(jnp.float32), metrics), new_rest)
 
-    if remat != "none":
-        micro_loss = jax.checkpoint(micro_loss, policy=_REMAT[remat])
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
     def step(state, batch):
