@@ -9,12 +9,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from audiorep.pretrain import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "trainer_toy.py"
+sys.path.insert(0, str(TOY.parent))
+from trainer_toy import params_checksum  # noqa: E402
 
 
 def _env(devices: int) -> dict[str, str]:
@@ -80,12 +83,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_train_together_and_agree_on_parameters(tmp_path):
+def test_two_processes_train_together_agree_on_parameters_and_export(tmp_path):
     port = _free_port()
     procs = [subprocess.Popen(
         [sys.executable, str(TOY), str(tmp_path / "run"), "--config.train.steps=12",
          f"--config.distributed.coordinator_address=127.0.0.1:{port}", "--config.distributed.num_processes=2",
-         f"--config.distributed.process_id={i}"],
+         f"--config.distributed.process_id={i}", "--config.mesh.fsdp=2", "--config.train.export_at_end=True"],
         env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
     outs = []
     for p in procs:
@@ -95,3 +98,7 @@ def test_two_processes_train_together_and_agree_on_parameters(tmp_path):
     assert "step=12 status=done" in outs[0]
     assert outs[0] == outs[1]  # same loss and the same parameter checksum on both processes
     assert (tmp_path / "run" / "checkpoints" / "12").is_dir()
+    # process 0 exported the whole (fsdp-sharded, gathered) parameters
+    with np.load(tmp_path / "run" / "export" / "params.npz", allow_pickle=False) as z:
+        exported = params_checksum(z[f"arr_{i}"] for i in range(len(z.files)))
+    assert f"params={exported!r}" in outs[0]

@@ -66,8 +66,22 @@ def toy_data(seed: int = 0, slow: float = 0.0):
     return make_iterator
 
 
+def toy_export(model, path: str) -> None:
+    """Writes the parameters (flattened, in tree order) to PATH/params.npz."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+    np.savez(Path(path) / "params.npz", *leaves)
+
+
+def params_checksum(leaves) -> float:
+    """One number that changes with any parameter value (position-weighted sum)."""
+    vals = [np.asarray(v, np.float64) for v in leaves]
+    return sum(float(np.sum(v * np.arange(1, v.size + 1).reshape(v.shape))) for v in vals)
+
+
 def toy_task(seed: int = 0) -> trainer.Task:
-    return trainer.Task(model=ToyModel(rngs=nnx.Rngs(seed)), loss=toy_loss, num_layers=2, name="toy")
+    return trainer.Task(model=ToyModel(rngs=nnx.Rngs(seed)), loss=toy_loss, export=toy_export, num_layers=2,
+                        name="toy")
 
 
 def toy_config(**train) -> ml_collections.ConfigDict:
@@ -104,9 +118,8 @@ def main(argv: list[str]) -> int:
     distributed.initialize(cfg.distributed.to_dict())
     tr = trainer.Trainer(cfg, workdir, toy_task(cfg.seed), toy_data(cfg.seed, slow_data))
     result = tr.run()
-    # this process's own copy of the (replicated) parameters
-    local = [np.asarray(x.addressable_data(0), np.float64) for x in jax.tree.leaves(tr.state["params"])]
-    checksum = sum(float(np.sum(v * np.arange(1, v.size + 1).reshape(v.shape))) for v in local)
+    # the whole parameters as this process sees them (gathered when sharded across processes)
+    checksum = params_checksum(trainer._host_value(x) for x in jax.tree.leaves(tr.state["params"]))
     print(f"DONE step={result.step} status={result.status} loss={result.metrics.get('loss')} "
           f"params={checksum!r}", flush=True)
     return 0

@@ -97,6 +97,7 @@ def default_train_config() -> ml_collections.ConfigDict:
         keep_checkpoints=3,
         async_checkpoints=True,
         export_at_end=True,
+        export_dir="",              # where the encoder is exported at the end ('' = WORKDIR/export)
         progress=True,
     ))
     c.optim = ml_collections.ConfigDict(dict(
@@ -307,6 +308,17 @@ def build_step(graphdef, loss_fn: LossFn, tx, schedule, cfg: ml_collections.Conf
     return step
 
 
+def _host_value(x):
+    """The whole value of a (possibly process-sharded) array, on this host; a collective in multi-process runs."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return x
+    if x.is_fully_replicated:
+        return x.addressable_data(0)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(x, tiled=True)
+
+
 # ------------------------------------------------------------------------------------- metrics output
 class MetricsWriter:
     """metrics.jsonl + TensorBoard events in the workdir (process 0 only).
@@ -499,22 +511,35 @@ class Trainer:
         return nnx.merge(self.graphdef, params, self.state["rest"])
 
     def export(self, path: str | os.PathLike | None = None) -> str | None:
-        """Write the encoder as a model directory (default workdir/export); returns its path or None.
+        """Write the encoder as a model directory; returns its path or None.
 
-        Model directories are local (models/registry.py). Multi-process runs and remote (gs://) workdirs
-        without an explicit local `path` skip it and log the one-host command that exports the checkpoint.
+        `path` defaults to train.export_dir, else WORKDIR/export. Model directories are local files
+        (models/registry.py): with a remote (gs://) workdir and no local export_dir, export is skipped with
+        the command that does it later. In a multi-process run every process must call this (the sharded
+        parameters are gathered from all of them); process 0 writes.
         """
         if self.task.export is None:
             return None
-        remote = str(self.workdir).startswith(("gs://", "s3://"))
-        if jax.process_count() > 1 or (path is None and remote):
+        path = path or self.cfg.train.get("export_dir") or None
+        if path is None and str(self.workdir).startswith(("gs://", "s3://")):
             if self.is_main:
-                log.warning("export skipped (%s); on one host run: audiorep pretrain --config ... --workdir %s "
-                            "--export-only --export-dir LOCAL_DIR --config.distributed.mode=off",
-                            "multi-process run" if jax.process_count() > 1 else "remote workdir", self.workdir)
+                log.warning("export skipped (remote workdir %s; model directories are local): set "
+                            "--config.train.export_dir=LOCAL_DIR, or afterwards on one host run: audiorep pretrain "
+                            "--config ... --workdir %s --export-only --export-dir LOCAL_DIR "
+                            "--config.distributed.mode=off", self.workdir, self.workdir)
             return None
         path = str(path or (self.workdir / "export"))
-        self.task.export(self.model(), path)
+        model = self.model()
+        if jax.process_count() > 1:
+            graphdef, state = nnx.split(model)
+            model = nnx.merge(graphdef, jax.tree.map(_host_value, state))
+            if self.is_main:
+                self.task.export(model, path)
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("export written")
+            return path
+        self.task.export(model, path)
         return path
 
     def restore_latest(self) -> int:
