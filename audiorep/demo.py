@@ -76,7 +76,8 @@ def demo_config(plan: DemoPlan) -> ml_collections.ConfigDict:
         dataset="folder", root=str(plan.out_dir / "synthetic"), split="", frames=256, worker_count=0,
         options=ml_collections.ConfigDict()))
     c.objective = ml_collections.ConfigDict(dict(
-        name="mspm", masked=48, mask="cluster", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0))
+        name="mspm", masked=48, mask="cluster", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
+        target_norm="none"))
     c.train.update(dict(steps=plan.steps, batch_size=8, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
     c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,

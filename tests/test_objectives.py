@@ -91,6 +91,17 @@ def test_mspm_loss_is_nce_plus_ten_mse(passes, keep):
     assert float(m["nce"]) == pytest.approx(np.log(40), rel=0.2)  # untrained: near chance
 
 
+def test_mspm_target_norm_standardises_each_target_patch():
+    model, feats = _tiny_ast(), jax.random.normal(jax.random.key(3), (2, 256, 128)) * 3.0 + 1.0
+    raw = objectives.MSPM(get_frontend("ssast"), masked=40, frames=256).targets(model, feats)
+    np.testing.assert_array_equal(raw, model.patches(feats))
+    normed = objectives.MSPM(get_frontend("ssast"), masked=40, frames=256, target_norm="patch").targets(model, feats)
+    np.testing.assert_allclose(normed.mean(-1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normed.std(-1), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="target_norm='pixel'"):
+        objectives.MSPM(get_frontend("ssast"), target_norm="pixel")
+
+
 def test_mspm_refuses_to_mask_more_patches_than_the_grid_has():
     obj = objectives.MSPM(get_frontend("ssast"), masked=200, mask="random", frames=256)
     with pytest.raises(ValueError, match="has only 128 patches"):

@@ -113,11 +113,16 @@ class MSPM:
     """SSAST masked spectrogram patch modelling.  batch {'audio': f32[B, samples]} -> (loss, metrics).
 
     The model is an `ASTEncoder` built with `mask_embed=True, pretrain_heads=True`.
+    target_norm='patch' standardises each target patch over its own values (MAE's norm_pix_loss) before the
+    InfoNCE and MSE; 'none' (SSAST) uses the raw features.
     """
 
     def __init__(self, frontend, *, masked: int = 400, mask: str = "cluster", nce_weight: float = 1.0,
                  mse_weight: float = 10.0, passes: int = 2, frames: int | None = None,
-                 patchout_keep: float = 1.0, mask_fn: MaskFn | None = None):
+                 patchout_keep: float = 1.0, target_norm: str = "none", mask_fn: MaskFn | None = None):
+        if target_norm not in ("none", "patch"):
+            raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (SSAST) or 'patch' (MAE norm_pix).")
+        self.target_norm = target_norm
         if passes not in (1, 2):
             raise ValueError(f"objective.passes={passes}: 2 (official: separate mpc and mpg passes) or 1 (shared).")
         if not 0.0 < patchout_keep <= 1.0:
@@ -157,10 +162,21 @@ class MSPM:
             outs["g"] = model.gpredlayer(tokens)
         return outs, target
 
+    def targets(self, model, feats: jax.Array) -> jax.Array:
+        """The reconstruction / InfoNCE targets: raw patches, standardised per patch when target_norm='patch'.
+
+        f32[B, frames, mels] -> f32[B, N, patch values].
+        """
+        targets = model.patches(feats).astype(jnp.float32)
+        if self.target_norm == "patch":
+            mean = targets.mean(-1, keepdims=True)
+            targets = (targets - mean) * jax.lax.rsqrt(targets.var(-1, keepdims=True) + 1e-6)
+        return targets
+
     def __call__(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
         k_front, k1, k2 = jax.random.split(rng, 3)
         feats = self.features(batch["audio"], k_front)
-        targets = model.patches(feats).astype(jnp.float32)
+        targets = self.targets(model, feats)
         if self.passes == 2:
             c, t_c = self._pass(model, feats, targets, k1, "c")
             g, t_g = self._pass(model, feats, targets, k2, "g")
@@ -277,7 +293,7 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
     if o.name == "mspm":
         return MSPM(frontend, masked=o.masked, mask=o.mask, nce_weight=o.get("nce_weight", 1.0),
                     mse_weight=o.mse_weight, passes=o.get("passes", 2), frames=frames,
-                    patchout_keep=o.get("patchout_keep", 1.0))
+                    patchout_keep=o.get("patchout_keep", 1.0), target_norm=o.get("target_norm", "none"))
     if o.name == "supervised":
         classes = num_classes or getattr(enc_cfg, "num_classes", 0)
         if not classes:
