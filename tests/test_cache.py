@@ -131,3 +131,34 @@ def test_wrong_output_shape_is_reported(tmp_path):
     with pytest.raises(CacheError, match=r"f32\[B, D\]"):
         EmbeddingCache(tmp_path / "c").embed(lambda clips: np.zeros(3), _records(tmp_path, n=2), spec=SPEC,
                                              progress=False)
+
+
+def test_two_concurrent_callers_compute_the_embeddings_once(tmp_path):
+    import threading
+    import time
+
+    recs = _records(tmp_path)
+    cache = EmbeddingCache(tmp_path / "c", shard_size=3)
+
+    class Slow(Counter):
+        def __call__(self, clips):
+            time.sleep(0.2)  # long enough for the other caller to arrive while this one computes
+            return super().__call__(clips)
+
+    fns, results, errors = [Slow(), Slow()], [None, None], []
+
+    def run(i):
+        try:
+            results[i] = np.array(cache.embed(fns[i], recs, spec=SPEC, progress=False))
+        except Exception as e:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(f.seen for f in fns) == [0, len(recs)]  # one computed everything, the other only read
+    np.testing.assert_array_equal(results[0], results[1])

@@ -10,7 +10,9 @@ nothing stale is ever read. A key directory holds `meta.json` (the key's parts, 
 `embeddings.npy` once complete. While computing, embeddings are written in shards
 (`shard_00000.npy`, ...), each atomically (temp + rename), so an interrupted run resumes at the first
 missing shard; when all shards exist they are merged into `embeddings.npy` (atomically) and removed.
-Arrays are read with `np.load(mmap_mode='r', allow_pickle=False)`.
+Arrays are read with `np.load(mmap_mode='r', allow_pickle=False)`. Computing holds an exclusive lock on the
+key directory (`.lock`, fcntl.flock), so two processes asking for the same embeddings compute them once: the
+second waits, then reads the finished file.
 
 The embedding source is an `Embedder` (downstream/embed.py), anything with the same `scene(list of
 clips)` / `sample_rate` / `name` attributes (the log-mel baseline in downstream/tasks.py), or a plain
@@ -21,7 +23,9 @@ Used by downstream/tasks.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -169,6 +173,12 @@ class EmbeddingCache:
         if final.is_file():
             return np.load(final, mmap_mode="r", allow_pickle=False)
         out_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive(out_dir / ".lock", progress):
+            if final.is_file():  # another process finished it while this one waited
+                return np.load(final, mmap_mode="r", allow_pickle=False)
+            return self._compute(fn, full_spec, parts, key, out_dir, records, rate, crop_s, progress, desc)
+
+    def _compute(self, fn, full_spec, parts, key, out_dir, records, rate, crop_s, progress, desc) -> np.ndarray:
         meta_path = out_dir / "meta.json"
         if not meta_path.is_file():
             _write_json_atomic(meta_path, parts | {
@@ -242,6 +252,22 @@ class EmbeddingCache:
 
     def remove(self, key: str) -> None:
         shutil.rmtree(self.path_for(key), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path, say: bool):
+    """Hold an exclusive advisory lock on `path` (created if missing); waits for another holder, saying so."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if say:
+                print(f"waiting for another process that is computing {path.parent} ...", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _bar(total: int, desc: str, enabled: bool):
