@@ -77,7 +77,7 @@ def demo_config(plan: DemoPlan) -> ml_collections.ConfigDict:
         options=ml_collections.ConfigDict()))
     c.objective = ml_collections.ConfigDict(dict(
         name="mspm", masked=48, mask="cluster", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
-        target_norm="none"))
+        target_norm="none", visible_weight=0.0))
     c.train.update(dict(steps=plan.steps, batch_size=8, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
     c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,

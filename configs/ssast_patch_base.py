@@ -34,7 +34,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     ))
     c.objective = ml_collections.ConfigDict(dict(
         name="mspm", masked=400, mask="cluster", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
-        target_norm="none"))
+        target_norm="none", visible_weight=0.0))
     c.train = ml_collections.ConfigDict(dict(
         steps=1_000_000, batch_size=24, accum_steps=1, compute_dtype="float32", remat="none",
         log_every=100, checkpoint_every=4000, keep_checkpoints=3, async_checkpoints=True, export_at_end=True,

@@ -102,6 +102,24 @@ def test_mspm_target_norm_standardises_each_target_patch():
         objectives.MSPM(get_frontend("ssast"), target_norm="pixel")
 
 
+def test_mspm_visible_term_reconstructs_the_unmasked_patches():
+    from audiorep.pretrain.masking import indices_to_mask
+
+    model, audio, key = _tiny_ast(), _waves(), jax.random.key(0)
+    idx = jnp.tile(jnp.arange(40)[None], (2, 1))  # the first 40 patches masked in both clips
+    obj = objectives.MSPM(get_frontend("ssast"), masked=40, passes=1, frames=256, visible_weight=2.0,
+                          mask_fn=lambda k, grid, b, count: idx)
+    loss, m = obj(model, {"audio": audio}, key)
+    assert float(loss) == pytest.approx(float(m["nce"]) + 10 * float(m["mse"]) + 2 * float(m["visible_mse"]), rel=1e-5)
+    feats = obj.features(audio, jax.random.split(key, 3)[0])
+    out = model(feats, mask=indices_to_mask(idx, 128), deterministic=False)
+    err = np.mean((np.asarray(model.gpredlayer(out.tokens)) - np.asarray(obj.targets(model, feats))) ** 2, axis=-1)
+    assert float(m["visible_mse"]) == pytest.approx(float(err[:, 40:].mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="patchout_keep=1"):
+        objectives.MSPM(get_frontend("ssast"), masked=40, frames=256, visible_weight=1.0, patchout_keep=0.5)(
+            model, {"audio": audio}, key)
+
+
 def test_mspm_refuses_to_mask_more_patches_than_the_grid_has():
     obj = objectives.MSPM(get_frontend("ssast"), masked=200, mask="random", frames=256)
     with pytest.raises(ValueError, match="has only 128 patches"):

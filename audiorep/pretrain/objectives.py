@@ -114,15 +114,19 @@ class MSPM:
 
     The model is an `ASTEncoder` built with `mask_embed=True, pretrain_heads=True`.
     target_norm='patch' standardises each target patch over its own values (MAE's norm_pix_loss) before the
-    InfoNCE and MSE; 'none' (SSAST) uses the raw features.
+    InfoNCE and MSE; 'none' (SSAST) uses the raw features. visible_weight > 0 adds that weight times the
+    `gpredlayer` reconstruction MSE of the unmasked patches (not in SSAST): the encoder's outputs at visible
+    positions, which frozen-embedding probes read, are otherwise never trained directly.
     """
 
     def __init__(self, frontend, *, masked: int = 400, mask: str = "cluster", nce_weight: float = 1.0,
                  mse_weight: float = 10.0, passes: int = 2, frames: int | None = None,
-                 patchout_keep: float = 1.0, target_norm: str = "none", mask_fn: MaskFn | None = None):
+                 patchout_keep: float = 1.0, target_norm: str = "none", visible_weight: float = 0.0,
+                 mask_fn: MaskFn | None = None):
         if target_norm not in ("none", "patch"):
             raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (SSAST) or 'patch' (MAE norm_pix).")
         self.target_norm = target_norm
+        self.visible_weight = float(visible_weight)
         if passes not in (1, 2):
             raise ValueError(f"objective.passes={passes}: 2 (official: separate mpc and mpg passes) or 1 (shared).")
         if not 0.0 < patchout_keep <= 1.0:
@@ -160,6 +164,12 @@ class MSPM:
             outs["c"] = model.cpredlayer(tokens)
         if head in ("g", "both"):
             outs["g"] = model.gpredlayer(tokens)
+            if self.visible_weight > 0:
+                if keep is not None:
+                    raise ValueError("objective.visible_weight > 0 needs patchout_keep=1 (every patch encoded).")
+                visible = ~indices_to_mask(idx, n)
+                err = jnp.mean((model.gpredlayer(out.tokens).astype(jnp.float32) - targets) ** 2, axis=-1)
+                outs["visible_mse"] = jnp.sum(jnp.where(visible, err, 0.0)) / jnp.maximum(jnp.sum(visible), 1)
         return outs, target
 
     def targets(self, model, feats: jax.Array) -> jax.Array:
@@ -186,7 +196,11 @@ class MSPM:
         nce, acc = info_nce(t_c, c["c"])
         mse = jnp.mean((g["g"].astype(jnp.float32) - t_g) ** 2)
         loss = self.nce_weight * nce + self.mse_weight * mse
-        return loss, {"nce": nce, "mse": mse, "acc": acc}
+        metrics = {"nce": nce, "mse": mse, "acc": acc}
+        if self.visible_weight > 0:
+            loss = loss + self.visible_weight * g["visible_mse"]
+            metrics["visible_mse"] = g["visible_mse"]
+        return loss, metrics
 
 
 # ----------------------------------------------------------------------------------------- supervised
@@ -293,7 +307,8 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
     if o.name == "mspm":
         return MSPM(frontend, masked=o.masked, mask=o.mask, nce_weight=o.get("nce_weight", 1.0),
                     mse_weight=o.mse_weight, passes=o.get("passes", 2), frames=frames,
-                    patchout_keep=o.get("patchout_keep", 1.0), target_norm=o.get("target_norm", "none"))
+                    patchout_keep=o.get("patchout_keep", 1.0), target_norm=o.get("target_norm", "none"),
+                    visible_weight=o.get("visible_weight", 0.0))
     if o.name == "supervised":
         classes = num_classes or getattr(enc_cfg, "num_classes", 0)
         if not classes:
