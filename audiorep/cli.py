@@ -755,8 +755,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if fsdd is not None and not fsdd.exists():
         print(f"error: --fsdd {fsdd} does not exist (pass the FSDD folder holding recordings/).", file=sys.stderr)
         return 2
-    plan = demo.DemoPlan(out_dir=Path(args.out), minutes=args.minutes, per_class=args.per_class, seed=args.seed,
-                         fsdd=fsdd, fsdd_folds=args.fsdd_folds, grid=args.grid, progress=not args.quiet)
+    timing = {} if args.minutes is None else {"minutes": args.minutes}
+    plan = demo.DemoPlan(out_dir=Path(args.out), per_class=args.per_class, seed=args.seed, fsdd=fsdd,
+                         fsdd_folds=args.fsdd_folds, grid=args.grid, progress=not args.quiet, **timing)
     demo.run_demo(plan)
     return 0
 
@@ -767,8 +768,9 @@ def _add_demo_parser(sub) -> None:
                                    "probe the log-mel baseline, the randomly initialised encoder and the pretrained "
                                    "encoder, and write the leaderboard (markdown, CSV, HTML). Reruns resume.")
     p.add_argument("--out", default="out/demo", help="output folder (corpus, training run, cache, results)")
-    p.add_argument("--minutes", type=float, default=4.0,
-                   help="pretraining budget in minutes on 2 CPU cores (turned into a fixed step count)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="pretraining budget in minutes on 2 CPU cores, turned into a fixed step count "
+                        "(default 2 = 3,000 steps)")
     p.add_argument("--per-class", type=int, default=40, help="synthetic clips per class (12 classes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fsdd", help="Free Spoken Digit Dataset folder (default: ../shared/data/fsdd when present)")

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Training steps per minute of the demo's recipe on the reference machine (2 CPU cores, tcmalloc), measured
 # with `audiorep demo`; `--minutes` turns into a fixed step count so a run is reproducible whatever the load.
-STEPS_PER_MINUTE = 300
+STEPS_PER_MINUTE = 1500
 
 MODELS = ("logmel", "random-init", "pretrained")
 
@@ -44,7 +44,7 @@ class DemoPlan:
     """What the demo does; `audiorep demo --help` documents each field."""
 
     out_dir: Path
-    minutes: float = 4.0
+    minutes: float = 2.0
     per_class: int = 40
     seconds: float = 3.0
     seed: int = 0
@@ -63,7 +63,8 @@ def demo_config(plan: DemoPlan) -> ml_collections.ConfigDict:
     """The demo's pretraining recipe: configs/tiny_ssast.py's model and objective on the demo corpus.
 
     Tiny SSAST-patch (64-d, 2 blocks, 4 heads, 256 frames = 8 x 16 patches of 16 x 16), MSPM with cluster
-    masking, InfoNCE + 10 * MSE, AdamW with warm-up and cosine decay.
+    masking of 48 patches, InfoNCE + 10 * MSE + 10 * MSE of the visible patches (objective.visible_weight: the
+    outputs a probe reads get trained too), AdamW with warm-up and cosine decay.
     """
     from audiorep.pretrain.trainer import default_train_config
 
@@ -77,7 +78,7 @@ def demo_config(plan: DemoPlan) -> ml_collections.ConfigDict:
         options=ml_collections.ConfigDict()))
     c.objective = ml_collections.ConfigDict(dict(
         name="mspm", masked=48, mask="cluster", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
-        target_norm="none", visible_weight=0.0))
+        target_norm="none", visible_weight=10.0))
     c.train.update(dict(steps=plan.steps, batch_size=8, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
     c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,
@@ -173,16 +174,19 @@ def run_demo(plan: DemoPlan) -> list[Result]:
     leaderboard.write_leaderboard(rows, board_dir, title="audiorep demo")
     print()
     print(leaderboard.to_markdown(rows))
-    verdicts = []
+    behind = []
     for task in sorted({r.task for r in rows}):
         score = {r.model: r.mean for r in rows if r.task == task}
         best_baseline = max(score["demo-logmel"], score["demo-random-init"])
         ahead = score["demo-pretrained"] > best_baseline
-        verdicts.append(ahead)
+        if not ahead:
+            behind.append(task)
         _say(f"{task}: pretrained {score['demo-pretrained']:.3f} vs best baseline {best_baseline:.3f} -> "
              f"{'AHEAD' if ahead else 'NOT ahead'}")
     _say(f"leaderboard: {board_dir / 'index.html'}; all rows: {plan.out_dir / 'results.jsonl'}; "
          f"total {time.perf_counter() - t0:.0f} s")
-    if not all(verdicts):
-        _say("the pretrained encoder did not beat both baselines everywhere; try a longer run (--minutes).")
+    if behind:
+        hint = ("a longer run (--minutes) helps the synthetic task; " if "synthetic" in behind else "")
+        _say(f"the pretrained encoder did not beat both baselines on {', '.join(behind)}; {hint}what was tried "
+             f"and measured is in docs/status.md.")
     return rows
