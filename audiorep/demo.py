@@ -10,13 +10,9 @@
 Everything lands in one output folder; running the demo again reuses the corpus, resumes or reuses the
 training run, and appends fresh result rows (the leaderboard shows the newest row per model and task).
 
-Status (2026-11-25, measured on the shared 2-core machine under load average 12-20, 600 steps):
-synthetic accuracy: log-mel 0.458 +- 0.032, random-init 0.365 +- 0.027, pretrained 0.465 +- 0.038 (ahead, but
-within one std); FSDD (3 speaker-disjoint folds): log-mel 0.574, random-init 0.242, pretrained 0.219 (not
-ahead: the encoder never heard speech). What is left (issue 6): a recipe that wins clearly in < 10 minutes —
-candidates measured with a logistic probe on the same corpus: frame-based SSAST (128x2 patches) reached
-0.50 with mean+max pooling vs 0.47 for the patch model; pretraining on the FSDD audio too (unlabelled) for
-the FSDD task; more steps on an unloaded machine (~500 steps/min there vs ~60 under load).
+Status (2026-11-26, idle 2-core machine, 4 min 12 s in all): synthetic accuracy pretrained 0.525 +- 0.050 vs
+log-mel 0.458 and random-init 0.360 (ahead); FSDD pretrained 0.275 vs log-mel 0.574 and random-init 0.265 (not
+ahead). Every recipe tried for FSDD, with measurements, is in docs/status.md.
 """
 
 from __future__ import annotations
