@@ -224,6 +224,12 @@ def test_unknown_config_field_is_named():
         ASTConfig.from_dict({**CFG.to_dict(), "heads": 3})
 
 
+def test_prediction_heads_must_match_the_patch_size():
+    with pytest.raises(ValueError, match="Set pred_dim=64"):
+        ASTConfig(dim=32, depth=1, num_heads=4, patch=(16, 4), pretrain_heads=True)
+    assert ASTConfig(dim=32, depth=1, num_heads=4, patch=(16, 4), pretrain_heads=True, pred_dim=64).pred_dim == 64
+
+
 def test_official_presets_have_the_papers_patch_grids():
     patch, frame = PRESETS["ssast-patch"], PRESETS["ssast-frame"]
     assert patch.grid_for(1024) == (8, 64) and patch.num_patches == 512

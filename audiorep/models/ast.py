@@ -102,6 +102,10 @@ class ASTConfig(JsonConfig):
             raise ValueError(f"num_special must be 1 (cls) or 2 (cls + dist), got {self.num_special}.")
         if self.patch[0] > self.num_mel_bins:
             raise ValueError(f"patch height {self.patch[0]} exceeds num_mel_bins {self.num_mel_bins}.")
+        if self.pretrain_heads and self.pred_dim != self.patch[0] * self.patch[1]:
+            raise ValueError(f"pred_dim {self.pred_dim} must equal the values of one {self.patch[0]}x{self.patch[1]} "
+                             f"patch ({self.patch[0] * self.patch[1]}): the pretraining heads predict raw patches. "
+                             f"Set pred_dim={self.patch[0] * self.patch[1]}.")
 
     @property
     def num_patches(self) -> int:
