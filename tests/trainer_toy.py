@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
     tr = trainer.Trainer(cfg, workdir, toy_task(cfg.seed), toy_data(cfg.seed, slow_data))
     result = tr.run()
     # the whole parameters as this process sees them (gathered when sharded across processes)
-    checksum = params_checksum(trainer._host_value(x) for x in jax.tree.leaves(tr.state["params"]))
+    checksum = params_checksum(trainer.host_value(x) for x in jax.tree.leaves(tr.state["params"]))
     print(f"DONE step={result.step} status={result.status} loss={result.metrics.get('loss')} "
           f"params={checksum!r}", flush=True)
     return 0

@@ -32,8 +32,8 @@ from flax import nnx
 
 from audiorep.models.layers import (
     EncoderOutput,
-    LayerNorm,
     JsonConfig,
+    LayerNorm,
     PatchEmbed2d,
     TransformerBlock,
     fit_pos_embed,

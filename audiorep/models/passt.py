@@ -32,8 +32,8 @@ from flax import nnx
 from audiorep.models.ast import ClassifierHead, _pair
 from audiorep.models.layers import (
     EncoderOutput,
-    LayerNorm,
     JsonConfig,
+    LayerNorm,
     PatchEmbed2d,
     TransformerBlock,
     torch_linear_init,

@@ -91,7 +91,7 @@ def default_train_config() -> ml_collections.ConfigDict:
         batch_size=8,               # global, across all processes and devices
         accum_steps=1,              # gradient accumulation: micro-batches per step (scan)
         compute_dtype="float32",    # 'bfloat16': bf16 compute over fp32 master params
-        remat="none",               # per transformer block: 'none' | 'dots' (keep matmul outputs) | 'full' (keep block inputs)
+        remat="none",               # per block: 'none' | 'dots' (keep matmul outputs) | 'full' (keep block inputs)
         log_every=10,
         checkpoint_every=500,
         keep_checkpoints=3,
@@ -308,7 +308,7 @@ def build_step(graphdef, loss_fn: LossFn, tx, schedule, cfg: ml_collections.Conf
     return step
 
 
-def _host_value(x):
+def host_value(x):
     """The whole value of a (possibly process-sharded) array, on this host; a collective in multi-process runs."""
     if not isinstance(x, jax.Array) or x.is_fully_addressable:
         return x
@@ -532,7 +532,7 @@ class Trainer:
         model = self.model()
         if jax.process_count() > 1:
             graphdef, state = nnx.split(model)
-            model = nnx.merge(graphdef, jax.tree.map(_host_value, state))
+            model = nnx.merge(graphdef, jax.tree.map(host_value, state))
             if self.is_main:
                 self.task.export(model, path)
             from jax.experimental import multihost_utils
