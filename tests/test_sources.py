@@ -41,6 +41,20 @@ def test_folder_labels_come_from_subfolders(tmp_path):
     assert {r.split for r in idx.records} == {""}
 
 
+def test_folder_follows_symlinked_subfolders_once_and_skips_hidden_ones(tmp_path):
+    for cls in ("dog", "cat"):
+        write_clip(tmp_path / "elsewhere" / cls / "0.wav")
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "dog").symlink_to(tmp_path / "elsewhere" / "dog", target_is_directory=True)
+    (root / "cat").symlink_to(tmp_path / "elsewhere" / "cat", target_is_directory=True)
+    (tmp_path / "elsewhere" / "cat" / "loop").symlink_to(tmp_path / "elsewhere" / "cat", target_is_directory=True)
+    write_clip(root / ".cache" / "dog" / "hidden.wav")
+    idx = read_dataset("folder", root)
+    assert idx.classes == ("cat", "dog") and len(idx) == 2  # the cycle is walked once; hidden skipped
+    assert all(r.path.startswith(str(root)) for r in idx.records)  # paths as the user laid them out
+
+
 def test_folder_without_subfolders_is_unlabelled(tmp_path):
     for i in range(3):
         write_clip(tmp_path / f"{i}.wav")

@@ -128,6 +128,23 @@ class DatasetIndex:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def files_under(root: Path, suffixes: frozenset[str]) -> list[Path]:
+    """Files under `root` (recursively, following symlinked folders once each) whose lower-case suffix is
+    in `suffixes`, sorted. Hidden files and folders (leading '.') are skipped. Paths keep the `root` prefix
+    (symlinks are not resolved), so labels from folder names are the names the user sees."""
+    found, seen = [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink cycle, or the same folder linked twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(folder) / n for n in names
+                     if not n.startswith(".") and os.path.splitext(n)[1].lower() in suffixes)
+    return sorted(p for p in found if p.is_file())
+
+
 def audio_extensions() -> frozenset[str]:
     """File suffixes (lower case, with dot) of audio formats this soundfile/libsndfile build reads.
 
@@ -317,11 +334,11 @@ def read_folder(
         raise DatasetError(f"labels must be 'auto', 'folder' or 'none', got {labels!r}.")
     if splits not in ("auto", "folders", "none"):
         raise DatasetError(f"splits must be 'auto', 'folders' or 'none', got {splits!r}.")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = files_under(root, exts)
     if not files:
         raise DatasetError(
-            f"{root}: no audio files found (looked for {', '.join(sorted(exts))} in all sub-folders). "
+            f"{root}: no audio files found (looked for {', '.join(sorted(exts))} in all sub-folders, "
+            "symlinked ones included). "
             "Check the path, or pass extensions=... for other suffixes."
         )
     rels = [p.relative_to(root) for p in files]

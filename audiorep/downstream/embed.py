@@ -494,14 +494,14 @@ def find_audio_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], Pa
     Raises:
       AudioError: a path that does not exist, or no audio file at all.
     """
-    from audiorep.data.sources import audio_extensions
+    from audiorep.data.sources import audio_extensions, files_under
 
     exts = audio_extensions()
     files: list[Path] = []
     roots = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+            found = files_under(p, exts)
             files.extend(found)
             roots.append(p.resolve())
         elif p.is_file():
