@@ -43,6 +43,13 @@ def test_loss_falls_and_logs_are_written(tmp_path):
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [20, 25, 30]
 
 
+def test_a_relative_workdir_is_taken_from_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # orbax refuses relative checkpoint paths; the trainer must not pass one
+    res = trainer.Trainer(toy_config(steps=6, checkpoint_every=3), "runs/rel", toy_task(), toy_data()).run()
+    assert res.status == "done"
+    assert sorted(int(p.name) for p in (tmp_path / "runs/rel/checkpoints").iterdir() if p.name.isdigit()) == [3, 6]
+
+
 def test_running_again_after_the_end_resumes_without_training(tmp_path):
     trainer.Trainer(toy_config(steps=10), tmp_path, toy_task(), toy_data()).run()
     before = _rows(tmp_path)

@@ -422,7 +422,9 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike, task: Task,
                  make_iterator: IteratorFactory, *, mesh: jax.sharding.Mesh | None = None):
         self.cfg = with_defaults(config)
-        self.workdir = epath.Path(workdir)
+        remote = str(workdir).startswith(("gs://", "s3://"))
+        # orbax needs absolute paths: a relative local workdir is taken relative to the current directory
+        self.workdir = epath.Path(workdir) if remote else epath.Path(os.path.abspath(os.path.expanduser(workdir)))
         self.task = task
         self.make_iterator = make_iterator
         self.mesh = mesh or distributed.make_mesh(self.cfg.mesh.data, self.cfg.mesh.fsdp)
