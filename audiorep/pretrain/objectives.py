@@ -125,6 +125,9 @@ class MSPM:
                  mask_fn: MaskFn | None = None):
         if target_norm not in ("none", "patch"):
             raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (SSAST) or 'patch' (MAE norm_pix).")
+        if visible_weight < 0 or (visible_weight > 0 and patchout_keep < 1.0):
+            raise ValueError(f"objective.visible_weight={visible_weight}: use >= 0, and > 0 only with "
+                             f"patchout_keep=1 (every patch encoded; got {patchout_keep}).")
         self.target_norm = target_norm
         self.visible_weight = float(visible_weight)
         if passes not in (1, 2):
@@ -165,8 +168,6 @@ class MSPM:
         if head in ("g", "both"):
             outs["g"] = model.gpredlayer(tokens)
             if self.visible_weight > 0:
-                if keep is not None:
-                    raise ValueError("objective.visible_weight > 0 needs patchout_keep=1 (every patch encoded).")
                 visible = ~indices_to_mask(idx, n)
                 err = jnp.mean((model.gpredlayer(out.tokens).astype(jnp.float32) - targets) ** 2, axis=-1)
                 outs["visible_mse"] = jnp.sum(jnp.where(visible, err, 0.0)) / jnp.maximum(jnp.sum(visible), 1)
