@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 # with `audiorep demo`; `--minutes` turns into a fixed step count so a run is reproducible whatever the load.
 STEPS_PER_MINUTE = 1500
 
-MODELS = ("logmel", "random-init", "pretrained")
-
 
 @dataclasses.dataclass(frozen=True)
 class DemoPlan:

@@ -165,12 +165,14 @@ class MSPM:
         outs = {}
         if head in ("c", "both"):
             outs["c"] = model.cpredlayer(tokens)
-        if head in ("g", "both"):
+        if head in ("g", "both") and self.visible_weight > 0:  # every patch encoded (keep is None): predict all
+            every = model.gpredlayer(out.tokens)
+            outs["g"] = gather_tokens(every, idx)
+            visible = ~indices_to_mask(idx, n)
+            err = jnp.mean((every.astype(jnp.float32) - targets) ** 2, axis=-1)
+            outs["visible_mse"] = jnp.sum(jnp.where(visible, err, 0.0)) / jnp.maximum(jnp.sum(visible), 1)
+        elif head in ("g", "both"):
             outs["g"] = model.gpredlayer(tokens)
-            if self.visible_weight > 0:
-                visible = ~indices_to_mask(idx, n)
-                err = jnp.mean((model.gpredlayer(out.tokens).astype(jnp.float32) - targets) ** 2, axis=-1)
-                outs["visible_mse"] = jnp.sum(jnp.where(visible, err, 0.0)) / jnp.maximum(jnp.sum(visible), 1)
         return outs, target
 
     def targets(self, model, feats: jax.Array) -> jax.Array:

@@ -308,6 +308,11 @@ def build_step(graphdef, loss_fn: LossFn, tx, schedule, cfg: ml_collections.Conf
     return step
 
 
+def is_remote(path) -> bool:
+    """True for object-store paths (gs://, s3://): no atomic rename, no local model directories."""
+    return str(path).startswith(("gs://", "s3://"))
+
+
 def host_value(x):
     """The whole value of a (possibly process-sharded) array, on this host; a collective in multi-process runs."""
     if not isinstance(x, jax.Array) or x.is_fully_addressable:
@@ -330,7 +335,7 @@ class MetricsWriter:
     def __init__(self, workdir: epath.Path, start_step: int, enabled: bool):
         self.enabled = enabled
         self.path = workdir / "metrics.jsonl"
-        self.local = not str(workdir).startswith(("gs://", "s3://"))
+        self.local = not is_remote(workdir)
         self.rows: list[str] = []
         self.tb = None
         if not enabled:
@@ -422,9 +427,8 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike, task: Task,
                  make_iterator: IteratorFactory, *, mesh: jax.sharding.Mesh | None = None):
         self.cfg = with_defaults(config)
-        remote = str(workdir).startswith(("gs://", "s3://"))
         # orbax needs absolute paths: a relative local workdir is taken relative to the current directory
-        self.workdir = epath.Path(workdir) if remote else epath.Path(os.path.abspath(os.path.expanduser(workdir)))
+        self.workdir = epath.Path(workdir if is_remote(workdir) else os.path.abspath(os.path.expanduser(workdir)))
         self.task = task
         self.make_iterator = make_iterator
         self.mesh = mesh or distributed.make_mesh(self.cfg.mesh.data, self.cfg.mesh.fsdp)
@@ -523,7 +527,7 @@ class Trainer:
         if self.task.export is None:
             return None
         path = path or self.cfg.train.get("export_dir") or None
-        if path is None and str(self.workdir).startswith(("gs://", "s3://")):
+        if path is None and is_remote(self.workdir):
             if self.is_main:
                 log.warning("export skipped (remote workdir %s; model directories are local): set "
                             "--config.train.export_dir=LOCAL_DIR, or afterwards on one host run: audiorep pretrain "
@@ -531,17 +535,14 @@ class Trainer:
                             "--config.distributed.mode=off", self.workdir, self.workdir)
             return None
         path = str(path or (self.workdir / "export"))
-        model = self.model()
+        graphdef, state = nnx.split(self.model())
+        model = nnx.merge(graphdef, jax.tree.map(host_value, state))  # gathers across processes when sharded
+        if self.is_main:
+            self.task.export(model, path)
         if jax.process_count() > 1:
-            graphdef, state = nnx.split(model)
-            model = nnx.merge(graphdef, jax.tree.map(host_value, state))
-            if self.is_main:
-                self.task.export(model, path)
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("export written")
-            return path
-        self.task.export(model, path)
         return path
 
     def restore_latest(self) -> int:
