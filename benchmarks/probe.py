@@ -34,10 +34,14 @@ TORCH_SIDE = textwrap.dedent('''
     import torch
 
     torch.set_num_threads(int(sys.argv[3]))
+    dev = sys.argv[4]
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    torch.backends.cuda.matmul.allow_tf32 = True  # as fast as fp32 gets on a GPU (XLA's default does the same)
     d = np.load(sys.argv[1])
     cfg = json.loads(sys.argv[2])
-    xtr, ytr = torch.tensor(d["xtr"]), torch.tensor(d["ytr"]).long()
-    xva, yva = torch.tensor(d["xva"]), torch.tensor(d["yva"]).long()
+    # the whole data set sits on the device (kinder to the baseline than heareval's host-side DataLoader)
+    xtr, ytr = torch.tensor(d["xtr"], device=dev), torch.tensor(d["ytr"], device=dev).long()
+    xva, yva = torch.tensor(d["xva"], device=dev), torch.tensor(d["yva"], device=dev).long()
 
     def build(p, dim, classes):
         layers, cur, act = [], dim, "linear"
@@ -55,13 +59,13 @@ TORCH_SIDE = textwrap.dedent('''
     for p in cfg["points"]:
         t0 = time.perf_counter()
         torch.manual_seed(p["seed"])
-        model = build(p, xtr.shape[1], cfg["classes"])
+        model = build(p, xtr.shape[1], cfg["classes"]).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
         loss_fn = torch.nn.CrossEntropyLoss()
         best, best_state = -1.0, None
         for epoch in range(cfg["epochs"]):
             model.train()
-            perm = torch.randperm(xtr.shape[0])
+            perm = torch.randperm(xtr.shape[0], device=dev)
             for i in range(0, xtr.shape[0], cfg["batch"]):
                 idx = perm[i:i + cfg["batch"]]
                 opt.zero_grad()
@@ -74,6 +78,7 @@ TORCH_SIDE = textwrap.dedent('''
                     acc = (model(xva).argmax(-1) == yva).float().mean().item()
                 if acc > best:
                     best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+        sync()
         times.append(time.perf_counter() - t0)
     print(json.dumps({"seconds": sum(times), "per_point": times, "cpu_seconds": time.process_time() - cpu0}))
 ''')
@@ -102,8 +107,11 @@ def grid_gflop(points, epochs: int, n_train: int, n_val: int, dim: int, classes:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=60, help="epochs per grid point (both sides)")
-    ap.add_argument("--torch", default="/work/torchvenv/bin/python", help="python with torch for the baseline")
+    ap.add_argument("--torch", default=os.environ.get("AUDIOREP_TORCH_PYTHON", "/work/torchvenv/bin/python"),
+                    help="python with torch for the baseline (default: $AUDIOREP_TORCH_PYTHON or /work/torchvenv)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    ap.add_argument("--torch-device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="the baseline's device (auto: cuda when JAX runs on a GPU, else cpu)")
     args = ap.parse_args()
 
     import jax
@@ -130,6 +138,9 @@ def main() -> int:
           f"groups: {compile_s:.1f} s); best val acc {run.val_scores.max():.3f}; {gflop / ours:.0f} GFLOP/s "
           f"({gflop:.0f} GFLOP of matmuls)")
 
+    torch_dev = args.torch_device
+    if torch_dev == "auto":
+        torch_dev = "cuda" if jax.devices()[0].platform == "gpu" else "cpu"
     if not Path(args.torch).exists():
         print(f"baseline skipped: {args.torch} not found (make it as HELPERS.md says).")
         return 0
@@ -141,10 +152,13 @@ def main() -> int:
         np.savez(data, xtr=xtr_s, ytr=ytr, xva=xva_s, yva=yva)
         script = Path(tmp) / "torch_side.py"
         script.write_text(TORCH_SIDE)
-        out = subprocess.run([args.torch, str(script), str(data), json.dumps(cfg), str(args.threads)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([args.torch, str(script), str(data), json.dumps(cfg), str(args.threads), torch_dev],
+                             capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"baseline failed (rc {out.returncode}): {out.stderr[-1500:]}")
+        return 1
     base = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"PyTorch, one MLP per grid point: {base['seconds']:.1f} s wall, {base['cpu_seconds']:.1f} s CPU "
+    print(f"PyTorch on {torch_dev}, one MLP per grid point: {base['seconds']:.1f} s wall, {base['cpu_seconds']:.1f} s CPU "
           f"({np.mean(base['per_point']):.2f} s per point); {gflop / base['seconds']:.0f} GFLOP/s")
     print(f"speed-up: {base['seconds'] / ours:.2f}x wall, {base['cpu_seconds'] / ours_cpu:.2f}x CPU time (excluding "
           f"our one-off compile); {base['seconds'] / (ours + compile_s):.2f}x wall counting the first call's compile")

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-B, FRAMES, MELS, DIM, DEPTH, HEADS, MLP = 2, 1024, 128, 768, 12, 12, 3072
+FRAMES, MELS, DIM, DEPTH, HEADS, MLP = 1024, 128, 768, 12, 12, 3072
 TOKENS = (FRAMES // 16) * (MELS // 16)
 
 
@@ -65,14 +65,14 @@ def _median_time(fn, steps: int, warmup: int = 2) -> float:
     return times[len(times) // 2]
 
 
-def step_flops(tokens: int) -> float:
+def step_flops(tokens: int, batch: int) -> float:
     """Training FLOPs of one step (3x the forward matmul FLOPs; attention scores included)."""
     per_token = DEPTH * (2 * 4 * DIM * DIM + 2 * 2 * DIM * MLP) + 2 * 256 * DIM
     attn = DEPTH * 2 * 2 * tokens * tokens * DIM
-    return 3.0 * B * (tokens * per_token + attn)
+    return 3.0 * batch * (tokens * per_token + attn)
 
 
-def bench_audiorep(steps: int, *, keep: int | None = None, compute_dtype: str = "float32",
+def bench_audiorep(steps: int, batch: int, *, keep: int | None = None, compute_dtype: str = "float32",
                    remat: str = "none") -> float:
     import jax
     import jax.numpy as jnp
@@ -85,7 +85,7 @@ def bench_audiorep(steps: int, *, keep: int | None = None, compute_dtype: str = 
     model = ASTEncoder(cfg, rngs=nnx.Rngs(0))
     keep_idx = None
     if keep is not None:
-        keep_idx = jnp.sort(jax.random.permutation(jax.random.key(1), TOKENS)[:keep])[None].repeat(B, 0)
+        keep_idx = jnp.sort(jax.random.permutation(jax.random.key(1), TOKENS)[:keep])[None].repeat(batch, 0)
 
     def loss(m, batch, rng):
         del rng
@@ -100,7 +100,7 @@ def bench_audiorep(steps: int, *, keep: int | None = None, compute_dtype: str = 
     state = dict(params=params, rest=rest, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
                  key=jax.random.PRNGKey(0))
     step = jax.jit(trainer.build_step(graphdef, loss, tx, sched, tc), donate_argnums=0)
-    batch = {"x": jax.random.normal(jax.random.key(2), (B, FRAMES, MELS), jnp.float32)}
+    batch = {"x": jax.random.normal(jax.random.key(2), (batch, FRAMES, MELS), jnp.float32)}
     holder = {"s": state}
 
     def run():
@@ -117,34 +117,47 @@ def bench_audiorep(steps: int, *, keep: int | None = None, compute_dtype: str = 
 
 TORCH_SCRIPT = r"""
 import json, sys, time, torch
-torch.set_num_threads(int(sys.argv[2]))
-B, N, DIM, DEPTH, HEADS, MLP, STEPS = 2, 512, 768, 12, 12, 3072, int(sys.argv[1])
+STEPS, THREADS, WANT_BF16, B, DEVICE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(THREADS)
+N, DIM, DEPTH, HEADS, MLP = 512, 768, 12, 12, 3072
+cuda = DEVICE == "cuda"
+sync = torch.cuda.synchronize if cuda else (lambda: None)
 torch.manual_seed(0)
 layer = lambda: torch.nn.TransformerEncoderLayer(DIM, HEADS, MLP, dropout=0.0, activation="gelu",
                                                  batch_first=True, norm_first=True, layer_norm_eps=1e-6)
 model = torch.nn.Sequential(torch.nn.Linear(256, DIM), *[layer() for _ in range(DEPTH)], torch.nn.LayerNorm(DIM))
+model = model.to(DEVICE)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-x = torch.randn(B, N, 256)
-out = {}
-a, w = torch.randn(1024, 768), torch.randn(768, 3072)
+x = torch.randn(B, N, 256, device=DEVICE)
+out = {"device": torch.cuda.get_device_name() if cuda else "cpu"}
+a, w = torch.randn(1024, 768, device=DEVICE), torch.randn(768, 3072, device=DEVICE)
 for dt, key in ((torch.float32, "matmul_fp32"), (torch.bfloat16, "matmul_bf16")):
     aa, ww = a.to(dt), w.to(dt)
-    aa @ ww
-    t = time.perf_counter(); aa @ ww; out[key] = time.perf_counter() - t
-variants = (("fp32", None), ("bf16_autocast", torch.bfloat16)) if sys.argv[3] == "1" else (("fp32", None),)
-for name, ctx in variants:
+    aa @ ww; sync()
+    t = time.perf_counter(); aa @ ww; sync(); out[key] = time.perf_counter() - t
+# (name, autocast dtype, TF32 matmuls): on a GPU, fp32 runs twice: strict (PyTorch's default) and with TF32
+# matmuls (what XLA's default precision does for f32 dots on NVIDIA GPUs).
+variants = [("fp32", None, False)]
+if cuda:
+    variants.append(("tf32", None, True))
+if WANT_BF16:
+    variants.append(("bf16_autocast", torch.bfloat16, False))
+for name, ctx, tf32 in variants:
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     def step():
         opt.zero_grad(set_to_none=True)
         if ctx is None:
             y = model(x)
         else:
-            with torch.autocast("cpu", dtype=ctx):
+            with torch.autocast(DEVICE, dtype=ctx):
                 y = model(x)
         loss = (y.float() ** 2).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    for _ in range(2):
+        sync()
+    for _ in range(3):
         step()
     ts = []
     for _ in range(STEPS):
@@ -186,7 +199,7 @@ def matmul_probe() -> dict[str, float]:
     return out
 
 
-def bench_torch(steps: int, threads: int, bf16: bool) -> dict | None:
+def bench_torch(steps: int, threads: int, bf16: bool, batch: int, device: str) -> dict | None:
     py = torch_python()
     if py is None:
         print("PyTorch baseline skipped: no torch interpreter (set AUDIOREP_TORCH_PYTHON=/path/to/python with torch).")
@@ -195,7 +208,7 @@ def bench_torch(steps: int, threads: int, bf16: bool) -> dict | None:
         f.write(TORCH_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
     try:
-        proc = subprocess.run([py, f.name, str(steps), str(threads), "1" if bf16 else "0"], capture_output=True,
+        proc = subprocess.run([py, f.name, str(steps), str(threads), "1" if bf16 else "0", str(batch), device], capture_output=True,
                               text=True, env=env, timeout=3600)
     finally:
         os.unlink(f.name)
@@ -206,15 +219,26 @@ def bench_torch(steps: int, threads: int, bf16: bool) -> dict | None:
     return json.loads(line[len("RESULT "):])
 
 
+# Dense bf16 peak of the accelerators this has been run on (vendor datasheets), for model FLOPs utilisation.
+PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L4": 121.0}
+
+
+def peak_tflops(device_kind: str) -> float | None:
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device_kind), None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (median reported)")
+    ap.add_argument("--batch", type=int, nargs="*", default=[2],
+                    help="batch sizes (clips of 512 tokens); the first gets every variant, the others fp32/bf16 only")
     ap.add_argument("--keep", type=float, nargs="*", default=[0.75, 0.5, 0.25], help="patchout keep fractions")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-patchout", action="store_true")
     ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--skip-remat", action="store_true")
     ap.add_argument("--torch-bf16", choices=("auto", "yes", "no"), default="auto",
-                    help="time PyTorch's autocast bf16 step (auto: only on CPUs with native bf16 matmuls)")
+                    help="time PyTorch's autocast bf16 step (auto: on GPUs and on CPUs with native bf16 matmuls)")
     args = ap.parse_args()
     _maybe_tcmalloc()
 
@@ -224,52 +248,84 @@ def main() -> int:
 
     threads = os.cpu_count() or 1
     dev = jax.devices()[0]
+    gpu = dev.platform == "gpu"
+    peak = peak_tflops(dev.device_kind) if gpu else None
     print(f"JAX {jax.__version__} on {dev.platform} ({dev.device_kind}), {threads} CPU threads; "
           f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '-'}; load average {os.getloadavg()[0]:.1f}")
-    rows = []
-    print(f"audiorep fp32, {B} x {TOKENS} tokens ...", flush=True)
-    base = bench_audiorep(args.steps)
-    rows.append(("audiorep (JAX) fp32", base, TOKENS, ""))
-    native = native_bf16_cpu()
+    if gpu:
+        print(f"fp32 matmuls: JAX's default precision ({jax.config.jax_default_matmul_precision or 'DEFAULT'}: "
+              "TF32 on NVIDIA GPUs); PyTorch is timed both strict fp32 (its default) and with TF32.")
+    native = gpu or native_bf16_cpu()
     torch_bf16 = args.torch_bf16 == "yes" or (args.torch_bf16 == "auto" and native and not args.skip_bf16)
     if not native:
         print("note: this CPU has no native bf16 matmul (no avx512_bf16 / amx_bf16): bf16 is emulated; the PyTorch "
               "autocast step is skipped (--torch-bf16 yes forces it)")
-    torch_res = None if args.skip_torch else bench_torch(args.steps, threads, torch_bf16)
-    if torch_res:
-        rows.append((f"PyTorch {torch_res['torch']} eager fp32", torch_res["fp32"], TOKENS,
-                     f"audiorep is {torch_res['fp32'] / base:.2f}x PyTorch's speed"))
-    print("audiorep fp32, per-block remat 'dots' ...", flush=True)
-    dots = bench_audiorep(args.steps, remat="dots")
-    note = f"{base / dots:.2f}x audiorep fp32" + (f"; {torch_res['fp32'] / dots:.2f}x PyTorch" if torch_res else "")
-    rows.append(("audiorep (JAX) fp32, train.remat='dots'", dots, TOKENS, note))
-    if not args.skip_bf16:
-        print("audiorep bf16 compute ...", flush=True)
-        bf = bench_audiorep(args.steps, compute_dtype="bfloat16")
-        rows.append(("audiorep (JAX) bf16 compute / fp32 params", bf, TOKENS, f"{base / bf:.2f}x audiorep fp32"))
-        if torch_res and "bf16_autocast" in torch_res:
-            rows.append(("PyTorch eager autocast bf16", torch_res["bf16_autocast"], TOKENS,
-                         f"{torch_res['fp32'] / torch_res['bf16_autocast']:.2f}x PyTorch fp32; "
-                         f"audiorep bf16 is {torch_res['bf16_autocast'] / bf:.2f}x its speed"))
-    if not args.skip_patchout:
-        for frac in args.keep:
-            k = max(1, int(round(TOKENS * frac)))
-            print(f"audiorep patchout keep {k}/{TOKENS} ...", flush=True)
-            t = bench_audiorep(args.steps, keep=k)
-            rows.append((f"audiorep patchout keep {frac:.2f}", t, k,
-                         f"speed-up {base / t:.2f}x (ideal {TOKENS / k:.2f}x)"))
-    probe = matmul_probe()
-    probe_rows = [("JAX", probe)] + ([(f"PyTorch {torch_res['torch']}", torch_res)] if torch_res else [])
-    for name, pr in probe_rows:
-        print(f"{name} matmul 1024x768x3072: fp32 {pr['matmul_fp32'] * 1e3:.0f} ms, "
-              f"bf16 {pr['matmul_bf16'] * 1e3:.0f} ms "
-              f"(bf16 = {pr['matmul_fp32'] / pr['matmul_bf16']:.2f}x fp32 speed)")
-    table = Table(title=f"Train step, ViT-B, batch {B} x {TOKENS} tokens, AdamW (median of {args.steps})")
-    for col in ("variant", "s/step", "tokens", "GFLOP/s", "comparison"):
+    rows = []
+    for bi, batch in enumerate(args.batch):
+        first = bi == 0
+        print(f"audiorep fp32, {batch} x {TOKENS} tokens ...", flush=True)
+        base = bench_audiorep(args.steps, batch)
+        rows.append((batch, "audiorep (JAX) fp32", base, TOKENS, ""))
+        torch_res = None if args.skip_torch else bench_torch(args.steps, threads, torch_bf16, batch,
+                                                             "cuda" if gpu else "cpu")
+        if torch_res:
+            rows.append((batch, f"PyTorch {torch_res['torch']} eager fp32", torch_res["fp32"], TOKENS,
+                         f"audiorep is {torch_res['fp32'] / base:.2f}x PyTorch's speed"))
+            if "tf32" in torch_res:
+                rows.append((batch, "PyTorch eager fp32, TF32 matmuls", torch_res["tf32"], TOKENS,
+                             f"audiorep is {torch_res['tf32'] / base:.2f}x PyTorch's speed"))
+        if first and not args.skip_remat:
+            print("audiorep fp32, per-block remat 'dots' ...", flush=True)
+            dots = bench_audiorep(args.steps, batch, remat="dots")
+            ref = torch_res.get("tf32", torch_res["fp32"]) if torch_res else None
+            note = f"{base / dots:.2f}x audiorep fp32" + (f"; {ref / dots:.2f}x PyTorch" if ref else "")
+            rows.append((batch, "audiorep (JAX) fp32, train.remat='dots'", dots, TOKENS, note))
+        if not args.skip_bf16:
+            print("audiorep bf16 compute ...", flush=True)
+            bf = bench_audiorep(args.steps, batch, compute_dtype="bfloat16")
+            rows.append((batch, "audiorep (JAX) bf16 compute / fp32 params", bf, TOKENS,
+                         f"{base / bf:.2f}x audiorep fp32"))
+            if gpu:  # the same step with the einsum attention instead of cuDNN's fused one
+                os.environ["AUDIOREP_ATTENTION"] = "einsum"
+                try:
+                    print("audiorep bf16 compute, einsum attention ...", flush=True)
+                    ein = bench_audiorep(args.steps, batch, compute_dtype="bfloat16")
+                finally:
+                    os.environ.pop("AUDIOREP_ATTENTION")
+                rows.append((batch, "audiorep bf16, einsum attention (not fused)", ein, TOKENS,
+                             f"fused attention is {ein / bf:.2f}x faster"))
+            if torch_res and "bf16_autocast" in torch_res:
+                rows.append((batch, "PyTorch eager autocast bf16", torch_res["bf16_autocast"], TOKENS,
+                             f"{torch_res['fp32'] / torch_res['bf16_autocast']:.2f}x PyTorch fp32; "
+                             f"audiorep bf16 is {torch_res['bf16_autocast'] / bf:.2f}x its speed"))
+        if first and not args.skip_patchout:
+            for frac in args.keep:
+                k = max(1, int(round(TOKENS * frac)))
+                print(f"audiorep patchout keep {k}/{TOKENS} ...", flush=True)
+                t = bench_audiorep(args.steps, batch, keep=k)
+                rows.append((batch, f"audiorep patchout keep {frac:.2f}", t, k,
+                             f"speed-up {base / t:.2f}x (ideal {TOKENS / k:.2f}x)"))
+        if first:
+            probe = matmul_probe()
+            probe_rows = [("JAX", probe)] + ([(f"PyTorch {torch_res['torch']}", torch_res)] if torch_res else [])
+            for name, pr in probe_rows:
+                print(f"{name} matmul 1024x768x3072: fp32 {pr['matmul_fp32'] * 1e3:.2f} ms, "
+                      f"bf16 {pr['matmul_bf16'] * 1e3:.2f} ms "
+                      f"(bf16 = {pr['matmul_fp32'] / pr['matmul_bf16']:.2f}x fp32 speed)")
+    title = f"Train step, ViT-B, batch x {TOKENS} tokens, AdamW (median of {args.steps}) on {dev.device_kind}"
+    table = Table(title=title)
+    for col in ("batch", "variant", "s/step", "tokens", "GFLOP/s" if not gpu else "TFLOP/s", "comparison"):
         table.add_column(col)
-    for name, t, tokens, note in rows:
-        table.add_row(name, f"{t:.3f}", str(tokens), f"{step_flops(tokens) / t / 1e9:.0f}", note)
-    Console().print(table)
+    if peak:
+        table.add_column(f"MFU (of {peak:g} TFLOP/s bf16)")
+    for batch, name, t, tokens, note in rows:
+        rate = step_flops(tokens, batch) / t
+        cells = [str(batch), name, f"{t:.4f}" if gpu else f"{t:.3f}", str(tokens),
+                 f"{rate / 1e12:.1f}" if gpu else f"{rate / 1e9:.0f}", note]
+        if peak:
+            cells.append(f"{100 * rate / 1e12 / peak:.1f} %")
+        table.add_row(*cells)
+    Console(width=200).print(table)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other jobs on the machine slow every variant; "
           "compare ratios within one quiet run)")
     return 0

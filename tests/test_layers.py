@@ -59,6 +59,25 @@ def test_attention_matches_plain_numpy_softmax_attention_with_bias(rng):
                                atol=1e-5)
 
 
+def test_fused_attention_path_matches_numpy_attention(rng, monkeypatch):
+    """The jax.nn.dot_product_attention path (cuDNN on GPUs; 'xla' runs the same code on CPU) computes the same
+    attention as the einsum path, and masks / biases keep using the einsum path."""
+    monkeypatch.setenv("AUDIOREP_ATTENTION", "xla")
+    att = MultiHeadAttention(16, 4, fused_qkv=False, rngs=nnx.Rngs(0))
+    x = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    np.testing.assert_allclose(att(jnp.asarray(x)), _np_attention(x, att), atol=1e-5)
+    calls = []
+    monkeypatch.setattr(jax.nn, "dot_product_attention", lambda *a, **k: calls.append(1))
+    att(jnp.asarray(x), key_mask=jnp.ones((2, 5), bool))
+    assert not calls
+    with pytest.raises(AttributeError):  # the patched fused call (returns None) is taken without a mask
+        att(jnp.asarray(x))
+    assert calls
+    monkeypatch.setenv("AUDIOREP_ATTENTION", "flash")
+    with pytest.raises(ValueError, match="AUDIOREP_ATTENTION"):
+        att(jnp.asarray(x))
+
+
 def test_attention_bias_hook_receives_unscaled_per_head_queries(rng):
     att = MultiHeadAttention(16, 4, fused_qkv=False, rngs=nnx.Rngs(0))
     x = jnp.asarray(rng.standard_normal((2, 5, 16)).astype(np.float32))

@@ -185,3 +185,20 @@ def test_dropout_masks_keep_the_right_fraction_and_differ_between_keys():
     assert (m0 == m1).mean() == pytest.approx(0.9 ** 2 + 0.1 ** 2, abs=0.01)  # independent masks
     assert np.array_equal(m0, np.asarray(P._dropout_keep(k0, 0.1, (512, 256))))
     assert np.asarray(P._dropout_keep(k0, 0.0, (64,))).all()
+
+
+def test_grids_that_differ_only_in_epochs_and_patience_share_one_compile(noisy):
+    """max_epochs / patience are not part of the compiled round: a second grid (another task, fold or the
+    benchmark's warm-up) with other values reuses the first one's program."""
+    x, y, xv, yv = noisy
+    point = (P.GridPoint(hidden_layers=1, hidden_dim=8, lr=1e-3, seed=3),)
+    P.train_grid(x, y, xv, yv, P.Grid("a", point, dataclasses.replace(SCHEDULE, max_epochs=6, patience=50)),
+                 num_classes=3, multilabel=False)
+    before = P._make_round.cache_info()
+    fn = P._make_round(P.bucket(len(x)), SCHEDULE.batch_size, SCHEDULE.check_every, False)
+    compiled = fn._cache_size()
+    run = P.train_grid(x, y, xv, yv, P.Grid("b", point, dataclasses.replace(SCHEDULE, max_epochs=9, patience=1)),
+                       num_classes=3, multilabel=False)
+    assert P._make_round.cache_info().misses == before.misses
+    assert fn._cache_size() == compiled
+    assert run.epochs[0] <= 9

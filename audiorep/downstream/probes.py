@@ -224,16 +224,18 @@ def bucket(n: int) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _make_round(n_pad: int, schedule: Schedule, multilabel: bool):
+def _make_round(n_pad: int, batch_size: int, check_every: int, multilabel: bool):
     """One jitted round for a stacked group: `check_every` epochs of every point, then validation and the
     early-stopping update. All arrays of `state` carry the grid axis P first. The training split is padded to
     `n_pad` rows of which the first `n_real` are real: each epoch orders the real rows at random ahead of the
-    padding, so minibatches are those of an unpadded epoch and all-padding steps leave the point unchanged."""
-    batch = min(schedule.batch_size, n_pad)
+    padding, so minibatches are those of an unpadded epoch and all-padding steps leave the point unchanged.
+    Only what shapes the program is a cache key (max_epochs and patience are not): every grid, fold and task
+    with the same padded size reuses one compile (on a GPU the compile costs more than a whole grid)."""
+    batch = min(batch_size, n_pad)
     steps = -(-n_pad // batch)
     slots = jnp.arange(steps * batch).reshape(steps, batch)
 
-    def point_round(st, hp, x, y, n_real, xv, yv, v_real, first_epoch):
+    def point_round(st, hp, x, y, n_real, xv, yv, v_real, first_epoch, patience):
         def epoch(carry, e):
             u = jax.random.uniform(jax.random.fold_in(hp["data_key"], e), (n_pad,))
             perm = jnp.argsort(jnp.where(jnp.arange(n_pad) < n_real, u, 2.0))
@@ -259,7 +261,7 @@ def _make_round(n_pad: int, schedule: Schedule, multilabel: bool):
             carry, _ = jax.lax.scan(step, carry, jnp.arange(steps))
             return carry, None
 
-        epochs = first_epoch + jnp.arange(schedule.check_every)
+        epochs = first_epoch + jnp.arange(check_every)
         (params, opt, stats), _ = jax.lax.scan(epoch, (st["params"], st["opt"], st["stats"]), epochs)
         logits, _ = _forward(params, stats, xv, train=False)
         score = _val_score(logits, yv, multilabel, v_real)
@@ -272,12 +274,12 @@ def _make_round(n_pad: int, schedule: Schedule, multilabel: bool):
             "params": pick(params, st["params"]), "opt": pick(opt, st["opt"]), "stats": pick(stats, st["stats"]),
             "best_params": keep_best(params, st["best_params"]), "best_stats": keep_best(stats, st["best_stats"]),
             "best_score": jnp.where(improved, score, st["best_score"]),
-            "best_epoch": jnp.where(improved, first_epoch + schedule.check_every, st["best_epoch"]),
-            "epochs": st["epochs"] + jnp.where(active, schedule.check_every, 0),
-            "bad": bad, "active": active & (bad < schedule.patience),
+            "best_epoch": jnp.where(improved, first_epoch + check_every, st["best_epoch"]),
+            "epochs": st["epochs"] + jnp.where(active, check_every, 0),
+            "bad": bad, "active": active & (bad < patience),
         }
 
-    vmapped = jax.vmap(point_round, in_axes=(0, 0, None, None, None, None, None, None, None))
+    vmapped = jax.vmap(point_round, in_axes=(0, 0, None, None, None, None, None, None, None, None))
     return jax.jit(vmapped, donate_argnums=(0,))
 
 
@@ -327,7 +329,7 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
     x_train, y_train = _pad_rows(x_train, n_pad), _pad_rows(y_train, n_pad)
     x_val, y_val = _pad_rows(x_val, nv_pad), _pad_rows(y_val, nv_pad)
     v_real = jnp.arange(nv_pad) < nv_real
-    round_fn = _make_round(n_pad, sched, multilabel)
+    round_fn = _make_round(n_pad, sched.batch_size, sched.check_every, multilabel)
 
     val = np.full(len(grid.points), -np.inf, np.float32)
     best_ep = np.zeros(len(grid.points), np.int32)
@@ -359,7 +361,7 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
 
         for r in range(rounds):
             state = round_fn(state, hp, x_train, y_train, jnp.int32(n_real), x_val, y_val, v_real,
-                             jnp.int32(r * sched.check_every))
+                             jnp.int32(r * sched.check_every), jnp.int32(sched.patience))
             bar.update(1)
             active = np.asarray(state["active"])
             if not active.any():

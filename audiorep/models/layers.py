@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 
 import jax
@@ -174,7 +175,7 @@ class Mlp(nnx.Module):
 class PatchEmbed2d(nnx.Module):
     """Conv2d patch embedding of a one-channel 2-D input (timm `PatchEmbed` with in_chans=1).
 
-    f32[B, H, W] -> f32[B, gh, gw, dim] with gh = (H - ph) // sh + 1, gw = (W - pw) // sw + 1 (VALID padding,
+    f32[B, H, W] -> [B, gh, gw, dim] in the kernel's dtype, with gh = (H - ph) // sh + 1, gw = (W - pw) // sw + 1 (VALID padding,
     trailing rows/columns that do not fill a patch are dropped, as torch's Conv2d does). The caller decides
     what H and W are (BEATs: time x freq; AST/PaSST: freq x time) and how to flatten the grid.
     The kernel is stored as f32[ph, pw, 1, dim] (flax layout; torch's weight [dim, 1, ph, pw] transposed).
@@ -198,13 +199,32 @@ class PatchEmbed2d(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.grid(x.shape[1], x.shape[2])
-        return self.proj(x[..., None])
+        # The encoder computes in its parameters' dtype: with bf16 parameters (the trainer's compute_dtype) the
+        # f32 features would otherwise promote every later matmul back to f32.
+        return self.proj(x[..., None].astype(self.proj.kernel.dtype))
 
 
 # ------------------------------------------------------------------------------------------- attention
 BiasFn = Callable[[jax.Array], jax.Array]
 """A hook that gets the per-head queries f32[B, H, Nq, head_dim] (projected, NOT scaled) and returns an additive
 attention bias broadcastable to f32[B, H, Nq, Nk] (e.g. BEATs' gated relative position bias)."""
+
+
+ATTENTION_IMPLS = ("auto", "einsum", "xla", "cudnn")
+
+
+def fused_attention_impl(dtype) -> str | None:
+    """Which `jax.nn.dot_product_attention` implementation plain attention (no bias, no key mask) uses, or None
+    for the einsum path.  $AUDIOREP_ATTENTION: 'auto' (default: cuDNN's fused flash attention on NVIDIA GPUs
+    for bf16/fp16, where the einsum path writes and reads back the [B, H, N, N] logits; the einsum elsewhere),
+    'einsum' (never fused), 'xla' or 'cudnn' (always that implementation)."""
+    impl = os.environ.get("AUDIOREP_ATTENTION", "auto")
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"AUDIOREP_ATTENTION={impl!r}: use one of {', '.join(ATTENTION_IMPLS)}.")
+    if impl == "auto":
+        half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+        return "cudnn" if half and jax.default_backend() == "gpu" else None
+    return None if impl == "einsum" else impl
 
 
 class MultiHeadAttention(nnx.Module):
@@ -257,6 +277,12 @@ class MultiHeadAttention(nnx.Module):
         """
         b, n, _ = x.shape
         q, k, v = self.heads(x)
+        impl = fused_attention_impl(q.dtype)
+        plain = bias is None and bias_fn is None and key_mask is None
+        if impl and plain and (deterministic or self.attn_drop.rate == 0.0):
+            out = jax.nn.dot_product_attention(*(t.transpose(0, 2, 1, 3) for t in (q, k, v)), scale=self.scale,
+                                               implementation=impl)  # [B, N, H, head_dim]
+            return self.proj_drop(self.proj(out.reshape(b, n, self.dim)), deterministic=deterministic)
         logits = jnp.einsum("bhqd,bhkd->bhqk", q * self.scale, k).astype(jnp.float32)
         if bias is not None:
             logits = logits + bias
