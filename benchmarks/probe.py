@@ -134,7 +134,7 @@ def main() -> int:
     run = P.train_grid(xtr_s, ytr, xva_s, yva, grid, num_classes=50, multilabel=False)
     ours, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
     gflop = grid_gflop(grid.points, args.epochs, len(xtr), len(xva), xtr.shape[1], 50, 3)
-    print(f"audiorep vmapped grid: {ours:.1f} s wall, {ours_cpu:.1f} s CPU (first call incl. compile of both "
+    print(f"audiorep vmapped grid: {ours:.2f} s wall, {ours_cpu:.2f} s CPU (first call incl. compile of both "
           f"groups: {compile_s:.1f} s); best val acc {run.val_scores.max():.3f}; {gflop / ours:.0f} GFLOP/s "
           f"({gflop:.0f} GFLOP of matmuls)")
 

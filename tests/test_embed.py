@@ -87,6 +87,20 @@ def test_mean_plus_max_concatenates_both(toy):
     assert both.scene_embedding_size == 2 * mean.scene_embedding_size
 
 
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_mean_plus_std_is_the_statistics_of_the_clips_patches(chunks):
+    """Statistics pooling over a clip of one or several chunks (padded last chunk): mean and population std of
+    exactly the clip's patch embeddings, merged across chunks."""
+    m = audiorep.load("toy", pooling="mean+std", batch_size=4)
+    p, hop = m.window_patches, m.patch_hop
+    clip = _noise(m.chunk_samples(p) + (chunks - 1) * p * hop - 5 * hop, seed=11)
+    seq, _ = m.timestamps(clip)
+    emb = m.scene(clip)
+    assert m.scene_embedding_size == 2 * seq.shape[1] == emb.shape[0]
+    np.testing.assert_allclose(emb, np.concatenate([seq.mean(0), seq.std(0)]), rtol=1e-4, atol=1e-5)
+    assert np.all(emb[seq.shape[1]:] > 0)
+
+
 def test_cls_pooling_uses_the_special_tokens():
     m = audiorep.load("toy", pooling="cls")
     assert m.scene(_noise(8000)).shape == (m.scene_embedding_size,)

@@ -22,7 +22,8 @@ How audio becomes embeddings
   a pooled embedding.
 
 Scene embedding f32[B, D]: the chosen layer(s), pooled over every valid token of the clip:
-'mean' (exact mean over all chunks), 'max', 'mean+max' (concatenated), 'cls' (the mean of the
+'mean' (exact mean over all chunks), 'max', 'mean+max' (concatenated), 'mean+std' (statistics pooling:
+the mean and the standard deviation over the clip's patches, as x-vectors and the log-mel baseline), 'cls' (the mean of the
 special tokens -- cls and distillation -- averaged over chunks weighted by their valid patches;
 AST/PaSST only) or 'cls+mean'.
 
@@ -298,6 +299,10 @@ class Embedder:
         per_patch = grid.mean(axis=2)  # f32[B, T, D]
         mask = (jnp.arange(grid.shape[1])[None, :] < valid[:, None])[..., None]
         res = {"sum": jnp.where(mask, per_patch, 0.0).sum(axis=1)}
+        if "std" in self.pooling:  # second moments about the chunk's own mean (no cancellation in float32)
+            n = jnp.maximum(valid, 1)[:, None].astype(per_patch.dtype)
+            centred = jnp.where(mask, per_patch - res["sum"][:, None] / n[:, None], 0.0)
+            res["m2"] = (centred ** 2).sum(axis=1)
         if "max" in self.pooling:
             res["max"] = jnp.where(mask, grid.max(axis=2), -jnp.inf).max(axis=1)
         if "cls" in self.pooling:
@@ -409,6 +414,13 @@ class Embedder:
             total = np.zeros((b, res["sum"].shape[1]), np.float64)
             np.add.at(total, plan.clip, res["sum"])
             parts.append(total / plan.n_patches[:, None])
+        if "std" in self.pooling:  # chunks' (count, mean, M2) merged exactly (Chan et al.'s parallel variance)
+            n_c = plan.valid.astype(np.float64)[:, None]
+            mean_c = res["sum"] / n_c
+            dev = mean_c - parts[0][plan.clip]
+            m2 = np.zeros_like(parts[0])
+            np.add.at(m2, plan.clip, res["m2"] + n_c * dev ** 2)
+            parts.append(np.sqrt(m2 / plan.n_patches[:, None]))
         if "max" in self.pooling:
             best = np.full((b, res["max"].shape[1]), -np.inf)
             np.maximum.at(best, plan.clip, res["max"])

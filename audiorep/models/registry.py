@@ -49,7 +49,7 @@ PARAMS_DIR = "params"
 EXTRA_DIR = "extra"
 FORMAT_NAME = "audiorep-model"
 FORMAT_VERSION = 1
-POOLINGS = ("mean", "max", "mean+max", "cls", "cls+mean")
+POOLINGS = ("mean", "max", "mean+max", "mean+std", "cls", "cls+mean")
 
 
 class ModelDirError(ValueError):
