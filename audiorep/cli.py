@@ -11,6 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+# models.registry.POOLINGS, spelled out so building the parser imports no JAX (tests/test_registry.py checks)
+POOLINGS_CHOICES = ("mean", "max", "mean+max", "mean+std", "cls", "cls+mean")
+
 TCMALLOC_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
     "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
@@ -586,7 +589,7 @@ def _add_embed_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
     p.add_argument("--layer", type=_parse_layer, default="last",
                    help="last (default), all, a hidden-state index (-1) or a comma list (4,8,12)")
-    p.add_argument("--pooling", default=None, choices=("mean", "max", "mean+max", "cls", "cls+mean"),
+    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
                    help="scene pooling (default: the model's)")
     p.add_argument("--timestamps", action="store_true", help="also store timestamp embeddings (one per time patch)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
@@ -727,7 +730,7 @@ def _add_probe_parsers(sub) -> None:
     p.add_argument("--max-folds", type=int, default=None, help="probe only the first K splits (quick runs)")
     p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
     p.add_argument("--layer", type=_parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
-    p.add_argument("--pooling", default=None, choices=("mean", "max", "mean+max", "cls", "cls+mean"),
+    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
                    help="scene pooling (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")

@@ -205,3 +205,10 @@ def test_training_workdir_loads_its_export(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir()
     bundle = get_bundle(str(tmp_path / "run"))
     assert bundle.checkpoint_hash == registry.params_sha256(registry.saved_state(enc))
+
+
+def test_cli_pooling_choices_are_the_registry_poolings():
+    from audiorep import cli
+    from audiorep.models.registry import POOLINGS
+
+    assert cli.POOLINGS_CHOICES == POOLINGS
