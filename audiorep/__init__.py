@@ -24,7 +24,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 
 def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patches=None, window_seconds=None,
-         verify=True, devices=None):
+         verify=True, devices=None, frequency=None):
     """An Embedder for a registered model name or a model directory.
 
     Args:
@@ -37,6 +37,7 @@ def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patch
       window_seconds: chunk long audio into windows shorter than the model's (None: the model's window).
       verify: check the model directory's parameter sha256.
       devices: devices that share each batch (None: all local devices; parameters are replicated).
+      frequency: a time step's frequency rows 'mean' (averaged) | 'stack' (concatenated); None: the model's default.
 
     Returns:
       `Embedder` with `sample_rate`, `scene_embedding_size`, `timestamp_embedding_size`,
@@ -45,7 +46,7 @@ def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patch
     from audiorep.downstream.embed import load as _load
 
     return _load(name_or_dir, layer=layer, pooling=pooling, batch_size=batch_size, bucket_patches=bucket_patches,
-                 window_seconds=window_seconds, verify=verify, devices=devices)
+                 window_seconds=window_seconds, verify=verify, devices=devices, frequency=frequency)
 
 
 def list_models() -> list[str]:

@@ -556,7 +556,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     try:
-        model = audiorep.load(args.model, layer=args.layer, pooling=args.pooling, batch_size=args.batch_size)
+        model = audiorep.load(args.model, layer=args.layer, pooling=args.pooling, batch_size=args.batch_size,
+                              frequency=args.frequency)
         result = embed_files(model, args.paths, args.out, timestamps=args.timestamps, progress=not args.quiet)
     except (AudioError, EmbedError, ModelDirError, UnknownModelError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -564,7 +565,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     table = Table(title=f"audiorep embed: {model.name}", show_header=False)
     table.add_row("embedded", f"{len(result.files):,} files -> {result.out}")
     table.add_row("scene embedding", f"f32[{len(result.files)}, {result.dim}]  layer={model.layer} "
-                                      f"pooling={model.pooling}")
+                                      f"pooling={model.pooling} frequency={model.frequency}")
     if args.timestamps:
         table.add_row("timestamps", f"every {model.time_resolution_ms:g} ms, D={model.timestamp_embedding_size}")
     table.add_row("time", f"{result.seconds:.1f} s ({len(result.files) / max(result.seconds, 1e-9):.1f} files/s)")
@@ -591,6 +592,8 @@ def _add_embed_parser(sub) -> None:
                    help="last (default), all, a hidden-state index (-1) or a comma list (4,8,12)")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
                    help="scene pooling (default: the model's)")
+    p.add_argument("--frequency", default=None, choices=("mean", "stack"),
+                   help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
     p.add_argument("--timestamps", action="store_true", help="also store timestamp embeddings (one per time patch)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     p.add_argument("--max-list", type=int, default=20, help="most unreadable files to list on screen")
@@ -627,7 +630,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     start = time.time()
     try:
         options = {} if args.model.startswith("logmel") else {"layer": args.layer, "pooling": args.pooling,
-                                                                "batch_size": args.batch_size}
+                                                                "batch_size": args.batch_size,
+                                                                "frequency": args.frequency}
         model = resolve_model(args.model, **options)
         result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                           seed=args.seed, max_folds=args.max_folds, model_name=args.name,
@@ -732,6 +736,8 @@ def _add_probe_parsers(sub) -> None:
     p.add_argument("--layer", type=_parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
                    help="scene pooling (default: the model's)")
+    p.add_argument("--frequency", default=None, choices=("mean", "stack"),
+                   help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=_cmd_probe)

@@ -101,6 +101,23 @@ def test_mean_plus_std_is_the_statistics_of_the_clips_patches(chunks):
     assert np.all(emb[seq.shape[1]:] > 0)
 
 
+def test_frequency_stack_keeps_each_band_and_averages_back_to_the_mean_mode():
+    stack = audiorep.load("toy", frequency="stack", pooling="mean+std")
+    mean = audiorep.load("toy")
+    clip = _noise(20000, 4)
+    ts_stack, times = stack.timestamps(clip)
+    ts_mean, _ = mean.timestamps(clip)
+    rows = mean.bundle.encoder.grid_for(64)[0]
+    assert ts_stack.shape == (ts_mean.shape[0], rows * ts_mean.shape[1]) == (len(times), stack.timestamp_embedding_size)
+    np.testing.assert_allclose(ts_stack.reshape(len(times), rows, -1).mean(1), ts_mean, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ts_stack[:, : ts_mean.shape[1]], ts_mean)  # the first band alone is not the average
+    np.testing.assert_allclose(stack.scene(clip), np.concatenate([ts_stack.mean(0), ts_stack.std(0)]), rtol=1e-4,
+                               atol=1e-5)
+    assert stack.scene_embedding_size == 2 * rows * mean.scene_embedding_size
+    with pytest.raises(EmbedError, match="frequency"):
+        audiorep.load("toy", frequency="sum")
+
+
 def test_cls_pooling_uses_the_special_tokens():
     m = audiorep.load("toy", pooling="cls")
     assert m.scene(_noise(8000)).shape == (m.scene_embedding_size,)

@@ -212,3 +212,21 @@ def test_cli_pooling_choices_are_the_registry_poolings():
     from audiorep.models.registry import POOLINGS
 
     assert cli.POOLINGS_CHOICES == POOLINGS
+
+
+def test_model_dir_frequency_default_is_saved_and_old_dirs_average(tmp_path):
+    from audiorep.downstream.cache import source_spec
+    from audiorep.downstream.embed import Embedder
+
+    _save(tmp_path / "m", frequency="stack")
+    bundle = load_model_dir(tmp_path / "m")
+    assert bundle.frequency == "stack" and Embedder(bundle).frequency == "stack"
+    assert Embedder(bundle, frequency="mean").frequency == "mean"
+    assert source_spec(Embedder(bundle))["frequency"] != source_spec(Embedder(bundle, frequency="mean"))["frequency"]
+    doc_path = tmp_path / "m" / registry.MODEL_JSON
+    doc = json.loads(doc_path.read_text())
+    del doc["frequency"]  # a directory written before the field existed
+    doc_path.write_text(json.dumps(doc))
+    assert load_model_dir(tmp_path / "m").frequency == "mean"
+    with pytest.raises(ModelDirError, match="frequency"):
+        _save(tmp_path / "bad", frequency="sum")

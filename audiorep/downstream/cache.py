@@ -74,6 +74,7 @@ def source_spec(source, crop_s: float | None = None) -> dict:
         spec = {
             "model": source.name, "checkpoint": b.checkpoint_hash, "family": b.family,
             "frontend": source.frontend.to_dict(), "layer": source.layer, "pooling": source.pooling,
+            "frequency": getattr(source, "frequency", "mean"),
             "sample_rate": source.sample_rate,
             "chunking": {"window_patches": getattr(source, "window_patches", None),
                          "bucket_patches": getattr(source, "bucket_patches", None)},

@@ -27,8 +27,13 @@ the mean and the standard deviation over the clip's patches, as x-vectors and th
 special tokens -- cls and distillation -- averaged over chunks weighted by their valid patches;
 AST/PaSST only) or 'cls+mean'.
 
-Timestamp embeddings f32[B, T, D] with times f32[B, T] in ms: one embedding per time patch, the
-patch tokens averaged over frequency, from one forward pass per chunk; times are the patch centres
+Frequency rows: the F tokens of one time patch (one per frequency row of the patch grid) become that time step's
+vector by `frequency='mean'` (their average, D) or `'stack'` (concatenated from low to high band, F x D: keeps
+which band a token came from, which per-token LayerNorm and averaging otherwise lose -- patch models on speech).
+Frame models (F = 1) give the same either way. Default: the model directory's (`mean` unless exported otherwise).
+
+Timestamp embeddings f32[B, T, D] with times f32[B, T] in ms: one embedding per time patch (its frequency rows
+averaged or stacked, as above), from one forward pass per chunk; times are the patch centres
 (regular, spaced one patch stride apart: BEATs 160 ms, SSAST-patch 160 ms, SSAST-frame 20 ms,
 PaSST 100 ms) and never past the clip's end.
 
@@ -53,7 +58,7 @@ import numpy as np
 from flax import nnx
 
 from audiorep.audio.io import AudioError, check_sample_rate, check_samples, resample
-from audiorep.models.registry import POOLINGS, ModelBundle, get_bundle, samples_for_frames
+from audiorep.models.registry import FREQUENCY_MODES, POOLINGS, ModelBundle, get_bundle, samples_for_frames
 
 
 class EmbedError(ValueError):
@@ -155,7 +160,8 @@ class Embedder:
     """
 
     def __init__(self, bundle: ModelBundle, *, layer="last", pooling: str | None = None, batch_size: int = 16,
-                 bucket_patches: int | None = None, window_seconds: float | None = None, devices=None):
+                 bucket_patches: int | None = None, window_seconds: float | None = None, devices=None,
+                 frequency: str | None = None):
         """
         Args:
           bundle: from models.registry.get_bundle.
@@ -168,6 +174,7 @@ class Embedder:
           devices: the devices that share each batch (data parallel; parameters replicated). None: all
             local devices (several GPUs / TPU chips of this host; one device on CPU). The batch size is
             rounded up to a multiple of their number.
+          frequency: 'mean' | 'stack' (see the module docstring); None: the model's default.
         """
         self.bundle = bundle
         self.name = bundle.name
@@ -182,6 +189,9 @@ class Embedder:
             self.pooling = "mean"  # the model's default pools the final cls token, which inner layers lack
         if self.pooling not in POOLINGS:
             raise EmbedError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}.")
+        self.frequency = getattr(bundle, "frequency", "mean") if frequency is None else frequency
+        if self.frequency not in FREQUENCY_MODES:
+            raise EmbedError(f"frequency {self.frequency!r} is not one of {', '.join(FREQUENCY_MODES)}.")
 
         hop = int(self.frontend.hop_samples)
         self.kernel, self.stride = bundle.time_patch
@@ -296,7 +306,8 @@ class Embedder:
         else:
             tokens = jnp.concatenate([out.hidden[i] for i in self._layers], axis=-1)
         grid = out.tokens_by_time(tokens)  # f32[B, T, F, D]
-        per_patch = grid.mean(axis=2)  # f32[B, T, D]
+        b, t, f, d = grid.shape
+        per_patch = grid.reshape(b, t, f * d) if self.frequency == "stack" else grid.mean(axis=2)  # f32[B, T, D']
         mask = (jnp.arange(grid.shape[1])[None, :] < valid[:, None])[..., None]
         res = {"sum": jnp.where(mask, per_patch, 0.0).sum(axis=1)}
         if "std" in self.pooling:  # second moments about the chunk's own mean (no cancellation in float32)
@@ -304,7 +315,8 @@ class Embedder:
             centred = jnp.where(mask, per_patch - res["sum"][:, None] / n[:, None], 0.0)
             res["m2"] = (centred ** 2).sum(axis=1)
         if "max" in self.pooling:
-            res["max"] = jnp.where(mask, grid.max(axis=2), -jnp.inf).max(axis=1)
+            by_time = per_patch if self.frequency == "stack" else grid.max(axis=2)
+            res["max"] = jnp.where(mask, by_time, -jnp.inf).max(axis=1)
         if "cls" in self.pooling:
             res["cls"] = out.cls.mean(axis=1)
         if want_time:
@@ -472,20 +484,21 @@ class Embedder:
 
     def __repr__(self) -> str:
         return (f"Embedder({self.name!r}, family={self.family}, layer={self.layer!r}, pooling={self.pooling!r}, "
+                f"frequency={self.frequency!r}, "
                 f"sample_rate={self.sample_rate}, scene={self.scene_embedding_size}, "
                 f"timestamps={self.timestamp_embedding_size} every {self.time_resolution_ms:g} ms)")
 
 
 def load(name_or_dir, *, layer="last", pooling: str | None = None, batch_size: int = 16,
          bucket_patches: int | None = None, window_seconds: float | None = None, verify: bool = True,
-         devices=None) -> Embedder:
+         devices=None, frequency: str | None = None) -> Embedder:
     """An `Embedder` for a registered model name (fixed-seed random init) or a model directory (its weights).
 
     See `Embedder.__init__` for the arguments; `verify` checks the directory's parameter checksum.
     """
     bundle = get_bundle(name_or_dir, verify=verify)
     return Embedder(bundle, layer=layer, pooling=pooling, batch_size=batch_size, bucket_patches=bucket_patches,
-                    window_seconds=window_seconds, devices=devices)
+                    window_seconds=window_seconds, devices=devices, frequency=frequency)
 
 
 # --------------------------------------------------------------------------------------- files -> npz

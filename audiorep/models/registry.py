@@ -50,6 +50,9 @@ EXTRA_DIR = "extra"
 FORMAT_NAME = "audiorep-model"
 FORMAT_VERSION = 1
 POOLINGS = ("mean", "max", "mean+max", "mean+std", "cls", "cls+mean")
+FREQUENCY_MODES = ("mean", "stack")
+"""How the frequency rows of one time step become its embedding: averaged (D) or stacked in order (F x D; keeps
+which band a token came from -- matters for patch models on speech).  Frame models have one row: both agree."""
 
 
 class ModelDirError(ValueError):
@@ -275,6 +278,7 @@ def save_model_dir(
     meta: Mapping[str, Any] | None = None,
     window_frames: int | None = None,
     overwrite: bool = False,
+    frequency: str = "mean",
 ) -> Path:
     """Write a model directory (JSON config + orbax checkpoint of the encoder's variables), atomically.
 
@@ -286,6 +290,7 @@ def save_model_dir(
         a model built from this config must have exactly the encoder's parameter names and shapes.
       frontend: a frontend object with to_dict() (audiorep.audio.frontends) or its dict.
       pooling: default scene pooling, one of POOLINGS.
+      frequency: default frequency-row handling, one of FREQUENCY_MODES.
       extra_state: optional pytree of arrays saved beside the encoder (e.g. a classifier head or tokenizer).
       meta: JSON-able facts about where the weights came from (source file, its sha256, training run, step ...).
       window_frames: the input window the model was trained on, in feature frames (None: the family default).
@@ -302,6 +307,8 @@ def save_model_dir(
     fam = get_family(family)
     if pooling not in POOLINGS:
         raise ModelDirError(f"pooling {pooling!r} is not one of {POOLINGS}.")
+    if frequency not in FREQUENCY_MODES:
+        raise ModelDirError(f"frequency {frequency!r} is not one of {FREQUENCY_MODES}.")
     if path.exists() and not overwrite:
         raise ModelDirError(f"{path} already exists; choose a new directory or pass overwrite=True to replace it.")
     if path.exists() and not (path / MODEL_JSON).is_file():
@@ -328,6 +335,7 @@ def save_model_dir(
         "encoder_config": cfg_dict,
         "frontend": frontend_dict,
         "pooling": pooling,
+        "frequency": frequency,
         "window_frames": None if window_frames is None else int(window_frames),
         "params_sha256": params_sha256(params),
         "num_params": int(sum(x.size for x in leaves)),
@@ -440,6 +448,7 @@ class ModelBundle:
       encoder: the nnx encoder: features -> EncoderOutput.
       encoder_config: its config dataclass.
       pooling: default scene pooling.
+      frequency: default handling of a time step's frequency rows ('mean' | 'stack').
       window_frames: model input window in feature frames.
       window_samples: the fewest samples that fill `window_frames` frames.
       time_patch: (kernel, stride) of a patch along time, in frames.
@@ -462,6 +471,7 @@ class ModelBundle:
     source: str
     meta: dict = dataclasses.field(default_factory=dict)
     extra_state: Any = None
+    frequency: str = "mean"
 
     @property
     def sample_rate(self) -> int:
@@ -512,7 +522,7 @@ def window_frames_for(cfg, frontend, family: str, override: int | None = None) -
 
 
 def _make_bundle(*, name, fam: Family, frontend, encoder, cfg, pooling, window_frames, digest, source, meta,
-                 extra=None) -> ModelBundle:
+                 extra=None, frequency: str = "mean") -> ModelBundle:
     kernel, stride = (int(v) for v in fam.time_patch(cfg))
     if window_frames < kernel:
         raise ModelDirError(f"{name}: window of {window_frames} frames is shorter than one patch ({kernel} frames).")
@@ -523,6 +533,7 @@ def _make_bundle(*, name, fam: Family, frontend, encoder, cfg, pooling, window_f
         encoder=encoder,
         encoder_config=cfg,
         pooling=pooling,
+        frequency=frequency,
         window_frames=int(window_frames),
         window_samples=samples_for_frames(frontend, window_frames),
         time_patch=(kernel, stride),
@@ -578,8 +589,11 @@ def load_model_dir(path: str | os.PathLike, *, verify: bool = True) -> ModelBund
     pooling = doc["pooling"]
     if pooling not in POOLINGS:
         raise ModelDirError(f"{path}: pooling {pooling!r} in {MODEL_JSON} is not one of {POOLINGS}.")
+    frequency = doc.get("frequency", "mean")  # directories written before the field existed averaged the rows
+    if frequency not in FREQUENCY_MODES:
+        raise ModelDirError(f"{path}: frequency {frequency!r} in {MODEL_JSON} is not one of {FREQUENCY_MODES}.")
     return _make_bundle(
-        name=str(path), fam=fam, frontend=frontend, encoder=encoder, cfg=cfg, pooling=pooling,
+        name=str(path), fam=fam, frontend=frontend, encoder=encoder, cfg=cfg, pooling=pooling, frequency=frequency,
         window_frames=window_frames_for(cfg, frontend, fam.name, doc.get("window_frames")), digest=digest,
         source=str(path), meta=dict(doc.get("meta") or {}), extra=extra,
     )

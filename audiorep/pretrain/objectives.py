@@ -390,6 +390,7 @@ def build(config: ml_collections.ConfigDict):
     def export(model, path: str) -> None:
         registry.save_model_dir(path, family=fam.name, encoder=model, encoder_config=enc_cfg, frontend=frontend,
                                 pooling=str(config.get("export_pooling", "mean")), window_frames=frames,
+                                frequency=str(config.get("export_frequency", "mean")),
                                 meta={"trained_with": "audiorep pretrain", "objective": config.objective.to_dict(),
                                       "steps": int(config.train.steps)}, overwrite=True)
 
