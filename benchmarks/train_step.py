@@ -2,20 +2,22 @@ r"""Train-step speed: audiorep's ViT-B step vs PyTorch eager, patchout, and bf16
 
   .venv/bin/python benchmarks/train_step.py                 # everything (~3-4 min on 2 CPU cores)
   .venv/bin/python benchmarks/train_step.py --steps 3 --skip-torch --skip-patchout
+  bash benchmarks/gpu.sh OUT                                # on a GPU: batch 2 and 32, MFU, plus the probe benchmark
 
-What is timed (median of --steps after 2 warm-up steps, compile excluded):
+What is timed (median of --steps after warm-up steps, compile excluded), for each --batch (clips of 512 tokens):
 1. audiorep: an SSAST-Base encoder (12 x 768, 12 heads, MLP 3072, 16x16 patches on 128 x 1024 features
-   = 512 tokens, batch 2) trained by the trainer's own jitted step (pretrain/trainer.py `build_step`:
+   = 512 tokens) trained by the trainer's own jitted step (pretrain/trainer.py `build_step`:
    AdamW, grad-norm clipping, NaN guard), fp32; loss = mean squared token.
 2. PyTorch eager, same shapes: Linear patch projection (256 -> 768) + 12 pre-LN
-   `nn.TransformerEncoderLayer`s (GELU) + AdamW, fp32 and `torch.autocast('cpu', torch.bfloat16)`; run
-   in the torch venv found through $AUDIOREP_TORCH_PYTHON or /work/torchvenv/bin/python (skipped with a
-   message when absent).
+   `nn.TransformerEncoderLayer`s (GELU) + AdamW, fp32 (on a GPU also with TF32 matmuls, which is what XLA's
+   default precision does) and autocast bf16 (on GPUs and bf16-capable CPUs); run in the torch interpreter
+   found through $AUDIOREP_TORCH_PYTHON or /work/torchvenv/bin/python (skipped with a message when absent).
 3. audiorep with unstructured patchout (the encoder sees K of the 512 tokens, `keep`) at several keep
    fractions; the ideal speed-up (512 / K, linear in tokens; attention alone would give more) beside it.
-4. audiorep with bf16 compute over fp32 master weights (train.compute_dtype='bfloat16').
-5. audiorep with per-block rematerialisation keeping only the matmul outputs (train.remat='dots'): less
-   activation memory to write and read back, which on a 2-core CPU also makes the step faster.
+4. audiorep with bf16 compute over fp32 master weights (train.compute_dtype='bfloat16'); on a GPU also with the
+   einsum attention instead of cuDNN's fused attention ($AUDIOREP_ATTENTION=einsum), to show what fusion buys.
+5. audiorep with per-block rematerialisation keeping only the matmul outputs (train.remat='dots').
+On a GPU the table adds model FLOPs utilisation against the card's dense bf16 peak.
 
 On CPU the script re-executes itself with tcmalloc preloaded when installed (XLA:CPU step ~25 % faster;
 see stack notes); PyTorch runs with its default allocator. Numbers from a machine shared with other jobs
@@ -235,7 +237,9 @@ def main() -> int:
     ap.add_argument("--keep", type=float, nargs="*", default=[0.75, 0.5, 0.25], help="patchout keep fractions")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-patchout", action="store_true")
-    ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
+                    help="time audiorep's bf16 step (auto: on GPUs/TPUs and CPUs with native bf16 matmuls; elsewhere "
+                         "bf16 is emulated and ~8x slower than fp32)")
     ap.add_argument("--skip-remat", action="store_true")
     ap.add_argument("--torch-bf16", choices=("auto", "yes", "no"), default="auto",
                     help="time PyTorch's autocast bf16 step (auto: on GPUs and on CPUs with native bf16 matmuls)")
@@ -255,11 +259,12 @@ def main() -> int:
     if gpu:
         print(f"fp32 matmuls: JAX's default precision ({jax.config.jax_default_matmul_precision or 'DEFAULT'}: "
               "TF32 on NVIDIA GPUs); PyTorch is timed both strict fp32 (its default) and with TF32.")
-    native = gpu or native_bf16_cpu()
-    torch_bf16 = args.torch_bf16 == "yes" or (args.torch_bf16 == "auto" and native and not args.skip_bf16)
+    native = dev.platform != "cpu" or native_bf16_cpu()
+    run_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native)
+    torch_bf16 = args.torch_bf16 == "yes" or (args.torch_bf16 == "auto" and native and args.bf16 != "no")
     if not native:
-        print("note: this CPU has no native bf16 matmul (no avx512_bf16 / amx_bf16): bf16 is emulated; the PyTorch "
-              "autocast step is skipped (--torch-bf16 yes forces it)")
+        print("note: this CPU has no native bf16 matmul (no avx512_bf16 / amx_bf16): bf16 is emulated, so both bf16 "
+              "steps are skipped (--bf16 yes / --torch-bf16 yes force them)")
     rows = []
     for bi, batch in enumerate(args.batch):
         first = bi == 0
@@ -280,7 +285,7 @@ def main() -> int:
             ref = torch_res.get("tf32", torch_res["fp32"]) if torch_res else None
             note = f"{base / dots:.2f}x audiorep fp32" + (f"; {ref / dots:.2f}x PyTorch" if ref else "")
             rows.append((batch, "audiorep (JAX) fp32, train.remat='dots'", dots, TOKENS, note))
-        if not args.skip_bf16:
+        if run_bf16:
             print("audiorep bf16 compute ...", flush=True)
             bf = bench_audiorep(args.steps, batch, compute_dtype="bfloat16")
             rows.append((batch, "audiorep (JAX) bf16 compute / fp32 params", bf, TOKENS,
