@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -45,7 +47,8 @@ class DemoPlan:
     fsdd: Path | None = None
     fsdd_folds: int = 3
     grid: str = "fast"
-    pooling: str = "mean+max"
+    pooling: str = "mean+std"
+    frequency: str = "stack"
     progress: bool = True
 
     @property
@@ -53,31 +56,34 @@ class DemoPlan:
         return max(50, int(round(self.minutes * STEPS_PER_MINUTE)))
 
 
-def demo_config(plan: DemoPlan) -> ml_collections.ConfigDict:
-    """The demo's pretraining recipe: configs/tiny_ssast.py's model and objective on the demo corpus.
+def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections.ConfigDict:
+    """The demo's pretraining recipe: a tiny SSAST-patch encoder with speech-sized time steps.
 
-    Tiny SSAST-patch (64-d, 2 blocks, 4 heads, 256 frames = 8 x 16 patches of 16 x 16), MSPM with cluster
-    masking of 48 patches, InfoNCE + 10 * MSE + 10 * MSE of the visible patches (objective.visible_weight: the
-    outputs a probe reads get trained too), AdamW with warm-up and cosine decay.
+    Tiny SSAST-patch (64-d, 2 blocks, 4 heads) with 16 x 4 patches (16 mel bins x 40 ms) on 0.64 s windows
+    (64 frames = 8 x 16 patches), MSPM with 40 of the 128 patches masked at random, InfoNCE + 10 * MSE + 10 * MSE
+    of the visible patches (objective.visible_weight: the outputs a probe reads get trained too), AdamW with
+    warm-up and cosine decay. Exported with statistics pooling over time of the frequency-stacked tokens
+    (`pooling='mean+std'`, `frequency='stack'`). `data_root`: the pretraining audio (default: the synthetic corpus).
     """
     from audiorep.pretrain.trainer import default_train_config
 
     c = default_train_config()
     c.seed = plan.seed
-    c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny",
-                                             overrides=ml_collections.ConfigDict()))
+    c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny", overrides=ml_collections.ConfigDict(
+        dict(patch=(16, 4), stride=(16, 4), pred_dim=64))))
     c.frontend = "ssast"
     c.data = ml_collections.ConfigDict(dict(
-        dataset="folder", root=str(plan.out_dir / "synthetic"), split="", frames=256, worker_count=0,
+        dataset="folder", root=str(data_root or plan.out_dir / "synthetic"), split="", frames=64, worker_count=0,
         options=ml_collections.ConfigDict()))
     c.objective = ml_collections.ConfigDict(dict(
-        name="mspm", masked=48, mask="cluster", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
+        name="mspm", masked=40, mask="random", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
         target_norm="none", visible_weight=10.0))
-    c.train.update(dict(steps=plan.steps, batch_size=8, log_every=10, checkpoint_every=max(50, plan.steps // 4),
+    c.train.update(dict(steps=plan.steps, batch_size=16, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
     c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,
                         clip_norm=1.0))
     c.export_pooling = plan.pooling
+    c.export_frequency = plan.frequency
     return c
 
 
@@ -99,12 +105,60 @@ def write_corpus(plan: DemoPlan) -> Path:
     return root
 
 
+def fsdd_test_speakers(plan: DemoPlan) -> set[str]:
+    """The FSDD speakers that a probed fold tests on (the demo probes the first `fsdd_folds` of 6 folds)."""
+    from audiorep.downstream import tasks
+
+    spec = tasks.get_task("fsdd")
+    splits = spec.splits(spec.read(plan.fsdd), plan.seed)[: plan.fsdd_folds]
+    return {r.group for sp in splits for r in sp.test}
+
+
+def pretraining_audio(plan: DemoPlan, synthetic_root: Path) -> Path:
+    """The folder the encoder pretrains on: the synthetic corpus, plus -- when FSDD is there -- the recordings of
+    the FSDD speakers that no probed fold tests on, as unlabelled in-domain speech (links, never copies).
+
+    Test speakers' audio is never seen in pretraining, so the FSDD scores stay speaker-disjoint; when every
+    speaker is tested (--fsdd-folds 6) the encoder pretrains on the synthetic corpus alone.
+    """
+    if plan.fsdd is None:
+        return synthetic_root
+    from audiorep.downstream import tasks
+
+    tested = fsdd_test_speakers(plan)
+    index = tasks.get_task("fsdd").read(plan.fsdd)
+    unlabelled = sorted(Path(r.path) for r in index.records if r.group not in tested)
+    if not unlabelled:
+        return synthetic_root
+    root = plan.out_dir / "pretrain_audio"
+    listing = "\n".join(str(p) for p in unlabelled)
+    if (root / "fsdd_files.txt").is_file() and (root / "fsdd_files.txt").read_text() == listing:
+        return root
+    tmp = plan.out_dir / f".pretrain_audio.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "fsdd").mkdir(parents=True)
+    os.symlink(os.path.relpath(synthetic_root, tmp), tmp / "synthetic")
+    for src in unlabelled:
+        os.symlink(src.resolve(), tmp / "fsdd" / src.name)
+    (tmp / "fsdd_files.txt").write_text(listing)
+    (tmp / "README.txt").write_text(
+        "Pretraining audio of the audiorep demo (links only): the synthetic corpus and the FSDD recordings of the "
+        f"speakers no probed fold tests on ({', '.join(sorted({r.group for r in index.records} - tested))}). "
+        "Labels are not used.\n")
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    _say(f"pretraining audio: synthetic corpus + {len(unlabelled):,} unlabelled FSDD recordings of speakers "
+         f"never tested ({', '.join(sorted(tested))} are the test speakers) -> {root}")
+    return root
+
+
 def pretrain(plan: DemoPlan) -> tuple[Path, Path]:
     """Train (or resume / reuse) the tiny encoder; returns (random-init model dir, pretrained model dir)."""
     from audiorep.pretrain import objectives
     from audiorep.pretrain.trainer import Trainer, with_defaults
 
-    config = with_defaults(demo_config(plan))
+    config = with_defaults(demo_config(plan, pretraining_audio(plan, plan.out_dir / "synthetic")))
     workdir = plan.out_dir / "pretrain"
     task, make_iterator = objectives.build(config)
     random_dir = plan.out_dir / "random_init"
@@ -129,8 +183,8 @@ def probe_all(plan: DemoPlan, random_dir: Path, pretrained_dir: Path) -> list[Re
     results_path = plan.out_dir / "results.jsonl"
     models = {
         "logmel": lambda: tasks.LogMelBaseline("ssast"),
-        "random-init": lambda: audiorep.load(str(random_dir), pooling=plan.pooling),
-        "pretrained": lambda: audiorep.load(str(pretrained_dir), pooling=plan.pooling),
+        "random-init": lambda: audiorep.load(str(random_dir), pooling=plan.pooling, frequency=plan.frequency),
+        "pretrained": lambda: audiorep.load(str(pretrained_dir), pooling=plan.pooling, frequency=plan.frequency),
     }
     jobs = [("synthetic", plan.out_dir / "synthetic", None)]
     if plan.fsdd is not None:

@@ -30,3 +30,37 @@ def test_demo_runs_end_to_end_and_a_rerun_reuses_everything(tmp_path, capsys):
     assert "corpus: reusing" in out and "pretraining: step 50" in out
     assert [r.mean for r in again] == [r.mean for r in rows]
     assert len((tmp_path / "demo" / "results.jsonl").read_text().splitlines()) == 6
+
+
+def _fake_fsdd(root, speakers=("ann", "bob", "cat", "dan", "eve", "fay"), takes=2):
+    import numpy as np
+
+    from audiorep.audio.io import save_audio
+
+    rec = root / "recordings"
+    rec.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for d in range(10):
+        for s in speakers:
+            for t in range(takes):
+                save_audio(rec / f"{d}_{s}_{t}.wav", (0.1 * rng.standard_normal(4000)).astype(np.float32), 8000)
+    return root
+
+
+def test_pretraining_audio_holds_only_speakers_no_probed_fold_tests(tmp_path):
+    fsdd = _fake_fsdd(tmp_path / "fsdd")
+    syn = tmp_path / "demo" / "synthetic"
+    syn.mkdir(parents=True)
+    plan = demo.DemoPlan(out_dir=tmp_path / "demo", fsdd=fsdd, fsdd_folds=3, progress=False)
+    tested = demo.fsdd_test_speakers(plan)
+    assert len(tested) == 3
+    root = demo.pretraining_audio(plan, syn)
+    linked = sorted((root / "fsdd").iterdir())
+    speakers = {p.name.split("_")[1] for p in linked}
+    assert len(linked) == 3 * 10 * 2 and speakers.isdisjoint(tested) and len(speakers) == 3
+    assert all(p.is_symlink() and p.resolve().parent == (fsdd / "recordings").resolve() for p in linked)
+    assert (root / "synthetic").resolve() == syn.resolve()
+    assert demo.pretraining_audio(plan, syn) == root  # a rerun reuses the same folder
+    every = demo.DemoPlan(out_dir=tmp_path / "demo6", fsdd=fsdd, fsdd_folds=6, progress=False)
+    assert demo.pretraining_audio(every, syn) == syn  # every speaker is tested once: synthetic audio only
+    assert demo.pretraining_audio(demo.DemoPlan(out_dir=tmp_path / "x", fsdd=None), syn) == syn
