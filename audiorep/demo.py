@@ -1,7 +1,8 @@
 """The main job (`audiorep demo`, `make demo`): the whole platform end to end on a fresh machine, no data needed.
 
 1. writes the synthetic sound-event corpus (data/synthetic.py) unless it is already there;
-2. pretrains a tiny SSAST encoder on it with masked spectrogram patch modelling (pretrain/), resumable;
+2. pretrains a tiny SSAST encoder on it with masked spectrogram patch modelling (pretrain/), resumable; when FSDD
+   is there, the unlabelled recordings of the speakers that no probed fold tests on join the pretraining audio;
 3. probes three representations with the same probe grid (downstream/): the log-mel mean/std baseline,
    the same encoder with its random initial weights, and the pretrained encoder — on the synthetic task and,
    when the recordings are there, on FSDD (spoken digits, speaker-disjoint folds);
@@ -10,9 +11,9 @@
 Everything lands in one output folder; running the demo again reuses the corpus, resumes or reuses the
 training run, and appends fresh result rows (the leaderboard shows the newest row per model and task).
 
-Status (2026-11-26, idle 2-core machine, 4 min 12 s in all): synthetic accuracy pretrained 0.525 +- 0.050 vs
-log-mel 0.458 and random-init 0.360 (ahead); FSDD pretrained 0.275 vs log-mel 0.574 and random-init 0.265 (not
-ahead). Every recipe tried for FSDD, with measurements, is in docs/status.md.
+Status (2026-11-26, idle 2-core machine, 6 min 57 s in all): synthetic accuracy pretrained 0.521 +- 0.071 vs
+log-mel 0.458 and random-init 0.467 (ahead); FSDD pretrained 0.518 vs random-init 0.500 (ahead) but log-mel 0.574
+(not ahead). Every recipe tried for FSDD, with measurements, is in docs/status.md.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections
     """The demo's pretraining recipe: a tiny SSAST-patch encoder with speech-sized time steps.
 
     Tiny SSAST-patch (64-d, 2 blocks, 4 heads) with 16 x 4 patches (16 mel bins x 40 ms) on 0.64 s windows
-    (64 frames = 8 x 16 patches), MSPM with 40 of the 128 patches masked at random, InfoNCE + 10 * MSE + 10 * MSE
+    (64 frames = 8 x 16 patches), MSPM with 5 whole time columns (40 of the 128 patches) masked: the masked 40 ms
+    steps must be inferred from their neighbours in time, which speech needs; InfoNCE + 10 * MSE + 10 * MSE
     of the visible patches (objective.visible_weight: the outputs a probe reads get trained too), AdamW with
     warm-up and cosine decay. Exported with statistics pooling over time of the frequency-stacked tokens
     (`pooling='mean+std'`, `frequency='stack'`). `data_root`: the pretraining audio (default: the synthetic corpus).
@@ -76,7 +78,7 @@ def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections
         dataset="folder", root=str(data_root or plan.out_dir / "synthetic"), split="", frames=64, worker_count=0,
         options=ml_collections.ConfigDict()))
     c.objective = ml_collections.ConfigDict(dict(
-        name="mspm", masked=40, mask="random", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
+        name="mspm", masked=40, mask="frame", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
         target_norm="none", visible_weight=10.0))
     c.train.update(dict(steps=plan.steps, batch_size=16, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
