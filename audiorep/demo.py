@@ -71,8 +71,8 @@ def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections
 
     c = default_train_config()
     c.seed = plan.seed
-    c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny", overrides=ml_collections.ConfigDict(
-        dict(patch=(16, 4), stride=(16, 4), pred_dim=64))))
+    overrides = ml_collections.ConfigDict(dict(patch=(16, 4), stride=(16, 4), pred_dim=64))
+    c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny", overrides=overrides))
     c.frontend = "ssast"
     c.data = ml_collections.ConfigDict(dict(
         dataset="folder", root=str(data_root or plan.out_dir / "synthetic"), split="", frames=64, worker_count=0,

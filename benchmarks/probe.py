@@ -158,8 +158,9 @@ def main() -> int:
         print(f"baseline failed (rc {out.returncode}): {out.stderr[-1500:]}")
         return 1
     base = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"PyTorch on {torch_dev}, one MLP per grid point: {base['seconds']:.1f} s wall, {base['cpu_seconds']:.1f} s CPU "
-          f"({np.mean(base['per_point']):.2f} s per point); {gflop / base['seconds']:.0f} GFLOP/s")
+    print(f"PyTorch on {torch_dev}, one MLP per grid point: {base['seconds']:.1f} s wall, "
+          f"{base['cpu_seconds']:.1f} s CPU ({np.mean(base['per_point']):.2f} s per point); "
+          f"{gflop / base['seconds']:.0f} GFLOP/s")
     print(f"speed-up: {base['seconds'] / ours:.2f}x wall, {base['cpu_seconds'] / ours_cpu:.2f}x CPU time (excluding "
           f"our one-off compile); {base['seconds'] / (ours + compile_s):.2f}x wall counting the first call's compile")
     print("CPU time is the steadier figure on a shared machine; wall time is what a user waits. When both sides "

@@ -119,7 +119,8 @@ def bench_audiorep(steps: int, batch: int, *, keep: int | None = None, compute_d
 
 TORCH_SCRIPT = r"""
 import json, sys, time, torch
-STEPS, THREADS, WANT_BF16, B, DEVICE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]), sys.argv[5]
+STEPS, THREADS, B, DEVICE = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[4]), sys.argv[5]
+WANT_BF16 = sys.argv[3] == "1"
 torch.set_num_threads(THREADS)
 N, DIM, DEPTH, HEADS, MLP = 512, 768, 12, 12, 3072
 cuda = DEVICE == "cuda"
@@ -210,8 +211,8 @@ def bench_torch(steps: int, threads: int, bf16: bool, batch: int, device: str) -
         f.write(TORCH_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
     try:
-        proc = subprocess.run([py, f.name, str(steps), str(threads), "1" if bf16 else "0", str(batch), device], capture_output=True,
-                              text=True, env=env, timeout=3600)
+        args = [py, f.name, str(steps), str(threads), "1" if bf16 else "0", str(batch), device]
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=3600)
     finally:
         os.unlink(f.name)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)

@@ -23,8 +23,8 @@ How audio becomes embeddings
 
 Scene embedding f32[B, D]: the chosen layer(s), pooled over every valid token of the clip:
 'mean' (exact mean over all chunks), 'max', 'mean+max' (concatenated), 'mean+std' (statistics pooling:
-the mean and the standard deviation over the clip's patches, as x-vectors and the log-mel baseline), 'cls' (the mean of the
-special tokens -- cls and distillation -- averaged over chunks weighted by their valid patches;
+the mean and the standard deviation over the clip's patches, as x-vectors and the log-mel baseline), 'cls'
+(the mean of the special tokens -- cls and distillation -- averaged over chunks weighted by their valid patches;
 AST/PaSST only) or 'cls+mean'.
 
 Frequency rows: the F tokens of one time patch (one per frequency row of the patch grid) become that time step's

@@ -175,9 +175,10 @@ class Mlp(nnx.Module):
 class PatchEmbed2d(nnx.Module):
     """Conv2d patch embedding of a one-channel 2-D input (timm `PatchEmbed` with in_chans=1).
 
-    f32[B, H, W] -> [B, gh, gw, dim] in the kernel's dtype, with gh = (H - ph) // sh + 1, gw = (W - pw) // sw + 1 (VALID padding,
-    trailing rows/columns that do not fill a patch are dropped, as torch's Conv2d does). The caller decides
-    what H and W are (BEATs: time x freq; AST/PaSST: freq x time) and how to flatten the grid.
+    f32[B, H, W] -> [B, gh, gw, dim] in the kernel's dtype, with gh = (H - ph) // sh + 1,
+    gw = (W - pw) // sw + 1 (VALID padding, trailing rows/columns that do not fill a patch are dropped, as
+    torch's Conv2d does). The caller decides what H and W are (BEATs: time x freq; AST/PaSST: freq x time) and
+    how to flatten the grid.
     The kernel is stored as f32[ph, pw, 1, dim] (flax layout; torch's weight [dim, 1, ph, pw] transposed).
     """
 
