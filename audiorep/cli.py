@@ -11,8 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-# models.registry.POOLINGS, spelled out so building the parser imports no JAX (tests/test_registry.py checks)
+# models.registry's POOLINGS / FREQUENCY_MODES, spelled out so building the parser imports no JAX
+# (tests/test_registry.py checks they agree)
 POOLINGS_CHOICES = ("mean", "max", "mean+max", "mean+std", "cls", "cls+mean")
+FREQUENCY_CHOICES = ("mean", "stack")  # models.registry.FREQUENCY_MODES
 
 TCMALLOC_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
@@ -592,7 +594,7 @@ def _add_embed_parser(sub) -> None:
                    help="last (default), all, a hidden-state index (-1) or a comma list (4,8,12)")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
                    help="scene pooling (default: the model's)")
-    p.add_argument("--frequency", default=None, choices=("mean", "stack"),
+    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
                    help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
     p.add_argument("--timestamps", action="store_true", help="also store timestamp embeddings (one per time patch)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
@@ -736,7 +738,7 @@ def _add_probe_parsers(sub) -> None:
     p.add_argument("--layer", type=_parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
                    help="scene pooling (default: the model's)")
-    p.add_argument("--frequency", default=None, choices=("mean", "stack"),
+    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
                    help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")

@@ -60,7 +60,7 @@ def _matmul_dtypes(fn, *args) -> collections.Counter:
     counts = collections.Counter()
     for line in str(jax.make_jaxpr(fn)(*args)).splitlines():
         if "dot_general" in line or "conv_general_dilated" in line:
-            m = re.search(r"= *(?:dot_general|conv_general_dilated)", line) and re.search(r":(\w+)\[", line)
+            m = re.search(r":(\w+)\[", line)  # the output's dtype: `name:bf16[...] = dot_general ...`
             counts[m.group(1) if m else "?"] += 1
     return counts
 

@@ -189,7 +189,7 @@ class Embedder:
             self.pooling = "mean"  # the model's default pools the final cls token, which inner layers lack
         if self.pooling not in POOLINGS:
             raise EmbedError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}.")
-        self.frequency = getattr(bundle, "frequency", "mean") if frequency is None else frequency
+        self.frequency = bundle.frequency if frequency is None else frequency
         if self.frequency not in FREQUENCY_MODES:
             raise EmbedError(f"frequency {self.frequency!r} is not one of {', '.join(FREQUENCY_MODES)}.")
 
@@ -311,8 +311,8 @@ class Embedder:
         mask = (jnp.arange(grid.shape[1])[None, :] < valid[:, None])[..., None]
         res = {"sum": jnp.where(mask, per_patch, 0.0).sum(axis=1)}
         if "std" in self.pooling:  # second moments about the chunk's own mean (no cancellation in float32)
-            n = jnp.maximum(valid, 1)[:, None].astype(per_patch.dtype)
-            centred = jnp.where(mask, per_patch - res["sum"][:, None] / n[:, None], 0.0)
+            chunk_mean = res["sum"] / jnp.maximum(valid, 1)[:, None].astype(per_patch.dtype)
+            centred = jnp.where(mask, per_patch - chunk_mean[:, None], 0.0)
             res["m2"] = (centred ** 2).sum(axis=1)
         if "max" in self.pooling:
             by_time = per_patch if self.frequency == "stack" else grid.max(axis=2)

@@ -362,23 +362,20 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
                 val[i], best_ep[i], ran[i] = host["best_score"][j], host["best_epoch"][j], host["epochs"][j]
                 params[i] = jax.tree.map(lambda a, j=j: a[j], (state["best_params"], state["best_stats"]))
 
-        # The host reads each round's active mask one round late, so the device never waits for Python: a round
-        # run after every point stopped changes nothing (stopped points are frozen), and points seen stopped
-        # one round late are still stopped now.
-        pending = None
-        for r in range(rounds + 1):
-            if r < rounds:
-                state, active_now = round_fn(state, hp, x_train, y_train, jnp.int32(n_real), x_val, y_val, v_real,
-                                             jnp.int32(r * sched.check_every), jnp.int32(sched.patience))
-            if pending is None:
-                pending = active_now
-                continue
-            active, pending = np.asarray(pending), active_now
+        # The host reads the previous round's active mask while this round runs, so the device never waits for
+        # Python: a round run after every point stopped changes nothing (stopped points are frozen), and points
+        # seen stopped one round late are still stopped now.
+        previous = None
+        for r in range(rounds):
+            state, latest = round_fn(state, hp, x_train, y_train, jnp.int32(n_real), x_val, y_val, v_real,
+                                     jnp.int32(r * sched.check_every), jnp.int32(sched.patience))
             bar.update(1)
-            if r == rounds:
-                break
+            if previous is None:
+                previous = latest
+                continue
+            active, previous = np.asarray(previous), latest
             if not active.any():
-                bar.update(rounds - r)
+                bar.update(rounds - r - 1)
                 break
             # Stopped points still cost compute inside the vmap: once at most half of the group is active (and
             # enough rounds remain to repay a compile for the smaller group), drop the stopped ones.
@@ -387,7 +384,7 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
                 keep = jnp.asarray(np.flatnonzero(active))
                 state = jax.tree.map(lambda a, keep=keep: a[keep], state)
                 hp = jax.tree.map(lambda a, keep=keep: a[keep], hp)
-                pending = pending[keep]
+                previous = previous[keep]
                 members = [members[j] for j in np.flatnonzero(active)]
         retire(state, members, range(len(members)))
     bar.close()
