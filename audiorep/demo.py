@@ -58,28 +58,29 @@ class DemoPlan:
 
 
 def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections.ConfigDict:
-    """The demo's pretraining recipe: a tiny SSAST-patch encoder with speech-sized time steps.
+    """The demo's pretraining recipe: masked token prediction on a tiny SSAST-patch encoder.
 
     Tiny SSAST-patch (64-d, 2 blocks, 4 heads) with 16 x 4 patches (16 mel bins x 40 ms) on 0.64 s windows
-    (64 frames = 8 x 16 patches), MSPM with 5 whole time columns (40 of the 128 patches) masked: the masked 40 ms
-    steps must be inferred from their neighbours in time, which speech needs; InfoNCE + 10 * MSE + 10 * MSE
-    of the visible patches (objective.visible_weight: the outputs a probe reads get trained too), AdamW with
-    warm-up and cosine decay. Exported with statistics pooling over time of the frequency-stacked tokens
-    (`pooling='mean+std'`, `frequency='stack'`). `data_root`: the pretraining audio (default: the synthetic corpus).
+    (64 frames = 8 x 16 patches). Every patch gets one of 1024 codes from a frozen random-projection tokenizer
+    (BEATs iteration 1 / BEST-RQ); 5 whole time columns (40 of the 128 patches) are masked and the encoder
+    predicts their codes: the masked 40 ms steps must be inferred from their neighbours in time, which speech
+    needs. AdamW with warm-up and cosine decay. Exported with statistics pooling over time of the
+    frequency-stacked tokens (`pooling='mean+std'`, `frequency='stack'`). `data_root`: the pretraining audio
+    (default: the synthetic corpus). configs/tiny_masked_tokens.py is this recipe for `audiorep pretrain`.
     """
     from audiorep.pretrain.trainer import default_train_config
 
     c = default_train_config()
     c.seed = plan.seed
-    overrides = ml_collections.ConfigDict(dict(patch=(16, 4), stride=(16, 4), pred_dim=64))
+    overrides = ml_collections.ConfigDict(dict(patch=(16, 4), stride=(16, 4), pretrain_heads=False))
     c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny", overrides=overrides))
     c.frontend = "ssast"
     c.data = ml_collections.ConfigDict(dict(
         dataset="folder", root=str(data_root or plan.out_dir / "synthetic"), split="", frames=64, worker_count=0,
         options=ml_collections.ConfigDict()))
     c.objective = ml_collections.ConfigDict(dict(
-        name="mspm", masked=40, mask="frame", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
-        target_norm="none", visible_weight=10.0))
+        name="masked_tokens", masked=40, mask="frame", tokenizer="random_projection", codebook_size=1024,
+        code_dim=16, tokenizer_seed=0, visible_weight=0.0))
     c.train.update(dict(steps=plan.steps, batch_size=16, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
     c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,

@@ -126,6 +126,94 @@ def test_mspm_refuses_to_mask_more_patches_than_the_grid_has():
         obj(_tiny_ast(), {"audio": _waves()}, jax.random.key(0))
 
 
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64) - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_masked_tokens_loss_is_the_cross_entropy_of_the_masked_patches_codes():
+    from audiorep.pretrain.masking import indices_to_mask
+    from audiorep.tokenizers import RandomProjectionTokenizer
+
+    enc = _tiny_ast(patch=(16, 4), stride=(16, 4), pretrain_heads=False)
+    model = objectives.TokenPredictor(enc, 32, seed=0)
+    tok = RandomProjectionTokenizer(in_dim=64, codebook_size=32, code_dim=8)
+    idx = jnp.tile(jnp.arange(0, 64, 2)[None], (2, 1))  # every other patch of the first half, both clips
+    obj = objectives.MaskedTokens(get_frontend("ssast"), tok, masked=32, frames=64, visible_weight=0.5,
+                                  mask_fn=lambda k, grid, b, count: idx)
+    audio, key = _waves(seconds=0.7), jax.random.key(0)
+    loss, m = obj(model, {"audio": audio}, key)
+    feats = obj.features(audio, jax.random.split(key, 3)[0])
+    masked = np.asarray(indices_to_mask(idx, 128))
+    codes = np.asarray(tok(enc.patches(feats)))
+    logp = _log_softmax(np.asarray(model.head(enc(feats, mask=jnp.asarray(masked), deterministic=False).tokens)))
+    ce = -np.take_along_axis(logp, codes[..., None], axis=-1)[..., 0]
+    assert float(m["ce"]) == pytest.approx(ce[masked].mean(), rel=1e-4)
+    assert float(m["visible_ce"]) == pytest.approx(ce[~masked].mean(), rel=1e-4)
+    assert float(loss) == pytest.approx(ce[masked].mean() + 0.5 * ce[~masked].mean(), rel=1e-4)
+    assert float(m["acc"]) == pytest.approx(np.mean(logp.argmax(-1)[masked] == codes[masked]))
+    assert float(m["codes_used"]) == pytest.approx(len(np.unique(codes)) / 32)
+    assert float(m["ce"]) == pytest.approx(np.log(32), rel=0.3)  # untrained: near chance
+    # the masked patches' codes come from the clean input, not from what the encoder saw
+    grads = nnx.grad(lambda mdl: obj(mdl, {"audio": audio}, key)[0])(model)
+    assert float(jnp.abs(grads.encoder.mask_embed[...]).sum()) > 0
+
+
+def test_masked_tokens_target_norm_makes_the_codes_level_free():
+    from audiorep.tokenizers import RandomProjectionTokenizer
+
+    enc = _tiny_ast(patch=(16, 4), stride=(16, 4), pretrain_heads=False)
+    tok = RandomProjectionTokenizer(in_dim=64, codebook_size=256)
+    feats = jax.random.normal(jax.random.key(1), (2, 64, 128))
+    louder = feats + 2.5  # a level change: the same offset in every log-mel bin
+    raw = objectives.MaskedTokens(get_frontend("ssast"), tok, masked=40)
+    normed = objectives.MaskedTokens(get_frontend("ssast"), tok, masked=40, target_norm="patch")
+    np.testing.assert_array_equal(normed.codes(enc, louder), normed.codes(enc, feats))
+    assert np.mean(np.asarray(raw.codes(enc, louder)) != np.asarray(raw.codes(enc, feats))) > 0.5
+    with pytest.raises(ValueError, match="target_norm='pixel'"):
+        objectives.MaskedTokens(get_frontend("ssast"), tok, masked=40, target_norm="pixel")
+
+
+def test_masked_tokens_gain_scales_each_clip_within_the_promised_range():
+    from audiorep.tokenizers import RandomProjectionTokenizer
+
+    seen = []
+    frontend = get_frontend("ssast")
+
+    def spy(audio, **kw):
+        seen.append(audio)
+        return frontend(audio, **kw)
+
+    model = objectives.TokenPredictor(_tiny_ast(patch=(16, 4), stride=(16, 4), pretrain_heads=False), 16)
+    audio = _waves(b=4, seconds=0.7)
+    obj = objectives.MaskedTokens(spy, RandomProjectionTokenizer(in_dim=64, codebook_size=16), masked=40,
+                                  frames=64, gain_db=12.0)
+    obj(model, {"audio": audio}, jax.random.key(5))
+    db = 20 * np.log10(np.abs(np.asarray(seen[0])).max(1) / np.abs(np.asarray(audio)).max(1))
+    assert np.all(np.abs(db) <= 12.0 + 1e-3) and np.ptp(db) > 1.0, db
+    with pytest.raises(ValueError, match="gain_db=-1"):
+        objectives.MaskedTokens(spy, obj.tokenizer, masked=40, gain_db=-1.0)
+
+
+def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_mask_embedding():
+    import ml_collections
+
+    c = ml_collections.ConfigDict(dict(
+        objective=dict(name="masked_tokens", masked=40, mask="frame", codebook_size=256, code_dim=8, tokenizer_seed=2),
+        data=dict(frames=64)))
+    _, ast_cfg = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny",
+                                                overrides=dict(patch=(16, 4), stride=(16, 4), pretrain_heads=False)))
+    obj = objectives.make_objective(c, get_frontend("ssast"), ast_cfg)
+    assert isinstance(obj, objectives.MaskedTokens) and obj.frames == 64
+    assert obj.tokenizer.to_dict() == dict(in_dim=64, codebook_size=256, code_dim=8, seed=2)
+    _, beats_cfg = objectives.encoder_config(dict(family="beats", preset="beats-tiny"))
+    with pytest.raises(ValueError, match="needs an encoder with a mask embedding"):
+        objectives.make_objective(c, get_frontend("beats"), beats_cfg)
+    c.objective.tokenizer = "vq"
+    with pytest.raises(ValueError, match="only 'random_projection'"):
+        objectives.make_objective(c, get_frontend("ssast"), ast_cfg)
+
+
 def test_supervised_patchout_keeps_the_promised_number_of_tokens():
     cfg = PaSSTConfig.preset("passt-s-tiny").replace(num_classes=5)
     model = PaSSTEncoder(cfg, rngs=nnx.Rngs(0))
@@ -169,6 +257,22 @@ def test_mspm_losses_fall_on_the_synthetic_corpus_and_the_export_loads(tmp_path)
         assert np.mean([r[term] for r in rows[-8:]]) < np.mean([r[term] for r in rows[:8]]), term
     emb = audiorep.load(res.export_dir)
     assert emb is not None
+
+
+@pytest.mark.slow
+def test_masked_token_prediction_learns_on_the_synthetic_corpus_and_exports_the_encoder_alone(tmp_path):
+    import audiorep
+    from audiorep.models import registry
+
+    res = _tiny_run(tmp_path, "tiny_masked_tokens.py", 60, "optim.warmup_steps=5")
+    rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert np.mean([r["ce"] for r in rows[-10:]]) < 0.8 * np.mean([r["ce"] for r in rows[:10]])
+    assert np.mean([r["acc"] for r in rows[-10:]]) > np.mean([r["acc"] for r in rows[:10]]) + 0.05
+    bundle = registry.load_model_dir(res.export_dir)
+    assert type(bundle.encoder).__name__ == "ASTEncoder" and bundle.frequency == "stack"
+    emb = audiorep.load(res.export_dir)
+    out = emb.scene(np.random.default_rng(0).normal(size=(2, 16000)).astype(np.float32) * 0.1)
+    assert out.shape == (2, emb.scene_embedding_size) and np.isfinite(out).all()
 
 
 @pytest.mark.slow

@@ -11,6 +11,9 @@ for supervised objectives) and the objective runs the frontend itself, inside th
   patches (MSE); loss = nce + 10 * mse. As in the official `mpc` / `mpg`, the two terms use two forward
   passes with independent masks (`passes=2`); `passes=1` shares one pass (cheaper). `patchout_keep < 1`
   additionally drops unmasked patches (the encoder sees the masked ones plus that fraction of the rest).
+- `MaskedTokens`: masked token prediction (BEATs iteration 1, BEST-RQ): a frozen random-projection
+  tokenizer (tokenizers/) codes every patch; the encoder, masked patches replaced by its mask embedding,
+  predicts the codes of the masked ones through a linear softmax head (`TokenPredictor`); cross-entropy.
 - `Supervised`: multi-label BCE or multi-class CE on the encoder's head, optional mixup (PaSST's symmetric
   Beta mixup on features), PaSST structured / unstructured patchout via `keep`.
 
@@ -48,6 +51,12 @@ def fit_frames(feats: jax.Array, frames: int | None, pad_value: float = 0.0) -> 
     if feats.shape[1] > frames:
         return feats[:, :frames]
     return jnp.pad(feats, ((0, 0), (0, frames - feats.shape[1]), (0, 0)), constant_values=pad_value)
+
+
+def standardise_patches(patches: jax.Array) -> jax.Array:
+    """Each patch to zero mean, unit variance over its own values (MAE's norm_pix).  f32[..., P] -> f32[..., P]."""
+    mean = patches.mean(-1, keepdims=True)
+    return (patches - mean) * jax.lax.rsqrt(patches.var(-1, keepdims=True) + 1e-6)
 
 
 def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
@@ -181,10 +190,7 @@ class MSPM:
         f32[B, frames, mels] -> f32[B, N, patch values].
         """
         targets = model.patches(feats).astype(jnp.float32)
-        if self.target_norm == "patch":
-            mean = targets.mean(-1, keepdims=True)
-            targets = (targets - mean) * jax.lax.rsqrt(targets.var(-1, keepdims=True) + 1e-6)
-        return targets
+        return standardise_patches(targets) if self.target_norm == "patch" else targets
 
     def __call__(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
         k_front, k1, k2 = jax.random.split(rng, 3)
@@ -203,6 +209,96 @@ class MSPM:
         if self.visible_weight > 0:
             loss = loss + self.visible_weight * g["visible_mse"]
             metrics["visible_mse"] = g["visible_mse"]
+        return loss, metrics
+
+
+# ------------------------------------------------------------------------------- masked token prediction
+class TokenPredictor(nnx.Module):
+    """An encoder plus the linear softmax head that predicts tokenizer codes from its outputs.
+
+    Pretraining trains both; `export` writes the encoder alone (the head exists only for the pretext task).
+    """
+
+    def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0):
+        dim = int(encoder.cfg.dim)
+        self.encoder = encoder
+        self.head = nnx.Linear(dim, int(codebook_size), rngs=nnx.Rngs(params=jax.random.fold_in(
+            jax.random.PRNGKey(seed), 1)))
+
+
+class MaskedTokens:
+    """Masked token prediction (BEATs iteration 1, BEST-RQ).  batch {'audio': f32[B, samples]} -> (loss, metrics).
+
+    Each spectrogram patch of the clip gets a code from a frozen tokenizer (tokenizers/random_projection.py);
+    the encoder sees the clip with the masked patches replaced by its mask embedding and predicts their codes
+    through `TokenPredictor.head`; loss = cross-entropy over the masked patches (+ visible_weight times the
+    cross-entropy at the visible patches, whose outputs frozen-embedding probes read). The model is a
+    `TokenPredictor` around an encoder with a mask embedding (`ASTEncoder(mask_embed=True)`).
+    target_norm='patch' codes each patch after removing its mean (codes then ignore the recording level);
+    gain_db > 0 scales each clip by a random gain in [-gain_db, gain_db] dB before the frontend.
+    BEATs' paper variant (encoder over the unmasked patches only, then a Transformer label predictor) is not
+    built; this is the BEST-RQ form, where the encoder itself sees every position.
+    """
+
+    def __init__(self, frontend, tokenizer, *, masked: int, mask: str = "random", frames: int | None = None,
+                 visible_weight: float = 0.0, target_norm: str = "none", gain_db: float = 0.0,
+                 mask_fn: MaskFn | None = None):
+        if visible_weight < 0 or gain_db < 0:
+            raise ValueError(f"objective.visible_weight={visible_weight} and gain_db={gain_db} must be >= 0.")
+        if target_norm not in ("none", "patch"):
+            raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (code the raw patch) or 'patch' "
+                             f"(code each patch after removing its mean: level-free codes).")
+        self.target_norm = target_norm
+        self.gain_db = float(gain_db)
+        self.frontend = frontend
+        self.tokenizer = tokenizer
+        self.masked = int(masked)
+        self.frames = frames
+        self.visible_weight = float(visible_weight)
+        self.mask_fn = mask_fn or mask_function(mask)
+
+    def features(self, audio: jax.Array, key: jax.Array) -> jax.Array:
+        return fit_frames(self.frontend(audio, key=key, train=True), self.frames)
+
+    def codes(self, encoder, feats: jax.Array) -> jax.Array:
+        """The targets: one code per patch.  f32[B, frames, mels] -> i32[B, N]."""
+        patches = encoder.patches(feats).astype(jnp.float32)
+        if self.target_norm == "patch":
+            patches = standardise_patches(patches)
+        return jax.lax.stop_gradient(self.tokenizer(patches))
+
+    def __call__(self, model: TokenPredictor, batch: Mapping[str, jax.Array], rng: jax.Array):
+        from audiorep.pretrain.masking import indices_to_mask
+
+        enc = model.encoder
+        k_front, k_mask, k_gain = jax.random.split(rng, 3)
+        audio = batch["audio"]
+        if self.gain_db > 0:
+            from audiorep.audio import augment
+
+            audio = augment.random_gain(k_gain, audio, -self.gain_db, self.gain_db)
+        feats = self.features(audio, k_front)
+        codes = self.codes(enc, feats)
+        b, n = codes.shape
+        grid = enc.grid_for(feats.shape[1])
+        if self.masked >= n:
+            raise ValueError(f"objective.masked={self.masked} but the {grid[0]}x{grid[1]} grid has only {n} patches; "
+                             f"mask fewer.")
+        masked = indices_to_mask(self.mask_fn(k_mask, grid, b, self.masked), n)
+        out = enc(feats, mask=masked, deterministic=False)
+        logits = model.head(out.tokens).astype(jnp.float32)  # [B, N, codebook]
+        ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), codes[..., None], axis=-1)[..., 0]
+        n_masked = jnp.sum(masked)
+        masked_ce = jnp.sum(jnp.where(masked, ce, 0.0)) / n_masked
+        hit = jnp.argmax(logits, axis=-1) == codes
+        used = jnp.zeros(self.tokenizer.codebook_size, bool).at[codes.reshape(-1)].set(True)
+        metrics = {"ce": masked_ce, "acc": jnp.sum(jnp.where(masked, hit, False)) / n_masked,
+                   "codes_used": jnp.mean(used.astype(jnp.float32))}
+        loss = masked_ce
+        if self.visible_weight > 0:
+            visible_ce = jnp.sum(jnp.where(masked, 0.0, ce)) / jnp.maximum(b * n - n_masked, 1)
+            loss = loss + self.visible_weight * visible_ce
+            metrics["visible_ce"] = visible_ce
         return loss, metrics
 
 
@@ -312,6 +408,22 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
                     mse_weight=o.mse_weight, passes=o.get("passes", 2), frames=frames,
                     patchout_keep=o.get("patchout_keep", 1.0), target_norm=o.get("target_norm", "none"),
                     visible_weight=o.get("visible_weight", 0.0))
+    if o.name == "masked_tokens":
+        from audiorep.tokenizers import RandomProjectionTokenizer
+
+        if not getattr(enc_cfg, "mask_embed", False) or not hasattr(enc_cfg, "patch"):
+            raise ValueError(f"objective.name='masked_tokens' needs an encoder with a mask embedding: family 'ast' "
+                             f"with mask_embed=True (got {type(enc_cfg).__name__}). BEATs' own form (encoder over "
+                             f"unmasked patches + label predictor) is not built yet.")
+        if o.get("tokenizer", "random_projection") != "random_projection":
+            raise ValueError(f"objective.tokenizer={o.tokenizer!r}: only 'random_projection' is built.")
+        tokenizer = RandomProjectionTokenizer(in_dim=int(enc_cfg.patch[0] * enc_cfg.patch[1]),
+                                              codebook_size=int(o.get("codebook_size", 1024)),
+                                              code_dim=int(o.get("code_dim", 16)),
+                                              seed=int(o.get("tokenizer_seed", 0)))
+        return MaskedTokens(frontend, tokenizer, masked=o.masked, mask=o.get("mask", "random"), frames=frames,
+                            visible_weight=o.get("visible_weight", 0.0), target_norm=o.get("target_norm", "none"),
+                            gain_db=o.get("gain_db", 0.0))
     if o.name == "supervised":
         classes = num_classes or getattr(enc_cfg, "num_classes", 0)
         if not classes:
@@ -321,7 +433,7 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
                           drop_f=o.get("drop_f", 0), drop_u=o.get("drop_u", 0), frames=frames,
                           label_smoothing=o.get("label_smoothing", 0.0),
                           shared_patchout=o.get("shared_patchout", True))
-    raise ValueError(f"objective.name={o.name!r}: available objectives are 'mspm' and 'supervised'.")
+    raise ValueError(f"objective.name={o.name!r}: available objectives are 'mspm', 'masked_tokens' and 'supervised'.")
 
 
 def _data_index(data: ml_collections.ConfigDict):
@@ -380,6 +492,9 @@ def build(config: ml_collections.ConfigDict):
     objective = make_objective(config, frontend, enc_cfg, num_classes=len(classes), multilabel=multilabel)
     encoder = fam.build(enc_cfg, seed=int(config.seed))
     seed = int(config.seed)
+    model = encoder
+    if isinstance(objective, MaskedTokens):
+        model = TokenPredictor(encoder, objective.tokenizer.codebook_size, seed=seed)
     workers = int(config.data.get("worker_count", 0))
 
     def make_iterator(pid: int, pcount: int, local_batch: int):
@@ -388,13 +503,15 @@ def build(config: ml_collections.ConfigDict):
         return iter(ds)
 
     def export(model, path: str) -> None:
+        if isinstance(model, TokenPredictor):
+            model = model.encoder
         registry.save_model_dir(path, family=fam.name, encoder=model, encoder_config=enc_cfg, frontend=frontend,
                                 pooling=str(config.get("export_pooling", "mean")), window_frames=frames,
                                 frequency=str(config.get("export_frequency", "mean")),
                                 meta={"trained_with": "audiorep pretrain", "objective": config.objective.to_dict(),
                                       "steps": int(config.train.steps)}, overwrite=True)
 
-    task = Task(model=encoder, loss=objective, export=export, num_layers=int(enc_cfg.depth),
+    task = Task(model=model, loss=objective, export=export, num_layers=int(enc_cfg.depth),
                 name=f"{config.objective.name}:{fam.name}")
     log.info("task %s: %d clips of %d samples (%d frames); encoder %s, %d parameters", task.name, len(source),
              clip_samples, frames, config.model.preset, param_count(encoder))
