@@ -159,6 +159,27 @@ def test_masked_tokens_loss_is_the_cross_entropy_of_the_masked_patches_codes():
     assert float(jnp.abs(grads.encoder.mask_embed[...]).sum()) > 0
 
 
+def test_masked_tokens_visible_mse_reconstructs_the_unmasked_patches_with_gpredlayer():
+    from audiorep.pretrain.masking import indices_to_mask
+    from audiorep.tokenizers import RandomProjectionTokenizer
+
+    enc = _tiny_ast(patch=(16, 4), stride=(16, 4), pred_dim=64)
+    model = objectives.TokenPredictor(enc, 32)
+    idx = jnp.tile(jnp.arange(40)[None], (2, 1))
+    obj = objectives.MaskedTokens(get_frontend("ssast"), RandomProjectionTokenizer(in_dim=64, codebook_size=32),
+                                  masked=40, frames=64, visible_mse_weight=3.0, mask_fn=lambda k, grid, b, c: idx)
+    audio, key = _waves(seconds=0.7), jax.random.key(2)
+    loss, m = obj(model, {"audio": audio}, key)
+    feats = obj.features(audio, jax.random.split(key, 3)[0])
+    out = enc(feats, mask=indices_to_mask(idx, 128), deterministic=False)
+    err = np.mean((np.asarray(enc.gpredlayer(out.tokens)) - np.asarray(enc.patches(feats))) ** 2, axis=-1)
+    assert float(m["visible_mse"]) == pytest.approx(float(err[:, 40:].mean()), rel=1e-4)
+    assert float(loss) == pytest.approx(float(m["ce"]) + 3.0 * float(m["visible_mse"]), rel=1e-5)
+    headless = objectives.TokenPredictor(_tiny_ast(patch=(16, 4), stride=(16, 4), pretrain_heads=False), 32)
+    with pytest.raises(ValueError, match="pretrain_heads=True"):
+        obj(headless, {"audio": audio}, key)
+
+
 def test_masked_tokens_target_norm_makes_the_codes_level_free():
     from audiorep.tokenizers import RandomProjectionTokenizer
 

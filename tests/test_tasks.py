@@ -239,6 +239,18 @@ def test_logmel_baseline_statistics_ignore_padding(rng):
     np.testing.assert_allclose(both[0], alone[0], rtol=1e-4, atol=1e-4)
 
 
+def test_logmel_baseline_through_an_encoders_level_normalising_frontend(rng):
+    import dataclasses
+
+    from audiorep.audio.frontends import SSAST_FBANK, KaldiFbank
+
+    model = T.LogMelBaseline(KaldiFbank(dataclasses.replace(SSAST_FBANK, level_db=-25.0), name="ssast@-25dB"))
+    assert model.name == "logmel-ssast@-25dB" and model.cache_spec()["frontend"]["config"]["level_db"] == -25.0
+    clip = rng.normal(0, 0.1, 7000).astype(np.float32)
+    quiet_in_a_batch = model.scene([clip * 0.01, rng.normal(0, 0.1, 24000).astype(np.float32)])[0]
+    np.testing.assert_allclose(quiet_in_a_batch, model.scene([clip])[0], rtol=1e-3, atol=1e-3)
+
+
 def test_resolve_model_gives_the_logmel_baseline():
     m = T.resolve_model("logmel-ssast")
     assert isinstance(m, T.LogMelBaseline) and m.name == "logmel-ssast" and m.sample_rate == 16000

@@ -221,7 +221,10 @@ class FbankConfig:
     zero-pads (in the log-mel domain, before normalisation) or cuts the frames to a fixed count as
     SSAST's dataloader does (1024; None keeps Kaldi's count), and the output is normalised as
     (x - norm_mean) / (2 * norm_std), the convention of BEATs and AST/SSAST; the defaults (0, 0.5)
-    leave it unchanged.
+    leave it unchanged. `level_db` (None: off; no official model uses it) scales each clip to that RMS
+    level in dB re full scale before everything else, as speech models normalise each
+    utterance (wav2vec 2.0's `do_normalize`): recordings made at different gains then look alike. Exact-zero
+    samples (padding) do not count towards the RMS.
     """
 
     sample_rate: int = 16000
@@ -252,6 +255,7 @@ class FbankConfig:
     norm_mean: float = 0.0
     norm_std: float = 0.5
     target_frames: int | None = None
+    level_db: float | None = None
 
     def __post_init__(self):
         if self.target_frames is not None and self.target_frames < 1:
@@ -418,10 +422,22 @@ def kaldi_fbank(waves: jax.Array, cfg: FbankConfig, key: jax.Array | None = None
     return mel[0] if single else mel
 
 
+def normalise_level(waves: jax.Array, level_db: float) -> jax.Array:
+    """Scale each clip to an RMS of `level_db` dB re full scale, exact-zero samples (padding) not counted.
+
+    f32[B, n] -> f32[B, n]; an all-zero clip stays zero.
+    """
+    counted = jnp.maximum(jnp.sum(waves != 0, axis=-1, keepdims=True), 1).astype(waves.dtype)
+    rms = jnp.sqrt(jnp.sum(waves * waves, axis=-1, keepdims=True) / counted)
+    return waves * (10.0 ** (level_db / 20.0) / jnp.maximum(rms, 1e-10))
+
+
 @partial(jax.jit, static_argnames=("cfg",))
 def _kaldi_frontend(waves, key, cfg: FbankConfig):
     if cfg.waveform_scale != 1.0:
         waves = waves * cfg.waveform_scale
+    if cfg.level_db is not None:  # first: padding is still exact zeros here
+        waves = normalise_level(waves, cfg.level_db)
     if cfg.subtract_mean:
         waves = waves - waves.mean(axis=-1, keepdims=True)
     feats = kaldi_fbank(waves, cfg, key)

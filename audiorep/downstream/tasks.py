@@ -313,17 +313,20 @@ def _bar(total: int, desc: str, enabled: bool):
 class LogMelBaseline:
     """Mean and standard deviation over time of a frontend's normalised log-mel features.
 
+    frontend: a preset name ('beats', 'ssast', 'passt') or a frontend object (e.g. an encoder's own, so that
+    the baseline sees exactly the encoder's input).
+
     scene(list of f32[n] clips at `sample_rate`) -> f32[B, 2 * mels]. Clips are zero-padded to a shared
     length (a multiple of 0.5 s) and only each clip's own frames enter its statistics.
     """
 
-    def __init__(self, frontend: str = "beats", batch_size: int = 32):
+    def __init__(self, frontend="beats", batch_size: int = 32):
         from audiorep.audio.frontends import get_frontend
 
-        self.frontend_name = frontend
-        self.frontend = get_frontend(frontend)
+        self.frontend = get_frontend(frontend) if isinstance(frontend, str) else frontend
+        self.frontend_name = frontend if isinstance(frontend, str) else self.frontend.name
         self.sample_rate = int(self.frontend.sample_rate)
-        self.name = f"logmel-{frontend}"
+        self.name = f"logmel-{self.frontend_name}"
         self.batch_size = int(batch_size)
         self.scene_embedding_size = 2 * int(self.frontend.num_mel_bins)
         self._fn = None

@@ -241,10 +241,12 @@ class MaskedTokens:
     """
 
     def __init__(self, frontend, tokenizer, *, masked: int, mask: str = "random", frames: int | None = None,
-                 visible_weight: float = 0.0, target_norm: str = "none", gain_db: float = 0.0,
-                 mask_fn: MaskFn | None = None):
-        if visible_weight < 0 or gain_db < 0:
-            raise ValueError(f"objective.visible_weight={visible_weight} and gain_db={gain_db} must be >= 0.")
+                 visible_weight: float = 0.0, visible_mse_weight: float = 0.0, target_norm: str = "none",
+                 gain_db: float = 0.0, mask_fn: MaskFn | None = None):
+        if min(visible_weight, visible_mse_weight, gain_db) < 0:
+            raise ValueError(f"objective.visible_weight={visible_weight}, visible_mse_weight={visible_mse_weight} "
+                             f"and gain_db={gain_db} must be >= 0.")
+        self.visible_mse_weight = float(visible_mse_weight)
         if target_norm not in ("none", "patch"):
             raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (code the raw patch) or 'patch' "
                              f"(code each patch after removing its mean: level-free codes).")
@@ -299,6 +301,14 @@ class MaskedTokens:
             visible_ce = jnp.sum(jnp.where(masked, 0.0, ce)) / jnp.maximum(b * n - n_masked, 1)
             loss = loss + self.visible_weight * visible_ce
             metrics["visible_ce"] = visible_ce
+        if self.visible_mse_weight > 0:
+            if getattr(enc, "gpredlayer", None) is None:
+                raise ValueError("objective.visible_mse_weight > 0 reconstructs the visible patches with the "
+                                 "encoder's `gpredlayer`: build it with pretrain_heads=True.")
+            err = jnp.mean((enc.gpredlayer(out.tokens).astype(jnp.float32) - enc.patches(feats)) ** 2, axis=-1)
+            visible_mse = jnp.sum(jnp.where(masked, 0.0, err)) / jnp.maximum(b * n - n_masked, 1)
+            loss = loss + self.visible_mse_weight * visible_mse
+            metrics["visible_mse"] = visible_mse
         return loss, metrics
 
 
@@ -422,7 +432,9 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
                                               code_dim=int(o.get("code_dim", 16)),
                                               seed=int(o.get("tokenizer_seed", 0)))
         return MaskedTokens(frontend, tokenizer, masked=o.masked, mask=o.get("mask", "random"), frames=frames,
-                            visible_weight=o.get("visible_weight", 0.0), target_norm=o.get("target_norm", "none"),
+                            visible_weight=o.get("visible_weight", 0.0),
+                            visible_mse_weight=o.get("visible_mse_weight", 0.0),
+                            target_norm=o.get("target_norm", "none"),
                             gain_db=o.get("gain_db", 0.0))
     if o.name == "supervised":
         classes = num_classes or getattr(enc_cfg, "num_classes", 0)
