@@ -35,3 +35,6 @@ def test_level_db_makes_the_features_gain_free_and_round_trips_through_the_model
     assert again.cfg.level_db == -25.0
     np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(levelled(x)))
     np.testing.assert_array_equal(np.asarray(normalise_level(np.zeros((1, 100), np.float32), -25.0)), 0.0)
+    # off (every preset): the description is the one saved before the field existed, so caches stay valid
+    assert "level_db" not in plain.to_dict()["config"]
+    assert frontend_from_dict(plain.to_dict()).cfg == SSAST_FBANK

@@ -317,7 +317,10 @@ class FbankConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["level_db"] is None:  # off: the description (and every cache key built on it) stays as before
+            del d["level_db"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FbankConfig:
