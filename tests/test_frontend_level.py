@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiorep.audio.frontends import SSAST_FBANK, KaldiFbank, frontend_from_dict, normalise_level
+from audiorep.audio.frontends import BEATS_FBANK, SSAST_FBANK, KaldiFbank, frontend_from_dict, normalise_level
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -35,6 +35,10 @@ def test_level_db_makes_the_features_gain_free_and_round_trips_through_the_model
     assert again.cfg.level_db == -25.0
     np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(levelled(x)))
     np.testing.assert_array_equal(np.asarray(normalise_level(np.zeros((1, 100), np.float32), -25.0)), 0.0)
+    # full scale means +-1 also for a model that scales the waveform (BEATs: x 2**15)
+    beats = KaldiFbank(dataclasses.replace(BEATS_FBANK, level_db=-25.0))
+    by_hand = KaldiFbank(BEATS_FBANK)(np.asarray(normalise_level(x, -25.0)))
+    np.testing.assert_allclose(np.asarray(beats(x * 7.0)), np.asarray(by_hand), atol=1e-4)
     # off (every preset): the description is the one saved before the field existed, so caches stay valid
     assert "level_db" not in plain.to_dict()["config"]
     assert frontend_from_dict(plain.to_dict()).cfg == SSAST_FBANK

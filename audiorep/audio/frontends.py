@@ -437,10 +437,10 @@ def normalise_level(waves: jax.Array, level_db: float) -> jax.Array:
 
 @partial(jax.jit, static_argnames=("cfg",))
 def _kaldi_frontend(waves, key, cfg: FbankConfig):
+    if cfg.level_db is not None:  # first: dB re full scale (+-1), and padding is still exact zeros here
+        waves = normalise_level(waves, cfg.level_db)
     if cfg.waveform_scale != 1.0:
         waves = waves * cfg.waveform_scale
-    if cfg.level_db is not None:  # first: padding is still exact zeros here
-        waves = normalise_level(waves, cfg.level_db)
     if cfg.subtract_mean:
         waves = waves - waves.mean(axis=-1, keepdims=True)
     feats = kaldi_fbank(waves, cfg, key)
