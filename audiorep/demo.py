@@ -14,7 +14,8 @@ training run, and appends fresh result rows (the leaderboard shows the newest ro
 
 Status (2026-11-26, idle 2-core machine, 7 min 42 s in all): FSDD pretrained 0.685 vs log-mel 0.639 and
 random-init 0.603 (ahead); synthetic pretrained 0.483 vs log-mel 0.473 (ahead) and random-init 0.483 (tied, so
-NOT ahead). Every recipe tried, with measurements, is in docs/status.md.
+NOT ahead). With --seed 1 it is behind its random initialisation on both (FSDD 0.664 vs 0.683, synthetic
+0.475 vs 0.544). Every recipe tried, with measurements, is in docs/status.md.
 """
 
 from __future__ import annotations
