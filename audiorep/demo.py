@@ -196,14 +196,14 @@ def pretrain(plan: DemoPlan) -> tuple[Path, Path]:
 
 def probe_all(plan: DemoPlan, random_dir: Path, pretrained_dir: Path) -> list[Result]:
     import audiorep
-    from audiorep.audio.frontends import frontend_from_dict
     from audiorep.downstream import leaderboard, tasks
     from audiorep.downstream.cache import EmbeddingCache
+    from audiorep.models import registry
 
     cache = EmbeddingCache(plan.out_dir / "cache")
     results_path = plan.out_dir / "results.jsonl"
     models = {
-        "logmel": lambda: tasks.LogMelBaseline(frontend_from_dict(level_frontend("ssast", LEVEL_DB))),
+        "logmel": lambda: tasks.LogMelBaseline(registry.load_model_dir(pretrained_dir).frontend),
         "random-init": lambda: audiorep.load(str(random_dir), pooling=plan.pooling, frequency=plan.frequency),
         "pretrained": lambda: audiorep.load(str(pretrained_dir), pooling=plan.pooling, frequency=plan.frequency),
     }

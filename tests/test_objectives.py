@@ -154,7 +154,7 @@ def test_masked_tokens_loss_is_the_cross_entropy_of_the_masked_patches_codes():
     assert float(m["acc"]) == pytest.approx(np.mean(logp.argmax(-1)[masked] == codes[masked]))
     assert float(m["codes_used"]) == pytest.approx(len(np.unique(codes)) / 32)
     assert float(m["ce"]) == pytest.approx(np.log(32), rel=0.3)  # untrained: near chance
-    # the masked patches' codes come from the clean input, not from what the encoder saw
+    # the loss trains the mask embedding the masked positions carry
     grads = nnx.grad(lambda mdl: obj(mdl, {"audio": audio}, key)[0])(model)
     assert float(jnp.abs(grads.encoder.mask_embed[...]).sum()) > 0
 

@@ -187,7 +187,7 @@ def _clicks(rng, n, t, tau, length, per_group, rate, lo: float, hi: float):
     # a short event (under two click periods) gets its first click well inside, not on the silent onset ramp
     period = 1.0 / per_s
     start = np.where(length < period, length / 2, np.where(length < 2 * period, period / 2, 0.0))
-    since = np.where(tau >= start, np.mod(np.maximum(tau - start, 0.0), 1.0 / per_s), np.inf)
+    since = np.where(tau >= start, np.mod(tau - start, period), np.inf)
     wave = np.exp(-since / decay) * rng.standard_normal(tau.shape)
     return wave, dict(clicks_per_s=per_s[:, 0], click_decay_ms=1000 * decay[:, 0])
 

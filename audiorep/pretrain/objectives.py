@@ -59,6 +59,17 @@ def standardise_patches(patches: jax.Array) -> jax.Array:
     return (patches - mean) * jax.lax.rsqrt(patches.var(-1, keepdims=True) + 1e-6)
 
 
+def mean_where(where: jax.Array, x: jax.Array) -> jax.Array:
+    """Mean of x over the positions where `where` is True (0 when there are none).  bool[...], f32[...] -> f32[]."""
+    return jnp.sum(jnp.where(where, x, 0.0)) / jnp.maximum(jnp.sum(where), 1)
+
+
+def check_masked_count(masked: int, grid: tuple[int, int]) -> None:
+    if masked >= grid[0] * grid[1]:
+        raise ValueError(f"objective.masked={masked} but the {grid[0]}x{grid[1]} grid has only {grid[0] * grid[1]} "
+                         f"patches; mask fewer (SSAST masks 400 of 512).")
+
+
 def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
     """x f32[B, N, D], idx i32[B, M] -> f32[B, M, D]."""
     return jnp.take_along_axis(x, idx[..., None].astype(jnp.int32), axis=1)
@@ -160,9 +171,7 @@ class MSPM:
 
         b, n = targets.shape[:2]
         grid = model.grid_for(feats.shape[1])
-        if self.masked >= n:
-            raise ValueError(f"objective.masked={self.masked} but the {grid[0]}x{grid[1]} grid has only {n} patches; "
-                             f"mask fewer (SSAST masks 400 of 512).")
+        check_masked_count(self.masked, grid)
         k_mask, k_keep = jax.random.split(key)
         idx = self.mask_fn(k_mask, grid, b, self.masked)
         keep = None
@@ -179,7 +188,7 @@ class MSPM:
             outs["g"] = gather_tokens(every, idx)
             visible = ~indices_to_mask(idx, n)
             err = jnp.mean((every.astype(jnp.float32) - targets) ** 2, axis=-1)
-            outs["visible_mse"] = jnp.sum(jnp.where(visible, err, 0.0)) / jnp.maximum(jnp.sum(visible), 1)
+            outs["visible_mse"] = mean_where(visible, err)
         elif head in ("g", "both"):
             outs["g"] = model.gpredlayer(tokens)
         return outs, target
@@ -246,17 +255,13 @@ class MaskedTokens:
         if min(visible_weight, visible_mse_weight, gain_db) < 0:
             raise ValueError(f"objective.visible_weight={visible_weight}, visible_mse_weight={visible_mse_weight} "
                              f"and gain_db={gain_db} must be >= 0.")
-        self.visible_mse_weight = float(visible_mse_weight)
         if target_norm not in ("none", "patch"):
             raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (code the raw patch) or 'patch' "
                              f"(code each patch after removing its mean: level-free codes).")
-        self.target_norm = target_norm
-        self.gain_db = float(gain_db)
-        self.frontend = frontend
-        self.tokenizer = tokenizer
-        self.masked = int(masked)
-        self.frames = frames
-        self.visible_weight = float(visible_weight)
+        self.frontend, self.tokenizer = frontend, tokenizer
+        self.masked, self.frames = int(masked), frames
+        self.visible_weight, self.visible_mse_weight = float(visible_weight), float(visible_mse_weight)
+        self.target_norm, self.gain_db = target_norm, float(gain_db)
         self.mask_fn = mask_fn or mask_function(mask)
 
     def features(self, audio: jax.Array, key: jax.Array) -> jax.Array:
@@ -264,7 +269,10 @@ class MaskedTokens:
 
     def codes(self, encoder, feats: jax.Array) -> jax.Array:
         """The targets: one code per patch.  f32[B, frames, mels] -> i32[B, N]."""
-        patches = encoder.patches(feats).astype(jnp.float32)
+        return self._codes_of(encoder.patches(feats).astype(jnp.float32))
+
+    def _codes_of(self, patches: jax.Array) -> jax.Array:
+        """f32[B, N, P] raw patches -> i32[B, N]."""
         if self.target_norm == "patch":
             patches = standardise_patches(patches)
         return jax.lax.stop_gradient(self.tokenizer(patches))
@@ -280,33 +288,30 @@ class MaskedTokens:
 
             audio = augment.random_gain(k_gain, audio, -self.gain_db, self.gain_db)
         feats = self.features(audio, k_front)
-        codes = self.codes(enc, feats)
+        patches = enc.patches(feats).astype(jnp.float32)
+        codes = self._codes_of(patches)
         b, n = codes.shape
         grid = enc.grid_for(feats.shape[1])
-        if self.masked >= n:
-            raise ValueError(f"objective.masked={self.masked} but the {grid[0]}x{grid[1]} grid has only {n} patches; "
-                             f"mask fewer.")
+        check_masked_count(self.masked, grid)
         masked = indices_to_mask(self.mask_fn(k_mask, grid, b, self.masked), n)
         out = enc(feats, mask=masked, deterministic=False)
         logits = model.head(out.tokens).astype(jnp.float32)  # [B, N, codebook]
         ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), codes[..., None], axis=-1)[..., 0]
-        n_masked = jnp.sum(masked)
-        masked_ce = jnp.sum(jnp.where(masked, ce, 0.0)) / n_masked
-        hit = jnp.argmax(logits, axis=-1) == codes
+        masked_ce = mean_where(masked, ce)
+        hit = (jnp.argmax(logits, axis=-1) == codes).astype(jnp.float32)
         used = jnp.zeros(self.tokenizer.codebook_size, bool).at[codes.reshape(-1)].set(True)
-        metrics = {"ce": masked_ce, "acc": jnp.sum(jnp.where(masked, hit, False)) / n_masked,
-                   "codes_used": jnp.mean(used.astype(jnp.float32))}
+        metrics = {"ce": masked_ce, "acc": mean_where(masked, hit), "codes_used": jnp.mean(used.astype(jnp.float32))}
         loss = masked_ce
         if self.visible_weight > 0:
-            visible_ce = jnp.sum(jnp.where(masked, 0.0, ce)) / jnp.maximum(b * n - n_masked, 1)
+            visible_ce = mean_where(~masked, ce)
             loss = loss + self.visible_weight * visible_ce
             metrics["visible_ce"] = visible_ce
         if self.visible_mse_weight > 0:
             if getattr(enc, "gpredlayer", None) is None:
                 raise ValueError("objective.visible_mse_weight > 0 reconstructs the visible patches with the "
                                  "encoder's `gpredlayer`: build it with pretrain_heads=True.")
-            err = jnp.mean((enc.gpredlayer(out.tokens).astype(jnp.float32) - enc.patches(feats)) ** 2, axis=-1)
-            visible_mse = jnp.sum(jnp.where(masked, 0.0, err)) / jnp.maximum(b * n - n_masked, 1)
+            visible_mse = mean_where(~masked, jnp.mean((enc.gpredlayer(out.tokens).astype(jnp.float32) - patches) ** 2,
+                                                       axis=-1))
             loss = loss + self.visible_mse_weight * visible_mse
             metrics["visible_mse"] = visible_mse
         return loss, metrics
