@@ -216,6 +216,39 @@ def test_masked_tokens_gain_scales_each_clip_within_the_promised_range():
         objectives.MaskedTokens(spy, obj.tokenizer, masked=40, gain_db=-1.0)
 
 
+def test_masked_tokens_beats_form_encodes_only_the_visible_patches_and_predicts_the_masked_codes():
+    from audiorep.pretrain.masking import unmasked_indices
+    from audiorep.tokenizers import RandomProjectionTokenizer
+
+    enc = _tiny_ast(patch=(16, 4), stride=(16, 4), pretrain_heads=False)
+    model = objectives.TokenPredictor(enc, 32, seed=0, predictor_depth=1)
+    tok = RandomProjectionTokenizer(in_dim=64, codebook_size=32, code_dim=8)
+    idx = jnp.stack([jnp.arange(8, 104), jnp.arange(0, 96)])  # 96 of 128 masked, other positions per clip
+    obj = objectives.MaskedTokens(get_frontend("ssast"), tok, masked=96, frames=64, mask_fn=lambda k, g, b, c: idx)
+    audio, key = _waves(seconds=0.7), jax.random.key(3)
+    loss, m = obj(model, {"audio": audio}, key)
+    feats = obj.features(audio, jax.random.split(key, 3)[0])
+    keep = unmasked_indices(idx, 128)
+    assert keep.shape == (2, 32) and not set(np.asarray(keep[0]).tolist()) & set(np.asarray(idx[0]).tolist())
+    filled = model.predictor(enc(feats, keep=keep, deterministic=False).tokens, keep, enc.patch_pos_embed((8, 16)))
+    logp = _log_softmax(np.asarray(model.head(filled)))
+    codes = np.asarray(tok(enc.patches(feats)))
+    ce = -np.take_along_axis(logp, codes[..., None], axis=-1)[..., 0]
+    rows = np.arange(2)[:, None]
+    assert float(m["ce"]) == pytest.approx(ce[rows, np.asarray(idx)].mean(), rel=1e-4)
+    assert float(loss) == pytest.approx(float(m["ce"]), rel=1e-6)
+    assert float(m["acc"]) == pytest.approx(np.mean(logp.argmax(-1)[rows, np.asarray(idx)] ==
+                                                    codes[rows, np.asarray(idx)]))
+    # the encoder never sees a mask embedding; the label predictor's mask token carries the masked positions
+    grads = nnx.grad(lambda mdl: obj(mdl, {"audio": audio}, key)[0])(model)
+    assert float(jnp.abs(grads.encoder.mask_embed[...]).sum()) == 0.0
+    assert float(jnp.abs(grads.predictor.mask_token[...]).sum()) > 0
+    assert float(jnp.abs(grads.encoder.patch_embed.proj.kernel[...]).sum()) > 0
+    with pytest.raises(ValueError, match="belong to the BEST-RQ form"):
+        objectives.MaskedTokens(get_frontend("ssast"), tok, masked=96, frames=64, visible_weight=1.0,
+                                mask_fn=lambda k, g, b, c: idx)(model, {"audio": audio}, key)
+
+
 def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_mask_embedding():
     import ml_collections
 
@@ -228,8 +261,18 @@ def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_m
     assert isinstance(obj, objectives.MaskedTokens) and obj.frames == 64
     assert obj.tokenizer.to_dict() == dict(in_dim=64, codebook_size=256, code_dim=8, seed=2)
     _, beats_cfg = objectives.encoder_config(dict(family="beats", preset="beats-tiny"))
-    with pytest.raises(ValueError, match="needs an encoder with a mask embedding"):
+    with pytest.raises(ValueError, match="trains an SSAST encoder"):
         objectives.make_objective(c, get_frontend("beats"), beats_cfg)
+    _, no_mask_cfg = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
+        patch=(16, 4), stride=(16, 4), pretrain_heads=False, mask_embed=False)))
+    with pytest.raises(ValueError, match="needs an encoder with a mask embedding"):
+        objectives.make_objective(c, get_frontend("ssast"), no_mask_cfg)
+    c.objective.predictor_depth = 1  # the BEATs form needs no mask embedding
+    assert isinstance(objectives.make_objective(c, get_frontend("ssast"), no_mask_cfg), objectives.MaskedTokens)
+    c.objective.predictor_depth = -1
+    with pytest.raises(ValueError, match="predictor_depth=-1"):
+        objectives.make_objective(c, get_frontend("ssast"), no_mask_cfg)
+    c.objective.predictor_depth = 0
     c.objective.tokenizer = "vq"
     with pytest.raises(ValueError, match="only 'random_projection'"):
         objectives.make_objective(c, get_frontend("ssast"), ast_cfg)

@@ -222,31 +222,68 @@ class MSPM:
 
 
 # ------------------------------------------------------------------------------- masked token prediction
-class TokenPredictor(nnx.Module):
-    """An encoder plus the linear softmax head that predicts tokenizer codes from its outputs.
+class LabelPredictor(nnx.Module):
+    """BEATs' label predictor: a small Transformer that fills the masked positions back in.
 
-    Pretraining trains both; `export` writes the encoder alone (the head exists only for the pretext task).
+    The encoder saw only the visible patches; their outputs go back to their grid positions, every masked
+    position gets the learned `mask_token`, all get the encoder's patch positional embeddings, and `depth`
+    pre-LN blocks of the encoder's width mix them.  f32[B, K, dim] (+ keep i32[B, K]) -> f32[B, N, dim].
     """
 
-    def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0):
+    def __init__(self, dim: int, num_heads: int, depth: int, *, rngs: nnx.Rngs):
+        from audiorep.models.layers import LayerNorm, TransformerBlock, trunc_normal_02
+
+        self.mask_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, dim)))
+        self.blocks = nnx.List([TransformerBlock(dim, num_heads, 4 * dim, pre_norm=True, kernel_init=trunc_normal_02,
+                                                 rngs=rngs) for _ in range(depth)])
+        self.norm = LayerNorm(dim, rngs=rngs)
+
+    def __call__(self, visible: jax.Array, keep: jax.Array, pos: jax.Array, *,
+                 deterministic: bool = True) -> jax.Array:
+        """visible f32[B, K, dim] at grid indices keep i32[B, K]; pos f32[N, dim] -> f32[B, N, dim]."""
+        b, _, dim = visible.shape
+        n = pos.shape[0]
+        x = jnp.broadcast_to(self.mask_token[...].astype(visible.dtype), (b, n, dim))
+        x = x.at[jnp.arange(b)[:, None], keep].set(visible) + pos.astype(visible.dtype)
+        for blk in self.blocks:
+            x = blk(x, deterministic=deterministic)
+        return self.norm(x)
+
+
+class TokenPredictor(nnx.Module):
+    """An encoder plus what predicts tokenizer codes from its outputs: a linear softmax head, and with
+    `predictor_depth > 0` BEATs' label predictor (`LabelPredictor`) in front of it.
+
+    Pretraining trains all of it; `export` writes the encoder alone (the rest exists only for the pretext task).
+    """
+
+    def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0, predictor_depth: int = 0):
         dim = int(encoder.cfg.dim)
         self.encoder = encoder
         self.head = nnx.Linear(dim, int(codebook_size), rngs=nnx.Rngs(params=jax.random.fold_in(
             jax.random.PRNGKey(seed), 1)))
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), 2)
+        self.predictor = (LabelPredictor(dim, int(encoder.cfg.num_heads), int(predictor_depth),
+                                         rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
+                          if predictor_depth > 0 else None)
 
 
 class MaskedTokens:
     """Masked token prediction (BEATs iteration 1, BEST-RQ).  batch {'audio': f32[B, samples]} -> (loss, metrics).
 
     Each spectrogram patch of the clip gets a code from a frozen tokenizer (tokenizers/random_projection.py);
-    the encoder sees the clip with the masked patches replaced by its mask embedding and predicts their codes
-    through `TokenPredictor.head`; loss = cross-entropy over the masked patches (+ visible_weight times the
-    cross-entropy at the visible patches, whose outputs frozen-embedding probes read). The model is a
-    `TokenPredictor` around an encoder with a mask embedding (`ASTEncoder(mask_embed=True)`).
+    the model predicts the codes of the masked patches; loss = cross-entropy over the masked patches. Two forms,
+    chosen by the model (`TokenPredictor`):
+    - BEST-RQ form (no label predictor): the encoder sees the clip with the masked patches replaced by its
+      mask embedding (`ASTEncoder(mask_embed=True)`) and its outputs at the masked positions go through the
+      linear head. Options: `visible_weight` (cross-entropy at the visible patches too, whose outputs
+      frozen-embedding probes read), `visible_mse_weight` (the encoder's `gpredlayer` reconstructs the visible
+      raw patches).
+    - BEATs form (`TokenPredictor(predictor_depth > 0)`): the encoder sees only the visible patches (MAE
+      style, `keep`), so every output it computes is trained to carry what the label predictor needs to fill
+      in the masked ones; the label predictor (a small Transformer) then predicts the masked codes.
     target_norm='patch' codes each patch after removing its mean (codes then ignore the recording level);
     gain_db > 0 scales each clip by a random gain in [-gain_db, gain_db] dB before the frontend.
-    BEATs' paper variant (encoder over the unmasked patches only, then a Transformer label predictor) is not
-    built; this is the BEST-RQ form, where the encoder itself sees every position.
     """
 
     def __init__(self, frontend, tokenizer, *, masked: int, mask: str = "random", frames: int | None = None,
@@ -278,7 +315,7 @@ class MaskedTokens:
         return jax.lax.stop_gradient(self.tokenizer(patches))
 
     def __call__(self, model: TokenPredictor, batch: Mapping[str, jax.Array], rng: jax.Array):
-        from audiorep.pretrain.masking import indices_to_mask
+        from audiorep.pretrain.masking import indices_to_mask, unmasked_indices
 
         enc = model.encoder
         k_front, k_mask, k_gain = jax.random.split(rng, 3)
@@ -293,14 +330,32 @@ class MaskedTokens:
         b, n = codes.shape
         grid = enc.grid_for(feats.shape[1])
         check_masked_count(self.masked, grid)
-        masked = indices_to_mask(self.mask_fn(k_mask, grid, b, self.masked), n)
-        out = enc(feats, mask=masked, deterministic=False)
-        logits = model.head(out.tokens).astype(jnp.float32)  # [B, N, codebook]
-        ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), codes[..., None], axis=-1)[..., 0]
-        masked_ce = mean_where(masked, ce)
-        hit = (jnp.argmax(logits, axis=-1) == codes).astype(jnp.float32)
+        idx = self.mask_fn(k_mask, grid, b, self.masked)  # i32[B, M]
+        masked = indices_to_mask(idx, n)
         used = jnp.zeros(self.tokenizer.codebook_size, bool).at[codes.reshape(-1)].set(True)
-        metrics = {"ce": masked_ce, "acc": mean_where(masked, hit), "codes_used": jnp.mean(used.astype(jnp.float32))}
+        metrics = {"codes_used": jnp.mean(used.astype(jnp.float32))}
+        if model.predictor is not None:
+            if self.visible_weight > 0 or self.visible_mse_weight > 0:
+                raise ValueError("objective.visible_weight / visible_mse_weight belong to the BEST-RQ form; with a "
+                                 "label predictor (predictor_depth > 0) the encoder never sees the masked patches "
+                                 "and all its outputs are trained already: set them to 0.")
+            keep = unmasked_indices(idx, n)
+            out = enc(feats, keep=keep, deterministic=False)
+            filled = model.predictor(out.tokens, keep, enc.patch_pos_embed(grid), deterministic=False)
+            tokens = jnp.take_along_axis(filled, idx[..., None], axis=1)  # [B, M, dim]
+        else:
+            out = enc(feats, mask=masked, deterministic=False)
+            tokens = out.tokens if self.visible_weight > 0 else jnp.take_along_axis(out.tokens, idx[..., None], axis=1)
+        # The head runs on the masked positions only unless the visible ones are scored too.
+        targets = codes if tokens.shape[1] == n else jnp.take_along_axis(codes, idx, axis=1)
+        logits = model.head(tokens).astype(jnp.float32)  # [B, N or M, codebook]
+        ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], axis=-1)[..., 0]
+        hit = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+        if tokens.shape[1] == n:
+            masked_ce, metrics["acc"] = mean_where(masked, ce), mean_where(masked, hit)
+        else:
+            masked_ce, metrics["acc"] = jnp.mean(ce), jnp.mean(hit)
+        metrics["ce"] = masked_ce
         loss = masked_ce
         if self.visible_weight > 0:
             visible_ce = mean_where(~masked, ce)
@@ -426,10 +481,17 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
     if o.name == "masked_tokens":
         from audiorep.tokenizers import RandomProjectionTokenizer
 
-        if not getattr(enc_cfg, "mask_embed", False) or not hasattr(enc_cfg, "patch"):
-            raise ValueError(f"objective.name='masked_tokens' needs an encoder with a mask embedding: family 'ast' "
-                             f"with mask_embed=True (got {type(enc_cfg).__name__}). BEATs' own form (encoder over "
-                             f"unmasked patches + label predictor) is not built yet.")
+        depth = int(o.get("predictor_depth", 0))
+        if not hasattr(enc_cfg, "patch") or not hasattr(enc_cfg, "mask_embed"):
+            raise ValueError(f"objective.name='masked_tokens' trains an SSAST encoder (family 'ast'); got "
+                             f"{type(enc_cfg).__name__}.")
+        if depth < 0:
+            raise ValueError(f"objective.predictor_depth={depth}: 0 (BEST-RQ form) or the number of label-predictor "
+                             f"blocks (BEATs form).")
+        if depth == 0 and not enc_cfg.mask_embed:
+            raise ValueError("objective.name='masked_tokens' with predictor_depth=0 (BEST-RQ form) needs an encoder "
+                             "with a mask embedding (model.overrides.mask_embed=True), or use the BEATs form "
+                             "(objective.predictor_depth >= 1), where the encoder sees only the visible patches.")
         if o.get("tokenizer", "random_projection") != "random_projection":
             raise ValueError(f"objective.tokenizer={o.tokenizer!r}: only 'random_projection' is built.")
         tokenizer = RandomProjectionTokenizer(in_dim=int(enc_cfg.patch[0] * enc_cfg.patch[1]),
@@ -511,7 +573,8 @@ def build(config: ml_collections.ConfigDict):
     seed = int(config.seed)
     model = encoder
     if isinstance(objective, MaskedTokens):
-        model = TokenPredictor(encoder, objective.tokenizer.codebook_size, seed=seed)
+        model = TokenPredictor(encoder, objective.tokenizer.codebook_size, seed=seed,
+                               predictor_depth=int(config.objective.get("predictor_depth", 0)))
     workers = int(config.data.get("worker_count", 0))
 
     def make_iterator(pid: int, pcount: int, local_batch: int):
