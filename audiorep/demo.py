@@ -1,9 +1,10 @@
 """The main job (`audiorep demo`, `make demo`): the whole platform end to end on a fresh machine, no data needed.
 
 1. writes the synthetic sound-event corpus (data/synthetic.py) unless it is already there;
-2. pretrains a tiny SSAST encoder on it with masked token prediction (random-projection tokenizer, BEATs
-   iteration 1 / BEST-RQ; pretrain/), resumable; when FSDD is there, the unlabelled recordings of the speakers
-   that no probed fold tests on join the pretraining audio;
+2. pretrains a tiny SSAST encoder on it with masked token prediction in BEATs' form (random-projection
+   tokenizer as BEATs' first iteration, encoder over the visible patches, label predictor; pretrain/),
+   resumable; when FSDD is there, the unlabelled recordings of the speakers that no probed fold tests on join
+   the pretraining audio, sampled as often as the synthetic corpus;
 3. probes three representations with the same probe grid (downstream/): the log-mel mean/std baseline through
    the encoder's own frontend, the same encoder with its random initial weights, and the pretrained encoder —
    on the synthetic task and, when the recordings are there, on FSDD (spoken digits, speaker-disjoint folds);
@@ -75,15 +76,18 @@ class DemoPlan:
 
 
 def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections.ConfigDict:
-    """The demo's pretraining recipe: masked token prediction on a tiny SSAST-patch encoder.
+    """The demo's pretraining recipe: masked token prediction in BEATs' form on a tiny SSAST-patch encoder.
 
     Tiny SSAST-patch (64-d, 2 blocks, 4 heads) with 16 x 4 patches (16 mel bins x 40 ms) on 0.64 s windows
     (64 frames = 8 x 16 patches). Every patch gets one of 1024 codes from a frozen random-projection tokenizer
-    (BEATs iteration 1 / BEST-RQ); 5 whole time columns (40 of the 128 patches) are masked and the encoder
-    predicts their codes: the masked 40 ms steps must be inferred from their neighbours in time, which speech
-    needs. AdamW with warm-up and cosine decay. Exported with statistics pooling over time of the
-    frequency-stacked tokens (`pooling='mean+std'`, `frequency='stack'`). `data_root`: the pretraining audio
-    (default: the synthetic corpus). configs/tiny_masked_tokens.py is this recipe for `audiorep pretrain`.
+    (BEATs iteration 1); 5 whole time columns (40 of the 128 patches) are masked, the encoder sees only the
+    other 88 (MAE style) and a one-block label predictor fills the masked columns in and predicts their codes:
+    the masked 40 ms steps must be inferred from their neighbours in time, which speech needs, and every
+    encoder output is trained to carry that context. The pretraining folders are sampled equally
+    (`data.balance='folder'`), so the synthetic corpus is not outweighed by the more numerous speech clips.
+    AdamW with warm-up and cosine decay. Exported with statistics pooling over time of the frequency-stacked
+    tokens (`pooling='mean+std'`, `frequency='stack'`). `data_root`: the pretraining audio (default: the
+    synthetic corpus). configs/tiny_masked_tokens.py is this recipe for `audiorep pretrain`.
     """
     from audiorep.pretrain.trainer import default_train_config
 
@@ -94,10 +98,10 @@ def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections
     c.frontend = ml_collections.ConfigDict(level_frontend("ssast", LEVEL_DB))
     c.data = ml_collections.ConfigDict(dict(
         dataset="folder", root=str(data_root or plan.out_dir / "synthetic"), split="", frames=64, worker_count=0,
-        options=ml_collections.ConfigDict()))
+        options=ml_collections.ConfigDict(), balance="folder"))
     c.objective = ml_collections.ConfigDict(dict(
         name="masked_tokens", masked=40, mask="frame", tokenizer="random_projection", codebook_size=1024,
-        code_dim=16, tokenizer_seed=0, visible_weight=0.0))
+        code_dim=16, tokenizer_seed=0, predictor_depth=1, visible_weight=0.0))
     c.train.update(dict(steps=plan.steps, batch_size=16, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
     c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,

@@ -30,6 +30,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         frames=1024,               # SSAST target_length: clips are cut/padded to 10.24 s
         worker_count=8,
         options=ml_collections.ConfigDict(),  # reader options, e.g. file_pattern for audioset
+        balance="none",            # 'folder': each top-level folder of root as often as the largest (corpus mixes)
         synthetic=ml_collections.ConfigDict(dict(per_class=200, seconds=10.5, seed=0, sample_rate=16000)),
     ))
     c.objective = ml_collections.ConfigDict(dict(

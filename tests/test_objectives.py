@@ -345,3 +345,20 @@ def test_tiny_passt_trains_with_patchout_on_the_synthetic_corpus(tmp_path):
     rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     assert np.mean([r["loss"] for r in rows[-8:]]) < np.mean([r["loss"] for r in rows[:8]])
     assert rows[0]["tokens"] == (12 - 2) * (29 - 6)
+
+
+def test_data_balance_folder_samples_each_top_level_folder_as_often_as_the_largest(tmp_path):
+    import ml_collections
+
+    from audiorep.audio.io import save_audio
+
+    for folder, n in (("speech", 6), ("synthetic/tone", 2)):
+        for i in range(n):
+            save_audio(tmp_path / folder / f"{i}.wav", np.full(1600, 0.1, np.float32), 16000)
+    data = ml_collections.ConfigDict(dict(dataset="folder", root=str(tmp_path), split="", balance="none"))
+    assert len(objectives.data_source(data, 16000)[0]) == 8
+    data.balance = "folder"
+    assert len(objectives.data_source(data, 16000)[0]) == 12
+    data.balance = "class"
+    with pytest.raises(ValueError, match="data.balance='class'"):
+        objectives.data_source(data, 16000)

@@ -389,3 +389,18 @@ def test_real_recordings_go_through_a_tfds_build_into_batches(fsdd_dir, tmp_path
         expected, _ = load_audio(rec.path, 16000)  # 8 kHz originals, resampled once at build time
         got = np.concatenate([piece for _, _, piece in clips[i]])
         assert got.size == expected.size and np.max(np.abs(got - expected)) <= 1.0 / 32768 + 1e-7
+
+
+# ------------------------------------------------------------------------------------------ corpus mixes
+def test_balance_by_folder_repeats_the_smaller_folders_up_to_the_largest(tmp_path):
+    rng = np.random.default_rng(0)
+    for folder, n in (("speech", 9), ("synthetic/tones", 2), ("synthetic/noise", 1), ("tiny", 4)):
+        for i in range(n):
+            save_audio(tmp_path / folder / f"{i}.wav", rng.uniform(-0.5, 0.5, 900).astype(np.float32), RATE)
+    index = read_dataset("folder", tmp_path, labels="none")
+    mixed = pl.balance_by_folder(index.records, tmp_path)
+    top = [Path(r.path).relative_to(tmp_path).parts[0] for r in mixed]
+    assert {t: top.count(t) for t in set(top)} == {"speech": 9, "synthetic": 9, "tiny": 8}  # x1, x3, x2
+    assert {r.path for r in mixed} == {r.path for r in index.records}
+    with pytest.raises(pl.PipelineError, match="not under the data root"):
+        pl.balance_by_folder(index.records, tmp_path / "speech")

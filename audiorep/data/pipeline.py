@@ -239,6 +239,28 @@ def records_source(
     return RecordSource(records, classes=classes, multilabel=multilabel, sample_rate=sample_rate)
 
 
+def balance_by_folder(records: Sequence, root: str | Path) -> list:
+    """Repeat the records of the smaller top-level folders of `root` so every folder gives about as many clips
+    per epoch as the largest (each copy gets its own random crop).
+
+    For pretraining on a mix of corpora of different sizes (the demo: a synthetic corpus beside speech), where
+    plain per-clip sampling would let the largest one dominate. Files directly in `root` form one group.
+    Order: each folder's records (repeated) in the order given, folders sorted by name.
+    """
+    root = Path(root)
+    groups: dict[str, list] = {}
+    for r in records:
+        try:
+            rel = Path(r.path).relative_to(root)
+        except ValueError:
+            raise PipelineError(f"balance by folder: {r.path} is not under the data root {root}.") from None
+        groups.setdefault(rel.parts[0] if len(rel.parts) > 1 else "", []).append(r)
+    if not groups:
+        return []
+    largest = max(len(g) for g in groups.values())
+    return [r for name in sorted(groups) for r in groups[name] * max(1, round(largest / len(groups[name])))]
+
+
 def tfds_source(path: str | Path, split: str, *, sample_rate: int | None = None, name: str | None = None) -> TfdsSource:
     """A source over one split of a prepared TFDS dataset (its data dir, config dir or version dir).
 

@@ -547,11 +547,20 @@ def data_source(data: ml_collections.ConfigDict, sample_rate: int):
     from audiorep.data import pipeline
 
     split = data.get("split") or None
+    balance = data.get("balance", "none")
     if data.dataset == "tfds":
+        if balance != "none":
+            raise ValueError(f"data.balance={balance!r} works on folder readers; a TFDS build is sampled as built.")
         source = pipeline.tfds_source(str(data.root), split or "train", sample_rate=sample_rate)
         return source, tuple(getattr(source, "classes", ())), bool(getattr(source, "multilabel", False))
     index = _data_index(data)
-    source = pipeline.records_source(index, sample_rate, split=split)
+    records = index.records if split is None else [r for r in index.records if r.split == split]
+    if balance == "folder":
+        records = pipeline.balance_by_folder(records, index.root or data.root)
+    elif balance != "none":
+        raise ValueError(f"data.balance={balance!r}: 'none' (every clip once per epoch) or 'folder' (each "
+                         f"top-level folder of data.root as often as the largest).")
+    source = pipeline.records_source(records, sample_rate, classes=index.classes, multilabel=index.multilabel)
     return source, tuple(index.classes), bool(index.multilabel)
 
 
