@@ -781,7 +781,7 @@ def _add_demo_parser(sub) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (corpus, training run, cache, results)")
     p.add_argument("--minutes", type=float, default=None,
                    help="pretraining budget in minutes on 2 CPU cores, turned into a fixed step count "
-                        "(default 3.5 = 3,500 steps)")
+                        "(default 3.5 = 4,200 steps)")
     p.add_argument("--per-class", type=int, default=40, help="synthetic clips per class (12 classes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fsdd", help="Free Spoken Digit Dataset folder (default: ../shared/data/fsdd when present)")
