@@ -334,6 +334,8 @@ class MaskedTokens:
         masked = indices_to_mask(idx, n)
         used = jnp.zeros(self.tokenizer.codebook_size, bool).at[codes.reshape(-1)].set(True)
         metrics = {"codes_used": jnp.mean(used.astype(jnp.float32))}
+        # The head scores the masked positions only, unless the visible ones are scored too (BEST-RQ form).
+        every_position = model.predictor is None and self.visible_weight > 0
         if model.predictor is not None:
             if self.visible_weight > 0 or self.visible_mse_weight > 0:
                 raise ValueError("objective.visible_weight / visible_mse_weight belong to the BEST-RQ form; with a "
@@ -341,17 +343,19 @@ class MaskedTokens:
                                  "and all its outputs are trained already: set them to 0.")
             keep = unmasked_indices(idx, n)
             out = enc(feats, keep=keep, deterministic=False)
-            filled = model.predictor(out.tokens, keep, enc.patch_pos_embed(grid), deterministic=False)
-            tokens = jnp.take_along_axis(filled, idx[..., None], axis=1)  # [B, M, dim]
+            tokens = model.predictor(out.tokens, keep, enc.patch_pos_embed(grid), deterministic=False)
         else:
             out = enc(feats, mask=masked, deterministic=False)
-            tokens = out.tokens if self.visible_weight > 0 else jnp.take_along_axis(out.tokens, idx[..., None], axis=1)
-        # The head runs on the masked positions only unless the visible ones are scored too.
-        targets = codes if tokens.shape[1] == n else jnp.take_along_axis(codes, idx, axis=1)
+            tokens = out.tokens
+        if every_position:
+            targets = codes
+        else:
+            tokens = jnp.take_along_axis(tokens, idx[..., None], axis=1)  # [B, M, dim]
+            targets = jnp.take_along_axis(codes, idx, axis=1)
         logits = model.head(tokens).astype(jnp.float32)  # [B, N or M, codebook]
         ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], axis=-1)[..., 0]
         hit = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-        if tokens.shape[1] == n:
+        if every_position:
             masked_ce, metrics["acc"] = mean_where(masked, ce), mean_where(masked, hit)
         else:
             masked_ce, metrics["acc"] = jnp.mean(ce), jnp.mean(hit)
