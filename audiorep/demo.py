@@ -15,8 +15,8 @@ training run, and appends fresh result rows (the leaderboard shows the newest ro
 
 Status (2026-11-26, idle 2-core machine, 7 min 10 s in all): FSDD pretrained 0.691 vs log-mel 0.639 and
 random-init 0.603; synthetic pretrained 0.490 vs random-init 0.483 and log-mel 0.473: ahead on both, the
-synthetic margin small. With --seed 1 the synthetic task stays behind its (strong) random initialisation
-(0.529 vs 0.544, at 3,500 steps). Every recipe tried, with measurements, is in docs/status.md.
+synthetic margin small. --seed 2 is ahead on both too; with --seed 1 the synthetic task stays behind its
+(strong) random initialisation (0.531 vs 0.544). Every recipe tried, with measurements, is in docs/status.md.
 """
 
 from __future__ import annotations
