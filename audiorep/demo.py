@@ -46,12 +46,10 @@ LEVEL_DB = -25.0
 
 def level_frontend(preset: str, level_db: float) -> dict:
     """A frontend preset's description with per-clip level normalisation switched on."""
-    from audiorep.audio.frontends import get_frontend
+    from audiorep.audio.frontends import KaldiFbank, get_frontend
 
-    d = get_frontend(preset).to_dict()
-    d["config"]["level_db"] = float(level_db)
-    d["name"] = f"{d['name']}@{level_db:g}dB"
-    return d
+    base = get_frontend(preset)
+    return KaldiFbank(base.cfg.replace(level_db=float(level_db)), name=f"{base.name}@{level_db:g}dB").to_dict()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -249,6 +249,25 @@ def test_masked_tokens_beats_form_encodes_only_the_visible_patches_and_predicts_
                                 mask_fn=lambda k, g, b, c: idx)(model, {"audio": audio}, key)
 
 
+def test_label_predictor_puts_the_visible_outputs_at_their_grid_positions_and_the_mask_token_elsewhere():
+    pred = objectives.LabelPredictor(8, 2, depth=0, rngs=nnx.Rngs(params=0, dropout=1))  # no blocks: norm only
+    visible = jax.random.normal(jax.random.key(0), (2, 3, 8))
+    keep = jnp.asarray([[0, 4, 5], [1, 2, 3]])
+    pos = jax.random.normal(jax.random.key(1), (6, 8))
+    out = np.asarray(pred(visible, keep, pos))
+
+    def norm(x):
+        x = np.asarray(x, np.float64)
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+
+    token = np.asarray(pred.mask_token[...])[0, 0]
+    for b in range(2):
+        for j, at in enumerate(np.asarray(keep[b])):
+            np.testing.assert_allclose(out[b, at], norm(visible[b, j] + pos[at]), atol=1e-4)
+        for at in sorted(set(range(6)) - set(np.asarray(keep[b]).tolist())):
+            np.testing.assert_allclose(out[b, at], norm(token + pos[at]), atol=1e-4)
+
+
 def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_mask_embedding():
     import ml_collections
 
