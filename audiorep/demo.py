@@ -91,7 +91,7 @@ def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections
 
     c = default_train_config()
     c.seed = plan.seed
-    overrides = ml_collections.ConfigDict(dict(patch=(16, 4), stride=(16, 4), pretrain_heads=False))
+    overrides = ml_collections.ConfigDict(dict(patch=(16, 4), stride=(16, 4), pred_dim=64, pretrain_heads=False))
     c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny", overrides=overrides))
     c.frontend = ml_collections.ConfigDict(level_frontend("ssast", LEVEL_DB))
     c.data = ml_collections.ConfigDict(dict(
@@ -99,7 +99,9 @@ def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections
         options=ml_collections.ConfigDict(), balance="folder"))
     c.objective = ml_collections.ConfigDict(dict(
         name="masked_tokens", masked=40, mask="frame", tokenizer="random_projection", codebook_size=1024,
-        code_dim=16, tokenizer_seed=0, predictor_depth=1, visible_weight=0.0))
+        code_dim=16, tokenizer_seed=0, predictor_depth=1, visible_weight=0.0, visible_mse_weight=0.0,
+        masked_mse_weight=0.0, teacher="", teacher_layer=-1, kmeans_batches=16, kmeans_iters=25,
+        init_from_teacher=False))
     c.train.update(dict(steps=plan.steps, batch_size=16, log_every=10, checkpoint_every=max(50, plan.steps // 4),
                         keep_checkpoints=2, progress=plan.progress))
     c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,

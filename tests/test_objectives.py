@@ -244,9 +244,44 @@ def test_masked_tokens_beats_form_encodes_only_the_visible_patches_and_predicts_
     assert float(jnp.abs(grads.encoder.mask_embed[...]).sum()) == 0.0
     assert float(jnp.abs(grads.predictor.mask_token[...]).sum()) > 0
     assert float(jnp.abs(grads.encoder.patch_embed.proj.kernel[...]).sum()) > 0
-    with pytest.raises(ValueError, match="belong to the BEST-RQ form"):
+    with pytest.raises(ValueError, match="belongs to the BEST-RQ form"):
         objectives.MaskedTokens(get_frontend("ssast"), tok, masked=96, frames=64, visible_weight=1.0,
                                 mask_fn=lambda k, g, b, c: idx)(model, {"audio": audio}, key)
+
+
+def test_masked_tokens_beats_form_reconstructs_visible_patches_from_the_encoder_and_masked_ones_from_the_predictor():
+    from audiorep.pretrain.masking import unmasked_indices
+    from audiorep.tokenizers import RandomProjectionTokenizer
+
+    enc = _tiny_ast(patch=(16, 4), stride=(16, 4), pred_dim=64)
+    model = objectives.TokenPredictor(enc, 32, seed=0, predictor_depth=1, patch_head=True)
+    tok = RandomProjectionTokenizer(in_dim=64, codebook_size=32, code_dim=8)
+    idx = jnp.stack([jnp.arange(88, 128), jnp.arange(0, 80, 2)])  # 40 of 128 masked, other positions per clip
+    obj = objectives.MaskedTokens(get_frontend("ssast"), tok, masked=40, frames=64, visible_mse_weight=2.0,
+                                  masked_mse_weight=5.0, mask_fn=lambda k, g, b, c: idx)
+    audio, key = _waves(seconds=0.7), jax.random.key(4)
+    loss, m = obj(model, {"audio": audio}, key)
+    feats = obj.features(audio, jax.random.split(key, 3)[0])
+    patches = np.asarray(enc.patches(feats))
+    keep = unmasked_indices(idx, 128)
+    rows = np.arange(2)[:, None]
+    visible_out = enc(feats, keep=keep, deterministic=False).tokens
+    rec = np.asarray(enc.gpredlayer(visible_out))
+    assert float(m["visible_mse"]) == pytest.approx(np.mean((rec - patches[rows, np.asarray(keep)]) ** 2), rel=1e-4)
+    filled = model.predictor(visible_out, keep, enc.patch_pos_embed((8, 16)))
+    guess = np.asarray(model.patch_head(filled))[rows, np.asarray(idx)]
+    assert float(m["masked_mse"]) == pytest.approx(np.mean((guess - patches[rows, np.asarray(idx)]) ** 2), rel=1e-4)
+    assert float(loss) == pytest.approx(float(m["ce"]) + 2.0 * float(m["visible_mse"]) + 5.0 * float(m["masked_mse"]),
+                                        rel=1e-5)
+    grads = nnx.grad(lambda mdl: obj(mdl, {"audio": audio}, key)[0])(model)
+    assert float(jnp.abs(grads.patch_head.kernel[...]).sum()) > 0
+    assert float(jnp.abs(grads.encoder.gpredlayer.fc2.kernel[...]).sum()) > 0
+    # the patch head exists exactly when the objective uses it, and only beside a label predictor
+    with pytest.raises(ValueError, match="masked_mse_weight=0.0 and the model's patch head go together"):
+        objectives.MaskedTokens(get_frontend("ssast"), tok, masked=40, frames=64,
+                                mask_fn=lambda k, g, b, c: idx)(model, {"audio": audio}, key)
+    with pytest.raises(ValueError, match="set objective.predictor_depth >= 1"):
+        objectives.TokenPredictor(enc, 32, predictor_depth=0, patch_head=True)
 
 
 def test_label_predictor_puts_the_visible_outputs_at_their_grid_positions_and_the_mask_token_elsewhere():
@@ -295,6 +330,14 @@ def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_m
     c.objective.tokenizer = "vq"
     with pytest.raises(ValueError, match="only 'random_projection'"):
         objectives.make_objective(c, get_frontend("ssast"), ast_cfg)
+
+
+def test_encoder_overrides_that_make_no_valid_encoder_name_the_override_and_the_fix():
+    with pytest.raises(ValueError, match=r"config.model.overrides has unknown ast fields \['widht'\]"):
+        objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(widht=3)))
+    with pytest.raises(ValueError, match=r"config.model.overrides .* Set pred_dim=64\.$"):
+        objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny",
+                                       overrides=dict(patch=(16, 4), stride=(16, 4), pretrain_heads=True)))
 
 
 def test_supervised_patchout_keeps_the_promised_number_of_tokens():
@@ -381,3 +424,61 @@ def test_data_balance_folder_samples_each_top_level_folder_as_often_as_the_large
     data.balance = "class"
     with pytest.raises(ValueError, match="data.balance='class'"):
         objectives.data_source(data, 16000)
+
+
+@pytest.mark.slow
+def test_a_second_iteration_learns_the_k_means_codes_of_the_first_iterations_encoder(tmp_path):
+    from audiorep.models import registry
+
+    first = _tiny_run(tmp_path, "tiny_masked_tokens.py", 20, "optim.warmup_steps=5")
+    teacher = registry.load_model_dir(first.export_dir)
+    second = trainer.with_defaults(config_lib.load_config(str(ROOT / "configs" / "tiny_masked_tokens.py")))
+    config_lib.apply_overrides(second, [
+        f"data.root={tmp_path / 'syn'}", "data.synthetic.per_class=6", "train.steps=30", "train.log_every=1",
+        "train.progress=false", "train.checkpoint_every=30", "optim.warmup_steps=5", "objective.tokenizer=teacher",
+        f"objective.teacher={tmp_path / 'w'}", "objective.codebook_size=32", "objective.kmeans_batches=4",
+        "objective.init_from_teacher=true"])
+    task, _ = objectives.build(second)
+    tok = task.loss.tokenizer
+    assert type(tok).__name__ == "TeacherTokenizer" and tok.centroids.shape == (32, teacher.encoder_config.dim)
+    # the student starts from the teacher's weights; its label predictor and head are new
+    for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(task.model.encoder, nnx.Param)),
+                                 nnx.to_flat_state(nnx.state(teacher.encoder, nnx.Param)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(path))
+    res = trainer.train(second, tmp_path / "w2")
+    rows = [json.loads(ln) for ln in (tmp_path / "w2" / "metrics.jsonl").read_text().splitlines()]
+    assert np.mean([r["ce"] for r in rows[-8:]]) < np.mean([r["ce"] for r in rows[:8]])
+    assert rows[0]["codes_used"] > 0.5  # k-means codes of in-domain audio: most of the 32 occur in a batch
+    meta = registry.load_model_dir(res.export_dir).meta
+    assert meta["objective"]["tokenizer"] == "teacher" and meta["objective"]["teacher"] == str(tmp_path / "w")
+
+
+def test_a_teacher_must_exist_and_read_the_students_features_and_patch_grid(tmp_path):
+    import ml_collections
+
+    from audiorep.audio.frontends import get_frontend as frontend_of
+    from audiorep.models import registry
+
+    _, cfg = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
+        patch=(16, 4), stride=(16, 4), pretrain_heads=False)))
+    config = ml_collections.ConfigDict(dict(objective=dict(name="masked_tokens", tokenizer="teacher", teacher="")))
+    with pytest.raises(ValueError, match="needs objective.teacher"):
+        objectives.load_teacher(config, frontend_of("ssast"), cfg)
+    config.objective.teacher = str(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="is not a usable model directory"):
+        objectives.load_teacher(config, frontend_of("ssast"), cfg)
+    _, square = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny"))  # 16 x 16 patches
+    registry.save_model_dir(tmp_path / "t16", family="ast", encoder=ASTEncoder(square, rngs=nnx.Rngs(0)),
+                            encoder_config=square, frontend=frontend_of("ssast"))
+    config.objective.teacher = str(tmp_path / "t16")
+    with pytest.raises(ValueError, match=r"the student's patch grid \(\(16, 4\) patches"):
+        objectives.load_teacher(config, frontend_of("ssast"), cfg)
+    registry.save_model_dir(tmp_path / "t4", family="ast", encoder=ASTEncoder(cfg, rngs=nnx.Rngs(0)),
+                            encoder_config=cfg, frontend=frontend_of("ssast"))
+    config.objective.teacher = str(tmp_path / "t4")
+    assert objectives.load_teacher(config, frontend_of("ssast"), cfg).encoder_config == cfg
+    with pytest.raises(ValueError, match="trained on other features"):
+        objectives.load_teacher(config, frontend_of("beats"), cfg)
+    with pytest.raises(ValueError, match="is fitted on the training data"):
+        objectives.make_objective(ml_collections.ConfigDict(dict(objective=dict(
+            name="masked_tokens", masked=40, tokenizer="teacher"), data=dict(frames=64))), frontend_of("ssast"), cfg)

@@ -184,8 +184,9 @@ def test_killed_build_is_never_read_as_a_dataset(folder, tmp_path):
         tb.load_audio = slow
         tb.prepare("folder", {str(folder)!r}, {str(out)!r}, sample_rate={RATE})
     """)
+    # TMPDIR: the killed build cannot remove its TFDS download dir; keep it out of /tmp
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "AUDIOREP_NO_TCMALLOC": "1"})
+                            env={**os.environ, "AUDIOREP_NO_TCMALLOC": "1", "TMPDIR": str(tmp_path)})
     try:
         deadline = time.time() + 120
         while time.time() < deadline and b"HALFWAY" not in proc.stdout.readline():

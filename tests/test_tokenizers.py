@@ -59,3 +59,51 @@ def test_wrong_sizes_are_named():
         RandomProjectionTokenizer(in_dim=64, code_dim=0)
     with pytest.raises(ValueError, match="at least 2 codes"):
         RandomProjectionTokenizer(in_dim=64, codebook_size=1)
+
+
+# ------------------------------------------------------------------------------- teacher tokenizer (iteration 2+)
+def test_spherical_kmeans_finds_planted_directions_and_uses_every_code():
+    from audiorep.tokenizers import spherical_kmeans
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 16))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, 6, 600)
+    x = (centres[labels] + 0.05 * rng.normal(size=(600, 16))) * rng.uniform(0.5, 3.0, (600, 1))  # any length
+    c = spherical_kmeans(x.astype(np.float32), 6, iters=20, seed=1)
+    np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1.0, rtol=1e-5)
+    assert np.all((centres @ c.T).max(axis=1) > 0.99)  # every planted direction has its centroid
+    again = spherical_kmeans(x.astype(np.float32), 6, iters=20, seed=1)
+    np.testing.assert_array_equal(c, again)
+    many = spherical_kmeans(x.astype(np.float32), 40, iters=10, seed=0)  # more codes than clusters: none left empty
+    assert len(np.unique(np.argmax(x @ many.T, axis=1))) == 40
+    with pytest.raises(ValueError, match="at least k=700 vectors"):
+        spherical_kmeans(x.astype(np.float32), 700)
+
+
+def test_teacher_codes_are_the_nearest_centroid_of_the_teachers_outputs_in_context():
+    import jax
+    from flax import nnx
+
+    from audiorep.models.ast import ASTConfig, ASTEncoder
+    from audiorep.tokenizers import TeacherTokenizer
+
+    teacher = ASTEncoder(ASTConfig.preset("ssast-patch-tiny").replace(patch=(16, 4), stride=(16, 4),
+                                                                      pretrain_heads=False), rngs=nnx.Rngs(0))
+    feats = jax.random.normal(jax.random.key(0), (3, 64, 128))
+    tok = TeacherTokenizer.fit(teacher, [feats[:2], feats[2:]], codebook_size=16, iters=5, seed=0)
+    assert tok.centroids.shape == (16, teacher.cfg.dim) and tok.codebook_size == 16
+    out = np.asarray(teacher(feats).tokens, np.float64)
+    out /= np.linalg.norm(out, axis=-1, keepdims=True)
+    expect = np.argmax(out @ tok.centroids.T.astype(np.float64), axis=-1)
+    codes = np.asarray(tok(feats))
+    assert codes.shape == (3, 128) and codes.dtype == np.int32
+    assert np.mean(codes == expect) > 0.99  # float32 vs float64 ties aside
+    # what is coded is a patch in its context: change the last time column only, and the other columns' move too
+    other = feats.at[:, 60:].set(0.0)
+    before, after = (np.asarray(tok.embed(f)).reshape(3, 8, 16, -1)[:, :, :15] for f in (feats, other))
+    assert np.abs(after - before).max() > 1e-3
+    first = TeacherTokenizer(teacher, tok.centroids, layer=0)  # layer 0: the patch embeddings, no context
+    emb0 = np.asarray(teacher(feats, return_hidden=True).hidden[0], np.float64)
+    emb0 /= np.linalg.norm(emb0, axis=-1, keepdims=True)
+    assert np.mean(np.asarray(first(feats)) == np.argmax(emb0 @ tok.centroids.T, axis=-1)) > 0.99

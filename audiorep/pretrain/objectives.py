@@ -11,9 +11,12 @@ for supervised objectives) and the objective runs the frontend itself, inside th
   patches (MSE); loss = nce + 10 * mse. As in the official `mpc` / `mpg`, the two terms use two forward
   passes with independent masks (`passes=2`); `passes=1` shares one pass (cheaper). `patchout_keep < 1`
   additionally drops unmasked patches (the encoder sees the masked ones plus that fraction of the rest).
-- `MaskedTokens`: masked token prediction (BEATs iteration 1, BEST-RQ): a frozen random-projection
-  tokenizer (tokenizers/) codes every patch; the encoder, masked patches replaced by its mask embedding,
-  predicts the codes of the masked ones through a linear softmax head (`TokenPredictor`); cross-entropy.
+- `MaskedTokens`: masked token prediction (BEATs, BEST-RQ): a frozen tokenizer (tokenizers/) codes every
+  patch -- random projection for BEATs' first iteration, or (`objective.tokenizer='teacher'`) k-means codes of
+  the outputs of an encoder pretrained in the previous iteration (`objective.teacher`), fitted by `build` on
+  the training data; the model predicts the codes of the masked patches (`TokenPredictor`: BEST-RQ form with
+  the encoder's mask embedding, or BEATs' form with the encoder over the visible patches and a label
+  predictor); cross-entropy, optionally plus patch reconstruction terms.
 - `Supervised`: multi-label BCE or multi-class CE on the encoder's head, optional mixup (PaSST's symmetric
   Beta mixup on features), PaSST structured / unstructured patchout via `keep`.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -257,15 +261,24 @@ class TokenPredictor(nnx.Module):
     Pretraining trains all of it; `export` writes the encoder alone (the rest exists only for the pretext task).
     """
 
-    def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0, predictor_depth: int = 0):
+    def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0, predictor_depth: int = 0,
+                 patch_head: bool = False):
         dim = int(encoder.cfg.dim)
         self.encoder = encoder
         self.head = nnx.Linear(dim, int(codebook_size), rngs=nnx.Rngs(params=jax.random.fold_in(
             jax.random.PRNGKey(seed), 1)))
+        if patch_head and predictor_depth <= 0:
+            raise ValueError("a patch head (objective.masked_mse_weight > 0) reconstructs the masked patches from "
+                             "the label predictor's outputs: set objective.predictor_depth >= 1 (BEATs form).")
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 2)
         self.predictor = (LabelPredictor(dim, int(encoder.cfg.num_heads), int(predictor_depth),
                                          rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
                           if predictor_depth > 0 else None)
+        # MAE's generative target beside the codes (`masked_mse_weight`): the label predictor's outputs at the
+        # masked positions -> their raw patches.
+        patch_dim = int(encoder.cfg.patch[0] * encoder.cfg.patch[1])
+        self.patch_head = (nnx.Linear(dim, patch_dim, rngs=nnx.Rngs(params=jax.random.fold_in(
+            jax.random.PRNGKey(seed), 3))) if patch_head else None)
 
 
 class MaskedTokens:
@@ -281,23 +294,30 @@ class MaskedTokens:
       raw patches).
     - BEATs form (`TokenPredictor(predictor_depth > 0)`): the encoder sees only the visible patches (MAE
       style, `keep`), so every output it computes is trained to carry what the label predictor needs to fill
-      in the masked ones; the label predictor (a small Transformer) then predicts the masked codes.
+      in the masked ones; the label predictor (a small Transformer) then predicts the masked codes. Options:
+      `visible_mse_weight` (as above: the encoder's outputs keep the detail of their own patches) and
+      `masked_mse_weight` (MAE's generative target beside the codes: the model's `patch_head` maps the label
+      predictor's outputs at the masked positions to their raw patches).
     target_norm='patch' codes each patch after removing its mean (codes then ignore the recording level);
     gain_db > 0 scales each clip by a random gain in [-gain_db, gain_db] dB before the frontend.
     """
 
     def __init__(self, frontend, tokenizer, *, masked: int, mask: str = "random", frames: int | None = None,
-                 visible_weight: float = 0.0, visible_mse_weight: float = 0.0, target_norm: str = "none",
-                 gain_db: float = 0.0, mask_fn: MaskFn | None = None):
-        if min(visible_weight, visible_mse_weight, gain_db) < 0:
-            raise ValueError(f"objective.visible_weight={visible_weight}, visible_mse_weight={visible_mse_weight} "
-                             f"and gain_db={gain_db} must be >= 0.")
+                 visible_weight: float = 0.0, visible_mse_weight: float = 0.0, masked_mse_weight: float = 0.0,
+                 target_norm: str = "none", gain_db: float = 0.0, mask_fn: MaskFn | None = None):
+        if min(visible_weight, visible_mse_weight, masked_mse_weight, gain_db) < 0:
+            raise ValueError(f"objective.visible_weight={visible_weight}, visible_mse_weight={visible_mse_weight}, "
+                             f"masked_mse_weight={masked_mse_weight} and gain_db={gain_db} must be >= 0.")
         if target_norm not in ("none", "patch"):
             raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (code the raw patch) or 'patch' "
                              f"(code each patch after removing its mean: level-free codes).")
+        if target_norm != "none" and getattr(tokenizer, "input", "patches") != "patches":
+            raise ValueError(f"objective.target_norm={target_norm!r} codes raw patches; a teacher tokenizer reads the "
+                             f"features itself: set objective.target_norm='none'.")
         self.frontend, self.tokenizer = frontend, tokenizer
         self.masked, self.frames = int(masked), frames
         self.visible_weight, self.visible_mse_weight = float(visible_weight), float(visible_mse_weight)
+        self.masked_mse_weight = float(masked_mse_weight)
         self.target_norm, self.gain_db = target_norm, float(gain_db)
         self.mask_fn = mask_fn or mask_function(mask)
 
@@ -306,10 +326,12 @@ class MaskedTokens:
 
     def codes(self, encoder, feats: jax.Array) -> jax.Array:
         """The targets: one code per patch.  f32[B, frames, mels] -> i32[B, N]."""
-        return self._codes_of(encoder.patches(feats).astype(jnp.float32))
+        return self._codes_of(feats, encoder.patches(feats).astype(jnp.float32))
 
-    def _codes_of(self, patches: jax.Array) -> jax.Array:
-        """f32[B, N, P] raw patches -> i32[B, N]."""
+    def _codes_of(self, feats: jax.Array, patches: jax.Array) -> jax.Array:
+        """features f32[B, frames, mels] and their raw patches f32[B, N, P] -> i32[B, N]."""
+        if getattr(self.tokenizer, "input", "patches") == "features":  # a teacher encoder reads the whole window
+            return jax.lax.stop_gradient(self.tokenizer(feats))
         if self.target_norm == "patch":
             patches = standardise_patches(patches)
         return jax.lax.stop_gradient(self.tokenizer(patches))
@@ -326,7 +348,7 @@ class MaskedTokens:
             audio = augment.random_gain(k_gain, audio, -self.gain_db, self.gain_db)
         feats = self.features(audio, k_front)
         patches = enc.patches(feats).astype(jnp.float32)
-        codes = self._codes_of(patches)
+        codes = self._codes_of(feats, patches)
         b, n = codes.shape
         grid = enc.grid_for(feats.shape[1])
         check_masked_count(self.masked, grid)
@@ -336,21 +358,27 @@ class MaskedTokens:
         metrics = {"codes_used": jnp.mean(used.astype(jnp.float32))}
         # The head scores the masked positions only, unless the visible ones are scored too (BEST-RQ form).
         every_position = model.predictor is None and self.visible_weight > 0
+        if (self.masked_mse_weight > 0) != (getattr(model, "patch_head", None) is not None):
+            raise ValueError(f"objective.masked_mse_weight={self.masked_mse_weight} and the model's patch head go "
+                             f"together: build TokenPredictor(patch_head=True) (BEATs form) exactly when "
+                             f"masked_mse_weight > 0.")
+        visible_patches = patches
         if model.predictor is not None:
-            if self.visible_weight > 0 or self.visible_mse_weight > 0:
-                raise ValueError("objective.visible_weight / visible_mse_weight belong to the BEST-RQ form; with a "
-                                 "label predictor (predictor_depth > 0) the encoder never sees the masked patches "
-                                 "and all its outputs are trained already: set them to 0.")
+            if self.visible_weight > 0:
+                raise ValueError("objective.visible_weight belongs to the BEST-RQ form; with a label predictor "
+                                 "(predictor_depth > 0) the encoder never sees the masked patches and all its "
+                                 "outputs are trained already: set it to 0.")
             keep = unmasked_indices(idx, n)
             out = enc(feats, keep=keep, deterministic=False)
             tokens = model.predictor(out.tokens, keep, enc.patch_pos_embed(grid), deterministic=False)
+            visible_patches = gather_tokens(patches, keep)  # the encoder's outputs are the visible ones, in keep order
         else:
             out = enc(feats, mask=masked, deterministic=False)
             tokens = out.tokens
         if every_position:
             targets = codes
         else:
-            tokens = jnp.take_along_axis(tokens, idx[..., None], axis=1)  # [B, M, dim]
+            tokens = gather_tokens(tokens, idx)  # [B, M, dim]
             targets = jnp.take_along_axis(codes, idx, axis=1)
         logits = model.head(tokens).astype(jnp.float32)  # [B, N or M, codebook]
         ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], axis=-1)[..., 0]
@@ -369,10 +397,14 @@ class MaskedTokens:
             if getattr(enc, "gpredlayer", None) is None:
                 raise ValueError("objective.visible_mse_weight > 0 reconstructs the visible patches with the "
                                  "encoder's `gpredlayer`: build it with pretrain_heads=True.")
-            visible_mse = mean_where(~masked, jnp.mean((enc.gpredlayer(out.tokens).astype(jnp.float32) - patches) ** 2,
-                                                       axis=-1))
+            err = jnp.mean((enc.gpredlayer(out.tokens).astype(jnp.float32) - visible_patches) ** 2, axis=-1)
+            visible_mse = jnp.mean(err) if model.predictor is not None else mean_where(~masked, err)
             loss = loss + self.visible_mse_weight * visible_mse
             metrics["visible_mse"] = visible_mse
+        if self.masked_mse_weight > 0:
+            masked_mse = jnp.mean((model.patch_head(tokens).astype(jnp.float32) - gather_tokens(patches, idx)) ** 2)
+            loss = loss + self.masked_mse_weight * masked_mse
+            metrics["masked_mse"] = masked_mse
         return loss, metrics
 
 
@@ -462,7 +494,11 @@ def encoder_config(model_cfg: Mapping[str, Any]):
         if unknown:
             raise ValueError(f"config.model.overrides has unknown {fam.name} fields {unknown}; known: {sorted(d)}.")
         d.update(overrides)
-        cfg = fam.config_from_dict(d)
+        try:
+            cfg = fam.classes()[0].from_dict(d)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config.model.overrides {overrides} do not make a valid {fam.name} encoder "
+                             f"({model_cfg['preset']}): {str(err).rstrip('.')}.") from err
     return fam, cfg
 
 
@@ -474,7 +510,9 @@ def clip_samples_for(frontend, frames: int) -> int:
 
 
 def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_classes: int | None = None,
-                   multilabel: bool = False):
+                   multilabel: bool = False, tokenizer=None):
+    """The loss object for config.objective. `tokenizer`: a fitted teacher tokenizer (`build` makes it from the
+    training data when objective.tokenizer='teacher')."""
     o = config.objective
     frames = int(config.data.frames) if config.data.get("frames") else None
     if o.name == "mspm":
@@ -496,15 +534,22 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
             raise ValueError("objective.name='masked_tokens' with predictor_depth=0 (BEST-RQ form) needs an encoder "
                              "with a mask embedding (model.overrides.mask_embed=True), or use the BEATs form "
                              "(objective.predictor_depth >= 1), where the encoder sees only the visible patches.")
-        if o.get("tokenizer", "random_projection") != "random_projection":
-            raise ValueError(f"objective.tokenizer={o.tokenizer!r}: only 'random_projection' is built.")
-        tokenizer = RandomProjectionTokenizer(in_dim=int(enc_cfg.patch[0] * enc_cfg.patch[1]),
-                                              codebook_size=int(o.get("codebook_size", 1024)),
-                                              code_dim=int(o.get("code_dim", 16)),
-                                              seed=int(o.get("tokenizer_seed", 0)))
+        kind = o.get("tokenizer", "random_projection")
+        if kind not in ("random_projection", "teacher"):
+            raise ValueError(f"objective.tokenizer={kind!r}: 'random_projection' (BEATs iteration 1) or 'teacher' "
+                             f"(a later iteration: k-means codes of objective.teacher's outputs).")
+        if kind == "teacher" and tokenizer is None:
+            raise ValueError("objective.tokenizer='teacher' is fitted on the training data: build the task with "
+                             "objectives.build(config) (or pass tokenizer=TeacherTokenizer.fit(...)).")
+        if kind == "random_projection":
+            tokenizer = RandomProjectionTokenizer(in_dim=int(enc_cfg.patch[0] * enc_cfg.patch[1]),
+                                                  codebook_size=int(o.get("codebook_size", 1024)),
+                                                  code_dim=int(o.get("code_dim", 16)),
+                                                  seed=int(o.get("tokenizer_seed", 0)))
         return MaskedTokens(frontend, tokenizer, masked=o.masked, mask=o.get("mask", "random"), frames=frames,
                             visible_weight=o.get("visible_weight", 0.0),
                             visible_mse_weight=o.get("visible_mse_weight", 0.0),
+                            masked_mse_weight=o.get("masked_mse_weight", 0.0),
                             target_norm=o.get("target_norm", "none"),
                             gain_db=o.get("gain_db", 0.0))
     if o.name == "supervised":
@@ -568,6 +613,44 @@ def data_source(data: ml_collections.ConfigDict, sample_rate: int):
     return source, tuple(index.classes), bool(index.multilabel)
 
 
+def load_teacher(config: ml_collections.ConfigDict, frontend, enc_cfg):
+    """The exported encoder named by objective.teacher, checked to read what the student reads."""
+    from audiorep.models import registry
+
+    path = config.objective.get("teacher")
+    if not path:
+        raise ValueError("objective.tokenizer='teacher' needs objective.teacher: the model directory (or training "
+                         "workdir) of the encoder pretrained in the previous iteration.")
+    try:
+        bundle = registry.load_model_dir(path)
+    except (FileNotFoundError, registry.ModelDirError) as err:
+        raise ValueError(f"objective.teacher={path!r} is not a usable model directory: {err}") from err
+    t_cfg = bundle.encoder_config
+    if bundle.family != "ast" or (tuple(t_cfg.patch), tuple(t_cfg.stride)) != (tuple(enc_cfg.patch),
+                                                                               tuple(enc_cfg.stride)):
+        raise ValueError(f"objective.teacher={path!r} is a {bundle.family} encoder with "
+                         f"{getattr(t_cfg, 'patch', '?')} patches; the teacher must be an SSAST encoder with the "
+                         f"student's patch grid ({tuple(enc_cfg.patch)} patches, stride {tuple(enc_cfg.stride)}).")
+    if bundle.frontend.to_dict() != frontend.to_dict():
+        raise ValueError(f"objective.teacher={path!r} was trained on other features ({bundle.frontend.name}) than "
+                         f"config.frontend ({frontend.name}); train the student with the teacher's frontend.")
+    return bundle
+
+
+def teacher_tokenizer(config: ml_collections.ConfigDict, teacher, feature_batches):
+    """Fit objective.codebook_size k-means codes to the teacher's outputs on `feature_batches`."""
+    from audiorep.tokenizers.teacher import TeacherTokenizer
+
+    o = config.objective
+    t0 = time.perf_counter()
+    tok = TeacherTokenizer.fit(teacher.encoder, feature_batches, codebook_size=int(o.get("codebook_size", 1024)),
+                               layer=int(o.get("teacher_layer", -1)), iters=int(o.get("kmeans_iters", 25)),
+                               seed=int(o.get("tokenizer_seed", 0)))
+    log.info("teacher tokenizer: %d k-means codes of %s's outputs in %.1f s", tok.codebook_size, teacher.name,
+             time.perf_counter() - t0)
+    return tok
+
+
 def build(config: ml_collections.ConfigDict):
     """(Task, make_iterator) for the trainer from an experiment config."""
     from audiorep.data import pipeline
@@ -581,13 +664,29 @@ def build(config: ml_collections.ConfigDict):
                          f"check config.data.root and config.data.split.")
     frames = int(config.data.frames) if config.data.get("frames") else int(enc_cfg.num_frames)
     clip_samples = clip_samples_for(frontend, frames)
-    objective = make_objective(config, frontend, enc_cfg, num_classes=len(classes), multilabel=multilabel)
-    encoder = fam.build(enc_cfg, seed=int(config.seed))
     seed = int(config.seed)
+    o = config.objective
+    tokenizer = teacher = None
+    if o.name == "masked_tokens" and o.get("tokenizer") == "teacher":
+        teacher = load_teacher(config, frontend, enc_cfg)
+        batches = int(o.get("kmeans_batches", 16))
+        it = iter(pipeline.train_dataset(source, clip_samples=clip_samples, batch_size=int(config.train.batch_size),
+                                         seed=seed + 1, shard=pipeline.Shard(0, 1), worker_count=0))
+        feats = (fit_frames(frontend(jnp.asarray(next(it)["audio"])), frames) for _ in range(batches))
+        tokenizer = teacher_tokenizer(config, teacher, feats)
+    objective = make_objective(config, frontend, enc_cfg, num_classes=len(classes), multilabel=multilabel,
+                               tokenizer=tokenizer)
+    encoder = fam.build(enc_cfg, seed=seed)
+    if teacher is not None and o.get("init_from_teacher", False):
+        if teacher.encoder_config != enc_cfg:
+            raise ValueError("objective.init_from_teacher=True copies the teacher's weights: the student's encoder "
+                             f"config must equal the teacher's ({teacher.encoder_config}).")
+        nnx.update(encoder, nnx.state(teacher.encoder, nnx.Param))
     model = encoder
     if isinstance(objective, MaskedTokens):
         model = TokenPredictor(encoder, objective.tokenizer.codebook_size, seed=seed,
-                               predictor_depth=int(config.objective.get("predictor_depth", 0)))
+                               predictor_depth=int(config.objective.get("predictor_depth", 0)),
+                               patch_head=objective.masked_mse_weight > 0)
     workers = int(config.data.get("worker_count", 0))
 
     def make_iterator(pid: int, pcount: int, local_batch: int):
