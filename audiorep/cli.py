@@ -502,12 +502,14 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                         datefmt="%H:%M:%S")
     for noisy in ("absl", "jax._src", "orbax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from audiorep.pretrain import iterations
+
     if args.export_only:
-        out = trainer.export_latest(cfg, args.workdir, args.export_dir)
+        out = iterations.export_latest(cfg, args.workdir, args.export_dir)
         print(f"exported to {out}")
         return 0
     try:
-        result = trainer.train(cfg, args.workdir)
+        result = iterations.run(cfg, args.workdir)
     except trainer.NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
@@ -525,7 +527,10 @@ def _add_pretrain_parser(sub) -> None:
         "pretrain", help="train an encoder from an experiment file (configs/*.py); resumable",
         description="Train from an experiment file. Any config field can be overridden with "
                     "--config.<field>=<value> (e.g. --config.train.steps=100). Re-running the same command "
-                    "resumes from the last checkpoint in WORKDIR; Ctrl-C saves and exits.")
+                    "resumes from the last checkpoint in WORKDIR; Ctrl-C saves and exits. BEATs-style "
+                    "iterations (masked token recipes): --config.iterations.count=2 "
+                    "--config.iterations.steps=3000,1500 trains WORKDIR/iter1, then WORKDIR/iter2 on k-means "
+                    "codes of the first encoder.")
     p.add_argument("--config", required=True, help="experiment file, e.g. configs/tiny_ssast.py (or file.py:arg)")
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events (local or gs://)")
     p.add_argument("--show-config", action="store_true", help="print every field (with overrides) and exit")
