@@ -107,3 +107,5 @@ def test_teacher_codes_are_the_nearest_centroid_of_the_teachers_outputs_in_conte
     emb0 = np.asarray(teacher(feats, return_hidden=True).hidden[0], np.float64)
     emb0 /= np.linalg.norm(emb0, axis=-1, keepdims=True)
     assert np.mean(np.asarray(first(feats)) == np.argmax(emb0 @ tok.centroids.T, axis=-1)) > 0.99
+    with pytest.raises(ValueError, match="teacher_layer=3: -1 .* 1..2"):
+        TeacherTokenizer(teacher, tok.centroids, layer=3)

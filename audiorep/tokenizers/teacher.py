@@ -86,6 +86,10 @@ class TeacherTokenizer:
     input = "features"  # MaskedTokens hands this tokenizer the features, not the raw patches
 
     def __init__(self, teacher: nnx.Module, centroids: np.ndarray, *, layer: int = -1):
+        depth = getattr(getattr(teacher, "cfg", None), "depth", None)
+        if depth is not None and not -1 <= int(layer) <= int(depth):
+            raise ValueError(f"teacher_layer={layer}: -1 (the final output), 0 (patch embeddings) or 1..{depth} "
+                             f"(after that block) for this {depth}-block teacher.")
         self.graphdef, self.state = nnx.split(teacher)
         self.layer = int(layer)
         self.centroids = np.asarray(centroids, np.float32)
@@ -107,8 +111,7 @@ class TeacherTokenizer:
     def fit(cls, teacher: nnx.Module, feature_batches: Iterable[jax.Array], *, codebook_size: int, layer: int = -1,
             iters: int = 25, seed: int = 0) -> TeacherTokenizer:
         """Fit the codebook to the teacher's outputs on `feature_batches` (each f32[B, frames, mels])."""
-        tok = cls(teacher, np.zeros((codebook_size, 1), np.float32), layer=layer)
-        embed = jax.jit(tok.embed)
+        embed = jax.jit(cls(teacher, np.zeros((codebook_size, 1), np.float32), layer=layer).embed)  # no codes yet
         chunks = []
         for f in feature_batches:
             e = np.asarray(embed(jnp.asarray(f)))
