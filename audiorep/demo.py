@@ -234,6 +234,34 @@ def default_fsdd() -> Path | None:
     return Path(root) if root and Path(root).exists() else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Margin:
+    """The pretrained encoder against one baseline, fold by fold (both probed on the same folds)."""
+
+    wins: int            # folds where the pretrained encoder scored higher
+    folds: int
+    mean: float          # mean per-fold difference (pretrained - baseline)
+    stderr: float        # its standard error over folds (0 with one fold)
+
+    def describe(self) -> str:
+        noise = " (within fold noise: less than 2 standard errors)" if abs(self.mean) < 2 * self.stderr else ""
+        return (f"ahead on {self.wins} of {self.folds} folds, margin {self.mean:+.3f} ± {self.stderr:.3f} "
+                f"s.e.{noise}")
+
+
+def paired_margin(pretrained: Result, baseline: Result) -> Margin:
+    """Per-fold comparison of two results of the same task and folds."""
+    import numpy as np
+
+    a, b = np.asarray(pretrained.folds, float), np.asarray(baseline.folds, float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"{pretrained.model} and {baseline.model} were not scored on the same folds of "
+                         f"{pretrained.task} ({a.size} vs {b.size}).")
+    diff = a - b
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+    return Margin(int(np.sum(diff > 0)), int(diff.size), float(diff.mean()), se)
+
+
 def run_demo(plan: DemoPlan) -> list[Result]:
     """Run every stage; returns the result rows of this run."""
     from audiorep.downstream import leaderboard
@@ -249,13 +277,15 @@ def run_demo(plan: DemoPlan) -> list[Result]:
     print(leaderboard.to_markdown(rows))
     behind = []
     for task in sorted({r.task for r in rows}):
-        score = {r.model: r.mean for r in rows if r.task == task}
-        best_baseline = max(score["demo-logmel"], score["demo-random-init"])
-        ahead = score["demo-pretrained"] > best_baseline
+        by_model = {r.model: r for r in rows if r.task == task}
+        pre = by_model["demo-pretrained"]
+        best = max((by_model["demo-logmel"], by_model["demo-random-init"]), key=lambda r: r.mean)
+        ahead = pre.mean > best.mean
         if not ahead:
             behind.append(task)
-        _say(f"{task}: pretrained {score['demo-pretrained']:.3f} vs best baseline {best_baseline:.3f} -> "
-             f"{'AHEAD' if ahead else 'NOT ahead'}")
+        _say(f"{task}: pretrained {pre.mean:.3f} vs best baseline {best.mean:.3f} "
+             f"({best.model.removeprefix('demo-')}) -> {'AHEAD' if ahead else 'NOT ahead'}; "
+             f"{paired_margin(pre, best).describe()}")
     _say(f"leaderboard: {board_dir / 'index.html'}; all rows: {plan.out_dir / 'results.jsonl'}; "
          f"total {time.perf_counter() - t0:.0f} s")
     if behind:

@@ -64,3 +64,22 @@ def test_pretraining_audio_holds_only_speakers_no_probed_fold_tests(tmp_path):
     every = demo.DemoPlan(out_dir=tmp_path / "demo6", fsdd=fsdd, fsdd_folds=6, progress=False)
     assert demo.pretraining_audio(every, syn) == syn  # every speaker is tested once: synthetic audio only
     assert demo.pretraining_audio(demo.DemoPlan(out_dir=tmp_path / "x", fsdd=None), syn) == syn
+
+
+def test_the_margin_over_a_baseline_is_compared_fold_by_fold():
+    from audiorep.downstream.leaderboard import Result
+
+    pre = Result(model="demo-pretrained", task="synthetic", metric="accuracy", mean=0.5, folds=[0.5, 0.6, 0.4])
+    base = Result(model="demo-logmel", task="synthetic", metric="accuracy", mean=0.45, folds=[0.4, 0.5, 0.45])
+    m = demo.paired_margin(pre, base)
+    diff = [0.1, 0.1, -0.05]
+    assert (m.wins, m.folds) == (2, 3) and m.mean == pytest.approx(sum(diff) / 3)
+    mean = sum(diff) / 3
+    assert m.stderr == pytest.approx((sum((d - mean) ** 2 for d in diff) / 2) ** 0.5 / 3 ** 0.5)
+    assert m.describe().startswith("ahead on 2 of 3 folds, margin +0.050 ± 0.050 s.e.")
+    assert "within fold noise" in m.describe()
+    clear = demo.paired_margin(Result(model="p", task="t", metric="a", mean=0.6, folds=[0.6, 0.61, 0.62]),
+                               Result(model="b", task="t", metric="a", mean=0.4, folds=[0.4, 0.4, 0.41]))
+    assert clear.wins == 3 and "noise" not in clear.describe()
+    with pytest.raises(ValueError, match="not scored on the same folds"):
+        demo.paired_margin(pre, Result(model="b", task="synthetic", metric="a", mean=0.4, folds=[0.4]))
