@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# `audiorep` commands run by tests keep no compile cache in the user's home (tests/test_frontends_cli.py checks it)
+os.environ["AUDIOREP_XLA_CACHE"] = "off"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FSDD = SHARED / "data" / "fsdd" / "recordings"

@@ -54,3 +54,27 @@ def test_features_explains_a_clip_too_short_for_one_frame(tmp_path, capsys):
     save_audio(short, np.full(100, 0.1, np.float32), 16000)
     assert main(["features", str(short)]) == 1
     assert "shorter than one 400-sample frame" in capsys.readouterr().err
+
+
+def test_the_command_keeps_compiled_programs_where_audiorep_xla_cache_says(wavs, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from audiorep.cli import compilation_cache_dir
+
+    assert compilation_cache_dir({"AUDIOREP_XLA_CACHE": "off"}) is None
+    assert compilation_cache_dir({"AUDIOREP_XLA_CACHE": "/x/y"}) == Path("/x/y")
+    assert compilation_cache_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/audiorep/xla")
+    cache = tmp_path / "xla"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.update(AUDIOREP_XLA_CACHE=str(cache), JAX_PLATFORMS="cpu")
+    run = [sys.executable, "-m", "audiorep.cli"]
+    out = subprocess.run([*run, "features", str(wavs[0]), "--frontend", "ssast"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert any(cache.iterdir())  # the frontend's compiled program is on disk for the next run
+    info = subprocess.run([*run, "info"], env={**env, "AUDIOREP_XLA_CACHE": "0"}, capture_output=True, text=True,
+                          timeout=300)
+    assert "XLA compile cache    off" in info.stdout
