@@ -15,8 +15,9 @@ training run, and appends fresh result rows (the leaderboard shows the newest ro
 
 Status (2026-11-26, idle 2-core machine, 7 min 10-22 s in all): FSDD pretrained 0.691 vs log-mel 0.639 and
 random-init 0.603 (ahead on 3 of 3 folds); synthetic pretrained 0.490 vs random-init 0.483 and log-mel 0.473:
-ahead on both, the synthetic margin within fold noise (2 of 5 folds; the demo prints this comparison). --seed 2 is ahead on both too; with --seed 1 the synthetic task stays behind its
-(strong) random initialisation (0.531 vs 0.544). Every recipe tried, with measurements, is in docs/status.md.
+ahead on both, the synthetic margin within fold noise (2 of 5 folds; the demo prints this comparison).
+--seed 2 is ahead on both too; with --seed 1 the synthetic task stays behind its (strong) random
+initialisation (0.531 vs 0.544). Every recipe tried, with measurements, is in docs/status.md.
 """
 
 from __future__ import annotations
