@@ -39,6 +39,7 @@ def test_iteration_fields_are_checked_with_a_clear_error(tmp_path):
             second.objective.codebook_size) == (20, "teacher", "/runs/iter1/export", 64)
     with pytest.raises(ValueError, match="exported nothing"):
         iterations.iteration_config(second, 2, None)
+    assert str(iterations.iteration_dir("gs://bucket/run", 2)) == "gs://bucket/run/iter2"  # pods train on gs://
 
 
 @pytest.mark.slow

@@ -24,13 +24,14 @@ import os
 from pathlib import Path
 
 import ml_collections
+from etils import epath
 
 log = logging.getLogger(__name__)
 
 
-def iteration_dir(workdir: str | os.PathLike, k: int) -> Path:
-    """Where iteration k (1-based) trains: WORKDIR/iter<k>."""
-    return Path(workdir) / f"iter{k}"
+def iteration_dir(workdir: str | os.PathLike, k: int) -> epath.Path:
+    """Where iteration k (1-based) trains: WORKDIR/iter<k> (local or gs://)."""
+    return epath.Path(workdir) / f"iter{k}"
 
 
 def check(config: ml_collections.ConfigDict) -> int:
@@ -90,7 +91,7 @@ def export_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     if k > 1:
         base = config.train.get("export_dir")
         teacher = str(Path(base) / f"iter{k - 1}") if base else str(iteration_dir(workdir, k - 1) / "export")
-    return trainer.export_latest(iteration_config(config, k, teacher), iteration_dir(workdir, k), path)
+    return trainer.export_latest(iteration_config(config, k, teacher), str(iteration_dir(workdir, k)), path)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike):
@@ -106,7 +107,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike):
         cfg = iteration_config(config, k, result.export_dir if result is not None else None)
         log.info("iteration %d of %d: %d steps in %s%s", k, count, cfg.train.steps, iteration_dir(workdir, k),
                  f" (targets: k-means codes of {cfg.objective.teacher})" if k > 1 else "")
-        result = trainer.train(cfg, iteration_dir(workdir, k))
+        result = trainer.train(cfg, str(iteration_dir(workdir, k)))
         if result.status != "done":
             break
     return result
