@@ -451,6 +451,9 @@ def test_a_second_iteration_learns_the_k_means_codes_of_the_first_iterations_enc
     assert rows[0]["codes_used"] > 0.5  # k-means codes of in-domain audio: most of the 32 occur in a batch
     meta = registry.load_model_dir(res.export_dir).meta
     assert meta["objective"]["tokenizer"] == "teacher" and meta["objective"]["teacher"] == str(tmp_path / "w")
+    second.model.overrides.depth = 3  # a student of another shape cannot start from the teacher's weights
+    with pytest.raises(ValueError, match=r"differ from the teacher's \(checkpoint\):\n  missing \(\d+\): blocks\.2"):
+        objectives.build(second)
 
 
 def test_a_teacher_must_exist_and_read_the_students_features_and_patch_grid(tmp_path):

@@ -232,7 +232,7 @@ def params_sha256(state) -> str:
     return h.hexdigest()
 
 
-def _shape_report(expected: Mapping[str, Any], found: Mapping[str, Any], limit: int = 12) -> str:
+def shape_report(expected: Mapping[str, Any], found: Mapping[str, Any], limit: int = 12) -> str:
     """Human-readable differences between two {name: array-like} tables (empty string when they agree)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -323,7 +323,7 @@ def save_model_dir(
     cfg = fam.config_from_dict(cfg_dict)
     _, expected, _ = fam.abstract(cfg)
     expected = flat_arrays(expected)
-    report = _shape_report(expected, flat_arrays(params))
+    report = shape_report(expected, flat_arrays(params))
     if report:
         raise ModelDirError(f"the encoder's parameters do not match encoder_config ({fam.name}):\n{report}")
 
@@ -422,7 +422,7 @@ def _restore(ckpt_dir: Path, target_state, what: str):
     except Exception as err:  # orbax raises assorted types for damaged metadata
         raise ModelDirError(f"{ckpt_dir}: cannot read the orbax checkpoint ({type(err).__name__}: {err}).") from err
     abstract = target_state if _is_abstract(target_state) else _abstract(target_state)
-    report = _shape_report(flat_arrays(abstract), flat_arrays(stored))
+    report = shape_report(flat_arrays(abstract), flat_arrays(stored))
     if report:
         raise ModelDirError(
             f"{ckpt_dir}: the stored {what} do not fit the model described by {MODEL_JSON}:\n{report}\n"

@@ -34,6 +34,12 @@ def iteration_dir(workdir: str | os.PathLike, k: int) -> epath.Path:
     return epath.Path(workdir) / f"iter{k}"
 
 
+def export_dir(config: ml_collections.ConfigDict, workdir: str | os.PathLike, k: int) -> str:
+    """Where iteration k exports its encoder: train.export_dir/iter<k> when set, else WORKDIR/iter<k>/export."""
+    base = config.train.get("export_dir")
+    return str(Path(base) / f"iter{k}") if base else str(iteration_dir(workdir, k) / "export")
+
+
 def check(config: ml_collections.ConfigDict) -> int:
     """The number of iterations, after checking the fields; a clear error for what cannot iterate."""
     it = config.iterations
@@ -70,7 +76,7 @@ def iteration_config(config: ml_collections.ConfigDict, k: int, teacher: str | N
         if int(it.codebook_size):
             c.objective.codebook_size = int(it.codebook_size)
     if c.train.get("export_dir"):  # one export per iteration: a shared export_dir would be overwritten
-        c.train.export_dir = str(Path(c.train.export_dir) / f"iter{k}")
+        c.train.export_dir = export_dir(config, "", k)
     return c
 
 
@@ -87,10 +93,7 @@ def export_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     if not started:
         raise FileNotFoundError(f"no iteration has a checkpoint under {workdir} (looked for iter1..iter{count}).")
     k = started[-1]
-    teacher = None
-    if k > 1:
-        base = config.train.get("export_dir")
-        teacher = str(Path(base) / f"iter{k - 1}") if base else str(iteration_dir(workdir, k - 1) / "export")
+    teacher = export_dir(config, workdir, k - 1) if k > 1 else None
     return trainer.export_latest(iteration_config(config, k, teacher), str(iteration_dir(workdir, k)), path)
 
 

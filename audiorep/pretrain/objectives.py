@@ -678,12 +678,11 @@ def build(config: ml_collections.ConfigDict):
                                tokenizer=tokenizer)
     encoder = fam.build(enc_cfg, seed=seed)
     if teacher is not None and o.get("init_from_teacher", False):
-        theirs = {k: v.shape for k, v in registry.flat_arrays(nnx.state(teacher.encoder, nnx.Param)).items()}
-        ours = {k: v.shape for k, v in registry.flat_arrays(nnx.state(encoder, nnx.Param)).items()}
-        if theirs != ours:
-            diff = sorted(set(theirs.items()) ^ set(ours.items()))[:6]
+        report = registry.shape_report(registry.flat_arrays(nnx.state(encoder, nnx.Param)),
+                                       registry.flat_arrays(nnx.state(teacher.encoder, nnx.Param)))
+        if report:
             raise ValueError("objective.init_from_teacher=True copies the teacher's weights, but the student's "
-                             f"parameters differ from the teacher's (name, shape; first of them: {diff}); build the "
+                             f"parameters (config) differ from the teacher's (checkpoint):\n{report}\nBuild the "
                              f"student with the teacher's encoder config ({teacher.encoder_config}).")
         nnx.update(encoder, nnx.state(teacher.encoder, nnx.Param))
     model = encoder

@@ -93,7 +93,10 @@ class TeacherTokenizer:
         self.graphdef, self.state = nnx.split(teacher)
         self.layer = int(layer)
         self.centroids = np.asarray(centroids, np.float32)
-        self.codebook_size = int(self.centroids.shape[0])
+
+    @property
+    def codebook_size(self) -> int:
+        return int(self.centroids.shape[0])
 
     def embed(self, feats: jax.Array) -> jax.Array:
         """The teacher's unit-norm patch outputs, never differentiated.  f32[B, frames, mels] -> f32[B, N, D]."""
@@ -111,12 +114,13 @@ class TeacherTokenizer:
     def fit(cls, teacher: nnx.Module, feature_batches: Iterable[jax.Array], *, codebook_size: int, layer: int = -1,
             iters: int = 25, seed: int = 0) -> TeacherTokenizer:
         """Fit the codebook to the teacher's outputs on `feature_batches` (each f32[B, frames, mels])."""
-        embed = jax.jit(cls(teacher, np.zeros((codebook_size, 1), np.float32), layer=layer).embed)  # no codes yet
+        tok = cls(teacher, np.zeros((codebook_size, 0), np.float32), layer=layer)  # centroids come last
+        embed = jax.jit(tok.embed)
         chunks = []
         for f in feature_batches:
             e = np.asarray(embed(jnp.asarray(f)))
             chunks.append(e.reshape(-1, e.shape[-1]))
         if not chunks:
             raise ValueError("no feature batches to fit the teacher tokenizer's codebook on.")
-        vectors = np.concatenate(chunks)
-        return cls(teacher, spherical_kmeans(vectors, codebook_size, iters=iters, seed=seed), layer=layer)
+        tok.centroids = spherical_kmeans(np.concatenate(chunks), codebook_size, iters=iters, seed=seed)
+        return tok
