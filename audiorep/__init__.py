@@ -31,7 +31,8 @@ def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patch
       name_or_dir: a name from `list_models()` (architecture with a fixed-seed random init: for tests and
         pipelines) or a model directory (`audiorep convert ...`, a training export): its weights.
       layer: 'last' | int | list of ints | 'all' (hidden states concatenated along features).
-      pooling: scene pooling 'mean' | 'max' | 'mean+max' | 'mean+std' | 'cls' | 'cls+mean'; None: the model's default.
+      pooling: scene pooling 'mean' | 'max' | 'mean+max' | 'mean+std' | 'mean+std+delta' | 'cls' | 'cls+mean'; None:
+        the model's default.
       batch_size: chunks per forward pass.
       bucket_patches: padding granularity of short clips in time patches (None: 1/8 of the window).
       window_seconds: chunk long audio into windows shorter than the model's (None: the model's window).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 # models.registry's POOLINGS / FREQUENCY_MODES, spelled out so building the parser imports no JAX
 # (tests/test_registry.py checks they agree)
-POOLINGS_CHOICES = ("mean", "max", "mean+max", "mean+std", "cls", "cls+mean")
+POOLINGS_CHOICES = ("mean", "max", "mean+max", "mean+std", "mean+std+delta", "cls", "cls+mean")
 FREQUENCY_CHOICES = ("mean", "stack")  # models.registry.FREQUENCY_MODES
 
 TCMALLOC_CANDIDATES = (
@@ -670,9 +670,11 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         return 2
     start = time.time()
     try:
-        options = {} if args.model.startswith("logmel") else {"layer": args.layer, "pooling": args.pooling,
-                                                                "batch_size": args.batch_size,
-                                                                "frequency": args.frequency}
+        if args.model.startswith("logmel"):
+            options = {} if args.pooling is None else {"pooling": args.pooling}
+        else:
+            options = {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size,
+                       "frequency": args.frequency}
         model = resolve_model(args.model, **options)
         result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                           seed=args.seed, max_folds=args.max_folds, model_name=args.name,
@@ -776,7 +778,7 @@ def _add_probe_parsers(sub) -> None:
     p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
     p.add_argument("--layer", type=_parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
-                   help="scene pooling (default: the model's)")
+                   help="scene pooling (default: the model's; the log-mel baseline: mean+std, or mean+std+delta)")
     p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
                    help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")

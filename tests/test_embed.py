@@ -101,6 +101,26 @@ def test_mean_plus_std_is_the_statistics_of_the_clips_patches(chunks):
     assert np.all(emb[seq.shape[1]:] > 0)
 
 
+def test_delta_pooling_adds_the_spread_of_the_centred_difference_across_chunk_boundaries():
+    """'mean+std+delta' = mean, std and the std of (x[t+1] - x[t-1]) / 2 over the clip's timestamp embeddings, the
+    differences that straddle chunk boundaries included; clips of one or two patches get a zero delta part."""
+    m = audiorep.load("toy", pooling="mean+std+delta", batch_size=4)
+    p, hop = m.window_patches, m.patch_hop
+    clips = [_noise(m.chunk_samples(p) + 2 * p * hop - 3 * hop, seed=3),  # three chunks
+             _noise(m.chunk_samples(2), seed=4), _noise(m.chunk_samples(1), seed=5), _noise(9000, seed=6)]
+    seqs, _ = m.timestamps(clips)
+    emb = m.scene(clips)
+    d = m.timestamp_embedding_size
+    assert m.scene_embedding_size == 3 * d == emb.shape[1]
+    for e, seq in zip(emb, seqs):
+        seq = np.asarray(seq, np.float64)
+        delta = (seq[2:] - seq[:-2]) / 2
+        want = delta.std(0) if len(seq) >= 3 else np.zeros(d)
+        np.testing.assert_allclose(e, np.concatenate([seq.mean(0), seq.std(0), want]), rtol=1e-4, atol=1e-5)
+    assert len(seqs[0]) > 2 * p and np.all(emb[0, 2 * d:] > 0) and np.all(emb[1:3, 2 * d:] == 0)
+    np.testing.assert_allclose(emb, np.stack([m.scene(c) for c in clips]), rtol=1e-5, atol=1e-6)
+
+
 def test_frequency_stack_keeps_each_band_and_averages_back_to_the_mean_mode():
     stack = audiorep.load("toy", frequency="stack", pooling="mean+std")
     mean = audiorep.load("toy")

@@ -91,3 +91,19 @@ def test_passt_zero_padding_changes_only_the_frames_near_the_end(n, extra, seed)
     b = np.asarray(passt_mel(padded[None], cfg=cfg))[0]
     inside = [i for i in range(a.shape[0]) if i * 80 + 100 < n - 1]  # window half 100 < n_fft half
     np.testing.assert_allclose(b[inside], a[inside], atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 7), min_size=1, max_size=5), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_delta_std_equals_each_sequence_on_its_own(counts, dim, seed):
+    """Segmented delta statistics of concatenated sequences == the centred difference's std of each alone."""
+    from audiorep.downstream.embed import delta_std
+
+    x = np.random.default_rng(seed).normal(size=(sum(counts), dim)).astype(np.float32)
+    got = delta_std(x, np.array(counts))
+    starts = np.cumsum([0] + counts[:-1])
+    for row, (s, n) in zip(got, zip(starts, counts)):
+        seq = x[s:s + n].astype(np.float64)
+        want = ((seq[2:] - seq[:-2]) / 2).std(0) if n >= 3 else np.zeros(dim)
+        np.testing.assert_allclose(row, want, rtol=1e-5, atol=1e-6)
+    assert got.shape == (len(counts), dim) and got.dtype == np.float32

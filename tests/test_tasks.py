@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import tone
 
+from audiorep.audio.frontends import get_frontend
 from audiorep.audio.io import save_audio
 from audiorep.data.sources import Record
 from audiorep.downstream import probes as P
@@ -249,6 +250,27 @@ def test_logmel_baseline_through_an_encoders_level_normalising_frontend(rng):
     clip = rng.normal(0, 0.1, 7000).astype(np.float32)
     quiet_in_a_batch = model.scene([clip * 0.01, rng.normal(0, 0.1, 24000).astype(np.float32)])[0]
     np.testing.assert_allclose(quiet_in_a_batch, model.scene([clip])[0], rtol=1e-3, atol=1e-3)
+
+
+def test_logmel_baseline_delta_pooling_is_the_delta_spread_of_the_clips_own_frames(rng):
+    """The third block is the std of (f[t+1] - f[t-1]) / 2 over exactly the clip's log-mel frames (the frontend
+    run on the clip alone, numpy statistics), whatever it is batched with; the first two are 'mean+std'."""
+    frontend = get_frontend("beats")
+    model = T.LogMelBaseline(frontend, pooling="mean+std+delta")
+    clips = [rng.normal(0, 0.1, n).astype(np.float32) for n in (7000, 24000)]
+    both = model.scene(clips)
+    assert both.shape == (2, 3 * 128) and model.cache_spec()["pooling"] == "mean+std+delta"
+    plain = T.LogMelBaseline(frontend).scene(clips)
+    np.testing.assert_allclose(both[:, :256], plain, rtol=1e-5, atol=1e-6)
+    for emb, clip in zip(both, clips):
+        feats = np.asarray(frontend(clip[None]), np.float64)[0][: frontend.num_frames(len(clip))]
+        want = ((feats[2:] - feats[:-2]) / 2).std(0)
+        np.testing.assert_allclose(emb[256:], want, rtol=1e-3, atol=1e-4)
+    with pytest.raises(T.TaskError, match="mean\\+std"):
+        T.LogMelBaseline(frontend, pooling="max")
+    with pytest.raises(T.TaskError, match="only pooling"):
+        T.resolve_model("logmel", layer=3)
+    assert T.resolve_model("logmel", pooling="mean+std+delta").scene_embedding_size == 3 * 128
 
 
 def test_resolve_model_gives_the_logmel_baseline():

@@ -23,7 +23,10 @@ How audio becomes embeddings
 
 Scene embedding f32[B, D]: the chosen layer(s), pooled over every valid token of the clip:
 'mean' (exact mean over all chunks), 'max', 'mean+max' (concatenated), 'mean+std' (statistics pooling:
-the mean and the standard deviation over the clip's patches, as x-vectors and the log-mel baseline), 'cls'
+the mean and the standard deviation over the clip's patches, as x-vectors and the log-mel baseline),
+'mean+std+delta' (those and the standard deviation of the delta -- HTK's regression delta with N = 1, the centred
+difference (x[t+1] - x[t-1]) / 2 between time patches -- which keeps how fast the embedding changes: modulation
+and rhythm that mean and std over time cannot tell apart; 0 for clips of fewer than three patches), 'cls'
 (the mean of the special tokens -- cls and distillation -- averaged over chunks weighted by their valid patches;
 AST/PaSST only) or 'cls+mean'.
 
@@ -135,6 +138,44 @@ def as_clips(audio, what: str = "audio") -> tuple[list[np.ndarray], str]:
     )
 
 
+# ------------------------------------------------------------------------------------------ pooling
+def delta_std(steps: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Standard deviation over time of the delta of each sequence (HTK regression delta, N = 1).
+
+    The delta at step t is (x[t+1] - x[t-1]) / 2, defined for the interior steps of a sequence; sequences of
+    fewer than three steps get 0. Computed for all sequences at once (no loop over them), in float64.
+
+    Args:
+      steps: f32[sum(counts), D], the steps of every sequence, one sequence after the other.
+      counts: i[B] steps per sequence.
+
+    Returns:
+      f32[B, D].
+    """
+    steps = np.asarray(steps, np.float64)
+    counts = np.asarray(counts, np.int64)
+    if steps.ndim != 2 or steps.shape[0] != counts.sum():
+        raise ValueError(f"steps {steps.shape} do not hold sum(counts) = {counts.sum()} rows of features.")
+    owner = np.repeat(np.arange(len(counts)), counts)
+    inner = owner[2:] == owner[:-2]  # steps t whose neighbours t-1 and t+1 belong to the same sequence
+    delta = ((steps[2:] - steps[:-2]) / 2)[inner]
+    n = np.maximum(counts - 2, 0)
+    ends = np.cumsum(n)
+    starts = ends - n
+
+    some = n > 0
+
+    def seg_sum(x):  # f64[sum(n), D] -> f64[B, D]; empty segments sum to 0
+        out = np.zeros((len(n), x.shape[1]))
+        if some.any():
+            out[some] = np.add.reduceat(x, starts[some], axis=0)
+        return out
+
+    mean = seg_sum(delta) / np.maximum(n, 1)[:, None]
+    var = seg_sum((delta - np.repeat(mean, n, axis=0)) ** 2) / np.maximum(n, 1)[:, None]
+    return np.sqrt(var).astype(np.float32)
+
+
 # ------------------------------------------------------------------------------------------ planning
 @dataclass(frozen=True)
 class _Plan:
@@ -239,7 +280,7 @@ class Embedder:
                 f"pooling {self.pooling!r} uses the final cls token; it cannot be combined with layer={layer!r}. "
                 "Use pooling='mean' or 'max' for inner layers."
             )
-        self.scene_embedding_size = int(probe * (2 if "+" in self.pooling else 1))
+        self.scene_embedding_size = int(probe * len(self.pooling.split("+")))
         self._jitted = {}
 
     # ------------------------------------------------------------------------------------- set-up
@@ -419,7 +460,7 @@ class Embedder:
         """
         clips, kind = self._prepare(audio, sample_rate)
         plan = self._plan(np.array([len(c) for c in clips]))
-        res = self._run(clips, plan, want_time=False)
+        res = self._run(clips, plan, want_time="delta" in self.pooling)
         b, weights = len(clips), plan.valid.astype(np.float64)
         parts = []
         if "mean" in self.pooling:
@@ -433,6 +474,9 @@ class Embedder:
             m2 = np.zeros_like(parts[0])
             np.add.at(m2, plan.clip, res["m2"] + n_c * dev ** 2)
             parts.append(np.sqrt(m2 / plan.n_patches[:, None]))
+        if "delta" in self.pooling:  # a clip's chunks are consecutive in plan order and all but its last are full
+            steps = res["time"][np.arange(res["time"].shape[1])[None, :] < plan.valid[:, None]]
+            parts.append(delta_std(steps, plan.n_patches))
         if "max" in self.pooling:
             best = np.full((b, res["max"].shape[1]), -np.inf)
             np.maximum.at(best, plan.clip, res["max"])

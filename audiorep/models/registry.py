@@ -49,7 +49,7 @@ PARAMS_DIR = "params"
 EXTRA_DIR = "extra"
 FORMAT_NAME = "audiorep-model"
 FORMAT_VERSION = 1
-POOLINGS = ("mean", "max", "mean+max", "mean+std", "cls", "cls+mean")
+POOLINGS = ("mean", "max", "mean+max", "mean+std", "mean+std+delta", "cls", "cls+mean")
 FREQUENCY_MODES = ("mean", "stack")
 """How the frequency rows of one time step become its embedding: averaged (D) or stacked in order (F x D; keeps
 which band a token came from -- matters for patch models on speech).  Frame models have one row: both agree."""
