@@ -162,7 +162,6 @@ def delta_std(steps: np.ndarray, counts: np.ndarray) -> np.ndarray:
     n = np.maximum(counts - 2, 0)
     ends = np.cumsum(n)
     starts = ends - n
-
     some = n > 0
 
     def seg_sum(x):  # f64[sum(n), D] -> f64[B, D]; empty segments sum to 0
