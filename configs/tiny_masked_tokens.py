@@ -7,7 +7,7 @@ The demo's recipe (audiorep/demo.py) on the synthetic corpus alone: a 64-d, 2-bl
 16 x 4 patches (16 mel bins x 40 ms) on 0.64 s windows (8 x 16 = 128 patches); every patch gets one of 1024
 codes from a frozen random-projection tokenizer (tokenizers/random_projection.py); 5 whole time columns
 (40 patches) are replaced by the mask embedding and the encoder predicts their codes (cross-entropy), while its
-outputs at the visible patches reconstruct those patches (`visible_mse_weight=10`). `objective.predictor_depth=1`
+outputs at the visible patches reconstruct those patches (`visible_mse_weight=3`). `objective.predictor_depth=1`
 is BEATs' form instead (the encoder sees only the visible patches, a label predictor predicts the codes). The
 exported encoder embeds with statistics pooling of frequency-stacked tokens (`mean+std`, `stack`).
 The corpus is written to $AUDIOREP_DATA/synthetic_ssast (default ~/audiorep_data) when it is missing.
