@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import erf
 
@@ -23,6 +23,7 @@ from audiorep.models.layers import (
     fit_pos_embed,
     gelu,
     interpolate_axes,
+    layer_norm,
     relative_position_buckets,
 )
 
@@ -259,3 +260,40 @@ def test_block_layer_norms_stay_exact_for_inputs_with_a_large_mean(rng):
     x = (1000.0 + rng.standard_normal((2, 3, 256))).astype(np.float32)
     ref = _np_layer_norm(x.astype(np.float64), 1.0, 0.0, 1e-6)
     np.testing.assert_allclose(blk.norm1(jnp.asarray(x)), ref, atol=1e-3)
+
+
+def _np_layer_norm_objective(x, scale, bias, w, eps=1e-6):
+    return float((_np_layer_norm(x, scale, bias, eps) * w).sum())
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.floats(-100.0, 100.0), st.floats(0.1, 30.0), st.integers(0, 2**16))
+def test_layer_norm_gradient_matches_float64_finite_differences(mean, spread, seed):
+    """The closed-form gradient (x, scale and bias) against central differences of a float64 numpy LayerNorm,
+    along random directions: d/dh sum(w * LN(x + h v)) at h = 0 == <grad, v>."""
+    rng = np.random.default_rng(seed)
+    x = (mean + spread * rng.standard_normal((3, 2, 16))).astype(np.float32).astype(np.float64)
+    scale, bias, w = rng.standard_normal(16) + 1, rng.standard_normal(16), rng.standard_normal((3, 2, 16))
+    gx, gs, gb = jax.grad(lambda *a: jnp.sum(layer_norm(*a, 1e-6) * w), argnums=(0, 1, 2))(
+        *(jnp.asarray(a, jnp.float32) for a in (x, scale, bias)))
+    for arg, grad in ((0, gx), (1, gs), (2, gb)):
+        args = [x, scale, bias]
+        v = rng.standard_normal(args[arg].shape)
+        h = 1e-5 * (spread if arg == 0 else 1.0)  # the LayerNorm varies on the scale of x's spread
+        plus, minus = list(args), list(args)
+        plus[arg], minus[arg] = args[arg] + h * v, args[arg] - h * v
+        numeric = (_np_layer_norm_objective(*plus, w) - _np_layer_norm_objective(*minus, w)) / (2 * h)
+        analytic = float((np.asarray(grad, np.float64) * v).sum())
+        assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-3 * (1 + abs(numeric)))
+
+
+def test_layer_norm_keeps_bfloat16_inputs_in_bfloat16_and_its_gradients_too(rng):
+    x = jnp.asarray(rng.standard_normal((4, 32)), jnp.bfloat16)
+    scale, bias = jnp.ones(32, jnp.bfloat16), jnp.zeros(32, jnp.float32)
+    y = layer_norm(x, scale, bias, 1e-6)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y, np.float32), _np_layer_norm(np.asarray(x, np.float32), 1, 0, 1e-6),
+                               atol=2e-2)
+    gx, gs, gb = jax.grad(lambda *a: jnp.sum(layer_norm(*a, 1e-6).astype(jnp.float32) ** 2),
+                          argnums=(0, 1, 2))(x, scale, bias)
+    assert (gx.dtype, gs.dtype, gb.dtype) == (jnp.bfloat16, jnp.bfloat16, jnp.float32)

@@ -13,6 +13,7 @@ as in PyTorch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -108,12 +109,53 @@ def gelu(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=False)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float) -> jax.Array:
+    """LayerNorm over the last axis, two-pass variance E[(x - E[x])^2] (as torch.nn.LayerNorm), statistics in
+    float32.  x f32|bf16[..., D], scale/bias [D] -> [..., D] in x's dtype.
+
+    Its gradient is the closed form PyTorch uses, dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)) with
+    g = dy * scale, from the saved input and two per-row statistics: autodiff through the two-pass formula
+    made XLA:CPU spend ~0.5 s of a 4.4 s ViT-B training step on the 25 LayerNorms (benchmarks/train_step.py).
+    """
+    return _layer_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+def _layer_norm_stats(x: jax.Array, epsilon: float) -> tuple[jax.Array, jax.Array]:
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=-1, keepdims=True)
+    centred = xf - mean
+    return mean, jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + epsilon)
+
+
+def _layer_norm_fwd(x, scale, bias, epsilon):
+    mean, rstd = _layer_norm_stats(x, epsilon)
+    y = (x.astype(jnp.float32) - mean) * rstd * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+    return y.astype(x.dtype), (x, mean, rstd, scale, bias)
+
+
+def _layer_norm_bwd(epsilon, residuals, dy):
+    del epsilon
+    x, mean, rstd, scale, bias = residuals
+    x_hat = (x.astype(jnp.float32) - mean) * rstd
+    dy = dy.astype(jnp.float32)
+    g = dy * scale.astype(jnp.float32)
+    dx = rstd * (g - jnp.mean(g, axis=-1, keepdims=True) - x_hat * jnp.mean(g * x_hat, axis=-1, keepdims=True))
+    rows = tuple(range(dy.ndim - 1))
+    return (dx.astype(x.dtype), jnp.sum(dy * x_hat, axis=rows).astype(scale.dtype),
+            jnp.sum(dy, axis=rows).astype(bias.dtype))
+
+
+layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
 class LayerNorm(nnx.Module):
-    """LayerNorm over the last axis with the two-pass variance E[(x - E[x])^2] (as torch.nn.LayerNorm).
+    """LayerNorm over the last axis (`layer_norm`: torch's two-pass variance, closed-form gradient).
 
     Parameter names match nnx.LayerNorm (`scale`, `bias`), so checkpoints and converters see no difference.
-    Why not nnx.LayerNorm(use_fast_variance=False): its backward pass goes through |x - mean|^2 and cost
-    0.8 s of a 5.2 s ViT-B training step on the 2-core CPU (benchmarks/train_step.py); this one is exact too.
+    Why not nnx.LayerNorm: its exact variant (use_fast_variance=False) differentiates through |x - mean|^2 and
+    its default E[x^2] - E[x]^2 loses precision when a row's mean is large against its spread; on the 2-core CPU
+    both were slower in a ViT-B training step than this one (benchmarks/train_step.py, docs/pretraining.md).
     Statistics are computed in float32; the output has the input's dtype.  f32|bf16[..., dim] -> same.
     """
 
@@ -124,12 +166,7 @@ class LayerNorm(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        xf = x.astype(jnp.float32)
-        mean = jnp.mean(xf, axis=-1, keepdims=True)
-        centred = xf - mean
-        var = jnp.mean(centred * centred, axis=-1, keepdims=True)
-        y = centred * jax.lax.rsqrt(var + self.epsilon)
-        return (y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(x.dtype)
+        return layer_norm(x, self.scale[...], self.bias[...], self.epsilon)
 
 
 class DropPath(nnx.Module):
