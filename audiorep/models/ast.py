@@ -34,6 +34,7 @@ from audiorep.models.layers import (
     EncoderOutput,
     JsonConfig,
     LayerNorm,
+    Linear,
     PatchEmbed2d,
     TransformerBlock,
     fit_pos_embed,
@@ -147,8 +148,8 @@ class PredHead(nnx.Module):
 
     def __init__(self, dim: int, out: int, *, rngs: nnx.Rngs):
         k, b = torch_linear_init(dim)
-        self.fc1 = nnx.Linear(dim, dim, kernel_init=k, bias_init=b, rngs=rngs)
-        self.fc2 = nnx.Linear(dim, out, kernel_init=k, bias_init=b, rngs=rngs)
+        self.fc1 = Linear(dim, dim, kernel_init=k, bias_init=b, rngs=rngs)
+        self.fc2 = Linear(dim, out, kernel_init=k, bias_init=b, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(jax.nn.relu(self.fc1(x)))
@@ -161,7 +162,7 @@ class ClassifierHead(nnx.Module):
                  bias_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
         self.norm = LayerNorm(dim, epsilon=eps, rngs=rngs)
         k, b = torch_linear_init(dim)  # PyTorch's nn.Linear default unless told otherwise
-        self.linear = nnx.Linear(dim, classes, kernel_init=kernel_init or k, bias_init=bias_init or b, rngs=rngs)
+        self.linear = Linear(dim, classes, kernel_init=kernel_init or k, bias_init=bias_init or b, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.linear(self.norm(x))

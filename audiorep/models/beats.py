@@ -43,6 +43,7 @@ from flax import nnx
 from audiorep.models.layers import (
     EncoderOutput,
     LayerNorm,
+    Linear,
     PatchEmbed2d,
     TransformerBlock,
     gelu,
@@ -223,7 +224,7 @@ class BEATsLayer(TransformerBlock):
                          rngs=rngs)
         self.gated = cfg.gru_rel_pos
         if self.gated:
-            self.grep_linear = nnx.Linear(cfg.head_dim, 8, kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
+            self.grep_linear = Linear(cfg.head_dim, 8, kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
             self.grep_a = nnx.Param(jnp.ones((cfg.encoder_attention_heads,), jnp.float32))
 
     def gate(self, q: jax.Array) -> jax.Array:
@@ -252,7 +253,7 @@ class BEATsEncoder(nnx.Module):
         p, d = cfg.input_patch_size, cfg.encoder_embed_dim
         self.patch_embedding = PatchEmbed2d(cfg.embed_dim, (p, p), use_bias=cfg.conv_bias, rngs=rngs)
         self.layer_norm = LayerNorm(cfg.embed_dim, epsilon=LN_EPS, rngs=rngs)
-        self.post_extract_proj = (nnx.Linear(cfg.embed_dim, d, rngs=rngs) if cfg.embed_dim != d else None)
+        self.post_extract_proj = (Linear(cfg.embed_dim, d, rngs=rngs) if cfg.embed_dim != d else None)
         self.dropout_input = nnx.Dropout(cfg.dropout_input, rngs=rngs)
         self.pos_conv = WeightNormConv1d(d, cfg.conv_pos, cfg.conv_pos_groups, rngs=rngs)
         self.encoder_layer_norm = LayerNorm(d, epsilon=LN_EPS, rngs=rngs)
@@ -264,7 +265,7 @@ class BEATsEncoder(nnx.Module):
         self.layerdrop_rngs = rngs.fork() if cfg.encoder_layerdrop > 0 else None
         if cfg.finetuned_model:
             self.predictor_dropout = nnx.Dropout(cfg.predictor_dropout, rngs=rngs)
-            self.predictor = nnx.Linear(d, cfg.predictor_class, rngs=rngs)
+            self.predictor = Linear(d, cfg.predictor_class, rngs=rngs)
         else:
             self.predictor = None
 

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 
 
 class JsonConfig:
@@ -169,6 +171,55 @@ class LayerNorm(nnx.Module):
         return layer_norm(x, self.scale[...], self.bias[...], self.epsilon)
 
 
+@jax.custom_vjp
+def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x @ kernel over x's last axis.  x [..., D_in], kernel [D_in, D_out] (same dtype) -> [..., D_out].
+
+    The same product as lax.dot_general, with its gradient written out so that the kernel's gradient is one
+    contraction over a [1, rows, D] view of x and dy: XLA:CPU (jax 0.12) then hands all three matmuls to its fast
+    (YNNPACK) kernels, where JAX's own transpose rule for inputs of rank >= 3 made it pick a layout those kernels
+    refuse -- a bf16 Linear's forward + backward took 4x longer than with this gradient, fp32 1.4x
+    (benchmarks/train_step.py, docs/pretraining.md).
+    """
+    return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _dense_fwd(x, kernel):
+    return dense(x, kernel), (x, kernel)
+
+
+def _dense_bwd(residuals, dy):
+    x, kernel = residuals
+    dx = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
+    rows_x, rows_dy = x.reshape(1, -1, x.shape[-1]), dy.reshape(1, -1, dy.shape[-1])
+    dkernel = lax.dot_general(rows_x, rows_dy, (((0, 1), (0, 1)), ((), ())))
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **kwargs):
+    """lax.dot_general for nnx.Linear: its one contraction (lhs's last axis with a 2-D rhs's first) goes through
+    `dense`; anything else (a precision, an output dtype or sharding) falls back to lax.dot_general."""
+    plain = (dimension_numbers == (((lhs.ndim - 1,), (0,)), ((), ())) and rhs.ndim == 2 and lhs.ndim >= 1
+             and lhs.dtype == rhs.dtype and precision is None and preferred_element_type is None
+             and kwargs.get("out_sharding") is None)
+    if plain:  # named so that remat's 'dots' policy keeps the product, as it keeps plain dot_general outputs
+        return checkpoint_name(dense(lhs, rhs), "dense")
+    if preferred_element_type is not None:
+        kwargs["preferred_element_type"] = preferred_element_type
+    return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision, **kwargs)
+
+
+class Linear(nnx.Linear):
+    """nnx.Linear (same parameters, initialisation and random stream) whose product is `dense`."""
+
+    def __init__(self, in_features: int, out_features: int, **kwargs):
+        kwargs.setdefault("dot_general", dense_dot_general)
+        super().__init__(in_features, out_features, **kwargs)
+
+
 class DropPath(nnx.Module):
     """Stochastic depth: drops the whole residual branch per example with probability `rate` (timm DropPath)."""
 
@@ -198,8 +249,8 @@ class Mlp(nnx.Module):
                  fc2_kernel_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
         kw = {} if kernel_init is None else dict(kernel_init=kernel_init)
         kw2 = dict(kernel_init=fc2_kernel_init) if fc2_kernel_init is not None else kw
-        self.fc1 = nnx.Linear(dim, hidden, rngs=rngs, **kw)
-        self.fc2 = nnx.Linear(hidden, out_dim or dim, rngs=rngs, **kw2)
+        self.fc1 = Linear(dim, hidden, rngs=rngs, **kw)
+        self.fc2 = Linear(hidden, out_dim or dim, rngs=rngs, **kw2)
         self.act = act
         self.act_drop = nnx.Dropout(drop if act_drop is None else act_drop, rngs=rngs)
         self.drop = nnx.Dropout(drop, rngs=rngs)
@@ -286,12 +337,12 @@ class MultiHeadAttention(nnx.Module):
         kv = dict(kernel_init=v_kernel_init) if v_kernel_init is not None else kw
         kp = dict(kernel_init=proj_kernel_init) if proj_kernel_init is not None else kw
         if fused_qkv:
-            self.qkv = nnx.Linear(dim, 3 * dim, use_bias=qkv_bias, rngs=rngs, **kw)
+            self.qkv = Linear(dim, 3 * dim, use_bias=qkv_bias, rngs=rngs, **kw)
         else:
-            self.q = nnx.Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kw)
-            self.k = nnx.Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kw)
-            self.v = nnx.Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kv)
-        self.proj = nnx.Linear(dim, dim, rngs=rngs, **kp)
+            self.q = Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kw)
+            self.k = Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kw)
+            self.v = Linear(dim, dim, use_bias=qkv_bias, rngs=rngs, **kv)
+        self.proj = Linear(dim, dim, rngs=rngs, **kp)
         self.attn_drop = nnx.Dropout(attn_drop, rngs=rngs)
         self.proj_drop = nnx.Dropout(proj_drop, rngs=rngs)
 
@@ -391,7 +442,9 @@ class TransformerBlock(nnx.Module):
         return self.norm2(a * x + dp(self.mlp(x, deterministic=deterministic)))
 
 
-REMAT_POLICIES = {"dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+REMAT_POLICIES = {"dots": jax.checkpoint_policies.save_from_both_policies(
+                      jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+                      jax.checkpoint_policies.save_only_these_names("dense")),
                   "full": jax.checkpoint_policies.nothing_saveable}
 """`TransformerBlock.remat` values (besides 'none') and the jax.checkpoint policy each one means."""
 

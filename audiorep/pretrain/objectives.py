@@ -263,9 +263,11 @@ class TokenPredictor(nnx.Module):
 
     def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0, predictor_depth: int = 0,
                  patch_head: bool = False):
+        from audiorep.models.layers import Linear
+
         dim = int(encoder.cfg.dim)
         self.encoder = encoder
-        self.head = nnx.Linear(dim, int(codebook_size), rngs=nnx.Rngs(params=jax.random.fold_in(
+        self.head = Linear(dim, int(codebook_size), rngs=nnx.Rngs(params=jax.random.fold_in(
             jax.random.PRNGKey(seed), 1)))
         if patch_head and predictor_depth <= 0:
             raise ValueError("a patch head (objective.masked_mse_weight > 0) reconstructs the masked patches from "
@@ -277,7 +279,7 @@ class TokenPredictor(nnx.Module):
         # MAE's generative target beside the codes (`masked_mse_weight`): the label predictor's outputs at the
         # masked positions -> their raw patches.
         patch_dim = int(encoder.cfg.patch[0] * encoder.cfg.patch[1])
-        self.patch_head = (nnx.Linear(dim, patch_dim, rngs=nnx.Rngs(params=jax.random.fold_in(
+        self.patch_head = (Linear(dim, patch_dim, rngs=nnx.Rngs(params=jax.random.fold_in(
             jax.random.PRNGKey(seed), 3))) if patch_head else None)
 
 
