@@ -13,10 +13,10 @@
 Everything lands in one output folder; running the demo again reuses the corpus, resumes or reuses the
 training run, and appends fresh result rows (the leaderboard shows the newest row per model and task).
 
-Status (2026-11-26, session 7): FSDD pretrained 0.701 vs log-mel 0.639 and random-init 0.603 (ahead on 3 of 3
-folds); synthetic pretrained 0.527 vs random-init 0.483 and log-mel 0.473 (ahead on 4 of 5 folds, within fold
-noise). --seed 1 and --seed 2 are ahead on both too (seed 1 by 0.002 / 0.004: a tie with its strong random
-initialisation). Every recipe tried, with measurements, is in docs/status.md.
+Status (2026-11-27, session 8): FSDD pretrained 0.701 vs log-mel 0.639 and random-init 0.603 (ahead on 3 of 3
+folds); synthetic pretrained 0.529 vs random-init 0.483 and log-mel 0.475 (ahead on 4 of 5 folds, within fold
+noise). --seed 2 is ahead on both too; --seed 1 ties its strong random initialisation (synthetic 0.529 vs 0.544,
+within fold noise). Every recipe tried, with measurements, is in docs/status.md.
 """
 
 from __future__ import annotations
