@@ -586,6 +586,17 @@ def _parse_layer(text: str):
     return items[0] if len(items) == 1 else items
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
 def _cmd_embed(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -678,7 +689,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         model = resolve_model(args.model, **options)
         result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                           seed=args.seed, max_folds=args.max_folds, model_name=args.name,
-                          progress=not args.quiet, log=lambda m: console.print(m, highlight=False))
+                          progress=not args.quiet, log=lambda m: console.print(m, highlight=False),
+                          repeats=args.repeats)
     except (AudioError, CacheError, DatasetError, ProbeError, TaskError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -703,7 +715,9 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     table.add_row("data", f"{result.extra['classes']} classes; train/val/test {sizes['train']}/{sizes['validation']}"
                           f"/{sizes['test']} (split 1); embedding dim {result.extra['embedding_dim']}")
     sel = result.extra["selected"]
-    table.add_row("probe", f"{result.probe}, grid {result.grid.get('name', '')}, seed {result.seed}; selected "
+    repeats = result.grid.get("repeats", 1)
+    table.add_row("probe", f"{result.probe}, grid {result.grid.get('name', '')}"
+                           f"{f' x {repeats} repeats' if repeats > 1 else ''}, seed {result.seed}; selected "
                            f"{_short_selection(sel[0])}" + (f" (+{len(sel) - 1} more splits)" if len(sel) > 1 else ""))
     table.add_row("time", f"{seconds:.1f} s")
     if args.results:
@@ -771,6 +785,9 @@ def _add_probe_parsers(sub) -> None:
     p.add_argument("--grid", default="fast", choices=("fast", "full", "linear"),
                    help="probe grid: fast (6 points, <= 60 epochs), full (HEAR's 16 points, 500 epochs), linear")
     p.add_argument("--probe", default="mlp", choices=("mlp", "knn"), help="MLP/linear grid or cosine kNN")
+    p.add_argument("--repeats", type=_positive_int, default=1,
+                   help="train each grid configuration N times with other seeds; select and score on the mean "
+                        "(N times the probe time, less probe noise on small tasks)")
     p.add_argument("--results", default=None, help="append the result row to this JSONL store")
     p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe grid and of group-fold assignment")
@@ -809,7 +826,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
     timing = {} if args.minutes is None else {"minutes": args.minutes}
     plan = demo.DemoPlan(out_dir=Path(args.out), per_class=args.per_class, seed=args.seed, fsdd=fsdd,
-                         fsdd_folds=args.fsdd_folds, grid=args.grid, progress=not args.quiet, **timing)
+                         fsdd_folds=args.fsdd_folds, grid=args.grid, repeats=args.repeats, progress=not args.quiet,
+                         **timing)
     demo.run_demo(plan)
     return 0
 
@@ -829,6 +847,8 @@ def _add_demo_parser(sub) -> None:
     p.add_argument("--no-fsdd", action="store_true", help="skip the FSDD task")
     p.add_argument("--fsdd-folds", type=int, default=3, help="speaker-disjoint FSDD folds to probe (of 6)")
     p.add_argument("--grid", choices=("fast", "full", "linear"), default="fast", help="probe grid")
+    p.add_argument("--repeats", type=_positive_int, default=1,
+                   help="probe seeds per grid configuration, averaged (less probe noise, N times the probe time)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 

@@ -15,9 +15,9 @@ training run, and appends fresh result rows (the leaderboard shows the newest ro
 
 Status (2026-11-27, session 9): FSDD pretrained 0.701 vs log-mel 0.639 and random-init 0.603 (ahead on 3 of 3
 folds); synthetic pretrained 0.529 vs random-init 0.483 and log-mel 0.475 (ahead on 4 of 5 folds, within fold
-noise; ahead under every probe and probe seed measured). --seed 2 is ahead on both too; --seed 1 ties its strong
-random initialisation on the synthetic sounds (0.529 vs 0.544 with the demo's probe seed, ahead by up to 0.03
-with others). Every recipe and probe tried, with measurements, is in docs/status.md.
+noise; ahead under every probe and probe seed measured, and with --repeats 3). --seed 2 is ahead on both too;
+--seed 1 trails its strong random initialisation (synthetic 0.529 vs 0.544; with --repeats 3 behind on both
+tasks by 0.01-0.02). Every recipe and probe tried, with measurements, is in docs/status.md.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class DemoPlan:
     fsdd: Path | None = None
     fsdd_folds: int = 3
     grid: str = "fast"
+    repeats: int = 1
     pooling: str = "mean+std"
     frequency: str = "stack"
     progress: bool = True
@@ -224,7 +225,7 @@ def probe_all(plan: DemoPlan, random_dir: Path, pretrained_dir: Path) -> list[Re
         for name, make in models.items():
             t0 = time.perf_counter()
             res = tasks.run(task_name, make(), root, cache, grid=plan.grid, seed=plan.seed, max_folds=folds,
-                            model_name=f"demo-{name}", progress=plan.progress)
+                            model_name=f"demo-{name}", progress=plan.progress, repeats=plan.repeats)
             leaderboard.append_result(results_path, res)
             rows.append(res)
             _say(f"{task_name:<10} {name:<12} {res.metric} {res.mean:.3f} ± {res.std:.3f} "

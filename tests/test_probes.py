@@ -202,3 +202,49 @@ def test_grids_that_differ_only_in_epochs_and_patience_share_one_compile(noisy):
     assert P._make_round.cache_info().misses == before.misses
     assert fn._cache_size() == compiled
     assert run.epochs[0] <= 9
+
+
+def test_make_grid_repeats_configurations_with_new_seeds():
+    once, twice = P.make_grid("fast", seed=3), P.make_grid("fast", seed=3, repeats=2)
+    assert twice.repeats == 2 and twice.configs == len(once.points) == 6
+    assert twice.points[:6] == once.points  # the first repeat is the grid as it always was
+    assert [p.seed for p in twice.points] == list(range(3000, 3012))
+    assert [dataclasses.replace(p, seed=0) for p in twice.points[6:]] == [
+        dataclasses.replace(p, seed=0) for p in once.points]
+    assert twice.to_dict()["repeats"] == 2
+    with pytest.raises(P.ProbeError, match="should repeat configuration 0"):
+        P.Grid("bad", (GRID.points[0], GRID.points[2]), SCHEDULE, repeats=2)
+    with pytest.raises(P.ProbeError, match="repeats must be in"):
+        P.make_grid("full", repeats=0)
+
+
+def test_repeats_select_and_score_on_the_mean_over_probe_seeds():
+    x, y = _blobs(np.random.default_rng(0), spread=3.0)
+    xv, yv = _blobs(np.random.default_rng(1), n=60, spread=3.0)
+    xt, yt = _blobs(np.random.default_rng(2), n=90, spread=3.0)
+    a, b = GRID.points[0], GRID.points[2]  # an MLP and a linear configuration, two seeds each
+    grid = P.Grid("rep", (a, b, dataclasses.replace(a, seed=31), dataclasses.replace(b, seed=32)), SCHEDULE, 2)
+    res = P.fit_probe(x, y, xv, yv, xt, yt, num_classes=3, grid=grid)
+    val = np.asarray(res.val_scores).reshape(2, 2).mean(0)
+    best = int(np.argmax(val))
+    assert res.val_score == pytest.approx(val[best])
+    assert res.selected["repeat_seeds"] == [grid.points[best].seed, grid.points[2 + best].seed]
+    # each repeat's test report is that seed's probe trained alone; the result is their mean
+    for seed, report in zip(res.selected["repeat_seeds"], res.selected["repeat_test"]):
+        alone = P.fit_probe(x, y, xv, yv, xt, yt, num_classes=3,
+                            grid=P.Grid("one", (dataclasses.replace(grid.points[best], seed=seed),), SCHEDULE))
+        assert report["accuracy"] == pytest.approx(alone.test["accuracy"], abs=1.5 / len(yt))
+    assert res.test["accuracy"] == pytest.approx(np.mean([r["accuracy"] for r in res.selected["repeat_test"]]))
+    assert res.test_scores.shape == (90, 3) and np.allclose(res.test_scores.sum(1), 1.0, atol=1e-5)
+
+
+def test_detection_report_targets_the_requested_positive_class():
+    x, y = _blobs(np.random.default_rng(0), c=2, spread=4.0)
+    xv, yv = _blobs(np.random.default_rng(1), n=60, c=2, spread=4.0)
+    xt, yt = _blobs(np.random.default_rng(2), n=80, c=2, spread=4.0)
+    grid = P.Grid("one", GRID.points[2:], SCHEDULE)
+    one = P.fit_probe(x, y, xv, yv, xt, yt, num_classes=2, grid=grid)
+    zero = P.fit_probe(x, y, xv, yv, xt, yt, num_classes=2, grid=grid, positive=0)
+    assert one.test["sensitivity"] != one.test["specificity"]  # overlapping classes: the two rates differ
+    assert zero.test["sensitivity"] == pytest.approx(one.test["specificity"])
+    assert zero.test["specificity"] == pytest.approx(one.test["sensitivity"])

@@ -301,6 +301,22 @@ def test_probe_command_without_data_root_explains(tmp_path, capsys):
     assert "needs --data-root" in capsys.readouterr().err
 
 
+def test_probe_command_repeats_the_grid_and_refuses_zero_repeats(tmp_path, capsys):
+    from audiorep.cli import main
+    from audiorep.downstream.leaderboard import read_results
+
+    root = make_fsdd(tmp_path / "fsdd")
+    store = tmp_path / "results.jsonl"
+    assert main(["probe", "--model", "logmel", "--task", "fsdd", "--data-root", str(root), "--grid", "linear",
+                 "--repeats", "2", "--cache", str(tmp_path / "cache"), "--results", str(store), "--max-folds", "1",
+                 "-q"]) == 0
+    assert "grid linear x 2 repeats" in capsys.readouterr().out
+    assert read_results(store)[0].grid["repeats"] == 2
+    with pytest.raises(SystemExit):
+        main(["probe", "--model", "logmel", "--task", "fsdd", "--repeats", "0"])
+    assert "expected a whole number >= 1" in capsys.readouterr().err
+
+
 def test_group_folds_spread_every_class_over_the_folds():
     recs = [Record(f"/{c}_{g}_{i}.wav", (c,), (str(c),), "", None, f"c{c}g{g}", "folder")
             for c in range(4) for g in range(5) for i in range(3)]
@@ -316,3 +332,16 @@ def test_asvspoof_task_reports_eer_with_bonafide_as_target(tmp_path):
     assert res.metric == "eer" and not res.higher_is_better
     assert res.mean == 0.0  # tones of the two classes are far apart
     assert {"min_dcf", "sensitivity", "specificity", "roc_auc"} <= set(res.scores)
+
+
+def test_run_with_repeats_records_them_and_refuses_them_beside_a_grid_object(tmp_path):
+    root = make_fsdd(tmp_path / "fsdd")
+    cache = EmbeddingCache(tmp_path / "cache")
+    res = T.run("fsdd", ToneEmbedder(), root, cache, grid="linear", repeats=2, seed=1, max_folds=1, progress=False)
+    assert res.grid["repeats"] == 2 and len(res.grid["points"]) == 16
+    sel = res.extra["selected"][0]
+    assert len(sel["repeat_seeds"]) == 2 and sel["repeat_seeds"][1] == sel["repeat_seeds"][0] + 8
+    assert res.folds[0] == pytest.approx(np.mean([r["accuracy"] for r in sel["repeat_test"]]))
+    grid = P.Grid("tiny", (P.GridPoint(hidden_layers=0, lr=1e-2, seed=5),), P.Schedule(max_epochs=6))
+    with pytest.raises(T.TaskError, match="Grid.repeats"):
+        T.run("fsdd", ToneEmbedder(), root, cache, grid=grid, repeats=2, max_folds=1, progress=False)

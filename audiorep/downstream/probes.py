@@ -80,20 +80,43 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Grid:
+    """Probe configurations trained together. With `repeats` R > 1 the points are R copies of the first
+    `configs` configurations that differ only in their seeds (repeat-major: point r * configs + i is repeat r
+    of configuration i); a configuration is selected on its validation score averaged over the repeats and
+    reported with its test metrics averaged over them, so one probe initialisation cannot decide a comparison.
+    """
+
     name: str
     points: tuple[GridPoint, ...]
     schedule: Schedule
+    repeats: int = 1
+
+    def __post_init__(self):
+        if self.repeats < 1 or not self.points or len(self.points) % self.repeats:
+            raise ProbeError(f"grid {self.name!r}: {len(self.points)} points cannot hold {self.repeats} repeats of "
+                             "the same configurations (need repeats >= 1 dividing the number of points).")
+        n = self.configs
+        for i, point in enumerate(self.points[n:], n):
+            if dataclasses.replace(point, seed=0) != dataclasses.replace(self.points[i % n], seed=0):
+                raise ProbeError(f"grid {self.name!r}: point {i} ({point}) should repeat configuration {i % n} "
+                                 f"({self.points[i % n]}) with another seed.")
+
+    @property
+    def configs(self) -> int:
+        """Distinct configurations (points per repeat)."""
+        return len(self.points) // self.repeats
 
     def to_dict(self) -> dict:
         return {"name": self.name, "points": [dataclasses.asdict(p) for p in self.points],
-                "schedule": dataclasses.asdict(self.schedule)}
+                "schedule": dataclasses.asdict(self.schedule), "repeats": self.repeats}
 
 
 HEAR_LRS = (3.2e-3, 1e-3, 3.2e-4, 1e-4)
 
 
-def make_grid(name: str = "fast", seed: int = 0, **schedule) -> Grid:
-    """A named grid. Point i gets seed `seed * 1000 + i`.
+def make_grid(name: str = "fast", seed: int = 0, repeats: int = 1, **schedule) -> Grid:
+    """A named grid. Repeat r of configuration i gets seed `seed * 1000 + r * configs + i` (repeat 0: `seed *
+    1000 + i`, so one repeat is the grid as it always was).
 
     'full': HEAR's 16 points (1 or 2 hidden layers of 1024) x (lr 3.2e-3, 1e-3, 3.2e-4, 1e-4) x (Xavier
       uniform, normal); 500 epochs, validation every 3, patience 20.
@@ -113,9 +136,11 @@ def make_grid(name: str = "fast", seed: int = 0, **schedule) -> Grid:
         sched = Schedule(max_epochs=200, check_every=3, patience=10)
     else:
         raise ProbeError(f"unknown grid {name!r}; choose 'fast', 'full' or 'linear'.")
-    points = tuple(GridPoint(hidden_layers=h, lr=lr, init=init, seed=seed * 1000 + i)
-                   for i, (h, lr, init) in enumerate(shapes))
-    return Grid(name, points, dataclasses.replace(sched, **schedule))
+    if not 1 <= repeats <= 1000 // len(shapes):
+        raise ProbeError(f"repeats must be in [1, {1000 // len(shapes)}] for the {name!r} grid, got {repeats}.")
+    points = tuple(GridPoint(hidden_layers=h, lr=lr, init=init, seed=seed * 1000 + r * len(shapes) + i)
+                   for r in range(repeats) for i, (h, lr, init) in enumerate(shapes))
+    return Grid(name, points, dataclasses.replace(sched, **schedule), repeats)
 
 
 # ----------------------------------------------------------------------------- the MLP, one point
@@ -418,7 +443,7 @@ class ProbeResult:
     val_scores: list[float]
     seed: int
     epochs: list[int] = field(default_factory=list)
-    test_scores: np.ndarray | None = field(default=None, repr=False)
+    test_scores: np.ndarray | None = field(default=None, repr=False)  # test probabilities (repeats: their mean)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -450,21 +475,23 @@ def _check_split(x, y, name: str, multilabel: bool, num_classes: int) -> None:
         raise ProbeError(f"{name}: multi-class labels must be int[N] in [0, {num_classes}).")
 
 
-def _report(y, scores, multilabel: bool, num_classes: int) -> dict[str, float]:
+def _report(y, scores, multilabel: bool, num_classes: int, positive: int = 1) -> dict[str, float]:
     if multilabel:
         return M.multilabel_scores(y, scores)
     out = M.multiclass_scores(y, scores)
     if num_classes == 2 and len(np.unique(y)) == 2:
-        out |= M.binary_scores(y, scores, positive=1)
+        out |= M.binary_scores(y, scores, positive=positive)
     return out
 
 
 def fit_probe(x_train, y_train, x_val, y_val, x_test, y_test, *, num_classes: int, multilabel: bool = False,
-              grid: Grid | str = "fast", seed: int = 0, progress: bool = False) -> ProbeResult:
+              grid: Grid | str = "fast", seed: int = 0, progress: bool = False, positive: int = 1) -> ProbeResult:
     """Standardise, train the grid, select on validation, score the test split once.
 
-    x_*: f32[N, D]; y_*: i32[N] or {0,1}[N, C]. Returns the metrics.py report of the selected point
-    (accuracy / mAP / ...), its validation score, and the grid with its seeds.
+    x_*: f32[N, D]; y_*: i32[N] or {0,1}[N, C]. Returns the metrics.py report of the selected configuration
+    (accuracy / mAP / ...; with grid.repeats > 1 each metric is the mean over the repeats), its validation
+    score, and the grid with its seeds. positive: the target class of the detection report (EER, min-DCF, ...)
+    of a 2-class task.
     """
     grid = make_grid(grid, seed) if isinstance(grid, str) else grid
     for name, x, y in (("train", x_train, y_train), ("validation", x_val, y_val), ("test", x_test, y_test)):
@@ -472,15 +499,26 @@ def fit_probe(x_train, y_train, x_val, y_val, x_test, y_test, *, num_classes: in
     xs = standardise(x_train, x_val, x_test)
     run = train_grid(xs[0], y_train, xs[1], y_val, grid, num_classes=num_classes, multilabel=multilabel,
                      progress=progress)
-    best = run.best
-    logits = predict(run, best, xs[2])
-    scores = 1 / (1 + np.exp(-logits)) if multilabel else _softmax(logits)
+    n = grid.configs
+    val = run.val_scores.reshape(grid.repeats, n).mean(0)
+    best = int(np.argmax(val))  # first on ties, as GridRun.best
+    members = [r * n + best for r in range(grid.repeats)]
+    reports, probs = [], []
+    for i in members:
+        logits = predict(run, i, xs[2])
+        probs.append(1 / (1 + np.exp(-logits)) if multilabel else _softmax(logits))
+        reports.append(_report(np.asarray(y_test), probs[-1], multilabel, num_classes, positive))
+    selected = dataclasses.asdict(grid.points[best]) | {"best_epoch": int(run.best_epochs[best])}
+    if grid.repeats > 1:
+        selected |= {"repeat_seeds": [grid.points[i].seed for i in members],
+                     "repeat_best_epochs": [int(run.best_epochs[i]) for i in members],
+                     "repeat_val_scores": [float(run.val_scores[i]) for i in members],
+                     "repeat_test": [{k: float(r[k]) for k in r} for r in reports]}
     return ProbeResult(kind="mlp" if grid.points[best].hidden_layers else "linear",
-                       selection_metric="map" if multilabel else "accuracy", val_score=float(run.val_scores[best]),
-                       test=_report(np.asarray(y_test), scores, multilabel, num_classes),
-                       selected=dataclasses.asdict(grid.points[best]) | {"best_epoch": int(run.best_epochs[best])},
-                       grid=grid.to_dict(), val_scores=[float(v) for v in run.val_scores], seed=seed,
-                       epochs=[int(e) for e in run.epochs], test_scores=scores)
+                       selection_metric="map" if multilabel else "accuracy", val_score=float(val[best]),
+                       test={k: float(np.mean([r[k] for r in reports])) for k in reports[0]},
+                       selected=selected, grid=grid.to_dict(), val_scores=[float(v) for v in run.val_scores],
+                       seed=seed, epochs=[int(e) for e in run.epochs], test_scores=np.mean(probs, axis=0))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -229,7 +229,7 @@ def _targets(records: Sequence[Record], num_classes: int, multilabel: bool) -> n
 def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: EmbeddingCache | None = None, *,
         grid="fast", probe: str = "mlp", seed: int = 0, max_folds: int | None = None,
         model_name: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-        reader_options: dict | None = None) -> Result:
+        reader_options: dict | None = None, repeats: int = 1) -> Result:
     """Embed the task's data with `embedder` (through the cache), probe every split, and summarise.
 
     Args:
@@ -238,6 +238,8 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
       grid: 'fast' | 'full' | 'linear' | a probes.Grid (MLP/linear probes); ignored by probe='knn'.
       probe: 'mlp' (the grid, linear points included) or 'knn'.
       max_folds: probe only the first k splits (quick runs); recorded in the Result.
+      repeats: train every configuration of a named grid this many times with other seeds; selection and
+        scores average over them (probes.Grid), so the probe's own initialisation noise shrinks.
     Returns:
       a leaderboard Result: primary metric mean/std over splits, every split's score, every metric's mean.
     """
@@ -259,7 +261,12 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     emb = cache.embed(embedder, used, crop_s=spec.crop_s, progress=progress, desc=f"embed {spec.name}")
     emb = np.asarray(emb, np.float32)
     n_cls = len(index.classes)
-    grid_obj = P.make_grid(grid, seed) if isinstance(grid, str) else grid
+    if isinstance(grid, str):
+        grid_obj = P.make_grid(grid, seed, repeats=repeats)
+    elif repeats != 1:
+        raise TaskError("repeats applies to a named grid; a probes.Grid carries its own (Grid.repeats).")
+    else:
+        grid_obj = grid
     per_split, sizes = [], []
     bar = _bar(len(splits), f"probe {spec.name}", progress)
     for sp in splits:
@@ -270,10 +277,10 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
             res = P.knn_probe(*data, num_classes=n_cls, multilabel=index.multilabel, seed=seed)
         elif probe == "mlp":
             res = P.fit_probe(*data, num_classes=n_cls, multilabel=index.multilabel, grid=grid_obj, seed=seed,
-                              progress=progress)
+                              progress=progress, positive=1 if spec.positive is None else spec.positive)
         else:
             raise TaskError(f"probe must be 'mlp' or 'knn', got {probe!r}.")
-        if spec.positive is not None:  # detection report with the task's bona fide class as the target
+        if probe == "knn" and spec.positive is not None:  # detection report, the task's bona fide class the target
             y_test = _targets(sp.test, n_cls, index.multilabel)
             res.test |= binary_scores(y_test, res.test_scores, positive=spec.positive)
         if spec.metric not in res.test:
