@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -243,8 +244,9 @@ def test_detection_report_targets_the_requested_positive_class():
     xv, yv = _blobs(np.random.default_rng(1), n=60, c=2, spread=4.0)
     xt, yt = _blobs(np.random.default_rng(2), n=80, c=2, spread=4.0)
     grid = P.Grid("one", GRID.points[2:], SCHEDULE)
-    one = P.fit_probe(x, y, xv, yv, xt, yt, num_classes=2, grid=grid)
-    zero = P.fit_probe(x, y, xv, yv, xt, yt, num_classes=2, grid=grid, positive=0)
-    assert one.test["sensitivity"] != one.test["specificity"]  # overlapping classes: the two rates differ
-    assert zero.test["sensitivity"] == pytest.approx(one.test["specificity"])
-    assert zero.test["specificity"] == pytest.approx(one.test["sensitivity"])
+    for probe in (functools.partial(P.fit_probe, grid=grid), functools.partial(P.knn_probe, ks=(5,))):
+        one = probe(x, y, xv, yv, xt, yt, num_classes=2)
+        zero = probe(x, y, xv, yv, xt, yt, num_classes=2, positive=0)
+        assert one.test["sensitivity"] != one.test["specificity"]  # overlapping classes: the two rates differ
+        assert zero.test["sensitivity"] == pytest.approx(one.test["specificity"])
+        assert zero.test["specificity"] == pytest.approx(one.test["sensitivity"])

@@ -554,8 +554,9 @@ def _knn_scores(idx, sims, y_train_hot, ks: Sequence[int]) -> dict[int, np.ndarr
 
 
 def knn_probe(x_train, y_train, x_val, y_val, x_test, y_test, *, num_classes: int, multilabel: bool = False,
-              ks: Sequence[int] = (1, 3, 5, 10, 20, 50), seed: int = 0) -> ProbeResult:
-    """Cosine kNN on standardised, L2-normalised embeddings; k chosen on validation (accuracy or mAP)."""
+              ks: Sequence[int] = (1, 3, 5, 10, 20, 50), seed: int = 0, positive: int = 1) -> ProbeResult:
+    """Cosine kNN on standardised, L2-normalised embeddings; k chosen on validation (accuracy or mAP).
+    positive: as for `fit_probe`."""
     for name, x, y in (("train", x_train, y_train), ("validation", x_val, y_val), ("test", x_test, y_test)):
         _check_split(x, y, name, multilabel, num_classes)
     xs = [x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in standardise(x_train, x_val, x_test)]
@@ -570,7 +571,7 @@ def knn_probe(x_train, y_train, x_val, y_val, x_test, y_test, *, num_classes: in
     test = _knn_scores(*_neighbours(xs[2], xs[0], ks[-1]), hot, [ks[best]])[ks[best]]
     return ProbeResult(kind="knn", selection_metric="map" if multilabel else "accuracy",
                        val_score=float(val_scores[best]), test=_report(np.asarray(y_test), test, multilabel,
-                                                                         num_classes),
+                                                                         num_classes, positive),
                        selected={"k": ks[best]}, grid={"name": "knn", "ks": ks}, val_scores=val_scores, seed=seed,
                        test_scores=test)
 

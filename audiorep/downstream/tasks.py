@@ -38,7 +38,7 @@ import numpy as np
 from audiorep.data.sources import DatasetError, DatasetIndex, Record, read_dataset
 from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.leaderboard import Result
-from audiorep.downstream.metrics import HIGHER_IS_BETTER, binary_scores
+from audiorep.downstream.metrics import HIGHER_IS_BETTER
 
 
 class TaskError(ValueError):
@@ -273,16 +273,14 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         data = []
         for part in (sp.train, sp.validation, sp.test):
             data += [emb[[row[r.key] for r in part]], _targets(part, n_cls, index.multilabel)]
+        positive = 1 if spec.positive is None else spec.positive  # a detection task's target: its bona fide class
         if probe == "knn":
-            res = P.knn_probe(*data, num_classes=n_cls, multilabel=index.multilabel, seed=seed)
+            res = P.knn_probe(*data, num_classes=n_cls, multilabel=index.multilabel, seed=seed, positive=positive)
         elif probe == "mlp":
             res = P.fit_probe(*data, num_classes=n_cls, multilabel=index.multilabel, grid=grid_obj, seed=seed,
-                              progress=progress, positive=1 if spec.positive is None else spec.positive)
+                              progress=progress, positive=positive)
         else:
             raise TaskError(f"probe must be 'mlp' or 'knn', got {probe!r}.")
-        if probe == "knn" and spec.positive is not None:  # detection report, the task's bona fide class the target
-            y_test = _targets(sp.test, n_cls, index.multilabel)
-            res.test |= binary_scores(y_test, res.test_scores, positive=spec.positive)
         if spec.metric not in res.test:
             raise TaskError(f"{spec.name}: the probe report has no {spec.metric!r} (it has {sorted(res.test)}).")
         per_split.append(res)
