@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from audiorep.audio import augment
+from audiorep.errors import AudiorepError
 
 # numeric_limits<float>::epsilon(): Kaldi's (and torchaudio's) floor before every log.
 FLOAT_EPS = float(np.finfo(np.float32).eps)
@@ -45,7 +46,7 @@ WINDOW_TYPES = ("povey", "hanning", "hamming", "rectangular", "blackman")
 _HIGHEST = jax.lax.Precision.HIGHEST  # keep f32 matmuls exact on GPU/TPU (no TF32/bf16 passes)
 
 
-class FrontendError(ValueError):
+class FrontendError(AudiorepError, ValueError):
     """A frontend option or input that cannot work; the message says which and how to fix it."""
 
 

@@ -15,12 +15,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audiorep.errors import AudiorepError
+
 # Rates outside this range are almost certainly a mistake (a frame count passed as a rate, ...).
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 
 
-class AudioError(ValueError):
+class AudioError(AudiorepError, ValueError):
     """Audio that cannot be used: missing, unreadable, empty, non-finite, or at an absurd rate."""
 
 

@@ -46,11 +46,12 @@ import grain
 import numpy as np
 
 from audiorep.audio.io import AudioError, check_sample_rate, load_audio, resample
+from audiorep.errors import AudiorepError
 
 CHECKPOINT_ITEM = "data"  # the Composite key under which the trainer stores the iterator state
 
 
-class PipelineError(ValueError):
+class PipelineError(AudiorepError, ValueError):
     """A pipeline that cannot be built as asked; the message says what to change."""
 
 

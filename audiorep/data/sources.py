@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audiorep.errors import AudiorepError
+
 SPLITS = ("train", "validation", "test", "")
 
 
-class DatasetError(ValueError):
+class DatasetError(AudiorepError, ValueError):
     """A dataset layout or metadata file that cannot be used; the message names the file and the fix."""
 
 

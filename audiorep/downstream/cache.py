@@ -37,12 +37,13 @@ from pathlib import Path
 import numpy as np
 
 from audiorep.audio.io import load_audio
+from audiorep.errors import AudiorepError
 
 CACHE_FORMAT = 1
 DEFAULT_ROOT = Path(os.environ.get("AUDIOREP_CACHE", "~/.cache/audiorep")).expanduser() / "embeddings"
 
 
-class CacheError(ValueError):
+class CacheError(AudiorepError, ValueError):
     """A cache request that cannot be served (bad source, inconsistent shard, unusable directory)."""
 
 

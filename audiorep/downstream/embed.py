@@ -61,10 +61,11 @@ import numpy as np
 from flax import nnx
 
 from audiorep.audio.io import AudioError, check_sample_rate, check_samples, resample
+from audiorep.errors import AudiorepError
 from audiorep.models.registry import FREQUENCY_MODES, POOLINGS, ModelBundle, get_bundle, samples_for_frames
 
 
-class EmbedError(ValueError):
+class EmbedError(AudiorepError, ValueError):
     """An embedding request that cannot be served (layer/pooling the model does not have, ...)."""
 
 

@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from audiorep.downstream.metrics import HIGHER_IS_BETTER
+from audiorep.errors import AudiorepError
 
 
-class ResultsError(ValueError):
+class ResultsError(AudiorepError, ValueError):
     """A results file or row that cannot be read."""
 
 

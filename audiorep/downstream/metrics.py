@@ -19,8 +19,10 @@ from collections.abc import Callable
 import numpy as np
 from scipy.special import ndtri
 
+from audiorep.errors import AudiorepError
 
-class MetricError(ValueError):
+
+class MetricError(AudiorepError, ValueError):
     """Inputs a metric cannot score (shape mismatch, no classes to average, empty arrays)."""
 
 

@@ -36,11 +36,12 @@ import numpy as np
 import optax
 
 from audiorep.downstream import metrics as M
+from audiorep.errors import AudiorepError
 
 INITS = ("xavier_uniform", "xavier_normal")
 
 
-class ProbeError(ValueError):
+class ProbeError(AudiorepError, ValueError):
     """Embeddings or labels a probe cannot train on."""
 
 

@@ -39,9 +39,10 @@ from audiorep.data.sources import DatasetError, DatasetIndex, Record, read_datas
 from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.leaderboard import Result
 from audiorep.downstream.metrics import HIGHER_IS_BETTER
+from audiorep.errors import AudiorepError
 
 
-class TaskError(ValueError):
+class TaskError(AudiorepError, ValueError):
     """A task that cannot run as asked (unknown name, empty split, unusable data)."""
 
 

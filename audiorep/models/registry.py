@@ -44,6 +44,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from audiorep.errors import AudiorepError
+
 MODEL_JSON = "audiorep_model.json"
 PARAMS_DIR = "params"
 EXTRA_DIR = "extra"
@@ -55,11 +57,11 @@ FREQUENCY_MODES = ("mean", "stack")
 which band a token came from -- matters for patch models on speech).  Frame models have one row: both agree."""
 
 
-class ModelDirError(ValueError):
+class ModelDirError(AudiorepError, ValueError):
     """A model directory that cannot be written or read: missing, foreign, corrupted, or not matching its config."""
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(AudiorepError, KeyError):
     """A model name that is neither registered nor an existing directory."""
 
     def __str__(self) -> str:  # KeyError would print the message with quotes around it

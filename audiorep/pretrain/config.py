@@ -20,8 +20,10 @@ from typing import Any
 
 import ml_collections
 
+from audiorep.errors import AudiorepError
 
-class ConfigError(ValueError):
+
+class ConfigError(AudiorepError, ValueError):
     """A config file or an override that cannot be used; the message says how to fix it."""
 
 

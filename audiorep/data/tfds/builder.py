@@ -41,6 +41,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from audiorep.audio.io import AudioError, check_sample_rate, load_audio
+from audiorep.errors import AudiorepError
 
 DATASET_VERSION = "1.0.0"
 PCM16_SCALE = 32768.0  # soundfile's convention: int16 sample / 32768 -> float in [-1, 1)
@@ -48,7 +49,7 @@ STAGING_PREFIX = ".staging-"  # hidden data dir where a rebuild (--overwrite) is
 UNSPLIT = "train"  # TFDS split that holds records whose reader gives no split (ESC-50 folds, plain folders)
 
 
-class PrepareError(ValueError):
+class PrepareError(AudiorepError, ValueError):
     """A dataset that cannot be built or opened; the message says what to do."""
 
 

@@ -37,8 +37,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from audiorep.errors import AudiorepError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(AudiorepError, ValueError):
     """A checkpoint file cannot be read or does not fit the model it is converted to."""
 
 
