@@ -3,7 +3,7 @@ r"""BEATs base encoder forward: audiorep (JAX, jit) against a PyTorch forward of
     .venv/bin/python benchmarks/beats_encoder.py            # batch 2 x 10 s (998 frames -> 496 tokens)
     .venv/bin/python benchmarks/beats_encoder.py --quick    # fewer repeats
 
-The PyTorch side runs in a subprocess with a Python that has torch (/work/torchvenv or $TORCH_PYTHON): the
+The PyTorch side runs in a subprocess of the Python named by $AUDIOREP_TORCH_PYTHON (one with torch): the
 forward pass of tests/fixtures/make_beats_fixture.py (plain torch ops transcribing microsoft/unilm
 beats/{BEATs,backbone}.py in eval mode, including its q/32 attention arithmetic) on released-size random
 weights, eager, torch's default threads. The JAX side is `BEATsEncoder(BEATS_BASE)` under jax.jit after a
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,15 +71,8 @@ TORCH_SCRIPT = textwrap.dedent("""
 """)
 
 
-def torch_python() -> str | None:
-    for cand in (os.environ.get("TORCH_PYTHON"), "/work/torchvenv/bin/python"):
-        if cand and Path(cand).exists():
-            return cand
-    return None
-
-
 def bench_torch(batch: int, frames: int, repeats: int) -> dict | None:
-    py = torch_python()
+    py = torch_baseline.python()
     if py is None:
         return None
     script = TORCH_SCRIPT.format(fixtures=str(ROOT / "tests" / "fixtures"), batch=batch, frames=frames,
@@ -92,7 +85,8 @@ def bench_torch(batch: int, frames: int, repeats: int) -> dict | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=torch_baseline.HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--frames", type=int, default=998, help="fbank frames (998 = 10 s at 16 kHz)")
     ap.add_argument("--repeats", type=int, default=5)
@@ -105,7 +99,7 @@ def main() -> None:
     t_jax = bench_jax(args.batch, args.frames, repeats)
     print(f"  audiorep JAX (jit)                 {t_jax:8.3f} s/batch")
     if t_torch is None:
-        print("  PyTorch baseline                   skipped (no Python with torch; set TORCH_PYTHON)")
+        print(f"  PyTorch baseline                   skipped (set {torch_baseline.ENV} to a Python with torch)")
         return
     print(f"  PyTorch {t_torch['version']:<10} eager ({t_torch['threads']} threads) {t_torch['seconds']:8.3f} s/batch")
     print(f"  speed-up JAX / PyTorch             {t_torch['seconds'] / t_jax:8.2f}x")

@@ -8,10 +8,11 @@ r"""Frontend throughput: audiorep's JAX frontends against their baselines, measu
    kaldi-native-fbank refuses 128 bins at 16 kHz (empty bins), so it runs with 80; JAX is timed at
    80 bins too for the like-for-like ratio, and at the BEATs preset's 128.
 2. PaSST mel, 10 s clips at 32 kHz, batch 16: `PasstMel` vs a vectorised numpy implementation of the
-   same recipe and, when /work/torchvenv (or $TORCH_PYTHON) has torch, the official torch recipe
+   same recipe and, when $AUDIOREP_TORCH_PYTHON names a Python with torch, the official torch recipe
    (kkoutini/PaSST AugmentMelSTFT in eval mode) run in a subprocess with the same batch.
-Goal (issue 2): JAX fbank >= 258 clips/s (torchaudio's per-clip rate on this machine) and >= 4x
-kaldi-native-fbank; PasstMel above the official frontend's ~77 clips/s. Medians of `--repeats` runs.
+Targets the frontends were written to (2026-11-25, 2-core CPU): JAX fbank >= 258 clips/s (torchaudio's
+per-clip rate there) and >= 4x kaldi-native-fbank; PasstMel above the official frontend's ~77 clips/s.
+Medians of `--repeats` runs.
 Besides wall-clock rates, clips per CPU-second (all threads of the process) are printed: on a machine
 shared with other jobs they stay comparable when wall-clock rates do not.
 """
@@ -26,9 +27,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
+import torch_baseline
 
 NAN = float("nan")
 
@@ -141,11 +142,6 @@ TORCH_SCRIPT = textwrap.dedent(r"""
 """)
 
 
-def torch_python() -> str | None:
-    cand = os.environ.get("TORCH_PYTHON") or "/work/torchvenv/bin/python"
-    return cand if Path(cand).exists() else None
-
-
 def bench_passt(args) -> list[tuple[str, float, float]]:
     import jax
 
@@ -162,9 +158,9 @@ def bench_passt(args) -> list[tuple[str, float, float]]:
     numpy_passt(x, banks)
     rows.append((f"numpy PaSST recipe (batch {batch})", *rates(batch, median_seconds(lambda: numpy_passt(x, banks),
                                                                                    max(1, args.repeats // 2)))))
-    py = torch_python()
+    py = torch_baseline.python()
     if py is None:
-        rows.append(("official torch recipe: skipped (no /work/torchvenv; set TORCH_PYTHON)", NAN, NAN))
+        rows.append((f"official torch recipe: skipped (set {torch_baseline.ENV} to a Python with torch)", NAN, NAN))
         return rows
     threads = str(os.cpu_count() or 1)
     res = subprocess.run([py, "-c", TORCH_SCRIPT, str(batch), str(args.seconds), str(args.repeats), threads],
@@ -179,7 +175,8 @@ def bench_passt(args) -> list[tuple[str, float, float]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, epilog=torch_baseline.HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10 s)")
     ap.add_argument("--batch", type=int, default=32, help="JAX fbank batch (default 32)")
     ap.add_argument("--passt-batch", type=int, default=16, help="PaSST batch for every implementation (default 16)")

@@ -1,6 +1,6 @@
 """HEAR probe grid: audiorep's vmapped grid vs hear-eval-kit's way (one PyTorch MLP per grid point), same run.
 
-    .venv/bin/python benchmarks/probe.py [--epochs 60] [--torch /work/torchvenv/bin/python]
+    AUDIOREP_TORCH_PYTHON=/path/to/python-with-torch .venv/bin/python benchmarks/probe.py [--epochs 60]
 
 Data: 2,000 x 768 training embeddings (+ 500 validation) from 50 Gaussian class clusters: random but
 learnable. Grid: HEAR's 16 points (1 or 2 hidden layers of 1024, BatchNorm, dropout 0.1, Adam at 4
@@ -10,8 +10,8 @@ matmul GFLOP/s of each side is printed beside its time.
 
 The baseline is a plain PyTorch loop (no Lightning overhead, which would only slow it further): for each
 grid point build the MLP, train it epoch by epoch with a shuffled DataLoader-equivalent, score validation
-every 3 epochs, keep the best state. It runs in a subprocess with the torch interpreter (torch is not a
-dependency of audiorep; see HELPERS.md for /work/torchvenv). Prints both wall times and the ratio.
+every 3 epochs, keep the best state. It runs in a subprocess of the Python named by $AUDIOREP_TORCH_PYTHON
+or --torch (torch is not a dependency of audiorep). Prints both wall times and the ratio.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch_baseline
 
 TORCH_SIDE = textwrap.dedent('''
     import json, sys, time
@@ -105,10 +106,10 @@ def grid_gflop(points, epochs: int, n_train: int, n_val: int, dim: int, classes:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=torch_baseline.HELP)
     ap.add_argument("--epochs", type=int, default=60, help="epochs per grid point (both sides)")
-    ap.add_argument("--torch", default=os.environ.get("AUDIOREP_TORCH_PYTHON", "/work/torchvenv/bin/python"),
-                    help="python with torch for the baseline (default: $AUDIOREP_TORCH_PYTHON or /work/torchvenv)")
+    ap.add_argument("--torch", default=torch_baseline.python(),
+                    help=f"a Python with torch for the baseline (default: ${torch_baseline.ENV})")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     ap.add_argument("--torch-device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="the baseline's device (auto: cuda when JAX runs on a GPU, else cpu)")
@@ -141,8 +142,8 @@ def main() -> int:
     torch_dev = args.torch_device
     if torch_dev == "auto":
         torch_dev = "cuda" if jax.devices()[0].platform == "gpu" else "cpu"
-    if not Path(args.torch).exists():
-        print(f"baseline skipped: {args.torch} not found (make it as HELPERS.md says).")
+    if args.torch is None or not Path(args.torch).exists():
+        print(f"baseline skipped: no Python with torch (set {torch_baseline.ENV} or --torch; now: {args.torch}).")
         return 0
     cfg = {"points": [{"hidden_layers": p.hidden_layers, "hidden_dim": p.hidden_dim, "lr": p.lr, "init": p.init,
                        "dropout": p.dropout, "seed": p.seed} for p in grid.points],

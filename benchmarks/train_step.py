@@ -10,8 +10,8 @@ What is timed (median of --steps after warm-up steps, compile excluded), for eac
    AdamW, grad-norm clipping, NaN guard), fp32; loss = mean squared token.
 2. PyTorch eager, same shapes: Linear patch projection (256 -> 768) + 12 pre-LN
    `nn.TransformerEncoderLayer`s (GELU) + AdamW, fp32 (on a GPU also with TF32 matmuls, which is what XLA's
-   default precision does) and autocast bf16 (on GPUs and bf16-capable CPUs); run in the torch interpreter
-   found through $AUDIOREP_TORCH_PYTHON or /work/torchvenv/bin/python (skipped with a message when absent).
+   default precision does) and autocast bf16 (on GPUs and bf16-capable CPUs); run in the Python named by
+   $AUDIOREP_TORCH_PYTHON (one with torch; skipped with a message when it is unset).
 3. audiorep with unstructured patchout (the encoder sees K of the 512 tokens, `keep`) at several keep
    fractions; the ideal speed-up (512 / K, linear in tokens; attention alone would give more) beside it.
 4. audiorep with bf16 compute over fp32 master weights (train.compute_dtype='bfloat16'); on a GPU also with the
@@ -20,7 +20,7 @@ What is timed (median of --steps after warm-up steps, compile excluded), for eac
 On a GPU the table adds model FLOPs utilisation against the card's dense bf16 peak.
 
 On CPU the script re-executes itself with tcmalloc preloaded when installed (XLA:CPU step ~25 % faster;
-see stack notes); PyTorch runs with its default allocator. Numbers from a machine shared with other jobs
+README, "CPU speed: tcmalloc"); PyTorch runs with its default allocator. Numbers from a machine shared with other jobs
 are noisy: compare ratios within one run.
 """
 
@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -171,11 +173,6 @@ print("RESULT " + json.dumps(dict(out, torch=torch.__version__)))
 """
 
 
-def torch_python() -> str | None:
-    cand = os.environ.get("AUDIOREP_TORCH_PYTHON") or "/work/torchvenv/bin/python"
-    return cand if Path(cand).exists() else None
-
-
 def native_bf16_cpu() -> bool:
     """True when the CPU has bf16 matmul instructions (AVX512-BF16 or AMX); without them PyTorch's bf16
     matmuls fall back to a slow path (seen: 55x slower than fp32 on an AVX2-only EPYC)."""
@@ -203,9 +200,9 @@ def matmul_probe() -> dict[str, float]:
 
 
 def bench_torch(steps: int, threads: int, bf16: bool, batch: int, device: str) -> dict | None:
-    py = torch_python()
+    py = torch_baseline.python()
     if py is None:
-        print("PyTorch baseline skipped: no torch interpreter (set AUDIOREP_TORCH_PYTHON=/path/to/python with torch).")
+        print(f"PyTorch baseline skipped: no torch interpreter (set {torch_baseline.ENV}=/path/to/python with torch).")
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(TORCH_SCRIPT)
@@ -231,7 +228,7 @@ def peak_tflops(device_kind: str) -> float | None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=torch_baseline.HELP)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (median reported)")
     ap.add_argument("--batch", type=int, nargs="*", default=[2],
                     help="batch sizes (clips of 512 tokens); the first gets every variant, the others fp32/bf16 only")
