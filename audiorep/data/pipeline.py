@@ -1,6 +1,6 @@
 """grain input pipelines: audio on disk -> batches of fixed-length float32 waveforms (numpy dicts).
 
-Where it sits: `data/sources.py` readers (or a TFDS ArrayRecord build from `data/tfds/`) feed a source
+Where it sits: `data/sources/` readers (or a TFDS ArrayRecord build from `data/tfds/`) feed a source
 here; the trainer, embedding export and probes consume the batches; frontends run later, on the
 accelerator, inside the jitted step. Hosts only decode, resample, crop and batch.
 

@@ -16,7 +16,7 @@ group id goes into `Record.group`, so group-disjoint protocols are meaningful on
     index = write_corpus("/tmp/syn", per_class=20, seed=0)  # out/<class>/<class>_<i>.wav + meta.csv
 
 Generation is vectorised over clips in numpy and deterministic for (seed, per_class, seconds,
-sample_rate, clips_per_group, low_snr_fraction). Sits beside `data/sources.py`; the folder reader reads
+sample_rate, clips_per_group, low_snr_fraction). Sits beside `data/sources/`; the folder reader reads
 what `write_corpus` writes, groups included (from meta.csv).
 """
 

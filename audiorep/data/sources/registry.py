@@ -1,0 +1,71 @@
+"""The reader table: names for `read_dataset`, each with the layout it expects (`audiorep datasets list`)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from audiorep.data.sources.asvspoof import read_asvspoof2019_la
+from audiorep.data.sources.audioset import read_audioset
+from audiorep.data.sources.common import DatasetError, DatasetIndex
+from audiorep.data.sources.esc50 import read_esc50
+from audiorep.data.sources.folder import read_folder
+from audiorep.data.sources.inthewild import read_in_the_wild
+from audiorep.data.sources.sonics import read_sonics
+from audiorep.data.sources.speech_commands import read_speech_commands
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A registered reader: the function and a one-paragraph description of the layout it expects."""
+
+    name: str
+    fn: Callable[..., DatasetIndex]
+    layout: str
+
+    @property
+    def options(self) -> dict[str, inspect.Parameter]:
+        """Keyword options of the reader (everything but root)."""
+        params = inspect.signature(self.fn).parameters
+        return {k: p for k, p in params.items() if k != "root"}
+
+
+READERS: dict[str, Reader] = {
+    "folder": Reader("folder", read_folder,
+                     "root/<class>/<clip>.<ext> (labels from sub-folders) or flat root/<clip> (unlabelled or "
+                     "label_regex); optional root/{train,validation,test}/ split folders; optional meta.csv "
+                     "(path, group)"),
+    "esc50": Reader("esc50", read_esc50,
+                    "root/meta/esc50.csv (filename,fold,target,category,esc10,src_file,take) + root/audio/*.wav"),
+    "speech_commands": Reader("speech_commands", read_speech_commands,
+                              "root/<word>/<speaker>_nohash_<n>.wav, root/_background_noise_/, "
+                              "root/validation_list.txt, root/testing_list.txt; or the test-set package "
+                              "root/{yes,...,_silence_,_unknown_}/"),
+    "audioset": Reader("audioset", read_audioset,
+                       "root/class_labels_indices.csv, root/{balanced_train,unbalanced_train,eval}_segments.csv, "
+                       "clips at root/<audio_dir>/<file_pattern> (default {split}/{ytid}.wav)"),
+    "sonics": Reader("sonics", read_sonics,
+                     "root/real_songs.csv + root/real_songs/<filename>.mp3, root/fake_songs.csv + "
+                     "root/fake_songs/<filename>.mp3"),
+    "asvspoof2019_la": Reader("asvspoof2019_la", read_asvspoof2019_la,
+                              "root/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt "
+                              "+ root/ASVspoof2019_LA_{train,dev,eval}/flac/<FILE>.flac"),
+    "in_the_wild": Reader("in_the_wild", read_in_the_wild, "root/meta.csv (file,speaker,label) + root/<file>.wav"),
+}
+
+
+def read_dataset(name: str, root: str | os.PathLike, **options) -> DatasetIndex:
+    """Read a dataset's local copy with the named reader (see `READERS`).
+
+    Raises:
+      DatasetError: unknown reader or option, or a layout/metadata problem (naming the file and line).
+    """
+    if name not in READERS:
+        raise DatasetError(f"unknown dataset reader {name!r}; readers are {sorted(READERS)}.")
+    reader = READERS[name]
+    unknown = sorted(set(options) - set(reader.options))
+    if unknown:
+        raise DatasetError(f"reader {name!r} has no option(s) {unknown}; its options are {sorted(reader.options)}.")
+    return reader.fn(root, **options)

@@ -1,0 +1,88 @@
+"""SONICS (Rahman et al., ICLR 2025): real vs AI-generated songs, the official filter and split."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from audiorep.data.sources.common import (
+    DatasetError,
+    DatasetIndex,
+    Record,
+    check_unique,
+    drop_missing,
+    parse_bool,
+    parse_float,
+    parse_int,
+    read_csv_rows,
+    require_dir,
+)
+
+SONICS_CLASSES = ("real", "fake")
+_SONICS_SPLITS = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
+
+
+def read_sonics(
+    root: str | os.PathLike,
+    *,
+    min_duration: float = 30.0,
+    drop_no_vocal: bool = True,
+    audio_ext: str = ".mp3",
+) -> DatasetIndex:
+    """SONICS (Rahman et al., ICLR 2025): real vs AI-generated (Suno/Udio) songs, binary labels.
+
+    Layout: root/real_songs.csv + root/real_songs/<filename>.mp3, root/fake_songs.csv +
+    root/fake_songs/<filename>.mp3. The official split (data_split.py) keeps duration >= 30 s and, for
+    real songs, no_vocal == False (fake_songs.csv has no no_vocal column), then uses the `split` column
+    (train/valid/test). Labels: real = 0, fake = 1 (the `target` column); the fake sub-type (full / half /
+    mostly fake) and generator are in `Record.info`. Group: real songs by artist; fake songs by generation
+    id (the file name without the `_<n>` take suffix: both takes of one prompt share a group).
+
+    Args:
+      min_duration: drop songs shorter than this (seconds, `duration` column).
+      drop_no_vocal: drop real songs marked no_vocal.
+      audio_ext: suffix of the audio files.
+    """
+    root = require_dir(Path(root).expanduser().resolve(), "SONICS folder",
+                        "Pass the folder holding real_songs.csv, fake_songs.csv, real_songs/ and fake_songs/.")
+    records, problems, keys = [], [], []
+    for kind, label in (("real", 0), ("fake", 1)):
+        csv_path = root / f"{kind}_songs.csv"
+        required = ["filename", "duration", "split", "label"] + (["artist", "no_vocal"] if kind == "real" else [])
+        rows = read_csv_rows(csv_path, required)
+        dropped = Counter()
+        for line, row in rows:
+            keys.append((row["filename"], str(csv_path), line))
+            split = _SONICS_SPLITS.get(row["split"].lower())
+            if split is None:
+                raise DatasetError(f"{csv_path}, line {line}: split {row['split']!r} is not train/valid/test.")
+            if parse_float(row["duration"], csv_path, line, "duration") < min_duration:
+                dropped["shorter than min_duration"] += 1
+                continue
+            if kind == "real" and drop_no_vocal and parse_bool(row["no_vocal"], csv_path, line, "no_vocal"):
+                dropped["no_vocal"] += 1
+                continue
+            if "target" in row and row["target"] not in (None, "") and parse_int(row["target"], csv_path, line,
+                                                                               "target") != label:
+                raise DatasetError(f"{csv_path}, line {line}: target {row['target']} but every row of "
+                                   f"{csv_path.name} must be {label} ({kind}).")
+            if kind == "real":
+                group = f"artist:{row['artist']}"
+                extra = {"subtype": row["label"]}
+            else:
+                group = "gen:" + re.sub(r"_\d+$", "", row["filename"])
+                extra = {"subtype": row["label"], "source": row.get("source") or "",
+                         "algorithm": row.get("algorithm") or ""}
+            records.append(Record(
+                path=str(root / f"{kind}_songs" / f"{row['filename']}{audio_ext}"), labels=(label,),
+                label_names=(SONICS_CLASSES[label],), split=split, fold=None, group=group, dataset="sonics",
+                extra=tuple(sorted(extra.items())),
+            ))
+        for why, n in sorted(dropped.items()):
+            problems.append(f"{csv_path.name}: {n} songs dropped ({why}, official filter)")
+    check_unique(keys, "filename")
+    records = drop_missing(records, problems, "real_songs.csv/fake_songs.csv",
+                            "Real songs are not distributed: fetch them by youtube_id into real_songs/.")
+    return DatasetIndex("sonics", records, SONICS_CLASSES, multilabel=False, problems=problems, root=str(root))
