@@ -133,32 +133,53 @@ def test_wrong_output_shape_is_reported(tmp_path):
                                              progress=False)
 
 
-def test_two_concurrent_callers_compute_the_embeddings_once(tmp_path):
+def test_a_second_caller_waits_for_the_first_and_reads_its_embeddings(tmp_path, monkeypatch):
+    """The second caller arrives while the first holds the key's lock mid-computation: it waits, computes nothing,
+    and reads the first one's file. Events order the two threads: the first caller's embedding function does not
+    return until the second caller is about to block on the lock (or, if nothing blocks it, has finished)."""
     import threading
-    import time
+    import types
+
+    from audiorep.downstream import cache as cache_module
 
     recs = _records(tmp_path)
     cache = EmbeddingCache(tmp_path / "c", shard_size=3)
+    first_computing, second_blocked_or_done = threading.Event(), threading.Event()
 
-    class Slow(Counter):
+    real = cache_module.fcntl
+
+    def flock(fd, op):
+        if threading.current_thread().name == "second" and op == real.LOCK_EX:  # the blocking wait for the lock
+            second_blocked_or_done.set()
+        return real.flock(fd, op)
+
+    monkeypatch.setattr(cache_module, "fcntl", types.SimpleNamespace(
+        flock=flock, LOCK_EX=real.LOCK_EX, LOCK_NB=real.LOCK_NB, LOCK_UN=real.LOCK_UN))
+
+    class First(Counter):
         def __call__(self, clips):
-            time.sleep(0.2)  # long enough for the other caller to arrive while this one computes
+            first_computing.set()
+            assert second_blocked_or_done.wait(timeout=120), "the second caller neither blocked nor finished"
             return super().__call__(clips)
 
-    fns, results, errors = [Slow(), Slow()], [None, None], []
+    fns, results, errors = [First(), Counter()], [None, None], []
 
     def run(i):
         try:
+            if i == 1:
+                assert first_computing.wait(timeout=120), "the first caller never started computing"
             results[i] = np.array(cache.embed(fns[i], recs, spec=SPEC, progress=False))
-        except Exception as e:  # noqa: BLE001 - surfaced by the assertion below
+        except BaseException as e:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(e)
+        finally:
+            if i == 1:
+                second_blocked_or_done.set()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    threads = [threading.Thread(target=run, args=(i,), name=name) for i, name in enumerate(("first", "second"))]
     for t in threads:
         t.start()
-        time.sleep(0.05)
     for t in threads:
         t.join()
     assert not errors, errors
-    assert sorted(f.seen for f in fns) == [0, len(recs)]  # one computed everything, the other only read
-    np.testing.assert_array_equal(results[0], results[1])
+    assert [f.seen for f in fns] == [len(recs), 0]  # the first computed everything, the second only read
+    np.testing.assert_array_equal(results[1], results[0])
