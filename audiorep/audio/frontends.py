@@ -27,11 +27,12 @@ Every frontend object has `name`, `sample_rate`, `num_mel_bins`, `hop_samples`, 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Self
 
 import jax
 import jax.numpy as jnp
@@ -206,9 +207,29 @@ def _reflect_indices(start: int, count: int, n: int) -> np.ndarray:
     return idx.astype(np.int32)
 
 
+# ------------------------------------------------------------------------------------------ configs
+class _FrontendConfig:
+    """What both frontend configs (frozen dataclasses) share: `replace`, and the dict a model directory stores."""
+
+    def replace(self, **changes) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """The config that `to_dict()` described; an option this version does not know is an error."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = set(d) - set(names)
+        if unknown:
+            raise FrontendError(f"unknown {cls.__name__} option(s) {sorted(unknown)}; valid ones: {names}.")
+        return cls(**d)
+
+
 # ------------------------------------------------------------------------------------------ Kaldi fbank
 @dataclass(frozen=True)
-class FbankConfig:
+class FbankConfig(_FrontendConfig):
     """Every option of Kaldi's fbank (torchaudio names in brackets where they differ), plus model I/O.
 
     Kaldi options: sample_rate [sample_frequency], num_mel_bins, frame_length_ms, frame_shift_ms,
@@ -314,22 +335,11 @@ class FbankConfig:
         """Frames `KaldiFbank` returns: `target_frames` when set, else `num_frames(num_samples)`."""
         return self.num_frames(num_samples) if self.target_frames is None else self.target_frames
 
-    def replace(self, **changes) -> FbankConfig:
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = super().to_dict()
         if d["level_db"] is None:  # off: the description (and every cache key built on it) stays as before
             del d["level_db"]
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FbankConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise FrontendError(f"unknown FbankConfig option(s) {sorted(unknown)}; "
-                                f"valid ones: {[f.name for f in dataclasses.fields(cls)]}.")
-        return cls(**d)
 
 
 BEATS_FBANK = FbankConfig(
@@ -344,6 +354,39 @@ SSAST_FBANK = FbankConfig(
 )
 """SSAST/AST (YuanGongND/ssast src/dataloader.py): waveform mean removed, hanning, htk_compat,
 (x + 4.2677393) / (2 * 4.5689974)."""
+
+
+class _Frontend(abc.ABC):
+    """What both frontend objects share: a config, a name, batching, and the `to_dict()` a model directory stores.
+
+    A subclass sets `kind` (the `type` in `to_dict()`) and `config_type`, and computes the features of a
+    batch in `_features(x, key, train)`: f32[B, samples] -> f32[B, frames, mels].
+    """
+
+    kind: str
+    config_type: type[_FrontendConfig]
+    cfg: Any
+    name: str
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    def __call__(self, waves, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        """f32[B, samples] -> f32[B, frames, mels] (f32[samples] -> f32[frames, mels]), normalised."""
+        x, single = _as_batch(waves, f"frontend {self.name!r}")
+        out = self._features(x, key, bool(train))
+        return out[0] if single else out
+
+    @abc.abstractmethod
+    def _features(self, x: jax.Array, key: jax.Array | None, train: bool) -> jax.Array:
+        """The normalised features of a batch; raises FrontendError when this call needs a `key` and has none."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "name": self.name, "config": self.cfg.to_dict()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, {self.cfg})"
 
 
 def _as_batch(waves, what: str) -> tuple[jax.Array, bool]:
@@ -453,16 +496,15 @@ def _kaldi_frontend(waves, key, cfg: FbankConfig):
     return (feats - cfg.norm_mean) / (2.0 * cfg.norm_std)
 
 
-class KaldiFbank:
+class KaldiFbank(_Frontend):
     """Kaldi fbank frontend with the model's scaling and normalisation.  f32[B, n] -> f32[B, frames, mels]."""
+
+    kind = "kaldi_fbank"
+    config_type = FbankConfig
 
     def __init__(self, cfg: FbankConfig = BEATS_FBANK, name: str = "kaldi_fbank"):
         self.cfg = cfg
         self.name = name
-
-    @property
-    def sample_rate(self) -> int:
-        return self.cfg.sample_rate
 
     @property
     def num_mel_bins(self) -> int:
@@ -475,25 +517,16 @@ class KaldiFbank:
     def num_frames(self, num_samples: int) -> int:
         return self.cfg.output_frames(num_samples)
 
-    def __call__(self, waves, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
-        """f32[B, samples] -> f32[B, frames, mels], normalised. `train` changes nothing (Kaldi has no
-        train-only step); `key` is needed only when the config dithers."""
-        x, single = _as_batch(waves, f"frontend {self.name!r}")
+    def _features(self, x: jax.Array, key: jax.Array | None, train: bool) -> jax.Array:
+        """`train` changes nothing (Kaldi has no train-only step); `key` is needed only when the config dithers."""
         if self.cfg.dither > 0.0 and key is None:
             raise FrontendError(f"frontend {self.name!r} dithers (dither={self.cfg.dither}): pass key=...")
-        out = _kaldi_frontend(x, key, self.cfg)
-        return out[0] if single else out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "kaldi_fbank", "name": self.name, "config": self.cfg.to_dict()}
-
-    def __repr__(self) -> str:
-        return f"KaldiFbank(name={self.name!r}, {self.cfg})"
+        return _kaldi_frontend(x, key, self.cfg)
 
 
 # ------------------------------------------------------------------------------------------ PaSST mel
 @dataclass(frozen=True)
-class PasstMelConfig:
+class PasstMelConfig(_FrontendConfig):
     """PaSST's AugmentMelSTFT (kkoutini/PaSST models/preprocess.py) with its AudioSet training settings.
 
     `fmax=None` means sample_rate // 2 - fmax_aug_range // 2 (15000 Hz at 32 kHz). At training time
@@ -537,20 +570,6 @@ class PasstMelConfig:
     def num_frames(self, num_samples: int) -> int:
         """Centred STFT frames of the pre-emphasised signal (one sample shorter): 1 + (n - 1) // hop."""
         return 1 + (num_samples - 1) // self.hop_length
-
-    def replace(self, **changes) -> PasstMelConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PasstMelConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise FrontendError(f"unknown PasstMelConfig option(s) {sorted(unknown)}; "
-                                f"valid ones: {[f.name for f in dataclasses.fields(cls)]}.")
-        return cls(**d)
 
 
 PASST_MEL = PasstMelConfig()
@@ -627,16 +646,15 @@ def _passt_frontend(waves, key, cfg: PasstMelConfig, train: bool):
     return (passt_mel(waves, cfg, key=key, train=train) + cfg.norm_shift) / cfg.norm_scale
 
 
-class PasstMel:
+class PasstMel(_Frontend):
     """PaSST mel frontend with the fast normalisation (x + 4.5) / 5.  f32[B, n] -> f32[B, frames, mels]."""
+
+    kind = "passt_mel"
+    config_type = PasstMelConfig
 
     def __init__(self, cfg: PasstMelConfig = PASST_MEL, name: str = "passt_mel"):
         self.cfg = cfg
         self.name = name
-
-    @property
-    def sample_rate(self) -> int:
-        return self.cfg.sample_rate
 
     @property
     def num_mel_bins(self) -> int:
@@ -649,19 +667,11 @@ class PasstMel:
     def num_frames(self, num_samples: int) -> int:
         return self.cfg.num_frames(num_samples)
 
-    def __call__(self, waves, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
-        """f32[B, samples] -> f32[B, frames, mels]; `train=True` needs `key` (fmin/fmax jitter + SpecAugment)."""
-        x, single = _as_batch(waves, f"frontend {self.name!r}")
+    def _features(self, x: jax.Array, key: jax.Array | None, train: bool) -> jax.Array:
+        """`train=True` needs `key` (fmin/fmax jitter + SpecAugment)."""
         if train and key is None:
             raise FrontendError(f"frontend {self.name!r} with train=True needs key=jax.random.key(seed).")
-        out = _passt_frontend(x, key, self.cfg, bool(train))
-        return out[0] if single else out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "passt_mel", "name": self.name, "config": self.cfg.to_dict()}
-
-    def __repr__(self) -> str:
-        return f"PasstMel(name={self.name!r}, {self.cfg})"
+        return _passt_frontend(x, key, self.cfg, train)
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -683,12 +693,14 @@ def get_frontend(name: str) -> Frontend:
         raise FrontendError(f"unknown frontend {name!r}; choose one of {', '.join(sorted(_PRESETS))}.") from None
 
 
+_KINDS = {cls.kind: cls for cls in (KaldiFbank, PasstMel)}
+
+
 def frontend_from_dict(d: dict[str, Any]) -> Frontend:
     """Rebuild a frontend from its `to_dict()` (as stored in a model directory)."""
     kind = d.get("type")
-    if kind == "kaldi_fbank":
-        return KaldiFbank(FbankConfig.from_dict(d["config"]), name=d.get("name", "kaldi_fbank"))
-    if kind == "passt_mel":
-        return PasstMel(PasstMelConfig.from_dict(d["config"]), name=d.get("name", "passt_mel"))
-    raise FrontendError(f"frontend description has type {kind!r}; expected 'kaldi_fbank' or 'passt_mel'. "
-                        "The model directory may come from a newer audiorep; upgrade it.")
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise FrontendError(f"frontend description has type {kind!r}; expected {' or '.join(map(repr, _KINDS))}. "
+                            "The model directory may come from a newer audiorep; upgrade it.")
+    return cls(cls.config_type.from_dict(d["config"]), name=d.get("name", kind))
