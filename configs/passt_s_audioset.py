@@ -3,9 +3,9 @@ r"""PaSST-S supervised on AudioSet with patchout (Koutini et al., Interspeech 20
   audiorep pretrain --config configs/passt_s_audioset.py --workdir gs://bucket/passt-s \
       --config.data.root=/data/audioset_tfds
 
-Recipe (kkoutini/PaSST ex_audioset.py; anchors §3): 32 kHz PaSST mel (128 bins, hop 320, 10 s -> 998
-frames, train-time fmin/fmax jitter), ViT-B with 16x16 patches at stride 10 (12 x 99 grid), structured
-patchout of 40 time columns and 4 frequency rows (474 of 1188 tokens kept), multi-label BCE on 527
+Recipe (kkoutini/PaSST ex_audioset.py, models/preprocess.py, models/passt.py): 32 kHz PaSST mel (128 bins,
+hop 320, 10 s -> 998 frames, train-time fmin/fmax jitter), ViT-B with 16x16 patches at stride 10 (12 x 99
+grid), structured patchout of 40 time columns and 4 frequency rows (474 of 1188 tokens kept), multi-label BCE on 527
 classes, mixup alpha 0.3; AdamW lr 2e-5 (fine-tuning from ImageNet DeiT in the paper; from scratch
 needs a larger lr), weight decay 1e-4, batch 12; schedule: exponential warm-up over 5 epochs, constant,
 linear ramp-down from epoch 50 over 50 epochs to 1 %. An epoch here is 100k clips (PaSST's weighted

@@ -3,7 +3,7 @@ r"""SSAST patch-based Base: masked spectrogram patch modelling, 16x16 patches (G
   audiorep pretrain --config configs/ssast_patch_base.py --workdir gs://bucket/ssast-patch \
       --config.data.root=/data/audioset_tfds --config.train.steps=1_000_000
 
-Paper recipe (YuanGongND/ssast src/pretrain/run_mask_patch.sh; anchors §2.2-2.3): AudioSet-2M +
+Paper recipe (YuanGongND/ssast src/pretrain/run_mask_patch.sh, src/traintest_mask.py): AudioSet-2M +
 LibriSpeech-960, 128 x 1024 Kaldi fbank (SSAST normalisation), 8 x 64 = 512 patches of which 400 are
 masked in clusters of side 3-5; loss = InfoNCE + 10 * MSE, two passes (mpc, mpg) with independent masks;
 batch 24, Adam lr 1e-4 (betas 0.95, 0.999, weight decay 5e-7), 1000-step linear warm-up, then the lr is
@@ -11,7 +11,8 @@ halved when the loss stops improving (patience 2 checks of 4000 steps); no SpecA
 Differences: weight decay here is decoupled (AdamW; at 5e-7 both are negligible); the plateau rule
 watches the training loss averaged over 4000 steps (official: the mpc accuracy on held-out data).
 About 10 epochs of AS-2M + LS-960 at batch 24 is ~1M steps. The data default is an ArrayRecord build
-(`audiorep datasets build ...`, data/tfds); any reader dataset works (`--config.data.dataset=audioset`).
+(`audiorep datasets prepare audioset --root ... --out ...`, data/tfds); any reader dataset works
+(`--config.data.dataset=audioset`).
 """
 
 import ml_collections
