@@ -15,10 +15,10 @@ key directory (`.lock`, fcntl.flock), so two processes asking for the same embed
 second waits, then reads the finished file.
 
 The embedding source is an `Embedder` (downstream/embed.py), anything with the same `scene(list of
-clips)` / `sample_rate` / `name` attributes (the log-mel baseline in downstream/tasks.py), or a plain
+clips)` / `sample_rate` / `name` attributes (the log-mel baseline in downstream/tasks/baseline.py), or a plain
 function `f(list of f32[n] clips) -> f32[B, D]` with an explicit `spec`. Audio is decoded with
 audiorep.audio.io.load_audio at the source's rate; records with start_s/end_s are cut to that window.
-Used by downstream/tasks.py.
+Used by downstream/tasks/.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The results store and the leaderboard built from it: JSONL rows -> markdown, static HTML, CSV.
 
-`Result` is one (model, task) evaluation as downstream/tasks.py returns it. Results accumulate in an
+`Result` is one (model, task) evaluation as downstream/tasks/ returns it. Results accumulate in an
 append-only JSONL file: `append_result` adds one line with a single `O_APPEND` write under an advisory
 lock and never rewrites earlier lines, so concurrent runs and crashes cannot lose history (a torn last
 line is skipped with a warning when read). `write_leaderboard` turns the latest row per (model, task) into

@@ -2,7 +2,7 @@
 
 Pure numpy (plus scipy's inverse normal CDF), no scikit-learn at run time; tests hold every function
 against scikit-learn and against the ASVspoof 2019 `compute_eer` semantics. Used by downstream/probes.py
-(test scores) and downstream/tasks.py (task metrics).
+(test scores) and downstream/tasks/ (task metrics).
 
 Conventions:
 - `scores` are real-valued, higher = more likely positive (probabilities, logits or any monotone transform).

@@ -19,7 +19,7 @@ alone (tests/test_probes.py).
 
 Selection picks the best validation score across the grid; the test split is scored once, with that
 point. The kNN probe (X-ARES style) votes among the k most cosine-similar training embeddings, k chosen
-on validation. Used by downstream/tasks.py; scores come from downstream/metrics.py.
+on validation. Used by downstream/tasks/; scores come from downstream/metrics.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,114 @@
+"""`run`: embed a task's data with a model (through the cache), probe every split, summarise as a Result."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from audiorep.data.sources import Record
+from audiorep.downstream.cache import EmbeddingCache, source_spec
+from audiorep.downstream.leaderboard import Result
+from audiorep.downstream.metrics import HIGHER_IS_BETTER
+from audiorep.downstream.tasks.catalog import get_task
+from audiorep.downstream.tasks.spec import TaskSpec
+from audiorep.downstream.tasks.splits import TaskError
+
+
+def _targets(records: Sequence[Record], num_classes: int, multilabel: bool) -> np.ndarray:
+    if multilabel:
+        y = np.zeros((len(records), num_classes), np.float32)
+        for i, r in enumerate(records):
+            y[i, list(r.labels)] = 1.0
+        return y
+    return np.array([r.labels[0] for r in records], np.int32)
+
+
+def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: EmbeddingCache | None = None, *,
+        grid="fast", probe: str = "mlp", seed: int = 0, max_folds: int | None = None,
+        model_name: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
+        reader_options: dict | None = None, repeats: int = 1) -> Result:
+    """Embed the task's data with `embedder` (through the cache), probe every split, and summarise.
+
+    Args:
+      embedder: an Embedder, LogMelBaseline, or any object with scene(clips) / sample_rate / name.
+      data_root: the dataset's folder (fsdd: the folder holding recordings/ or the recordings themselves).
+      grid: 'fast' | 'full' | 'linear' | a probes.Grid (MLP/linear probes); ignored by probe='knn'.
+      probe: 'mlp' (the grid, linear points included) or 'knn'.
+      max_folds: probe only the first k splits (quick runs); recorded in the Result.
+      repeats: train every configuration of a named grid this many times with other seeds; selection and
+        scores average over them (probes.Grid), so the probe's own initialisation noise shrinks.
+    Returns:
+      a leaderboard Result: primary metric mean/std over splits, every split's score, every metric's mean.
+    """
+    from audiorep.downstream import probes as P  # JAX/optax: imported on use, `audiorep --help` stays fast
+
+    spec = get_task(task) if isinstance(task, str) else task
+    say = log or (lambda s: None)
+    cache = cache or EmbeddingCache()
+    index = spec.read(data_root, **(reader_options or {}))
+    for p in index.problems:
+        say(f"{spec.name}: {p}")
+    splits = spec.splits(index, seed)
+    if max_folds is not None:
+        splits = splits[:max_folds]
+    used = sorted({r.key: r for sp in splits for part in sp.parts().values() for r in part}.values(),
+                  key=lambda r: r.key)
+    row = {r.key: i for i, r in enumerate(used)}
+    say(f"{spec.name}: {len(used):,} clips, {len(index.classes)} classes, {len(splits)} split(s)")
+    emb = cache.embed(embedder, used, crop_s=spec.crop_s, progress=progress, desc=f"embed {spec.name}")
+    emb = np.asarray(emb, np.float32)
+    n_cls = len(index.classes)
+    if isinstance(grid, str):
+        grid_obj = P.make_grid(grid, seed, repeats=repeats)
+    elif repeats != 1:
+        raise TaskError("repeats applies to a named grid; a probes.Grid carries its own (Grid.repeats).")
+    else:
+        grid_obj = grid
+    per_split, sizes = [], []
+    bar = _bar(len(splits), f"probe {spec.name}", progress)
+    for sp in splits:
+        data = []
+        for part in (sp.train, sp.validation, sp.test):
+            data += [emb[[row[r.key] for r in part]], _targets(part, n_cls, index.multilabel)]
+        positive = 1 if spec.positive is None else spec.positive  # a detection task's target: its bona fide class
+        if probe == "knn":
+            res = P.knn_probe(*data, num_classes=n_cls, multilabel=index.multilabel, seed=seed, positive=positive)
+        elif probe == "mlp":
+            res = P.fit_probe(*data, num_classes=n_cls, multilabel=index.multilabel, grid=grid_obj, seed=seed,
+                              progress=progress, positive=positive)
+        else:
+            raise TaskError(f"probe must be 'mlp' or 'knn', got {probe!r}.")
+        if spec.metric not in res.test:
+            raise TaskError(f"{spec.name}: the probe report has no {spec.metric!r} (it has {sorted(res.test)}).")
+        per_split.append(res)
+        sizes.append({"train": len(sp.train), "validation": len(sp.validation), "test": len(sp.test)})
+        say(f"{spec.name} {sp.name}: {spec.metric} {res.test[spec.metric]:.4f} (val {res.val_score:.4f}, "
+            f"{res.kind} {res.selected})")
+        bar.update(1)
+    bar.close()
+    values = [r.test[spec.metric] for r in per_split]
+    keys = set.intersection(*(set(r.test) for r in per_split))
+    src = source_spec(embedder)
+    return Result(
+        model=model_name or getattr(embedder, "name", "model"), task=spec.name, metric=spec.metric,
+        mean=float(np.mean(values)), std=float(np.std(values)) if len(values) > 1 else 0.0,
+        folds=[float(v) for v in values], checkpoint=str(src.get("checkpoint", "")),
+        higher_is_better=HIGHER_IS_BETTER.get(spec.metric, True),
+        scores={k: float(np.mean([r.test[k] for r in per_split])) for k in sorted(keys)
+                if all(math.isfinite(r.test[k]) for r in per_split)},
+        probe=probe, grid=grid_obj.to_dict() if probe == "mlp" else per_split[0].grid, seed=seed,
+        extra={"splits": [sp.name for sp in splits], "sizes": sizes, "selected": [r.selected for r in per_split],
+               "val_scores": [r.val_score for r in per_split], "classes": len(index.classes),
+               "multilabel": index.multilabel, "data_root": str(data_root), "max_folds": max_folds,
+               "embedding_dim": int(emb.shape[1]),
+               "embedding": {k: v for k, v in src.items() if k in ("layer", "pooling", "sample_rate", "crop_s")}},
+    )
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm  # ~40 ms; imported on use, `audiorep --help` stays fast
+
+    return tqdm(total=total, desc=desc, unit="split", disable=not enabled, leave=False)

@@ -1,0 +1,56 @@
+"""`TaskSpec`: a probing task declared as reader (+ options), protocol, primary metric."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audiorep.data.sources import DatasetIndex, read_dataset
+from audiorep.downstream.tasks.splits import (
+    Split,
+    TaskError,
+    assign_group_folds,
+    check_no_group_leakage,
+    fold_splits,
+    official_splits,
+)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A probing task: which reader (and options), which protocol, which probe target and metric."""
+
+    name: str
+    description: str
+    reader: str
+    protocol: str  # 'folds' | 'group_folds' | 'official'
+    metric: str  # primary metric, a key of the probe's test report
+    reader_options: dict = field(default_factory=dict)
+    protocol_options: dict = field(default_factory=dict)
+    subdir: str | None = None  # used when DATA_ROOT/subdir exists (fsdd: recordings/)
+    crop_s: float | None = None  # clips longer than this are cut (embedding protocol)
+    default_root: str | None = None
+    positive: int | None = None  # 2-class detection tasks: the bona fide class (EER, min-DCF, sens./spec.)
+
+    def read(self, data_root: str | os.PathLike, **overrides) -> DatasetIndex:
+        root = Path(data_root).expanduser()
+        if self.subdir and (root / self.subdir).is_dir():
+            root = root / self.subdir
+        return read_dataset(self.reader, root, **(self.reader_options | overrides))
+
+    def splits(self, index: DatasetIndex, seed: int = 0) -> list[Split]:
+        """The protocol's splits, checked for group leakage."""
+        records = [r for r in index.records if r.labels]
+        if not records:
+            raise TaskError(f"{self.name}: no labelled records in {index.root}; check the reader options.")
+        if self.protocol == "folds":
+            splits = fold_splits(records, self.protocol_options.get("folds"))
+        elif self.protocol == "group_folds":
+            splits = fold_splits(assign_group_folds(records, self.protocol_options.get("n_folds", 5), seed))
+        elif self.protocol == "official":
+            splits = official_splits(records, self.protocol_options.get("val_fraction", 0.1), seed)
+        else:
+            raise TaskError(f"{self.name}: unknown protocol {self.protocol!r}.")
+        check_no_group_leakage(splits)
+        return splits
