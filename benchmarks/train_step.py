@@ -45,7 +45,7 @@ TOKENS = (FRAMES // 16) * (MELS // 16)
 
 
 def _maybe_tcmalloc() -> None:
-    from audiorep.cli import tcmalloc_path
+    from audiorep.cli.runtime import tcmalloc_path
 
     if os.environ.get("AUDIOREP_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
         return

@@ -62,7 +62,7 @@ def test_the_command_keeps_compiled_programs_where_audiorep_xla_cache_says(wavs,
     import sys
     from pathlib import Path
 
-    from audiorep.cli import compilation_cache_dir
+    from audiorep.cli.runtime import compilation_cache_dir
 
     assert compilation_cache_dir({"AUDIOREP_XLA_CACHE": "off"}) is None
     assert compilation_cache_dir({"AUDIOREP_XLA_CACHE": "/x/y"}) == Path("/x/y")

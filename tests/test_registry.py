@@ -208,10 +208,10 @@ def test_training_workdir_loads_its_export(tmp_path):
 
 
 def test_cli_pooling_choices_are_the_registry_poolings():
-    from audiorep import cli
+    from audiorep.cli import common
     from audiorep.models.registry import FREQUENCY_MODES, POOLINGS
 
-    assert cli.POOLINGS_CHOICES == POOLINGS and cli.FREQUENCY_CHOICES == FREQUENCY_MODES
+    assert common.POOLINGS_CHOICES == POOLINGS and common.FREQUENCY_CHOICES == FREQUENCY_MODES
 
 
 def test_model_dir_frequency_default_is_saved_and_old_dirs_average(tmp_path):

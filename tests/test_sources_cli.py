@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from test_sources import ESC_ROWS, make_esc50
 
-from audiorep.cli import _reader_options, main
+from audiorep.cli import main
+from audiorep.cli.datasets import reader_options
 from audiorep.data.sources import READERS, DatasetError
 
 
@@ -64,14 +65,14 @@ def test_inspect_reports_a_layout_error_cleanly(tmp_path, capsys):
 
 
 def test_reader_options_are_typed_from_the_reader_signature():
-    assert _reader_options("esc50", ["esc10=yes", "folds=1,2"]) == {"esc10": True, "folds": [1, 2]}
-    assert _reader_options("speech_commands", ["num_classes=12", "silence_hop_s=1"]) == {
+    assert reader_options("esc50", ["esc10=yes", "folds=1,2"]) == {"esc10": True, "folds": [1, 2]}
+    assert reader_options("speech_commands", ["num_classes=12", "silence_hop_s=1"]) == {
         "num_classes": 12, "silence_hop_s": 1.0}
-    assert _reader_options("audioset", ["file_pattern=Y{ytid}.wav", "splits=eval"]) == {
+    assert reader_options("audioset", ["file_pattern=Y{ytid}.wav", "splits=eval"]) == {
         "file_pattern": "Y{ytid}.wav", "splits": ["eval"]}
-    assert _reader_options("folder", ["label_regex=^(\\d)_", "group_csv=none"]) == {
+    assert reader_options("folder", ["label_regex=^(\\d)_", "group_csv=none"]) == {
         "label_regex": "^(\\d)_", "group_csv": None}
     with pytest.raises(DatasetError, match="esc10"):
-        _reader_options("esc50", ["esc_ten=1"])
+        reader_options("esc50", ["esc_ten=1"])
     with pytest.raises(DatasetError, match="true or false"):
-        _reader_options("esc50", ["esc10=maybe"])
+        reader_options("esc50", ["esc10=maybe"])

@@ -5,7 +5,7 @@ An experiment is a Python file with `get_config(arg: str | None = None) -> ml_co
 loads the file and applies `--config.<dotted.path>=<value>` overrides, each parsed by the type of the
 field it replaces. A path that is not in the config is an error that lists the nearest field names.
 
-Used by cli.py (`audiorep pretrain`) and by tests; knows nothing about training itself.
+Used by audiorep/cli/pretrain.py (`audiorep pretrain`) and by tests; knows nothing about training itself.
 """
 
 from __future__ import annotations

@@ -1,0 +1,59 @@
+"""`audiorep` — the command line: info, features, datasets, convert, embed, pretrain, probe, leaderboard, demo.
+
+One module per command group, each with `add_parser(sub)` and the command function(s) it binds with
+`set_defaults(func=...)`. Heavy imports (jax, models, data) happen inside the command functions so `audiorep --help`
+stays instant. `main` prints any `AudiorepError` (a problem with the user's input) as one line and exits 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from audiorep.cli import convert, datasets, demo, embed, features, info, leaderboard, pretrain, probe, runtime
+from audiorep.cli.common import print_error
+from audiorep.errors import AudiorepError
+
+COMMAND_MODULES = (info, convert, features, datasets, pretrain, embed, probe, leaderboard, demo)
+"""The command groups, in the order `audiorep --help` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audiorep",
+        description="Self-supervised audio representations in JAX: pretrain, embed, probe.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None, *, command: bool | None = None) -> int:
+    """Run `audiorep ARGV`; returns the exit status.
+
+    `command`: this process is the `audiorep` command (not a library caller): preload tcmalloc and keep XLA's
+    compile cache. None: decided from the program name (the `audiorep` console script).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if command is None:
+        command = Path(sys.argv[0]).name == "audiorep"
+    if command:
+        runtime.reexec_with_tcmalloc(argv)
+        runtime.use_compilation_cache()
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # only commands that declare extra_args (pretrain: --config.<field>=<value>) take them
+        if not hasattr(args, "extra_args"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra_args = extra
+    try:
+        return int(args.func(args) or 0)
+    except AudiorepError as err:  # the user's to fix: the message names the problem and the fix
+        print_error(err)
+        return 2
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,55 @@
+"""`audiorep convert`: an official PyTorch checkpoint -> an audiorep model directory."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from audiorep.cli.common import print_error
+
+CONVERT_FAMILIES = ("beats", "ssast", "passt")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Official PyTorch checkpoint -> audiorep model directory (audiorep.models.convert.<family>.convert)."""
+    # the converters (numpy, jax, flax) load here: `audiorep --help` stays instant
+    from audiorep.models.convert.common import CheckpointError
+
+    out = Path(args.out_dir)
+    if out.exists() and not args.force:
+        print_error(f"{out} already exists; choose a new OUT_DIR or pass --force to replace it.")
+        return 2
+    module = importlib.import_module(f"audiorep.models.convert.{args.family}")
+    shape = {"num_heads": args.num_heads, "stride": tuple(args.stride) if args.stride else None,
+             "num_frames": args.frames, "num_mel_bins": args.mel_bins}
+    shape = {k: v for k, v in shape.items() if v is not None}
+    if shape and args.family == "beats":
+        print_error("--num-heads/--stride/--frames/--mel-bins are for ssast and passt files; a BEATs checkpoint "
+                    "stores its whole config.")
+        return 2
+    try:
+        path = module.convert(args.ckpt, args.out_dir, force=args.force, reader=args.reader, **shape)
+    except (CheckpointError, FileNotFoundError) as err:  # a file that is not a usable checkpoint: exit 1
+        print_error(err)
+        return 1
+    print(f"wrote {path}  (load it with audiorep.load({str(path)!r}))")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="official BEATs / SSAST / PaSST checkpoint -> audiorep model directory")
+    p.add_argument("family", choices=CONVERT_FAMILIES, help="model family of the checkpoint")
+    p.add_argument("ckpt", help="the official .pt/.pth file (read with weights_only safety; torch not required)")
+    p.add_argument("out_dir", help="model directory to create (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--reader", choices=("auto", "torch", "builtin"), default="auto",
+                   help="checkpoint reader: torch.load(weights_only=True) when installed (auto), or the built-in one")
+    g = p.add_argument_group("ssast / passt: facts the official files do not store")
+    g.add_argument("--num-heads", type=int, help="attention heads (default: width / 64, as every DeiT/ViT)")
+    g.add_argument("--stride", type=int, nargs=2, metavar=("F", "T"),
+                   help="patch stride: fine-tuned AST files (AST AudioSet: 10 10), PaSST s12/s14/s16 releases, or an "
+                        "overlapping fine-tuning stride for SSAST pretraining files")
+    g.add_argument("--frames", type=int, help="input window in frames (fine-tuned AST files: e.g. 1024)")
+    g.add_argument("--mel-bins", type=int, help="mel bins of the input (default: from the file, else 128)")
+    p.set_defaults(func=run)

@@ -1,0 +1,58 @@
+"""`audiorep embed`: scene (and timestamp) embeddings of audio files and folders -> one .npz."""
+
+from __future__ import annotations
+
+import argparse
+
+from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, parse_layer
+
+
+def run(args: argparse.Namespace) -> int:
+    # rich, audiorep.load and the Embedder (jax, flax) load here: `audiorep --help` stays instant
+    from rich.console import Console
+    from rich.table import Table
+
+    import audiorep
+    from audiorep.downstream.embed import embed_files
+
+    console = Console(stderr=True)
+    model = audiorep.load(args.model, layer=args.layer, pooling=args.pooling, batch_size=args.batch_size,
+                          frequency=args.frequency)
+    result = embed_files(model, args.paths, args.out, timestamps=args.timestamps, progress=not args.quiet)
+    table = Table(title=f"audiorep embed: {model.name}", show_header=False)
+    table.add_row("embedded", f"{len(result.files):,} files -> {result.out}")
+    table.add_row("scene embedding", f"f32[{len(result.files)}, {result.dim}]  layer={model.layer} "
+                                      f"pooling={model.pooling} frequency={model.frequency}")
+    if args.timestamps:
+        table.add_row("timestamps", f"every {model.time_resolution_ms:g} ms, D={model.timestamp_embedding_size}")
+    table.add_row("time", f"{result.seconds:.1f} s ({len(result.files) / max(result.seconds, 1e-9):.1f} files/s)")
+    table.add_row("unreadable", f"{len(result.failed)}" + (" (listed below and in failed_files)" if result.failed
+                                                           else ""))
+    console.print(table)
+    for name, err in result.failed[: args.max_list]:
+        console.print(f"  [red]unreadable[/red] {name}: {err}", highlight=False)
+    if len(result.failed) > args.max_list:
+        console.print(f"  ... and {len(result.failed) - args.max_list} more (see failed_files in {result.out})")
+    return 0 if result.files else 1
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed", help="embed audio files or folders with a model -> .npz",
+        description="Scene embeddings (and optionally timestamp embeddings) of every audio file given or found "
+                    "recursively in the folders given. Unreadable files are skipped and listed. The .npz is read "
+                    "with np.load(path) (no pickle): embeddings, files, durations_s, failed_files, ...")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files and/or folders")
+    p.add_argument("--model", required=True, help="registered name (audiorep.list_models()) or a model directory")
+    p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument("--layer", type=parse_layer, default="last",
+                   help="last (default), all, a hidden-state index (-1) or a comma list (4,8,12)")
+    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
+                   help="scene pooling (default: the model's)")
+    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
+                   help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
+    p.add_argument("--timestamps", action="store_true", help="also store timestamp embeddings (one per time patch)")
+    p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    p.add_argument("--max-list", type=int, default=20, help="most unreadable files to list on screen")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

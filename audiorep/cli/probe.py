@@ -1,0 +1,105 @@
+"""`audiorep probe`: embed a task's data with a model and train HEAR-style probes -> a score table (and a row)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, parse_layer, positive_int, print_error
+
+
+def run(args: argparse.Namespace) -> int:
+    # rich, the cache, the tasks and the probes (jax, flax, optax) load here: `audiorep --help` stays instant
+    from rich.console import Console
+    from rich.table import Table
+
+    from audiorep.downstream.cache import EmbeddingCache
+    from audiorep.downstream.leaderboard import append_result
+    from audiorep.downstream.tasks import get_task, resolve_model
+    from audiorep.downstream.tasks import run as run_task
+
+    console = Console(stderr=True)
+    spec = get_task(args.task)
+    root = args.data_root or spec.default_root
+    if root is None or not Path(root).expanduser().exists():
+        print_error(f"task {spec.name} needs --data-root (the dataset folder); "
+                    f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
+        return 2
+    start = time.time()
+    if args.model.startswith("logmel"):
+        options = {} if args.pooling is None else {"pooling": args.pooling}
+    else:
+        options = {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size,
+                   "frequency": args.frequency}
+    model = resolve_model(args.model, **options)
+    result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
+                      seed=args.seed, max_folds=args.max_folds, model_name=args.name,
+                      progress=not args.quiet, log=lambda m: console.print(m, highlight=False),
+                      repeats=args.repeats)
+    seconds = time.time() - start
+    if args.results:
+        append_result(args.results, result)
+    table = Table(title=f"audiorep probe: {result.model} on {result.task}")
+    table.add_column("", style="bold")
+    table.add_column("value", justify="left")
+    table.add_row(result.metric, f"[bold green]{result.mean:.4f}[/] ± {result.std:.4f}" if len(result.folds) > 1
+                  else f"[bold green]{result.mean:.4f}[/]")
+    table.add_row("per split", "  ".join(f"{n}: {v:.4f}" for n, v in zip(result.extra["splits"], result.folds)))
+    for k, v in result.scores.items():
+        if k != result.metric:
+            table.add_row(k, f"{v:.4f}")
+    sizes = result.extra["sizes"][0]
+    table.add_row("data", f"{result.extra['classes']} classes; train/val/test {sizes['train']}/{sizes['validation']}"
+                          f"/{sizes['test']} (split 1); embedding dim {result.extra['embedding_dim']}")
+    sel = result.extra["selected"]
+    repeats = result.grid.get("repeats", 1)
+    table.add_row("probe", f"{result.probe}, grid {result.grid.get('name', '')}"
+                           f"{f' x {repeats} repeats' if repeats > 1 else ''}, seed {result.seed}; selected "
+                           f"{short_selection(sel[0])}" + (f" (+{len(sel) - 1} more splits)" if len(sel) > 1 else ""))
+    table.add_row("time", f"{seconds:.1f} s")
+    if args.results:
+        table.add_row("results", str(args.results))
+    Console().print(table)
+    return 0
+
+
+def short_selection(sel: dict) -> str:
+    """The selected grid point in a few words (hidden_layers, lr, init, best_epoch or k)."""
+    keys = ("hidden_layers", "lr", "init", "best_epoch", "k")
+    return ", ".join(f"{k}={sel[k]}" for k in keys if k in sel)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    # the task table names the tasks in --help; it loads at parser time (numpy, no JAX)
+    from audiorep.downstream.tasks import TASKS
+
+    p = sub.add_parser(
+        "probe", help="embed a task's data with a model and train HEAR-style probes -> score table",
+        description="Embed a dataset with a model (cached on disk), train the probe grid on every split (the whole "
+                    "grid at once), select on validation, score the test split. Tasks: "
+                    + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values()) + ".")
+    p.add_argument("--model", required=True,
+                   help="registered name (audiorep.list_models()), a model directory, or logmel[-beats|-ssast|-passt] "
+                        "(the log-mel mean/std baseline)")
+    p.add_argument("--task", required=True, choices=sorted(TASKS), help="probing task")
+    p.add_argument("--data-root", default=None, help="the dataset's folder (fsdd defaults to ../shared/data/fsdd)")
+    p.add_argument("--grid", default="fast", choices=("fast", "full", "linear"),
+                   help="probe grid: fast (6 points, <= 60 epochs), full (HEAR's 16 points, 500 epochs), linear")
+    p.add_argument("--probe", default="mlp", choices=("mlp", "knn"), help="MLP/linear grid or cosine kNN")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="train each grid configuration N times with other seeds; select and score on the mean "
+                        "(N times the probe time, less probe noise on small tasks)")
+    p.add_argument("--results", default=None, help="append the result row to this JSONL store")
+    p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probe grid and of group-fold assignment")
+    p.add_argument("--max-folds", type=int, default=None, help="probe only the first K splits (quick runs)")
+    p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
+    p.add_argument("--layer", type=parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
+    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
+                   help="scene pooling (default: the model's; the log-mel baseline: mean+std, or mean+std+delta)")
+    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
+                   help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+    p.set_defaults(func=run)
