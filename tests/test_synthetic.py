@@ -137,6 +137,14 @@ def test_write_corpus_never_deletes_a_foreign_folder(tmp_path):
     assert (tmp_path / "thesis.tex").exists()
 
 
+def test_write_corpus_with_bad_arguments_keeps_the_corpus_it_would_replace(tmp_path):
+    write_corpus(tmp_path, per_class=1, seconds=0.2, classes=("clicks_fast",))
+    before = (tmp_path / "meta.csv").read_text()
+    with pytest.raises(ValueError, match="per_class"):
+        write_corpus(tmp_path, per_class=0, seconds=0.2, overwrite=True)
+    assert (tmp_path / "meta.csv").read_text() == before and (tmp_path / "clicks_fast" / "clicks_fast_0.wav").is_file()
+
+
 def test_bad_arguments_are_explained():
     with pytest.raises(ValueError, match="unknown synthetic class"):
         generate(1, classes=("dubstep",))

@@ -15,8 +15,8 @@ group id goes into `Record.group`, so group-disjoint protocols are meaningful on
     batch = generate(per_class=8, seed=0)                  # in memory: f32[96, 32000] + labels
     index = write_corpus("/tmp/syn", per_class=20, seed=0)  # out/<class>/<class>_<i>.wav + meta.csv
 
-Generation is vectorised over clips in numpy and deterministic for (seed, per_class, seconds,
-sample_rate, clips_per_group, low_snr_fraction). Sits beside `data/sources/`; the folder reader reads
+Generation is vectorised over clips in numpy and deterministic for a `SynthSpec` (per_class, seed,
+seconds, sample_rate, classes, clips_per_group, low_snr_fraction). Sits beside `data/sources/`; the folder reader reads
 what `write_corpus` writes, groups included (from meta.csv).
 """
 
@@ -26,7 +26,7 @@ import csv
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,94 +240,108 @@ def _generate_chunk(rng: np.random.Generator, cls: str, n: int, seconds: float, 
 
 
 # ------------------------------------------------------------------------------------------ public API
-def generate(
-    per_class: int,
-    seed: int = 0,
-    *,
-    seconds: float = 2.0,
-    sample_rate: int = 16000,
-    classes: tuple[str, ...] | None = None,
-    clips_per_group: int = 4,
-    low_snr_fraction: float = 0.15,
-    progress: bool = False,
-) -> SynthBatch:
-    """Generate the corpus in memory, class after class (clip order: class-major).
+@dataclass(frozen=True)
+class SynthSpec:
+    """What a corpus is a function of: `generate` and `write_corpus` take these fields as arguments.
 
-    Args:
+    Attributes:
       per_class: clips per class.
-      seed: the whole corpus is a function of the arguments.
+      seed: the whole corpus is a function of the spec.
       seconds: clip length (events last 25-80 % of it).
       sample_rate: Hz (>= 8000 keeps every class below Nyquist).
       classes: a subset of `CLASSES` (default all twelve).
       clips_per_group: clips that share a source (main parameter and noise colour).
       low_snr_fraction: share of clips whose SNR is drawn from -6..3 dB instead of 3..30 dB.
+    """
+
+    per_class: int
+    seed: int = 0
+    seconds: float = 2.0
+    sample_rate: int = 16000
+    classes: tuple[str, ...] | None = None
+    clips_per_group: int = 4
+    low_snr_fraction: float = 0.15
+
+    def __post_init__(self):
+        rate = check_sample_rate(self.sample_rate)
+        if rate < 8000:
+            raise ValueError(f"sample_rate {rate} Hz is too low for the synthetic classes; use >= 8000 Hz.")
+        if int(self.per_class) < 1:
+            raise ValueError(f"per_class must be >= 1, got {self.per_class}.")
+        if not 0.1 <= self.seconds <= 60:
+            raise ValueError(f"seconds must be within 0.1..60, got {self.seconds}.")
+        if int(self.clips_per_group) < 1 or not 0.0 <= self.low_snr_fraction <= 1.0:
+            raise ValueError("clips_per_group must be >= 1 and low_snr_fraction within 0..1.")
+        classes = tuple(CLASSES if self.classes is None else self.classes)
+        unknown = [c for c in classes if c not in GENERATORS]
+        if unknown:
+            raise ValueError(f"unknown synthetic class(es) {unknown}; classes are {list(CLASSES)}.")
+        for name, value in (("sample_rate", rate), ("per_class", int(self.per_class)), ("classes", classes),
+                            ("clips_per_group", int(self.clips_per_group))):
+            object.__setattr__(self, name, value)
+
+
+def _chunks(spec: SynthSpec) -> Iterator[tuple[int, int, np.ndarray, list[str], list[dict]]]:
+    """The corpus in chunks of whole groups, class after class.  -> (class index in spec.classes, index of
+    the chunk's first clip in its class, f32[n, round(seconds * sample_rate)], n group ids, n parameter dicts)."""
+    per_group = spec.clips_per_group
+    chunk = max(per_group, CHUNK // per_group * per_group)  # chunks hold whole groups
+    for ci, cls in enumerate(spec.classes):
+        ci_global = CLASSES.index(cls)
+        for start in range(0, spec.per_class, chunk):
+            n = min(chunk, spec.per_class - start)
+            rng = np.random.default_rng([int(spec.seed), ci_global, start])
+            waves, params = _generate_chunk(rng, cls, n, spec.seconds, spec.sample_rate, per_group,
+                                            spec.low_snr_fraction)
+            yield ci, start, waves, [f"{cls}-g{(start + i) // per_group:04d}" for i in range(n)], params
+
+
+def _progress_bar(enabled: bool, total: int, desc: str):
+    from tqdm.auto import tqdm  # ~40 ms; imported on use, `audiorep --help` stays fast
+
+    return tqdm(total=total, desc=desc, unit="clip", disable=not enabled)
+
+
+def generate(per_class: int, seed: int = 0, *, progress: bool = False, **options) -> SynthBatch:
+    """Generate the corpus in memory, class after class (clip order: class-major).
+
+    Args:
+      per_class, seed, **options: the `SynthSpec` (options: seconds, sample_rate, classes, clips_per_group,
+        low_snr_fraction).
       progress: show a progress bar.
 
     Returns:
       SynthBatch with waves f32[len(classes) * per_class, round(seconds * sample_rate)].
     """
-    rate = check_sample_rate(sample_rate)
-    if rate < 8000:
-        raise ValueError(f"sample_rate {rate} Hz is too low for the synthetic classes; use >= 8000 Hz.")
-    if int(per_class) < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}.")
-    if not 0.1 <= seconds <= 60:
-        raise ValueError(f"seconds must be within 0.1..60, got {seconds}.")
-    if int(clips_per_group) < 1 or not 0.0 <= low_snr_fraction <= 1.0:
-        raise ValueError("clips_per_group must be >= 1 and low_snr_fraction within 0..1.")
-    classes = tuple(CLASSES if classes is None else classes)
-    unknown = [c for c in classes if c not in GENERATORS]
-    if unknown:
-        raise ValueError(f"unknown synthetic class(es) {unknown}; classes are {list(CLASSES)}.")
-    per_class, per_group = int(per_class), int(clips_per_group)
-    chunk = max(per_group, CHUNK // per_group * per_group)  # chunks hold whole groups
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=per_class * len(classes), desc="generating", unit="clip")
+    spec = SynthSpec(per_class, seed, **options)
     waves, labels, groups, params = [], [], [], []
-    for ci, cls in enumerate(classes):
-        ci_global = CLASSES.index(cls)
-        for start in range(0, per_class, chunk):
-            n = min(chunk, per_class - start)
-            rng = np.random.default_rng([int(seed), ci_global, start])
-            w, p = _generate_chunk(rng, cls, n, seconds, rate, per_group, low_snr_fraction)
+    with _progress_bar(progress, spec.per_class * len(spec.classes), "generating") as bar:
+        for ci, _, w, g, p in _chunks(spec):
             waves.append(w)
-            labels.extend([ci] * n)
-            groups.extend(f"{cls}-g{(start + i) // per_group:04d}" for i in range(n))
+            labels.extend([ci] * len(w))
+            groups.extend(g)
             params.extend(p)
-            if bar is not None:
-                bar.update(n)
-    if bar is not None:
-        bar.close()
-    return SynthBatch(np.concatenate(waves), np.asarray(labels, np.int32), groups, params, classes, rate)
+            bar.update(len(w))
+    return SynthBatch(np.concatenate(waves), np.asarray(labels, np.int32), groups, params, spec.classes,
+                      spec.sample_rate)
 
 
-def write_corpus(
-    out_dir: str | os.PathLike,
-    per_class: int,
-    seed: int = 0,
-    *,
-    seconds: float = 2.0,
-    sample_rate: int = 16000,
-    classes: tuple[str, ...] | None = None,
-    clips_per_group: int = 4,
-    low_snr_fraction: float = 0.15,
-    overwrite: bool = False,
-    progress: bool = False,
-):
+def write_corpus(out_dir: str | os.PathLike, per_class: int, seed: int = 0, *, overwrite: bool = False,
+                 progress: bool = False, **options):
     """Write the corpus as 16-bit wav files in the folder layout and return its `DatasetIndex`.
 
     Writes out_dir/<class>/<class>_<i>.wav, out_dir/meta.csv (path, label, class_index, group, seed and
     every generation parameter) and out_dir/README.md (what each class is). Every file is written
-    atomically; meta.csv last, so a folder with meta.csv is complete.
+    atomically; meta.csv last, so a folder with meta.csv is complete. `per_class`, `seed` and `**options`
+    are the `SynthSpec`, as for `generate`; the spec is checked before anything in out_dir changes.
 
     Raises:
+      ValueError: the spec is invalid (nothing is written).
       FileExistsError: out_dir is not empty and overwrite is False.
     """
     from audiorep.data.sources import read_dataset
 
+    spec = SynthSpec(per_class, seed, **options)
     out = Path(out_dir).expanduser()
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -337,28 +351,18 @@ def write_corpus(
                                   "refusing to delete it. Choose another folder.")
         shutil.rmtree(out)
     (out / "meta.csv").parent.mkdir(parents=True, exist_ok=True)
-    classes = tuple(CLASSES if classes is None else classes)
-    width = len(str(per_class - 1))
+    width = len(str(spec.per_class - 1))
     rows = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=per_class * len(classes), desc="synth corpus", unit="clip")
-    for cls in classes:  # one class at a time keeps memory at per_class clips
-        batch = generate(per_class, seed, seconds=seconds, sample_rate=sample_rate, classes=(cls,),
-                         clips_per_group=clips_per_group, low_snr_fraction=low_snr_fraction)
-        for i, (wave, group, p) in enumerate(zip(batch.waves, batch.groups, batch.params)):
-            rel = f"{cls}/{cls}_{i:0{width}d}.wav"
-            save_audio(out / rel, wave, batch.sample_rate, subtype="PCM_16")
-            rows.append({"path": rel, "label": cls, "class_index": CLASSES.index(cls), "group": group,
-                         "seed": seed, "params": json.dumps(p, sort_keys=True)})
-            if bar is not None:
+    with _progress_bar(progress, spec.per_class * len(spec.classes), "synth corpus") as bar:
+        for ci, start, waves, groups, params in _chunks(spec):  # one chunk at a time bounds memory
+            cls = spec.classes[ci]
+            for i, (wave, group, p) in enumerate(zip(waves, groups, params), start):
+                rel = f"{cls}/{cls}_{i:0{width}d}.wav"
+                save_audio(out / rel, wave, spec.sample_rate, subtype="PCM_16")
+                rows.append({"path": rel, "label": cls, "class_index": CLASSES.index(cls), "group": group,
+                             "seed": seed, "params": json.dumps(p, sort_keys=True)})
                 bar.update(1)
-    if bar is not None:
-        bar.close()
-    _write_readme(out / "README.md", classes, per_class, seed, seconds, sample_rate, clips_per_group,
-                  low_snr_fraction)
+    _write_readme(out / "README.md", spec)
     tmp = out / f".meta.csv.tmp{os.getpid()}"
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "label", "class_index", "group", "seed", "params"])
@@ -368,20 +372,21 @@ def write_corpus(
     return read_dataset("folder", out)
 
 
-def _write_readme(path: Path, classes, per_class, seed, seconds, rate, per_group, low_snr) -> None:
+def _write_readme(path: Path, spec: SynthSpec) -> None:
     lines = [
         "# audiorep synthetic sound-event corpus",
         "",
-        f"{len(classes)} classes x {per_class} clips, {seconds:g} s at {rate} Hz (16-bit wav), seed {seed}.",
-        f"Groups of {per_group} clips share a source (main parameter +-3-5 %, background-noise colour).",
-        f"Background noise 1/f^alpha (alpha 0-2) at SNR 3-30 dB; {low_snr:.0%} of clips at -6-3 dB.",
+        f"{len(spec.classes)} classes x {spec.per_class} clips, {spec.seconds:g} s at {spec.sample_rate} Hz "
+        f"(16-bit wav), seed {spec.seed}.",
+        f"Groups of {spec.clips_per_group} clips share a source (main parameter +-3-5 %, background-noise colour).",
+        f"Background noise 1/f^alpha (alpha 0-2) at SNR 3-30 dB; {spec.low_snr_fraction:.0%} of clips at -6-3 dB.",
         "Events last 25-80 % of the clip at a random onset, RMS level -32..-12 dBFS.",
         "Regenerate with: audiorep datasets synth --out DIR "
-        f"--per-class {per_class} --seed {seed} --seconds {seconds:g}",
+        f"--per-class {spec.per_class} --seed {spec.seed} --seconds {spec.seconds:g}",
         "",
         "| class | what it is |",
         "|---|---|",
-        *[f"| {c} | {DESCRIPTIONS[c]} |" for c in classes],
+        *[f"| {c} | {DESCRIPTIONS[c]} |" for c in spec.classes],
         "",
         "meta.csv: path, label, class_index, group, seed, params (JSON with every drawn parameter).",
         "",
