@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -151,53 +150,49 @@ def straight_run(tmp_path_factory) -> list[dict]:
     return _rows(workdir)
 
 
+def _read_until(p: subprocess.Popen, prefix: str) -> str:
+    """Lines of p's output up to and including the first one that starts with `prefix` (which must come)."""
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return "".join(lines)
+    raise AssertionError(f"the run ended without printing {prefix!r}:\n" + "".join(lines)[-3000:])
+
+
 @pytest.mark.slow
 def test_resume_after_kill_replays_the_same_batches_and_losses(tmp_path, straight_run):
-    cmd = (*CMD, "--slow-data=0.02")  # slower batches give the kill time to land mid-run; values are unchanged
-    p = _start(tmp_path, *cmd)
-    deadline = time.time() + 120
-    while not (tmp_path / "checkpoints" / "5" / "commit_success.txt").exists():
-        assert p.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
-        time.sleep(0.02)
+    # synchronous saves: checkpoint 5 is committed before step 6 starts; the run pauses after step 8
+    p = _start(tmp_path, *CMD, "--config.train.async_checkpoints=false", "--pause-at-step=8")
+    _read_until(p, "PAUSED step=8")
     p.send_signal(signal.SIGKILL)
     p.wait()
-    rows_at_kill = _rows(tmp_path)
-    assert 5 <= rows_at_kill[-1]["step"] < 15, "the kill did not land mid-run"
-    out = _finish(_start(tmp_path, *cmd))
+    assert [r["step"] for r in _rows(tmp_path)] == list(range(1, 9))  # rows 6-8 outlive their checkpoint
+    assert ocp.CheckpointManager(tmp_path / "checkpoints").all_steps() == [5]
+    out = _finish(_start(tmp_path, *CMD))
     assert "step=15 status=done" in out
     assert _rows(tmp_path) == straight_run
 
 
 @pytest.mark.slow
 def test_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path, straight_run):
-    cmd = (*CMD, "--slow-save=2")
-    p = _start(tmp_path, *cmd)
-    seen, lines = 0, []
-    for line in p.stdout:  # the second save (step 10) is in progress when its SAVING line appears
-        lines.append(line)
-        if line.startswith("SAVING"):
-            seen += 1
-            if seen == 2:
-                break
-    assert seen == 2, "".join(lines)[-3000:]
+    p = _start(tmp_path, *CMD, "--hang-save=2")  # the second save (step 10) never completes
+    _read_until(p, "SAVING")
     p.send_signal(signal.SIGKILL)
     p.wait()
     mngr = ocp.CheckpointManager(tmp_path / "checkpoints")
     assert mngr.latest_step() == 5
-    out = _finish(_start(tmp_path, *cmd))
+    out = _finish(_start(tmp_path, *CMD))
     assert "step=15 status=done" in out
     assert _rows(tmp_path) == straight_run
 
 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
-    p = _start(tmp_path, "--config.train.steps=400", "--config.train.checkpoint_every=1000", "--slow-data=0.01")
-    deadline = time.time() + 120
-    while not (tmp_path / "metrics.jsonl").exists() or len(_rows(tmp_path)) < 3:
-        assert p.poll() is None and time.time() < deadline
-        time.sleep(0.05)
+    p = _start(tmp_path, "--config.train.steps=400", "--config.train.checkpoint_every=1000", "--pause-at-step=3")
+    _read_until(p, "PAUSED step=3")
     p.send_signal(signal.SIGTERM)
     out = _finish(p)
-    assert "status=interrupted" in out
-    step = int(out.split("DONE step=")[1].split()[0])
-    assert ocp.CheckpointManager(tmp_path / "checkpoints").latest_step() == step
+    assert "DONE step=4 status=interrupted" in out  # the step in flight when the signal came, then the save
+    assert ocp.CheckpointManager(tmp_path / "checkpoints").all_steps() == [4]
+    assert [r["step"] for r in _rows(tmp_path)] == [1, 2, 3, 4]

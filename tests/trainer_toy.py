@@ -3,13 +3,18 @@
 Importable (tests build `Task`s from it) and runnable as a script, so subprocess tests (kill/resume,
 multi-process, sharding) run the same command twice:
 
-  python tests/trainer_toy.py WORKDIR [--config.train.steps=40 ...] [--slow-data=0.05] [--slow-save=5]
+  python tests/trainer_toy.py WORKDIR [--config.train.steps=40 ...] [--pause-at-step=N] [--hang-save=K]
+
+`--pause-at-step=N` and `--hang-save=K` put the run at a known point for a test to act on (kill it, signal it)
+without timing assumptions; see `pause_before_step` and `hang_grain_save`.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 import grain
@@ -48,7 +53,7 @@ def toy_loss(model, batch, rng):
     return loss, {"mse": loss, "batch_fingerprint": jnp.sum(batch["x"] * order)}
 
 
-def toy_data(seed: int = 0, slow: float = 0.0):
+def toy_data(seed: int = 0):
     rng = np.random.default_rng(1234)
     xs = rng.normal(size=(N_EXAMPLES, DIM)).astype(np.float32)
     w = rng.normal(size=(DIM,)).astype(np.float32)
@@ -56,8 +61,6 @@ def toy_data(seed: int = 0, slow: float = 0.0):
 
     def make_iterator(pid: int, pcount: int, local_batch: int):
         def get(i):
-            if slow:
-                time.sleep(slow)
             return {"x": xs[i], "y": ys[i]}
 
         ds = grain.MapDataset.range(N_EXAMPLES)[pid::pcount].shuffle(seed=seed).repeat(None).map(get)
@@ -93,30 +96,79 @@ def toy_config(**train) -> ml_collections.ConfigDict:
     return c
 
 
+def wait_for_stop_signal(message: str) -> None:
+    """Print `message`, then wait until the process receives SIGTERM or SIGINT (whichever thread the kernel hands
+    it to); the trainer's own handler then runs as usual. A signal that arrives between the print and the wait is
+    not lost: Python's C-level handler writes its number to the wakeup pipe, which the wait reads. Main thread only.
+    """
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    old = signal.set_wakeup_fd(w)
+    try:
+        print(message, flush=True)
+        while os.read(r, 1)[0] not in (signal.SIGTERM, signal.SIGINT):
+            pass
+    finally:
+        signal.set_wakeup_fd(old)
+        os.close(r)
+        os.close(w)
+
+
+def pause_before_step(steps: int) -> None:
+    """After this process has run `steps` training steps, print `PAUSED step=<steps>` and wait for SIGTERM/SIGINT.
+
+    Everything of those steps is done by then (metrics rows written, synchronous checkpoints committed): a test
+    reads the line, then kills or signals the process at a known step. Works on any run in this process (the toy
+    or `audiorep pretrain`): it wraps `distributed.global_batch`, which the trainer's loop calls in the main
+    thread once per step, just before the step.
+    """
+    real = distributed.global_batch
+    drawn = 0
+
+    def counted(local, mesh, global_batch_size):
+        nonlocal drawn
+        drawn += 1
+        if drawn == steps + 1:
+            wait_for_stop_signal(f"PAUSED step={steps}")
+        return real(local, mesh, global_batch_size)
+
+    distributed.global_batch = counted
+
+
+def hang_grain_save(nth: int) -> None:
+    """The `nth` data-iterator save of this process writes its file, prints `SAVING <dir>` and never returns, so
+    that checkpoint is never committed: a test kills the process in the middle of that checkpoint write."""
+    from grain import checkpoint as gck
+
+    orig = gck.CheckpointHandler.save
+    calls = 0
+
+    def save(self, directory, item=None, args=None):
+        nonlocal calls
+        orig(self, directory, item=item, args=args)
+        calls += 1
+        if calls == nth:
+            print(f"SAVING {directory}", flush=True)
+            threading.Event().wait()  # until the test kills the process
+
+    gck.CheckpointHandler.save = save
+
+
 def main(argv: list[str]) -> int:
     workdir = argv[0]
     rest, overrides = config_lib.split_overrides(argv[1:])
-    slow_data = slow_save = 0.0
     for a in rest:
-        if a.startswith("--slow-data="):
-            slow_data = float(a.split("=", 1)[1])
-        elif a.startswith("--slow-save="):
-            slow_save = float(a.split("=", 1)[1])
-    if slow_save:  # stretch the checkpoint write so a test can kill the process in the middle of it
-        from grain import checkpoint as gck
-
-        orig = gck.CheckpointHandler.save
-
-        def slow(self, directory, item=None, args=None):
-            orig(self, directory, item=item, args=args)
-            print(f"SAVING {directory}", flush=True)
-            time.sleep(slow_save)
-
-        gck.CheckpointHandler.save = slow
+        name, _, value = a.partition("=")
+        if name == "--pause-at-step":
+            pause_before_step(int(value))
+        elif name == "--hang-save":
+            hang_grain_save(int(value))
+        else:
+            raise SystemExit(f"unknown argument {a!r}")
     cfg = toy_config()
     config_lib.apply_overrides(cfg, overrides)
     distributed.initialize(cfg.distributed.to_dict())
-    tr = trainer.Trainer(cfg, workdir, toy_task(cfg.seed), toy_data(cfg.seed, slow_data))
+    tr = trainer.Trainer(cfg, workdir, toy_task(cfg.seed), toy_data(cfg.seed))
     result = tr.run()
     # the whole parameters as this process sees them (gathered when sharded across processes)
     checksum = params_checksum(trainer.host_value(x) for x in jax.tree.leaves(tr.state["params"]))
