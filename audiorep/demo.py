@@ -208,12 +208,12 @@ def probe_all(plan: DemoPlan, random_dir: Path, pretrained_dir: Path) -> list[Re
     import audiorep
     from audiorep.downstream import leaderboard, tasks
     from audiorep.downstream.cache import EmbeddingCache
-    from audiorep.models import registry
+    from audiorep.models import model_dir
 
     cache = EmbeddingCache(plan.out_dir / "cache")
     results_path = plan.out_dir / "results.jsonl"
     models = {
-        "logmel": lambda: tasks.LogMelBaseline(registry.load_model_dir(pretrained_dir).frontend),
+        "logmel": lambda: tasks.LogMelBaseline(model_dir.load_model_dir(pretrained_dir).frontend),
         "random-init": lambda: audiorep.load(str(random_dir), pooling=plan.pooling, frequency=plan.frequency),
         "pretrained": lambda: audiorep.load(str(pretrained_dir), pooling=plan.pooling, frequency=plan.frequency),
     }

@@ -163,7 +163,7 @@ def test_predictor_keys_override_a_wrong_cfg_flag(ckpt_ft):
 
 @pytest.mark.slow
 def test_convert_writes_a_model_dir_that_loads_without_torch(tmp_path, ref):
-    from audiorep.models.registry import load_model_dir
+    from audiorep.models.model_dir import load_model_dir
 
     out = convert(FIXTURES / "beats_tiny_ft.pt", tmp_path / "m", reader="builtin")
     doc = json.loads((out / "audiorep_model.json").read_text())

@@ -139,7 +139,7 @@ def test_converted_model_runs_and_keeps_only_the_used_head():
 
 def test_convert_writes_a_model_dir_that_loads_and_matches_torch(tmp_path):
     from audiorep.models.convert.passt import convert
-    from audiorep.models.registry import load_model_dir
+    from audiorep.models.model_dir import load_model_dir
 
     out = convert(FIXTURES / "passt_tiny.pt", tmp_path / "passt", reader="builtin", num_heads=4, stride=6,
                   num_mel_bins=32)

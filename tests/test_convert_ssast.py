@@ -209,7 +209,7 @@ def test_converted_model_runs_and_drops_deit_heads():
 
 def test_convert_writes_a_model_dir_that_loads_and_matches_torch(tmp_path):
     from audiorep.models.convert.ssast import convert
-    from audiorep.models.registry import load_model_dir
+    from audiorep.models.model_dir import load_model_dir
 
     out = convert(FIXTURES / "ssast_patch_tiny.pt", tmp_path / "ssast", reader="builtin", num_heads=4)
     bundle = load_model_dir(out)

@@ -221,7 +221,7 @@ def test_bad_options_are_refused():
 
 
 def test_registered_model_dir_path_loads_its_weights(tmp_path, toy):
-    from audiorep.models.registry import save_model_dir
+    from audiorep.models.model_dir import save_model_dir
 
     b = toy.bundle
     save_model_dir(tmp_path / "m", family=b.family, encoder=b.encoder, encoder_config=b.encoder_config,

@@ -7,14 +7,14 @@ import pytest
 
 import audiorep
 from audiorep.downstream.embed import Embedder
-from audiorep.models import registry
+from audiorep.models import families, model_dir, registry
 
 TINY = ["beats-tiny", "ssast-patch-tiny", "ssast-frame-tiny", "passt-s-tiny"]
 PATCH_MS = {"beats-tiny": 160.0, "ssast-patch-tiny": 160.0, "ssast-frame-tiny": 20.0, "passt-s-tiny": 100.0}
 
 
 def _needs(name):
-    module = registry.FAMILIES[registry.MODELS[name].family].module
+    module = families.FAMILIES[registry.MODELS[name].family].module
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not in this checkout")
 
@@ -52,7 +52,7 @@ def test_tiny_models_chunk_long_audio_on_a_regular_grid(tiny):
 @pytest.mark.slow
 def test_tiny_model_dir_round_trip_gives_identical_embeddings(tiny, tmp_path):
     b = tiny.bundle
-    registry.save_model_dir(tmp_path / "m", family=b.family, encoder=b.encoder, encoder_config=b.encoder_config,
+    model_dir.save_model_dir(tmp_path / "m", family=b.family, encoder=b.encoder, encoder_config=b.encoder_config,
                             frontend=b.frontend, pooling=b.pooling)
     loaded = audiorep.load(str(tmp_path / "m"), batch_size=2)
     clip = _noise(tiny.sample_rate // 2, 2)

@@ -52,16 +52,16 @@ def test_two_iterations_through_the_cli_then_a_rerun_trains_nothing(tmp_path, ca
             "--config.iterations.init_from_teacher=true", "--config.objective.kmeans_batches=2"]
     assert cli.main(argv) == 0
     assert f"encoder exported to {work / 'iter2' / 'export'}" in capsys.readouterr().out
-    from audiorep.models import registry
+    from audiorep.models import model_dir
 
-    meta = registry.load_model_dir(work / "iter2" / "export").meta
+    meta = model_dir.load_model_dir(work / "iter2" / "export").meta
     assert meta["steps"] == 8 and meta["objective"]["tokenizer"] == "teacher"
     assert meta["objective"]["teacher"] == str(work / "iter1" / "export") and meta["objective"]["codebook_size"] == 32
-    assert registry.load_model_dir(work / "iter1" / "export").meta["objective"]["tokenizer"] == "random_projection"
+    assert model_dir.load_model_dir(work / "iter1" / "export").meta["objective"]["tokenizer"] == "random_projection"
     lines = [len((work / f"iter{k}" / "metrics.jsonl").read_text().splitlines()) for k in (1, 2)]
     assert lines == [12, 8]
     assert json.loads((work / "iter2" / "metrics.jsonl").read_text().splitlines()[0])["codes_used"] > 0
     assert cli.main(argv) == 0  # both iterations are at their last step: nothing is trained again
     assert [len((work / f"iter{k}" / "metrics.jsonl").read_text().splitlines()) for k in (1, 2)] == lines
     assert cli.main([*argv, "--export-only", "--export-dir", str(tmp_path / "again")]) == 0
-    assert registry.load_model_dir(tmp_path / "again").meta["objective"]["tokenizer"] == "teacher"
+    assert model_dir.load_model_dir(tmp_path / "again").meta["objective"]["tokenizer"] == "teacher"

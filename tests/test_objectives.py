@@ -388,13 +388,13 @@ def test_mspm_losses_fall_on_the_synthetic_corpus_and_the_export_loads(tmp_path)
 @pytest.mark.slow
 def test_masked_token_prediction_learns_on_the_synthetic_corpus_and_exports_the_encoder_alone(tmp_path):
     import audiorep
-    from audiorep.models import registry
+    from audiorep.models import model_dir
 
     res = _tiny_run(tmp_path, "tiny_masked_tokens.py", 60, "optim.warmup_steps=5")
     rows = [json.loads(ln) for ln in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     assert np.mean([r["ce"] for r in rows[-10:]]) < 0.8 * np.mean([r["ce"] for r in rows[:10]])
     assert np.mean([r["acc"] for r in rows[-10:]]) > np.mean([r["acc"] for r in rows[:10]]) + 0.05
-    bundle = registry.load_model_dir(res.export_dir)
+    bundle = model_dir.load_model_dir(res.export_dir)
     assert type(bundle.encoder).__name__ == "ASTEncoder" and bundle.frequency == "stack"
     emb = audiorep.load(res.export_dir)
     out = emb.scene(np.random.default_rng(0).normal(size=(2, 16000)).astype(np.float32) * 0.1)
@@ -428,10 +428,10 @@ def test_data_balance_folder_samples_each_top_level_folder_as_often_as_the_large
 
 @pytest.mark.slow
 def test_a_second_iteration_learns_the_k_means_codes_of_the_first_iterations_encoder(tmp_path):
-    from audiorep.models import registry
+    from audiorep.models import model_dir
 
     first = _tiny_run(tmp_path, "tiny_masked_tokens.py", 20, "optim.warmup_steps=5")
-    teacher = registry.load_model_dir(first.export_dir)
+    teacher = model_dir.load_model_dir(first.export_dir)
     second = trainer.with_defaults(config_lib.load_config(str(ROOT / "configs" / "tiny_masked_tokens.py")))
     config_lib.apply_overrides(second, [
         f"data.root={tmp_path / 'syn'}", "data.synthetic.per_class=6", "train.steps=30", "train.log_every=1",
@@ -449,7 +449,7 @@ def test_a_second_iteration_learns_the_k_means_codes_of_the_first_iterations_enc
     rows = [json.loads(ln) for ln in (tmp_path / "w2" / "metrics.jsonl").read_text().splitlines()]
     assert np.mean([r["ce"] for r in rows[-8:]]) < np.mean([r["ce"] for r in rows[:8]])
     assert rows[0]["codes_used"] > 0.5  # k-means codes of in-domain audio: most of the 32 occur in a batch
-    meta = registry.load_model_dir(res.export_dir).meta
+    meta = model_dir.load_model_dir(res.export_dir).meta
     assert meta["objective"]["tokenizer"] == "teacher" and meta["objective"]["teacher"] == str(tmp_path / "w")
     second.model.overrides.depth = 3  # a student of another shape cannot start from the teacher's weights
     with pytest.raises(ValueError, match=r"differ from the teacher's \(checkpoint\):\n  missing \(\d+\): blocks\.2"):
@@ -460,7 +460,7 @@ def test_a_teacher_must_exist_and_read_the_students_features_and_patch_grid(tmp_
     import ml_collections
 
     from audiorep.audio.frontends import get_frontend as frontend_of
-    from audiorep.models import registry
+    from audiorep.models import model_dir
 
     _, cfg = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
         patch=(16, 4), stride=(16, 4), pretrain_heads=False)))
@@ -471,12 +471,12 @@ def test_a_teacher_must_exist_and_read_the_students_features_and_patch_grid(tmp_
     with pytest.raises(ValueError, match="is not a usable model directory"):
         objectives.load_teacher(config, frontend_of("ssast"), cfg)
     _, square = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny"))  # 16 x 16 patches
-    registry.save_model_dir(tmp_path / "t16", family="ast", encoder=ASTEncoder(square, rngs=nnx.Rngs(0)),
+    model_dir.save_model_dir(tmp_path / "t16", family="ast", encoder=ASTEncoder(square, rngs=nnx.Rngs(0)),
                             encoder_config=square, frontend=frontend_of("ssast"))
     config.objective.teacher = str(tmp_path / "t16")
     with pytest.raises(ValueError, match=r"the student's patch grid \(\(16, 4\) patches"):
         objectives.load_teacher(config, frontend_of("ssast"), cfg)
-    registry.save_model_dir(tmp_path / "t4", family="ast", encoder=ASTEncoder(cfg, rngs=nnx.Rngs(0)),
+    model_dir.save_model_dir(tmp_path / "t4", family="ast", encoder=ASTEncoder(cfg, rngs=nnx.Rngs(0)),
                             encoder_config=cfg, frontend=frontend_of("ssast"))
     config.objective.teacher = str(tmp_path / "t4")
     assert objectives.load_teacher(config, frontend_of("ssast"), cfg).encoder_config == cfg

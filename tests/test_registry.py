@@ -10,8 +10,10 @@ import toy_encoder  # (registers the 'toy' family)
 from flax import nnx
 
 from audiorep.audio.frontends import get_frontend
-from audiorep.models import registry
-from audiorep.models.registry import ModelDirError, UnknownModelError, get_bundle, load_model_dir, save_model_dir
+from audiorep.models import model_dir, registry
+from audiorep.models.families import ModelDirError, UnknownModelError, saved_state
+from audiorep.models.model_dir import load_model_dir, params_sha256, save_model_dir
+from audiorep.models.registry import get_bundle
 
 
 def _toy(seed=0, cfg=None):
@@ -35,13 +37,13 @@ def test_saved_model_dir_reloads_with_identical_outputs(tmp_path):
     feats = _features(bundle)
     np.testing.assert_array_equal(np.asarray(bundle.encoder(feats).tokens), np.asarray(enc(feats).tokens))
     assert bundle.family == "toy" and bundle.meta == {"source": "unit test"}
-    assert bundle.checkpoint_hash == registry.params_sha256(registry.saved_state(enc))
+    assert bundle.checkpoint_hash == params_sha256(saved_state(enc))
 
 
 def test_model_json_records_format_family_config_and_hash(tmp_path):
     _save(tmp_path / "m", pooling="max", window_frames=48)
-    doc = json.loads((tmp_path / "m" / registry.MODEL_JSON).read_text())
-    assert doc["format"] == registry.FORMAT_NAME and doc["format_version"] == registry.FORMAT_VERSION
+    doc = json.loads((tmp_path / "m" / model_dir.MODEL_JSON).read_text())
+    assert doc["format"] == model_dir.FORMAT_NAME and doc["format_version"] == model_dir.FORMAT_VERSION
     assert doc["family"] == "toy" and doc["pooling"] == "max" and doc["window_frames"] == 48
     assert doc["encoder_config"] == toy_encoder.PRESETS["toy"].to_dict()
     assert doc["frontend"]["name"] == "beats" and len(doc["params_sha256"]) == 64
@@ -54,7 +56,7 @@ def test_existing_dir_is_not_overwritten_unless_asked(tmp_path):
     with pytest.raises(ModelDirError, match="already exists.*overwrite=True"):
         _save(tmp_path / "m", seed=1)
     enc = _save(tmp_path / "m", seed=1, overwrite=True)
-    assert load_model_dir(tmp_path / "m").checkpoint_hash == registry.params_sha256(registry.saved_state(enc))
+    assert load_model_dir(tmp_path / "m").checkpoint_hash == params_sha256(saved_state(enc))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp or old copies left behind
 
 
@@ -95,34 +97,34 @@ def test_error_points_at_model_dirs_inside_the_folder(tmp_path):
 
 def test_foreign_json_is_refused(tmp_path):
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / registry.MODEL_JSON).write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "m" / model_dir.MODEL_JSON).write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ModelDirError, match="not an audiorep model description"):
         load_model_dir(tmp_path / "m")
 
 
 def test_other_format_version_is_refused_with_the_fix(tmp_path):
     _save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / registry.MODEL_JSON).read_text())
-    doc["format_version"] = registry.FORMAT_VERSION + 1
-    (tmp_path / "m" / registry.MODEL_JSON).write_text(json.dumps(doc))
+    doc = json.loads((tmp_path / "m" / model_dir.MODEL_JSON).read_text())
+    doc["format_version"] = model_dir.FORMAT_VERSION + 1
+    (tmp_path / "m" / model_dir.MODEL_JSON).write_text(json.dumps(doc))
     with pytest.raises(ModelDirError, match="format version 2.*Upgrade audiorep"):
         load_model_dir(tmp_path / "m")
 
 
 def test_params_that_do_not_fit_the_config_list_the_differences(tmp_path):
     _save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / registry.MODEL_JSON).read_text())
+    doc = json.loads((tmp_path / "m" / model_dir.MODEL_JSON).read_text())
     doc["encoder_config"]["dim"] = 12
-    (tmp_path / "m" / registry.MODEL_JSON).write_text(json.dumps(doc))
+    (tmp_path / "m" / model_dir.MODEL_JSON).write_text(json.dumps(doc))
     with pytest.raises(ModelDirError, match=r"do not fit(.|\n)*wrong shape/dtype.*embed\.kernel"):
         load_model_dir(tmp_path / "m")
 
 
 def test_missing_arrays_are_listed(tmp_path):
     _save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / registry.MODEL_JSON).read_text())
+    doc = json.loads((tmp_path / "m" / model_dir.MODEL_JSON).read_text())
     doc["encoder_config"]["depth"] = 3
-    (tmp_path / "m" / registry.MODEL_JSON).write_text(json.dumps(doc))
+    (tmp_path / "m" / model_dir.MODEL_JSON).write_text(json.dumps(doc))
     with pytest.raises(ModelDirError, match=r"missing \(2\): blocks\.2\.bias; blocks\.2\.kernel"):
         load_model_dir(tmp_path / "m")
 
@@ -130,15 +132,15 @@ def test_missing_arrays_are_listed(tmp_path):
 def test_changed_weights_fail_the_checksum(tmp_path):
     _save(tmp_path / "m", seed=0)
     _save(tmp_path / "other", seed=1)
-    shutil.rmtree(tmp_path / "m" / registry.PARAMS_DIR)
-    shutil.copytree(tmp_path / "other" / registry.PARAMS_DIR, tmp_path / "m" / registry.PARAMS_DIR)
+    shutil.rmtree(tmp_path / "m" / model_dir.PARAMS_DIR)
+    shutil.copytree(tmp_path / "other" / model_dir.PARAMS_DIR, tmp_path / "m" / model_dir.PARAMS_DIR)
     with pytest.raises(ModelDirError, match="sha256"):
         load_model_dir(tmp_path / "m")
 
 
 def test_missing_checkpoint_is_reported(tmp_path):
     _save(tmp_path / "m")
-    shutil.rmtree(tmp_path / "m" / registry.PARAMS_DIR)
+    shutil.rmtree(tmp_path / "m" / model_dir.PARAMS_DIR)
     with pytest.raises(ModelDirError, match="incomplete"):
         load_model_dir(tmp_path / "m")
 
@@ -201,15 +203,15 @@ def test_loaded_encoder_reseeds_dropout_state(tmp_path):
 
 
 def test_training_workdir_loads_its_export(tmp_path):
-    enc = _save(tmp_path / "run" / registry.TRAINING_EXPORT, seed=2)
+    enc = _save(tmp_path / "run" / model_dir.TRAINING_EXPORT, seed=2)
     (tmp_path / "run" / "checkpoints").mkdir()
     bundle = get_bundle(str(tmp_path / "run"))
-    assert bundle.checkpoint_hash == registry.params_sha256(registry.saved_state(enc))
+    assert bundle.checkpoint_hash == params_sha256(saved_state(enc))
 
 
 def test_cli_pooling_choices_are_the_registry_poolings():
     from audiorep.cli import common
-    from audiorep.models.registry import FREQUENCY_MODES, POOLINGS
+    from audiorep.models.bundle import FREQUENCY_MODES, POOLINGS
 
     assert common.POOLINGS_CHOICES == POOLINGS and common.FREQUENCY_CHOICES == FREQUENCY_MODES
 
@@ -223,7 +225,7 @@ def test_model_dir_frequency_default_is_saved_and_old_dirs_average(tmp_path):
     assert bundle.frequency == "stack" and Embedder(bundle).frequency == "stack"
     assert Embedder(bundle, frequency="mean").frequency == "mean"
     assert source_spec(Embedder(bundle))["frequency"] != source_spec(Embedder(bundle, frequency="mean"))["frequency"]
-    doc_path = tmp_path / "m" / registry.MODEL_JSON
+    doc_path = tmp_path / "m" / model_dir.MODEL_JSON
     doc = json.loads(doc_path.read_text())
     del doc["frequency"]  # a directory written before the field existed
     doc_path.write_text(json.dumps(doc))

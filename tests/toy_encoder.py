@@ -12,7 +12,7 @@ import dataclasses
 import jax.numpy as jnp
 from flax import nnx
 
-from audiorep.models import registry
+from audiorep.models import families, registry
 from audiorep.models.layers import EncoderOutput
 
 
@@ -76,7 +76,7 @@ class ToyEncoder(nnx.Module):
                              time_major=True)
 
 
-registry.register_family(registry.Family("toy", __name__, "ToyConfig", "ToyEncoder", registry._time_patch,
-                                         registry._presets(__name__)))
+families.register_family(families.Family("toy", __name__, "ToyConfig", "ToyEncoder",
+                                         families.time_patch_from_config, families.presets_from_module(__name__)))
 registry.register_model(registry.ModelSpec("toy", "toy", "toy", "beats", "mean", "toy encoder, BEATs fbank"))
 registry.register_model(registry.ModelSpec("toy-passt", "toy", "toy", "passt", "cls", "toy encoder, PaSST mel"))

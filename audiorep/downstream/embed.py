@@ -1,6 +1,6 @@
 """Frozen scene and timestamp embeddings from any registered model or model directory.
 
-`Embedder` wraps a `ModelBundle` (models/registry.py) with input checking, resampling, chunking,
+`Embedder` wraps a `ModelBundle` (models/bundle.py) with input checking, resampling, chunking,
 batching and one jitted forward pass (frontend + encoder + pooling). `audiorep.load()` builds one;
 the HEAR module (downstream/hear.py) and `audiorep embed` use it.
 
@@ -62,7 +62,8 @@ from flax import nnx
 
 from audiorep.audio.io import AudioError, check_sample_rate, check_samples, resample
 from audiorep.errors import AudiorepError
-from audiorep.models.registry import FREQUENCY_MODES, POOLINGS, ModelBundle, get_bundle, samples_for_frames
+from audiorep.models.bundle import FREQUENCY_MODES, POOLINGS, ModelBundle, samples_for_frames
+from audiorep.models.registry import get_bundle
 
 
 class EmbedError(AudiorepError, ValueError):

@@ -7,7 +7,7 @@ The converter reads it safely (torch.load(weights_only=True), or the torch-free 
 `BEATsConfig` from `cfg`, checks every key and shape against that config (one error listing missing,
 unexpected and mis-shaped keys; a file of another family — SSAST, PaSST, a BEATs *tokenizer* — is named as
 such), maps each tensor to its place in `BEATsEncoder`, and writes the directory with
-`registry.save_model_dir` (JSON config + orbax parameters; loads without torch).
+`model_dir.save_model_dir` (JSON config + orbax parameters; loads without torch).
 
 Key map (official -> ours; torch Linear weights are transposed to flax kernels):
   patch_embedding.weight [C,1,p,p]        -> patch_embedding.proj.kernel [p,p,1,C]
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from audiorep.audio.frontends import get_frontend
 from audiorep.models.beats import BEATsConfig, BEATsEncoder
 from audiorep.models.convert.common import (
     CheckpointError,
@@ -45,6 +46,7 @@ from audiorep.models.convert.common import (
     load_checkpoint,
     torch_linear,
 )
+from audiorep.models.model_dir import save_model_dir
 
 FAMILY = "beats"
 REL_BIAS = "self_attn.relative_attention_bias.weight"
@@ -199,9 +201,6 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     force: replace an existing OUT_DIR (otherwise an existing one is an error). reader: see
     `common.load_checkpoint`. Returns the directory.
     """
-    from audiorep.audio.frontends import get_frontend
-    from audiorep.models.registry import save_model_dir
-
     ckpt, out = Path(ckpt), Path(out_dir)
     if out.exists() and not force:
         raise CheckpointError(f"{out} already exists; choose a new OUT_DIR or pass --force to replace it.")

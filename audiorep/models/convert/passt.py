@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
+from audiorep.audio.frontends import PASST_MEL, PasstMel
 from audiorep.models.convert.common import (
     CheckpointError,
     build_with_params,
@@ -34,6 +35,7 @@ from audiorep.models.convert.common import (
     vit_linear,
 )
 from audiorep.models.convert.ssast import _sha256, _state_dict
+from audiorep.models.model_dir import save_model_dir
 from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder
 
 FAMILY = "passt"
@@ -172,8 +174,6 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
 
 def frontend_for(cfg: PaSSTConfig):
     """The PaSST mel frontend, with the model's number of mel bins."""
-    from audiorep.audio.frontends import PASST_MEL, PasstMel
-
     mel = PASST_MEL if cfg.num_mel_bins == PASST_MEL.num_mel_bins else PASST_MEL.replace(
         num_mel_bins=cfg.num_mel_bins)
     return PasstMel(mel, name="passt")
@@ -198,7 +198,5 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
                                            num_frames=num_frames, num_mel_bins=num_mel_bins)
     meta = {"converted_from": ckpt.name, "source_sha256": _sha256(ckpt),
             "dropped_keys": [k for k in IGNORED if k in sd]}
-    from audiorep.models.registry import save_model_dir
-
     return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
                           pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from audiorep.audio.frontends import SSAST_FBANK, KaldiFbank
 from audiorep.models.ast import ASTConfig, ASTEncoder
 from audiorep.models.convert.common import (
     CheckpointError,
@@ -45,6 +46,7 @@ from audiorep.models.convert.common import (
     vit_block_params,
     vit_linear,
 )
+from audiorep.models.model_dir import save_model_dir
 
 FAMILY = "ast"
 DEIT_HEAD_DIM = 64
@@ -243,8 +245,6 @@ def _sha256(path: Path) -> str:
 
 def frontend_for(cfg: ASTConfig):
     """The SSAST Kaldi fbank frontend, with the model's number of mel bins."""
-    from audiorep.audio.frontends import SSAST_FBANK, KaldiFbank
-
     fb = SSAST_FBANK if cfg.num_mel_bins == SSAST_FBANK.num_mel_bins else SSAST_FBANK.replace(
         num_mel_bins=cfg.num_mel_bins)
     return KaldiFbank(fb, name="ssast")
@@ -270,7 +270,5 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     layout = "ssast-pretrain" if any(k.endswith("p_input_tdim") for k in sd) else "ast-finetuned"
     meta = {"converted_from": ckpt.name, "source_sha256": _sha256(ckpt), "layout": layout,
             "dropped_keys": [k for k in IGNORED if "module." + k in sd or k in sd]}
-    from audiorep.models.registry import save_model_dir
-
     return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
                           pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)
