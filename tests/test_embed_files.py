@@ -8,7 +8,7 @@ from conftest import tone
 import audiorep
 from audiorep import cli
 from audiorep.audio.io import AudioError, save_audio
-from audiorep.downstream.embed import embed_files
+from audiorep.downstream.embed import EmbedError, embed_files
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,79 @@ def test_real_recordings_embed_with_beats_tiny(fsdd_dir, tmp_path):
     d = np.load(tmp_path / "fsdd.npz", allow_pickle=False)
     assert len(res.files) == len(files) and not res.failed
     assert np.isfinite(d["embeddings"]).all() and d["embeddings"].shape == (len(files), 64)
+
+
+def _snapshot(path):
+    """(bytes, mtime_ns) of a file, to show it was left alone."""
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+@pytest.fixture
+def broken_only(tmp_path):
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "x.wav").write_bytes(b"RIFF not really")
+    (root / "y.wav").write_bytes(b"")
+    return root
+
+
+def test_unreadable_inputs_write_nothing_and_name_the_files(toy, broken_only, tmp_path):
+    with pytest.raises(EmbedError, match=r"none of the 2 audio file\(s\) could be read.*x\.wav.*y\.wav"):
+        embed_files(toy, [broken_only], tmp_path / "o.npz", progress=False)
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_an_existing_output_is_refused_without_overwrite_and_replaced_with_it(toy, corpus, tmp_path):
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"the user's archive")
+    before = _snapshot(out)
+    with pytest.raises(EmbedError, match="already exists.*--force"):
+        embed_files(toy, [corpus / "a.wav"], out, progress=False)
+    assert _snapshot(out) == before
+    embed_files(toy, [corpus / "a.wav"], out, progress=False, overwrite=True)
+    assert list(np.load(out, allow_pickle=False)["files"]) == ["a.wav"]
+
+
+def test_an_output_folder_is_refused_before_the_inputs_are_read(toy, tmp_path):
+    (tmp_path / "o.npz").mkdir()
+    with pytest.raises(EmbedError, match="is a folder"):  # not the AudioError of the missing input: checked first
+        embed_files(toy, [tmp_path / "missing"], tmp_path / "o.npz", progress=False, overwrite=True)
+
+
+def test_an_output_under_a_file_is_refused(toy, corpus, tmp_path):
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(EmbedError, match="is a file, not a folder"):
+        embed_files(toy, [corpus / "a.wav"], tmp_path / "f" / "o.npz", progress=False)
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_cli_embed_of_unreadable_files_keeps_the_existing_archive(broken_only, corpus, tmp_path, capsys):
+    out = tmp_path / "o.npz"
+    assert cli.main(["embed", "--model", "toy", str(corpus / "a.wav"), "--out", str(out), "-q"]) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    rc = cli.main(["embed", "--model", "toy", str(broken_only), "--out", str(out), "--force", "-q"])
+    assert rc != 0 and "could be read" in _one_error_line(capsys.readouterr().err)
+    assert _snapshot(out) == before
+
+
+def test_cli_embed_refuses_an_existing_file_without_force(corpus, tmp_path, capsys):
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"the user's archive")
+    before = _snapshot(out)
+    rc = cli.main(["embed", "--model", "toy", str(corpus), "--out", str(out), "-q"])
+    assert rc != 0 and "--force" in _one_error_line(capsys.readouterr().err)
+    assert _snapshot(out) == before
+
+
+def test_cli_embed_refuses_a_folder_as_out(corpus, tmp_path, capsys):
+    (tmp_path / "o.npz").mkdir()
+    (tmp_path / "o.npz" / "keep.txt").write_text("kept")
+    rc = cli.main(["embed", "--model", "toy", str(corpus), "--out", str(tmp_path / "o.npz"), "--force", "-q"])
+    assert rc != 0 and "is a folder" in _one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "o.npz" / "keep.txt").read_text() == "kept"

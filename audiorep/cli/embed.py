@@ -13,12 +13,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     import audiorep
-    from audiorep.downstream.embed import embed_files
+    from audiorep.downstream.embed import check_npz_output, embed_files
 
     console = Console(stderr=True)
+    check_npz_output(args.out, overwrite=args.force)  # before loading the model: a bad --out costs nothing
     model = audiorep.load(args.model, layer=args.layer, pooling=args.pooling, batch_size=args.batch_size,
                           frequency=args.frequency)
-    result = embed_files(model, args.paths, args.out, timestamps=args.timestamps, progress=not args.quiet)
+    result = embed_files(model, args.paths, args.out, timestamps=args.timestamps, progress=not args.quiet,
+                         overwrite=args.force)
     table = Table(title=f"audiorep embed: {model.name}", show_header=False)
     table.add_row("embedded", f"{len(result.files):,} files -> {result.out}")
     table.add_row("scene embedding", f"f32[{len(result.files)}, {result.dim}]  layer={model.layer} "
@@ -33,18 +35,20 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"  [red]unreadable[/red] {name}: {err}", highlight=False)
     if len(result.failed) > args.max_list:
         console.print(f"  ... and {len(result.failed) - args.max_list} more (see failed_files in {result.out})")
-    return 0 if result.files else 1
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "embed", help="embed audio files or folders with a model -> .npz",
         description="Scene embeddings (and optionally timestamp embeddings) of every audio file given or found "
-                    "recursively in the folders given. Unreadable files are skipped and listed. The .npz is read "
-                    "with np.load(path) (no pickle): embeddings, files, durations_s, failed_files, ...")
+                    "recursively in the folders given. Unreadable files are skipped and listed; when none is "
+                    "readable nothing is written. The .npz is read with np.load(path) (no pickle): embeddings, "
+                    "files, durations_s, failed_files, ...")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files and/or folders")
     p.add_argument("--model", required=True, help="registered name (audiorep.list_models()) or a model directory")
-    p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument("--out", required=True, help="output .npz (written atomically; must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--layer", type=parse_layer, default="last",
                    help="last (default), all, a hidden-state index (-1) or a comma list (4,8,12)")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,

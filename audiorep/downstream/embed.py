@@ -621,13 +621,42 @@ def _fixed_unicode(items: Sequence[str]) -> np.ndarray:
     return np.array(list(items), dtype=f"<U{width}")
 
 
+def check_npz_output(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check, before any work, that `out` can take a new .npz: a .npz name, not a folder, not an existing file
+    (unless `overwrite`), under a folder that exists or can be created. Returns it as a Path.
+
+    Raises:
+      AudioError: the name does not end in .npz.
+      EmbedError: `out` is a folder, exists without `overwrite`, or lies under a file or a read-only folder.
+    """
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise AudioError(f"--out {out}: the output is a NumPy archive; give it a .npz name (e.g. {out.stem}.npz).")
+    if out.is_dir():
+        raise EmbedError(f"--out {out} is a folder; give the path of a .npz file (e.g. {out / 'embeddings.npz'}).")
+    if out.exists() and not overwrite:
+        raise EmbedError(f"--out {out} already exists; choose another name, or pass --force (overwrite=True) to "
+                         f"replace it.")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EmbedError(f"--out {out}: {parent} is a file, not a folder; choose an output path under a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EmbedError(f"--out {out}: the folder {parent} is not writable; choose an output path you can write.")
+    return out
+
+
 def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                timestamps: bool = False, group_size: int | None = None, progress: bool = True) -> EmbedFilesResult:
+                timestamps: bool = False, group_size: int | None = None, progress: bool = True,
+                overwrite: bool = False) -> EmbedFilesResult:
     """Embed audio files (and folders, recursively) into one .npz, atomically.
 
     Files are sorted by length (read from their headers) and embedded in groups, so each forward batch
     holds clips of similar length; the next group is decoded while the current one runs. Unreadable
-    files are skipped and listed (in the result and in the file), never stop the run.
+    files are skipped and listed (in the result and in the file), never stop the run; when none is
+    readable nothing is written. The output is checked before any work (`check_npz_output`): an existing
+    file is replaced only with `overwrite=True`.
 
     The .npz (np.load(..., allow_pickle=False) reads it) holds:
       embeddings f32[N, D]; files <U[N] (relative to the inputs' common folder, sorted); durations_s f32[N];
@@ -637,6 +666,7 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
 
     Raises:
       AudioError: no audio found, a missing input path, or an output name that is not .npz.
+      EmbedError: an output that is a folder or exists (without `overwrite`), or no input file is readable.
     """
     import concurrent.futures
     import time
@@ -645,9 +675,7 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
 
     from audiorep import __version__
 
-    out = Path(out)
-    if out.suffix != ".npz":
-        raise AudioError(f"--out {out}: the output is a NumPy archive; give it a .npz name (e.g. {out.stem}.npz).")
+    out = check_npz_output(out, overwrite=overwrite)
     files, root = find_audio_files(paths)
     rate = embedder.sample_rate
     probes = [_probe_length(f, rate) for f in files]
@@ -680,16 +708,21 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
             bar.update(len(group))
     bar.close()
     seconds = time.perf_counter() - start
+    if not names:  # an archive without embeddings would only hide the problem (and replace a good one)
+        failed.sort(key=lambda item: str(item[0]))
+        listed = "; ".join(f"{f}: {err}" for f, err in failed[:3]) + (f"; and {len(failed) - 3} more"
+                                                                       if len(failed) > 3 else "")
+        raise EmbedError(f"none of the {len(files)} audio file(s) could be read, so nothing was written to {out}: "
+                         f"{listed}. Re-extract or re-encode them, or point the command at other files.")
 
-    order = np.argsort(np.array(names, dtype=object), kind="stable") if names else np.zeros(0, int)
-    emb = (np.concatenate(scene_parts) if scene_parts
-           else np.zeros((0, embedder.scene_embedding_size), np.float32))[order]
+    order = np.argsort(np.array(names, dtype=object), kind="stable")
+    emb = np.concatenate(scene_parts)[order]
     failed.sort(key=lambda item: str(item[0]))
     failed_names = [str(f.relative_to(root)) if f.is_relative_to(root) else str(f) for f, _ in failed]
     arrays = {
         "embeddings": emb.astype(np.float32),
         "files": _fixed_unicode([names[i] for i in order]),
-        "durations_s": np.asarray(durations, np.float32)[order] if names else np.zeros(0, np.float32),
+        "durations_s": np.asarray(durations, np.float32)[order],
         "failed_files": _fixed_unicode(failed_names),
         "failed_errors": _fixed_unicode([err for _, err in failed]),
         "model": np.array(str(embedder.name)),
@@ -705,10 +738,8 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
     if timestamps:
         seqs = [ts_parts[i] for i in order]
         lengths = np.array([len(s) for s in seqs], np.int64)
-        arrays["timestamp_embeddings"] = (np.concatenate(seqs) if seqs else
-                                          np.zeros((0, embedder.timestamp_embedding_size))).astype(np.float32)
-        arrays["timestamp_times_ms"] = (np.concatenate([ts_times[i] for i in order]) if seqs
-                                        else np.zeros(0)).astype(np.float32)
+        arrays["timestamp_embeddings"] = np.concatenate(seqs).astype(np.float32)
+        arrays["timestamp_times_ms"] = np.concatenate([ts_times[i] for i in order]).astype(np.float32)
         arrays["timestamp_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
@@ -723,5 +754,5 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
                             int(emb.shape[1]), seconds)
 
 
-__all__ = ["EmbedError", "EmbedFilesResult", "Embedder", "as_clips", "embed_files", "find_audio_files",
-           "is_torch_tensor", "load"]
+__all__ = ["EmbedError", "EmbedFilesResult", "Embedder", "as_clips", "check_npz_output", "embed_files",
+           "find_audio_files", "is_torch_tensor", "load"]
