@@ -13,11 +13,11 @@
 Everything lands in one output folder; running the demo again reuses the corpus, resumes or reuses the
 training run, and appends fresh result rows (the leaderboard shows the newest row per model and task).
 
-Status (2026-11-27, session 9): FSDD pretrained 0.701 vs log-mel 0.639 and random-init 0.603 (ahead on 3 of 3
-folds); synthetic pretrained 0.529 vs random-init 0.483 and log-mel 0.475 (ahead on 4 of 5 folds, within fold
-noise; ahead under every probe and probe seed measured, and with --repeats 3). --seed 2 is ahead on both too;
---seed 1 trails its strong random initialisation (synthetic 0.529 vs 0.544; with --repeats 3 behind on both
-tasks by 0.01-0.02). Every recipe and probe tried, with measurements, is in docs/status.md.
+Measured 2026-11-27 (commit 940213e, 2-core CPU): FSDD pretrained 0.701 vs log-mel 0.639 and random-init 0.603
+(ahead on 3 of 3 folds); synthetic pretrained 0.529 vs random-init 0.483 and log-mel 0.475 (ahead on 4 of 5 folds,
+within fold noise; ahead under every probe and probe seed measured, and with --repeats 3). --seed 2 is ahead on
+both too; --seed 1 trails its strong random initialisation (synthetic 0.529 vs 0.544; with --repeats 3 behind on
+both tasks by 0.01-0.02). docs/results.md has these results, dated, with the commands that reproduce them.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections
     is not outweighed by the more numerous speech clips. AdamW with warm-up and cosine decay. Exported with
     statistics pooling over time of the frequency-stacked tokens (`pooling='mean+std'`, `frequency='stack'`).
     `data_root`: the pretraining audio (default: the synthetic corpus). configs/tiny_masked_tokens.py is this
-    recipe for `audiorep pretrain`. Why this recipe and not BEATs' form (docs/status.md, session 7): under a
+    recipe for `audiorep pretrain`. Why this recipe and not BEATs' form (docs/results.md, 2026-11-26): under a
     converged linear probe BEATs' form (encoder over the visible patches, label predictor) was ahead on FSDD
     but behind its own random initialisation on the synthetic sounds; this one is ahead of both baselines on
     both.
@@ -295,6 +295,6 @@ def run_demo(plan: DemoPlan) -> list[Result]:
     _say(f"leaderboard: {board_dir / 'index.html'}; all rows: {plan.out_dir / 'results.jsonl'}; "
          f"total {time.perf_counter() - t0:.0f} s")
     if behind:
-        _say(f"the pretrained encoder did not beat both baselines on {', '.join(behind)}; what was tried and "
-             f"measured is in docs/status.md.")
+        _say(f"the pretrained encoder did not beat both baselines on {', '.join(behind)}; the measured results, "
+             f"including such runs, are in docs/results.md.")
     return rows
