@@ -34,3 +34,22 @@ def test_prepare_command_reports_a_missing_root(tmp_path, capsys):
     rc = main(["datasets", "prepare", "folder", "--root", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert rc == 1
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_prepare_command_refuses_an_out_that_is_a_file_and_leaves_it(tmp_path, capsys):
+    write_corpus(tmp_path / "syn", per_class=1, seed=0, seconds=0.25, classes=("chirp_up",))
+    out = tmp_path / "notes.txt"
+    out.write_text("the user's file")
+    before = out.read_bytes(), out.stat().st_mtime_ns
+    rc = main(["datasets", "prepare", "folder", "--root", str(tmp_path / "syn"), "--out", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(lines) == 1 and lines[0].startswith("error: --out") and "is a file" in lines[0]
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+
+
+def test_prepare_command_refuses_an_out_under_a_file(tmp_path, capsys):
+    write_corpus(tmp_path / "syn", per_class=1, seed=0, seconds=0.25, classes=("chirp_up",))
+    (tmp_path / "f").write_text("x")
+    rc = main(["datasets", "prepare", "folder", "--root", str(tmp_path / "syn"), "--out", str(tmp_path / "f" / "d")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(lines) == 1 and "lies under the file" in lines[0]

@@ -432,6 +432,20 @@ def stale_builds(data_dir: str | Path) -> list[Path]:
     return sorted(p for p in found if p.is_dir())
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Raise PrepareError unless `out_dir` is a folder or can be made one (checked before any work): not a file,
+    not under a file, and its nearest existing folder writable."""
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == out_dir else f"lies under the file {existing}"
+        raise PrepareError(f"--out {out_dir} {where}; --out is the TFDS data folder to build into: pass a folder "
+                           f"(new or existing).")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PrepareError(f"--out {out_dir}: the folder {existing} is not writable; pass a folder you can write.")
+
+
 def prepare(
     reader: str,
     root: str | Path,
@@ -457,7 +471,7 @@ def prepare(
       overwrite: rebuild when a build of the same config exists (else it is reused).
 
     Raises:
-      PrepareError / AudioError naming the problem (missing root, unreadable clip, ...).
+      PrepareError / AudioError naming the problem (missing root, --out a file, unreadable clip, ...).
     """
     from audiorep.data.sources import read_dataset
 
@@ -465,6 +479,8 @@ def prepare(
     root = Path(root).expanduser()
     if not root.is_dir():
         raise PrepareError(f"--root {root} is not a directory; pass the folder the {reader} reader expects.")
+    out_dir = Path(out_dir).expanduser()
+    check_out_dir(out_dir)
     options = dict(options or {})
     index = read_dataset(reader, root, **options)
     if not index.records:
@@ -474,7 +490,6 @@ def prepare(
         )
     cfg = make_config(index, reader=reader, sample_rate=sample_rate, options=options,
                       skip_unreadable=skip_unreadable, num_workers=num_workers)
-    out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     with _quiet_absl():  # TFDS logs the whole config (every class name) as a warning
         builder = cls(data_dir=str(out_dir), config=cfg, file_format="array_record", index=index)
