@@ -157,7 +157,8 @@ def test_esc50_folds_option_filters(tmp_path):
 
 def test_esc50_missing_csv_error_says_what_to_pass(tmp_path):
     (tmp_path / "audio").mkdir()
-    with pytest.raises(DatasetError, match=r"meta/esc50.csv.*--root"):
+    with pytest.raises(DatasetError, match=r"meta/esc50.csv.*--root of `audiorep datasets`, --data-root of `audiorep "
+                                           r"probe`"):
         read_dataset("esc50", tmp_path)
 
 
@@ -200,6 +201,22 @@ def test_esc50_missing_audio_is_reported_not_fatal(tmp_path):
     idx = read_dataset("esc50", root)
     assert len(idx) == 5
     assert len(idx.problems) == 1 and "1 of 6" in idx.problems[0] and "2-56234-A-9.wav" in idx.problems[0]
+
+
+def test_esc50_index_counts_the_listed_and_the_missing_files(tmp_path):
+    root = make_esc50(tmp_path, ESC_ROWS)
+    (root / "audio" / "2-56234-A-9.wav").unlink()
+    (root / "audio" / "5-4321-A-10.wav").unlink()
+    idx = read_dataset("esc50", root)
+    assert not idx.complete
+    assert idx.missing == [str(root.resolve() / "audio" / n) for n in ("2-56234-A-9.wav", "5-4321-A-10.wav")]
+    assert idx.file_counts() == {"expected": 6, "present": 4, "missing": 2}
+
+
+def test_a_folder_has_no_list_so_nothing_counts_as_missing(tmp_path):
+    write_clip(tmp_path / "dog" / "a.wav")
+    idx = read_dataset("folder", tmp_path)
+    assert idx.complete and idx.file_counts() is None
 
 
 # ------------------------------------------------------------------------------------------ check_audio

@@ -56,6 +56,14 @@ def test_speech_commands_12_class_unknown_and_silence_windows(tmp_path):
     assert check_audio(idx.records).total_seconds == pytest.approx(7 * 0.05 + 8.0)
 
 
+def test_speech_commands_counts_listed_files_missing_from_disk(tmp_path):
+    root = make_speech_commands(tmp_path)
+    (root / "marvin" / "9f8e7d6c_nohash_0.wav").unlink()
+    idx = read_dataset("speech_commands", root)
+    assert idx.missing == [str(root.resolve() / "marvin" / "9f8e7d6c_nohash_0.wav")]
+    assert idx.file_counts() == {"expected": 7, "present": 6, "missing": 1}
+
+
 def test_speech_commands_test_package_alone_is_the_12_class_test_split(tmp_path):
     idx = read_dataset("speech_commands", make_test_package(tmp_path))
     assert idx.classes == KWS12_CLASSES and idx.splits == ("test",)
@@ -119,6 +127,13 @@ def test_audioset_multilabel_records_and_missing_clips_reported(tmp_path):
     ev = idx.split("test")
     assert [r.labels for r in ev] == [(0, 1)]
     assert len(idx.problems) == 1 and "1 of 3 clips missing" in idx.problems[0] and "abcDEF_1234" in idx.problems[0]
+
+
+def test_audioset_index_counts_the_clips_not_on_disk(tmp_path):
+    root = make_audioset(tmp_path)
+    idx = read_dataset("audioset", root)
+    assert idx.missing == [str(root.resolve() / "balanced_train" / "abcDEF_1234.wav")]
+    assert idx.file_counts() == {"expected": 4, "present": 3, "missing": 1}
 
 
 def test_audioset_file_pattern_is_configurable(tmp_path):

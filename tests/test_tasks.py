@@ -211,6 +211,41 @@ def test_run_reports_mean_and_std_over_the_five_esc50_folds(tmp_path):
     assert res.std == pytest.approx(np.std(res.folds))
     assert res.mean > 0.9 and res.checkpoint == "fixed" and res.probe == "knn"
     assert res.extra["sizes"][0] == {"train": 36, "validation": 12, "test": 12}
+    assert res.extra["files"] == {"expected": 60, "present": 60, "missing": 0}
+
+
+def remove_forty_percent(esc_root):
+    """Delete the B takes of folds 1-4: 24 of the 60 files, every source clip keeps its A take."""
+    gone = sorted((esc_root / "audio").glob("[1-4]-*-B-*.wav"))
+    for f in gone:
+        f.unlink()
+    return gone
+
+
+def test_run_refuses_a_dataset_with_listed_files_missing_and_embeds_nothing(tmp_path):
+    root = make_esc50(tmp_path / "esc")
+    gone = remove_forty_percent(root)
+    expected = r"esc50: 24 of 60 audio files .* missing .*--allow-missing"
+    with pytest.raises(T.IncompleteDatasetError, match=expected) as e:
+        T.run("esc50", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), probe="knn", progress=False)
+    assert str(gone[0].resolve()) in str(e.value) and "\n" not in str(e.value)
+    assert not any((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_run_with_allow_missing_records_the_file_counts_in_the_result(tmp_path):
+    root = make_esc50(tmp_path / "esc")
+    remove_forty_percent(root)
+    res = T.run("esc50", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), probe="knn", progress=False,
+                allow_missing=True)
+    assert res.extra["files"] == {"expected": 60, "present": 36, "missing": 24}
+    assert sum(res.extra["sizes"][0].values()) == 36
+
+
+def test_audioset_runs_with_deleted_clips_and_records_them(tmp_path):
+    root = make_audioset(tmp_path / "as")
+    (root / "balanced_train" / "ba000000003.wav").unlink()
+    res = T.run("audioset", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), probe="knn", progress=False)
+    assert res.extra["files"] == {"expected": 26, "present": 25, "missing": 1}
 
 
 def test_run_with_the_mlp_grid_records_grid_seed_and_selection(tmp_path):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from audiorep.data.sources.common import (
+    DATASET_ROOT,
     DatasetError,
     DatasetIndex,
     Record,
@@ -39,7 +40,7 @@ def read_asvspoof2019_la(
     if not (root / "ASVspoof2019_LA_cm_protocols").is_dir() and (root / "LA" / "ASVspoof2019_LA_cm_protocols").is_dir():
         root = root / "LA"
     proto_dir = require_dir(root / "ASVspoof2019_LA_cm_protocols", "ASVspoof 2019 LA protocol folder",
-                             "Pass --root pointing at the unpacked LA folder.")
+                             f"Point {DATASET_ROOT} at the unpacked LA folder.")
     records, keys, problems = [], [], []
     for s in splits:
         if s not in _ASV_SPLITS:
@@ -64,7 +65,8 @@ def read_asvspoof2019_la(
                 extra=(("file_id", file), ("system", system)),
             ))
     check_unique(keys, "file")
-    records = drop_missing(records, problems, f"the protocol files in {proto_dir}",
-                            "Audio belongs in ASVspoof2019_LA_{train,dev,eval}/flac/ next to the protocols.")
+    listed = len(records)
+    records, missing = drop_missing(records, problems, f"the protocol files in {proto_dir}",
+                                    "Audio belongs in ASVspoof2019_LA_{train,dev,eval}/flac/ next to the protocols.")
     return DatasetIndex("asvspoof2019_la", records, SPOOF_CLASSES, multilabel=False, problems=problems,
-                        root=str(root))
+                        root=str(root), listed=listed, missing=missing)

@@ -66,7 +66,7 @@ def read_audioset(
         if key not in ("ytid", "start", "end", "start_int", "end_int", "split"):
             raise DatasetError(f"file_pattern/audio_dir placeholder {{{key}}} is unknown; use "
                                "{ytid}, {start}, {end}, {start_int}, {end_int}, {split}.")
-    records, problems, seen = [], [], []
+    records, problems, seen, missing = [], [], [], []
     files = FileIndex()
     needs_ints = "_int}" in file_pattern + audio_dir
     for s in splits:
@@ -99,6 +99,7 @@ def read_audioset(
             path = os.path.join(folder, file_pattern.format(**fields))
             if not files.exists(path):
                 first_missing = first_missing or path
+                missing.append(path)
                 continue
             split_records.append(Record(
                 path=path, labels=tuple(idx), label_names=tuple(classes[i] for i in idx), split=split, fold=None,
@@ -115,4 +116,5 @@ def read_audioset(
             f"{root}: none of the clips listed in the segment CSVs exist; the first was expected at "
             f"{root / audio_dir} with file_pattern {file_pattern!r}. Set file_pattern/audio_dir to your copy's naming."
         )
-    return DatasetIndex("audioset", records, tuple(classes), multilabel=True, problems=problems, root=str(root))
+    return DatasetIndex("audioset", records, tuple(classes), multilabel=True, problems=problems, root=str(root),
+                        listed=len(records) + len(missing), missing=sorted(missing))

@@ -19,6 +19,8 @@ import soundfile as sf
 from audiorep.errors import AudiorepError
 
 SPLITS = ("train", "validation", "test", "")
+# How messages name the dataset root: the flag differs between the commands that read datasets.
+DATASET_ROOT = "the dataset root (--root of `audiorep datasets`, --data-root of `audiorep probe`)"
 
 
 class DatasetError(AudiorepError, ValueError):
@@ -76,6 +78,9 @@ class DatasetIndex:
       multilabel: True when a record may carry several labels (AudioSet).
       problems: non-fatal findings (missing clips, skipped rows), one readable line each.
       root: the dataset root that was read.
+      listed: how many audio files the dataset's metadata says it holds (after the reader's own filters); None
+        when there is no list to check against (the folder reader: the files found are the dataset).
+      missing: the listed files that are not on disk (sorted paths); their records are not in `records`.
     """
 
     name: str
@@ -84,9 +89,23 @@ class DatasetIndex:
     multilabel: bool
     problems: list[str] = field(default_factory=list)
     root: str = ""
+    listed: int | None = None
+    missing: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def complete(self) -> bool:
+        """True when every audio file the metadata lists is on disk."""
+        return not self.missing
+
+    def file_counts(self) -> dict[str, int] | None:
+        """{'expected', 'present', 'missing'} audio files, or None when there is no list (folder reader).
+        Probing records these counts with every result."""
+        if self.listed is None:
+            return None
+        return {"expected": self.listed, "present": self.listed - len(self.missing), "missing": len(self.missing)}
 
     def split(self, name: str) -> list[Record]:
         """Records of one split ('train' | 'validation' | 'test' | '')."""
@@ -183,7 +202,7 @@ def read_csv_rows(
         columns found and the ones expected).
     """
     if not path.is_file():
-        raise DatasetError(f"{path}: metadata file not found. Check --root points at the dataset's top folder.")
+        raise DatasetError(f"{path}: metadata file not found. Check that {DATASET_ROOT} is the dataset's top folder.")
     with open(path, newline="", encoding="utf-8-sig") as f:
         for _ in range(skip_comment_lines):
             f.readline()
@@ -244,8 +263,10 @@ class FileIndex:
         return name in names
 
 
-def drop_missing(records: list[Record], problems: list[str], where: str, hint: str) -> list[Record]:
-    """Keep records whose file exists; report the others. Raise when nothing at all exists."""
+def drop_missing(records: list[Record], problems: list[str], where: str,
+                 hint: str) -> tuple[list[Record], list[str]]:
+    """(records whose file exists, sorted paths of the missing files); the missing are also reported in
+    `problems`. Raise when nothing at all exists."""
     files = FileIndex()
     found = [files.exists(r.path) for r in records]
     present = [r for r, ok in zip(records, found) if ok]
@@ -258,7 +279,7 @@ def drop_missing(records: list[Record], problems: list[str], where: str, hint: s
             )
         shown = ", ".join(r.path for r in missing[:3])
         problems.append(f"{len(missing)} of {len(records)} audio files listed in {where} are missing (e.g. {shown})")
-    return present
+    return present, sorted({r.path for r in missing})
 
 
 def parse_bool(value: str, path: Path, line: int, column: str) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from audiorep.data.sources.common import (
+    DATASET_ROOT,
     DatasetError,
     DatasetIndex,
     Record,
@@ -43,7 +44,7 @@ def read_esc50(root: str | os.PathLike, *, esc10: bool = False, folds: Sequence[
     root = Path(root).expanduser().resolve()
     meta = root / "meta" / "esc50.csv"
     require_file(meta, "ESC-50 metadata (meta/esc50.csv)",
-                  "Pass --root pointing at the unpacked ESC-50-master folder (it holds meta/ and audio/).")
+                  f"Point {DATASET_ROOT} at the unpacked ESC-50-master folder (it holds meta/ and audio/).")
     require_dir(root / "audio", "ESC-50 audio folder", "The archive's audio/ folder must sit next to meta/.")
     rows = read_csv_rows(meta, ("filename", "fold", "target", "category", "esc10", "src_file", "take"))
     check_unique(((r["filename"], str(meta), n) for n, r in rows), "filename")
@@ -74,5 +75,7 @@ def read_esc50(root: str | os.PathLike, *, esc10: bool = False, folds: Sequence[
             extra=(("take", row["take"]), ("target", row["target"])),
         ))
     problems: list[str] = []
-    records = drop_missing(records, problems, str(meta), "Check that audio/ holds the ESC-50 wav files.")
-    return DatasetIndex("esc50", records, classes, multilabel=False, problems=problems, root=str(root))
+    listed = len(records)
+    records, missing = drop_missing(records, problems, str(meta), "Check that audio/ holds the ESC-50 wav files.")
+    return DatasetIndex("esc50", records, classes, multilabel=False, problems=problems, root=str(root),
+                        listed=listed, missing=missing)

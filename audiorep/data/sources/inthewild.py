@@ -39,5 +39,7 @@ def read_in_the_wild(root: str | os.PathLike) -> DatasetIndex:
             fold=None, group=row["speaker"], dataset="in_the_wild",
         ))
     problems: list[str] = []
-    records = drop_missing(records, problems, str(meta), "The wav files belong next to meta.csv.")
-    return DatasetIndex("in_the_wild", records, SPOOF_CLASSES, multilabel=False, problems=problems, root=str(root))
+    listed = len(records)
+    records, missing = drop_missing(records, problems, str(meta), "The wav files belong next to meta.csv.")
+    return DatasetIndex("in_the_wild", records, SPOOF_CLASSES, multilabel=False, problems=problems, root=str(root),
+                        listed=listed, missing=missing)

@@ -83,6 +83,8 @@ def read_sonics(
         for why, n in sorted(dropped.items()):
             problems.append(f"{csv_path.name}: {n} songs dropped ({why}, official filter)")
     check_unique(keys, "filename")
-    records = drop_missing(records, problems, "real_songs.csv/fake_songs.csv",
-                            "Real songs are not distributed: fetch them by youtube_id into real_songs/.")
-    return DatasetIndex("sonics", records, SONICS_CLASSES, multilabel=False, problems=problems, root=str(root))
+    listed = len(records)
+    records, missing = drop_missing(records, problems, "real_songs.csv/fake_songs.csv",
+                                    "Real songs are not distributed: fetch them by youtube_id into real_songs/.")
+    return DatasetIndex("sonics", records, SONICS_CLASSES, multilabel=False, problems=problems, root=str(root),
+                        listed=listed, missing=missing)

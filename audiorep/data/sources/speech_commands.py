@@ -172,4 +172,8 @@ def read_speech_commands(
             records.extend(pkg.records)
     if not records:
         raise DatasetError(f"{root}: no .wav files found in the word folders.")
-    return DatasetIndex("speech_commands", records, classes, multilabel=False, problems=problems, root=str(root))
+    # Expected word files: those on disk plus those the split lists name but are not there (training files are
+    # listed nowhere, so only validation/test files can be found missing).
+    return DatasetIndex("speech_commands", records, classes, multilabel=False, problems=problems, root=str(root),
+                        listed=len(on_disk) + len(listed_missing),
+                        missing=sorted(str(root / p) for p in listed_missing))

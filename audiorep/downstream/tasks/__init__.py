@@ -9,13 +9,16 @@ Tasks (`TASKS`):
   speech_commands     Speech Commands v2, 35 words, official train/validation/test lists; accuracy.
   speech_commands12   the 12-class KWS task (10 words + _silence_ + _unknown_), official lists; accuracy.
   audioset            AudioSet balanced_train -> eval, multi-label; validation = 10 % of the balanced-train
-                      videos (group-disjoint); mAP, with ROC-AUC and d' reported.
+                      videos (group-disjoint); mAP, with ROC-AUC and d' reported. Clips deleted from
+                      YouTube are expected, so missing clips are counted, not refused.
   fsdd                Free Spoken Digit Dataset (digits), speaker-disjoint folds (one speaker tests, the next
                       validates, the rest train); accuracy.
   synthetic           the demo's procedural corpus (data/synthetic.py), source-disjoint folds; accuracy.
   asvspoof2019_la     ASVspoof 2019 LA, bona fide vs spoof, official speaker-disjoint train/dev/eval; EER
                       (bona fide = target = higher score), with min-DCF, ROC-AUC, F1, sensitivity, specificity.
 
+A dataset whose metadata lists files that are not on disk is refused (IncompleteDatasetError) unless
+`run(..., allow_missing=True)`; every Result records the expected / present / missing file counts.
 Every protocol returns `Split`s and passes them through `check_no_group_leakage` before anything is
 embedded: a group (speaker, source recording, video) never appears in two parts of a split. Embeddings come
 from downstream/cache.py (computed once per model and record list), probes from downstream/probes.py,
@@ -34,7 +37,7 @@ from audiorep.downstream.tasks.catalog import TASKS, get_task
 from audiorep.downstream.tasks.classification import CLASSIFICATION_TASKS
 from audiorep.downstream.tasks.detection import DETECTION_TASKS
 from audiorep.downstream.tasks.runner import run
-from audiorep.downstream.tasks.spec import TaskSpec
+from audiorep.downstream.tasks.spec import IncompleteDatasetError, TaskSpec
 from audiorep.downstream.tasks.splits import (
     LeakageError,
     Split,
@@ -48,4 +51,4 @@ from audiorep.downstream.tasks.splits import (
 
 __all__ = ["TASKS", "CLASSIFICATION_TASKS", "DETECTION_TASKS", "TaskSpec", "Split", "run", "check_no_group_leakage",
            "fold_splits", "official_splits", "assign_group_folds", "group_of", "LogMelBaseline", "resolve_model",
-           "get_task", "TaskError", "LeakageError", "DatasetError"]
+           "get_task", "TaskError", "LeakageError", "IncompleteDatasetError", "DatasetError"]

@@ -19,7 +19,7 @@ CLASSIFICATION_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("speech_commands12", "Speech Commands v2 KWS: 10 words + silence + unknown, official splits",
              "speech_commands", "official", "accuracy", reader_options={"num_classes": 12}),
     TaskSpec("audioset", "AudioSet balanced train -> eval, 527 classes, multi-label", "audioset", "official", "map",
-             reader_options={"splits": ("balanced_train", "eval")}, crop_s=10.0),
+             reader_options={"splits": ("balanced_train", "eval")}, crop_s=10.0, missing_ok=True),
     TaskSpec("fsdd", "Free Spoken Digit Dataset, 10 digits, speaker-disjoint folds", "folder", "group_folds",
              "accuracy", reader_options={"label_regex": r"^(\d)_", "group_regex": r"^\d_([A-Za-z]+)_"},
              protocol_options={"n_folds": 6}, subdir="recordings", default_root=str(SHARED_FSDD)),

@@ -29,7 +29,7 @@ def _targets(records: Sequence[Record], num_classes: int, multilabel: bool) -> n
 def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: EmbeddingCache | None = None, *,
         grid="fast", probe: str = "mlp", seed: int = 0, max_folds: int | None = None,
         model_name: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-        reader_options: dict | None = None, repeats: int = 1) -> Result:
+        reader_options: dict | None = None, repeats: int = 1, allow_missing: bool = False) -> Result:
     """Embed the task's data with `embedder` (through the cache), probe every split, and summarise.
 
     Args:
@@ -40,6 +40,8 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
       max_folds: probe only the first k splits (quick runs); recorded in the Result.
       repeats: train every configuration of a named grid this many times with other seeds; selection and
         scores average over them (probes.Grid), so the probe's own initialisation noise shrinks.
+      allow_missing: probe what is on disk when files the dataset lists are missing (default: raise
+        IncompleteDatasetError). The Result's extra['files'] records expected / present / missing either way.
     Returns:
       a leaderboard Result: primary metric mean/std over splits, every split's score, every metric's mean.
     """
@@ -51,6 +53,7 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     index = spec.read(data_root, **(reader_options or {}))
     for p in index.problems:
         say(f"{spec.name}: {p}")
+    spec.check_complete(index, allow_missing)
     splits = spec.splits(index, seed)
     if max_folds is not None:
         splits = splits[:max_folds]
@@ -103,6 +106,7 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         extra={"splits": [sp.name for sp in splits], "sizes": sizes, "selected": [r.selected for r in per_split],
                "val_scores": [r.val_score for r in per_split], "classes": len(index.classes),
                "multilabel": index.multilabel, "data_root": str(data_root), "max_folds": max_folds,
+               "files": index.file_counts(),
                "embedding_dim": int(emb.shape[1]),
                "embedding": {k: v for k, v in src.items() if k in ("layer", "pooling", "sample_rate", "crop_s")}},
     )

@@ -17,6 +17,10 @@ from audiorep.downstream.tasks.splits import (
 )
 
 
+class IncompleteDatasetError(TaskError):
+    """Files the dataset's metadata lists are not on disk (and missing files were not allowed)."""
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A probing task: which reader (and options), which protocol, which probe target and metric."""
@@ -32,6 +36,9 @@ class TaskSpec:
     crop_s: float | None = None  # clips longer than this are cut (embedding protocol)
     default_root: str | None = None
     positive: int | None = None  # 2-class detection tasks: the bona fide class (EER, min-DCF, sens./spec.)
+    # Whether probing may go on with files the dataset lists missing from disk, without allow_missing: only where
+    # no complete copy exists (AudioSet: videos deleted from YouTube). The counts are recorded either way.
+    missing_ok: bool = False
 
     def read(self, data_root: str | os.PathLike, **overrides) -> DatasetIndex:
         root = Path(data_root).expanduser()
@@ -54,3 +61,17 @@ class TaskSpec:
             raise TaskError(f"{self.name}: unknown protocol {self.protocol!r}.")
         check_no_group_leakage(splits)
         return splits
+
+    def check_complete(self, index: DatasetIndex, allow_missing: bool = False) -> None:
+        """Raise IncompleteDatasetError when files the dataset lists are missing from disk, unless
+        `allow_missing` or the task is `missing_ok`: scores on part of a dataset are not the dataset's scores."""
+        counts = index.file_counts()
+        if counts is None or not counts["missing"] or allow_missing or self.missing_ok:
+            return
+        shown = ", ".join(index.missing[:3]) + (", ..." if counts["missing"] > 3 else "")
+        raise IncompleteDatasetError(
+            f"{self.name}: {counts['missing']:,} of {counts['expected']:,} audio files the dataset lists are missing "
+            f"under {index.root} (e.g. {shown}). Restore them (re-extract or re-download the dataset), or pass "
+            f"--allow-missing (tasks.run(..., allow_missing=True)) to probe the {counts['present']:,} present files; "
+            "the result row records the counts."
+        )
