@@ -193,6 +193,15 @@ def test_bad_arguments_are_clear_errors(source):
         pl.records_source([], RATE)
 
 
+def test_bad_load_options_are_clear_errors_for_train_and_eval(source):
+    with pytest.raises(pl.PipelineError, match="prefetch must be an integer >= 1"):
+        train(source, prefetch=0)
+    with pytest.raises(pl.PipelineError, match="worker_count must be an integer >= 0"):
+        pl.eval_dataset(source, chunk_samples=1000, batch_size=2, shard=ONE, worker_count=-1)
+    with pytest.raises(TypeError, match="workers"):
+        pl.eval_dataset(source, chunk_samples=1000, batch_size=2, shard=ONE, workers=2)
+
+
 def test_default_shard_is_the_jax_process(source):
     assert pl.Shard.from_jax() == pl.Shard(0, 1)
     assert len(list(pl.train_dataset(source, clip_samples=10, batch_size=1, seed=0, num_epochs=1))) == 12

@@ -444,12 +444,33 @@ class _EpochShuffle(grain.MapDataset):
         return self._parent[epoch * len(self._parent) + int(self._perm(epoch)[i])]
 
 
-def _finish(ds: grain.MapDataset, *, worker_count: int, read_threads: int, prefetch: int) -> grain.IterDataset:
-    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
-    if worker_count > 0:
-        _ensure_absl_flags()
-        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count, per_worker_buffer_size=prefetch))
-    return it
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How `train_dataset` and `eval_dataset` read (both take these fields as keyword arguments); the
+    batches and their order do not depend on them.
+
+    Attributes:
+      worker_count: grain worker processes (0: threads in this process).
+      read_threads: threads per process that read and build examples.
+      prefetch: items buffered per process (train: batches; eval: clips).
+    """
+
+    worker_count: int = 0
+    read_threads: int = 2
+    prefetch: int = 2
+
+    def __post_init__(self):
+        _check_counts(1, prefetch=self.prefetch)
+        _check_counts(0, worker_count=self.worker_count, read_threads=self.read_threads)
+
+    def iterate(self, ds: grain.MapDataset) -> grain.IterDataset:
+        """`ds` read in order by `read_threads` threads, in `worker_count` worker processes when > 0."""
+        it = ds.to_iter_dataset(grain.ReadOptions(num_threads=self.read_threads, prefetch_buffer_size=self.prefetch))
+        if self.worker_count > 0:
+            _ensure_absl_flags()
+            it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count,
+                                                             per_worker_buffer_size=self.prefetch))
+        return it
 
 
 def _check_counts(minimum: int, **values: int) -> None:
@@ -477,9 +498,7 @@ def train_dataset(
     random_crop: bool = True,
     shard: Shard | None = None,
     drop_remainder: bool = True,
-    worker_count: int = 0,
-    read_threads: int = 2,
-    prefetch: int = 2,
+    **load_options,
 ) -> grain.IterDataset:
     """Shuffled, randomly cropped training batches.
 
@@ -494,16 +513,14 @@ def train_dataset(
       shard: this process's shard; default one shard per JAX process. Shards are cut to equal sizes
         (at most `shard.count - 1` records unused) so all processes step in lockstep.
       drop_remainder: drop a last partial batch (only matters with a finite `num_epochs`).
-      worker_count: grain worker processes (0: threads in this process).
-      read_threads: threads per process that build batches.
-      prefetch: batches buffered per process.
+      **load_options: the `LoadOptions` (worker_count, read_threads, prefetch).
 
     Returns:
       A grain IterDataset of dicts: audio f32[B, clip_samples], mask bool[B, clip_samples],
       label i32[B] or f32[B, C], index i64[B]. `iter()` it; the iterator has get_state/set_state.
     """
-    _check_counts(1, clip_samples=clip_samples, batch_size=batch_size, prefetch=prefetch)
-    _check_counts(0, worker_count=worker_count, read_threads=read_threads)
+    _check_counts(1, clip_samples=clip_samples, batch_size=batch_size)
+    loading = LoadOptions(**load_options)
     if not 0 <= int(seed) < 2**32:
         raise PipelineError(f"seed must be in [0, 2**32), got {seed}.")
     shard = Shard.from_jax() if shard is None else shard
@@ -516,7 +533,7 @@ def train_dataset(
     ds = ds.repeat(num_epochs)
     ds = ds.map_with_index(_TrainExample(source, int(clip_samples), int(seed), per_shard, random_crop))
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-    return _finish(ds, worker_count=worker_count, read_threads=read_threads, prefetch=prefetch)
+    return loading.iterate(ds)
 
 
 def eval_dataset(
@@ -527,9 +544,7 @@ def eval_dataset(
     hop_samples: int | None = None,
     shard: Shard | None = None,
     num_batches: int | None = None,
-    worker_count: int = 0,
-    read_threads: int = 2,
-    prefetch: int = 2,
+    **load_options,
 ) -> grain.IterDataset:
     """One pass over every chunk of every clip, in source order.
 
@@ -541,19 +556,19 @@ def eval_dataset(
       shard: this process's clips (`index::count`, none dropped); default one shard per JAX process.
       num_batches: yield exactly this many batches, the last ones all padding: pass `eval_steps(...)` so that
         every JAX process runs the same number of steps (needed when the model is sharded across hosts).
-      worker_count, read_threads, prefetch: as in `train_dataset` (prefetch counts clips here).
+      **load_options: the `LoadOptions` (worker_count, read_threads, prefetch).
 
     Returns:
       A grain IterDataset of dicts: audio f32[B, chunk_samples], mask bool[B, chunk_samples],
       label i32[B] or f32[B, C], index i64[B], chunk i32[B], offset i64[B].
     """
     hop_samples = chunk_samples if hop_samples is None else hop_samples
-    _check_counts(1, chunk_samples=chunk_samples, batch_size=batch_size, hop_samples=hop_samples, prefetch=prefetch)
-    _check_counts(0, worker_count=worker_count, read_threads=read_threads)
+    _check_counts(1, chunk_samples=chunk_samples, batch_size=batch_size, hop_samples=hop_samples)
+    loading = LoadOptions(**load_options)
     shard = Shard.from_jax() if shard is None else shard
     ds = grain.MapDataset.source(source)[shard.index::shard.count]
     ds = ds.map(_EvalChunks(source, int(chunk_samples), int(hop_samples)))
-    it = _finish(ds, worker_count=worker_count, read_threads=read_threads, prefetch=prefetch)
+    it = loading.iterate(ds)
     it = grain.experimental.FlatMapIterDataset(it, _SplitChunks())
     it = it.batch(int(batch_size), batch_fn=_PadBatch(int(batch_size)))
     if num_batches is not None:
