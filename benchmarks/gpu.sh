@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks in one go, for a lent NVIDIA machine whose python3 has jax[cuda] and torch (no internet there).
+# The GPU checks in one go, for an NVIDIA GPU machine whose python3 has jax[cuda] and torch (it may have no internet).
+# Sets AUDIOREP_TORCH_PYTHON to that python3, so the PyTorch baselines run on the same card.
 #
 #   bash benchmarks/gpu.sh [OUT_DIR]
 #
