@@ -207,3 +207,16 @@ def test_released_architecture_expects_the_250_official_keys():
     assert shapes["encoder.pos_conv.0.weight_g"] == (1, 1, 128)
     assert shapes["encoder.layers.11.self_attn.relative_attention_bias.weight"] == (320, 12)
     assert shapes["encoder.layers.0.self_attn.grep_a"] == (1, 12, 1, 1)
+
+
+def test_cli_convert_of_a_truncated_checkpoint_says_truncated(tmp_path, capsys):
+    from audiorep.cli import main
+
+    data = (FIXTURES / "beats_tiny.pt").read_bytes()
+    cut = tmp_path / "beats_tiny.pt"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "m"
+    assert main(["convert", "beats", str(cut), str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "truncated" in err and str(cut) in err and "legacy" not in err
+    assert not out.exists()

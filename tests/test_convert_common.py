@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
+import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -85,6 +88,96 @@ def test_non_zip_file_error_says_to_install_torch(tmp_path):
     path = tmp_path / "legacy.pt"
     path.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(CheckpointError, match="audiorep\\[convert\\]"):
+        read_torch_zip(path)
+
+
+def _legacy_torch_file(path: Path) -> Path:
+    """The first records of a pre-1.6 torch.save file: magic number, protocol version, sys info, then the object."""
+    parts = [0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}, {"a": 1}]
+    path.write_bytes(b"".join(pickle.dumps(p, protocol=2) for p in parts))
+    return path
+
+
+def test_legacy_checkpoint_gets_the_legacy_message_not_truncated(tmp_path):
+    path = _legacy_torch_file(tmp_path / "legacy.pt")
+    with pytest.raises(CheckpointError, match="legacy pre-1.6") as err:
+        load_checkpoint(path, reader="builtin")
+    assert "truncated" not in str(err.value)
+
+
+def _cut(src: Path, out: Path, keep: int) -> Path:
+    data = src.read_bytes()
+    out.write_bytes(data[:keep])
+    return out
+
+
+@pytest.mark.parametrize("where", ["zip magic", "first header", "pickle", "middle", "central directory", "last byte"])
+def test_truncated_zip_checkpoint_is_reported_as_truncated(tmp_path, where):
+    src = FIXTURES / "torch_reader_cases.pt"
+    size = src.stat().st_size
+    keep = {"zip magic": 2, "first header": 20, "pickle": 100, "middle": size // 2, "central directory": size - 100,
+            "last byte": size - 1}[where]
+    path = _cut(src, tmp_path / "cut.pt", keep)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, reader="builtin")
+    msg = str(err.value)
+    assert str(path) in msg and "truncated" in msg and f"found {keep:,} bytes" in msg
+    assert "again" in msg and "legacy" not in msg and "install torch" not in msg.lower()
+
+
+def test_empty_checkpoint_is_reported_as_truncated(tmp_path):
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty \\(0 bytes\\): truncated"):
+        load_checkpoint(path, reader="builtin")
+
+
+def test_truncated_zip_is_reported_before_torch_reads_it(tmp_path, monkeypatch):
+    def torch_load(*args, **kwargs):
+        raise RuntimeError("PytorchStreamReader failed finding central directory")
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=torch_load))
+    path = _cut(FIXTURES / "torch_reader_cases.pt", tmp_path / "cut.pt", 1000)
+    with pytest.raises(CheckpointError, match="truncated or corrupted: it starts as a PyTorch zip"):
+        load_checkpoint(path, reader="torch")
+
+
+def _data_offset(path: Path, name: str) -> int:
+    """Byte offset of a zip record's data (after its local header, name and extra field)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    raw = path.read_bytes()
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def test_zip_record_with_a_bad_crc_is_reported_as_corrupted(tmp_path):
+    src = FIXTURES / "torch_reader_cases.pt"
+    with zipfile.ZipFile(src) as zf:
+        record = next(n for n in zf.namelist() if "/data/" in n and zf.getinfo(n).file_size > 0)
+    raw = bytearray(src.read_bytes())
+    raw[_data_offset(src, record)] ^= 0xFF
+    path = tmp_path / "flipped.pt"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="truncated or corrupted \\(Bad CRC-32") as err:
+        read_torch_zip(path)
+    assert record in str(err.value) and "again" in str(err.value)
+
+
+def test_bytes_missing_from_the_middle_are_reported_as_corrupted(tmp_path):
+    src = FIXTURES / "torch_reader_cases.pt"
+    raw = src.read_bytes()
+    path = tmp_path / "gap.pt"
+    path.write_bytes(raw[:200] + raw[1200:])
+    with pytest.raises(CheckpointError, match="truncated or corrupted") as err:
+        read_torch_zip(path)
+    assert "legacy" not in str(err.value)
+
+
+def test_a_web_page_saved_as_checkpoint_is_not_called_legacy(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint: it starts with b'<!DOCTYPE"):
         read_torch_zip(path)
 
 

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from audiorep.models.convert.common import CheckpointError, load_checkpoint
-from audiorep.models.convert.passt import IGNORED, _state_dict, encoder_from_state_dict, expected_shapes
+from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
+from audiorep.models.convert.passt import IGNORED, encoder_from_state_dict, expected_shapes
 from audiorep.models.passt import PRESETS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -121,7 +121,7 @@ def test_beats_file_is_named_as_beats():
     if not beats.is_file():
         pytest.skip("BEATs fixture not present")
     with pytest.raises(CheckpointError, match="BEATs"):
-        _state_dict(load_checkpoint(beats, reader="builtin"), str(beats))
+        flat_state_dict(load_checkpoint(beats, reader="builtin"), str(beats), family="PaSST")
 
 
 def test_dataparallel_prefix_is_explained():

@@ -10,9 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from audiorep.models.convert.common import CheckpointError, load_checkpoint
+from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
 from audiorep.models.convert.ssast import (
-    _state_dict,
     config_from_state_dict,
     encoder_from_state_dict,
     expected_shapes,
@@ -165,7 +164,7 @@ def test_beats_file_is_named_as_beats():
     if not beats.is_file():
         pytest.skip("BEATs fixture not present")
     with pytest.raises(CheckpointError, match="BEATs"):
-        _state_dict(load_checkpoint(beats, reader="builtin"), str(beats))
+        flat_state_dict(load_checkpoint(beats, reader="builtin"), str(beats), family="SSAST/AST")
 
 
 def _fine_tuned(sd: dict[str, np.ndarray], classes: int = 5) -> dict[str, np.ndarray]:

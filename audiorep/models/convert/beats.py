@@ -24,7 +24,6 @@ Key map (official -> ours; torch Linear weights are transposed to flax kernels):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from audiorep.models.convert.common import (
     check_state_dict,
     describe_family,
     detect_family,
+    file_sha256,
     load_checkpoint,
     torch_linear,
 )
@@ -186,14 +186,6 @@ def encoder_from_checkpoint(obj: Any, *, source: str = "checkpoint") -> tuple[BE
     return encoder, dict(config=cfg, label_dict=label_dict, num_keys=len(sd))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False,
             reader: str = "auto") -> Path:
     """Convert an official BEATs .pt into a model directory that `audiorep.load(out_dir)` reads without torch.
@@ -206,7 +198,7 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
         raise CheckpointError(f"{out} already exists; choose a new OUT_DIR or pass --force to replace it.")
     encoder, info = encoder_from_checkpoint(load_checkpoint(ckpt, reader=reader), source=str(ckpt))
     label_dict = info["label_dict"]
-    meta = dict(source=str(ckpt.resolve()), source_sha256=_sha256(ckpt), converter="audiorep.models.convert.beats",
+    meta = dict(source=str(ckpt.resolve()), source_sha256=file_sha256(ckpt), converter="audiorep.models.convert.beats",
                 official_keys=info["num_keys"], finetuned=info["config"].finetuned_model)
     if label_dict is not None:
         meta["label_dict"] = {str(k): (v if isinstance(v, (int, float, str)) else str(v))

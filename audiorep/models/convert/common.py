@@ -12,6 +12,10 @@ dicts/lists with `np.ndarray` leaves):
   file cannot run code. Tensor bytes come straight from the zip's `data/<key>` records via numpy, honouring
   dtype, storage offset, sizes, strides and the recorded byte order.
 
+Either way `checkpoint_format` looks at the file first, so a zip checkpoint cut short by a download or copy
+(its central directory, written last, is gone) is reported as truncated, not taken for a legacy file; a
+record whose CRC or length is wrong is reported as corrupted. Both messages say to fetch the file again.
+
 Why both: conversion is install-free (`pip install audiorep` is enough to convert official weights), with
 the same safety model as `torch.load(weights_only=True)`; torch is used when present because it also reads
 the legacy (pre-1.6) format.
@@ -26,10 +30,13 @@ module without random initialisation and fills it.
 from __future__ import annotations
 
 import collections
+import errno
+import hashlib
 import io
 import os
 import pickle
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -163,51 +170,108 @@ class _WeightsUnpickler(pickle.Unpickler):
         return self._load_storage(str(key), storage_type, int(numel))
 
 
-def read_torch_zip(path: str | os.PathLike) -> Any:
-    """Read a PyTorch zip checkpoint without torch.  Returns nested containers with np.ndarray leaves.
+ZIP_MAGIC = b"PK\x03\x04"  # a zip's first local file header: every torch >= 1.6 checkpoint starts with it
+PICKLE_MAGIC = b"\x80"  # a pickle of protocol >= 2: how legacy (pre-1.6) torch.save files start
 
-    Raises CheckpointError for non-zip (legacy) files, unknown globals or inconsistent storages.
+
+def _redownload(path: Path) -> str:
+    return (f"Download or copy {path.name} again (and compare its size or sha256 with the source's); a download "
+            "or copy that stopped early leaves such a file.")
+
+
+def checkpoint_format(path: str | os.PathLike) -> str:
+    """What kind of file `path` is: 'zip' (torch >= 1.6), 'pickle' (legacy torch.save) or 'unknown'.
+
+    A zip checkpoint is checked to be complete first: its central directory, which the writer puts last, is
+    what a truncated download or copy loses, and without this check such a file would pass for a legacy one.
+
+    Raises:
+      CheckpointError: no such file, an empty file, or a zip checkpoint that is cut short.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file. Give the path of the official .pt/.pth checkpoint.")
-    if not zipfile.is_zipfile(path):
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): truncated. {_redownload(path)}")
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if head == ZIP_MAGIC or (size < len(ZIP_MAGIC) and ZIP_MAGIC.startswith(head)):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f"{path} is truncated or corrupted: it starts as a PyTorch zip checkpoint but its end (the zip's "
+                f"central directory, which lists the records and their sizes) is missing; found {size:,} bytes. "
+                f"{_redownload(path)}")
+        return "zip"
+    return "pickle" if head.startswith(PICKLE_MAGIC) else "unknown"
+
+
+def read_torch_zip(path: str | os.PathLike) -> Any:
+    """Read a PyTorch zip checkpoint without torch.  Returns nested containers with np.ndarray leaves.
+
+    Raises CheckpointError for truncated or corrupted files (missing central directory, a record whose CRC or
+    length is wrong), non-zip (legacy) files, unknown globals or inconsistent storages.
+    """
+    path = Path(path)
+    kind = checkpoint_format(path)
+    if kind == "pickle":
         raise CheckpointError(
-            f"{path} is not a PyTorch zip checkpoint (legacy pre-1.6 torch format, or not a torch file). "
+            f"{path} is not a PyTorch zip checkpoint (legacy pre-1.6 torch format). "
             f"Install torch (pip install 'audiorep[convert]') so torch.load(weights_only=True) can read it, "
             f"or re-save it with a recent torch.")
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1]
-        if len(pkl) != 1:
-            raise CheckpointError(f"{path}: expected one <archive>/data.pkl record in the zip, found {pkl or 'none'}.")
-        prefix = pkl[0][: -len("data.pkl")]
-        order = "little"
-        if prefix + "byteorder" in names:
-            order = zf.read(prefix + "byteorder").decode().strip()
-        if order not in ("little", "big"):
-            raise CheckpointError(f"{path}: unknown byte order record {order!r}.")
-        cache: dict[str, _Storage] = {}
+    if kind != "zip":
+        with open(path, "rb") as f:
+            head = f.read(16)
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint: it starts with {head!r}, neither a zip (torch >= 1.6) nor a "
+            f"pickle (legacy torch). Check that it is the checkpoint itself, not a web page or an archive around it.")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _to_plain(_read_zip_records(path, zf))
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise CheckpointError(f"{path} is truncated or corrupted ({err}). {_redownload(path)}") from err
+    except OSError as err:
+        if err.errno != errno.EINVAL:  # EINVAL: a record offset that points before the start of the file
+            raise
+        raise CheckpointError(f"{path} is truncated or corrupted (a zip record offset points outside the file). "
+                              f"{_redownload(path)}") from err
 
-        def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
-            if key not in cache:
-                record = f"{prefix}data/{key}"
-                if record not in names:
-                    raise CheckpointError(f"{path}: storage record {record} is missing (truncated file?).")
-                raw = zf.read(record)
-                dt = storage_type.dtype.newbyteorder("<" if order == "little" else ">")
-                if len(raw) % dt.itemsize:
-                    raise CheckpointError(f"{path}: storage {key} has {len(raw)} bytes, not a multiple of "
-                                          f"{dt.itemsize} ({storage_type.name}).")
-                arr = np.frombuffer(raw, dtype=dt)
-                if arr.size < numel:
-                    raise CheckpointError(f"{path}: storage {key} holds {arr.size} items, the pickle says {numel}.")
-                cache[key] = _Storage(arr.astype(storage_type.dtype.newbyteorder("="), copy=False))
-            return cache[key]
 
-        with zf.open(pkl[0]) as f:
-            obj = _WeightsUnpickler(io.BufferedReader(f), load_storage).load()
-    return _to_plain(obj)
+def _read_zip_records(path: Path, zf: zipfile.ZipFile) -> Any:
+    """Unpickle `<archive>/data.pkl` of an open torch zip, loading each storage from its `data/<key>` record."""
+    names = zf.namelist()
+    pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1]
+    if len(pkl) != 1:
+        raise CheckpointError(f"{path}: expected one <archive>/data.pkl record in the zip, found {pkl or 'none'}.")
+    prefix = pkl[0][: -len("data.pkl")]
+    order = "little"
+    if prefix + "byteorder" in names:
+        order = zf.read(prefix + "byteorder").decode().strip()
+    if order not in ("little", "big"):
+        raise CheckpointError(f"{path}: unknown byte order record {order!r}.")
+    cache: dict[str, _Storage] = {}
+
+    def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
+        if key not in cache:
+            record = f"{prefix}data/{key}"
+            if record not in names:
+                raise CheckpointError(f"{path}: storage record {record} is missing (truncated file?).")
+            raw = zf.read(record)
+            dt = storage_type.dtype.newbyteorder("<" if order == "little" else ">")
+            if len(raw) % dt.itemsize:
+                raise CheckpointError(f"{path}: storage {key} has {len(raw)} bytes, not a multiple of "
+                                      f"{dt.itemsize} ({storage_type.name}).")
+            arr = np.frombuffer(raw, dtype=dt)
+            if arr.size < numel:
+                raise CheckpointError(f"{path}: storage {key} holds {arr.size} items, the pickle says {numel}.")
+            cache[key] = _Storage(arr.astype(storage_type.dtype.newbyteorder("="), copy=False))
+        return cache[key]
+
+    with zf.open(pkl[0]) as f:
+        try:
+            return _WeightsUnpickler(io.BufferedReader(f), load_storage).load()
+        except pickle.UnpicklingError as err:
+            raise CheckpointError(f"{path}: its {pkl[0]} record is corrupted ({err}). {_redownload(path)}") from err
 
 
 def _to_plain(obj: Any) -> Any:
@@ -253,17 +317,49 @@ def load_checkpoint(path: str | os.PathLike, *, reader: str = "auto") -> Any:
                                       "pip install 'audiorep[convert]'.") from None
             torch = None
         if torch is not None:
-            if not Path(path).is_file():
-                raise CheckpointError(f"{path}: no such file. Give the path of the official checkpoint.")
+            checkpoint_format(path)  # a truncated zip gets its own message, not torch's "failed finding central dir"
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
             except pickle.UnpicklingError as e:
                 raise CheckpointError(f"{path}: torch.load(weights_only=True) refused the file: {e}") from e
+            except RuntimeError as e:  # torch's zip reader: "PytorchStreamReader failed reading ..."
+                if "PytorchStreamReader" not in str(e):
+                    raise
+                raise CheckpointError(f"{path} is truncated or corrupted ({e}). {_redownload(Path(path))}") from e
             return _to_plain(_torch_to_numpy(obj))
     return read_torch_zip(path)
 
 
 # --------------------------------------------------------------------------------- key / shape checking
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (recorded as the source of a converted model)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def flat_state_dict(obj: Any, source: str, *, family: str) -> dict[str, np.ndarray]:
+    """The flat {key: array} state dict inside a loaded checkpoint (unwrapping `state_dict` / `model`), or a clear
+    error naming what it is.  family: the converter's family, for the message ('SSAST/AST', 'PaSST')."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict; give the .pth file that "
+                              "torch.save(model.state_dict()) wrote.")
+    if "model" in obj and isinstance(obj["model"], Mapping) and "cfg" in obj:
+        fam = detect_family(obj["model"].keys())
+        raise CheckpointError(f"{source} stores `cfg` + `model`, the BEATs layout, not a {family} state dict. "
+                              + describe_family(fam or "beats"))
+    for wrapper in ("state_dict", "model"):
+        if wrapper in obj and isinstance(obj[wrapper], Mapping) and not any(
+                isinstance(v, np.ndarray) for v in obj.values()):
+            obj = obj[wrapper]
+    bad = sorted(k for k, v in obj.items() if not isinstance(v, np.ndarray | np.generic))
+    if bad:
+        raise CheckpointError(f"{source} is not a flat state dict: {bad[:5]} hold non-tensor values.")
+    return dict(obj)
+
+
 def detect_family(keys: Iterable[str]) -> str | None:
     """Name the official model family a state dict's keys belong to.
 

@@ -30,11 +30,12 @@ from audiorep.models.convert.common import (
     check_state_dict,
     describe_family,
     detect_family,
+    file_sha256,
+    flat_state_dict,
     load_checkpoint,
     vit_block_params,
     vit_linear,
 )
-from audiorep.models.convert.ssast import _sha256, _state_dict
 from audiorep.models.model_dir import save_model_dir
 from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder
 
@@ -193,10 +194,10 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     """
     ckpt = Path(ckpt)
     source = str(ckpt)
-    sd = _state_dict(load_checkpoint(ckpt, reader=reader), source)
+    sd = flat_state_dict(load_checkpoint(ckpt, reader=reader), source, family="PaSST")
     cfg, encoder = encoder_from_state_dict(sd, source=source, num_heads=num_heads, stride=stride,
                                            num_frames=num_frames, num_mel_bins=num_mel_bins)
-    meta = {"converted_from": ckpt.name, "source_sha256": _sha256(ckpt),
+    meta = {"converted_from": ckpt.name, "source_sha256": file_sha256(ckpt),
             "dropped_keys": [k for k in IGNORED if k in sd]}
     return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
                           pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)

@@ -23,12 +23,10 @@ family (BEATs `cfg` + `model`, PaSST's separable positional embeddings) is named
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from flax import nnx
@@ -41,6 +39,8 @@ from audiorep.models.convert.common import (
     check_state_dict,
     describe_family,
     detect_family,
+    file_sha256,
+    flat_state_dict,
     load_checkpoint,
     strip_prefix,
     vit_block_params,
@@ -51,25 +51,6 @@ from audiorep.models.model_dir import save_model_dir
 FAMILY = "ast"
 DEIT_HEAD_DIM = 64
 IGNORED = ("v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias")
-
-
-def _state_dict(obj: Any, source: str) -> dict[str, np.ndarray]:
-    """The flat {key: array} state dict inside a loaded checkpoint, or a clear error naming what it is."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict; give the .pth file that "
-                              "torch.save(model.state_dict()) wrote.")
-    if "model" in obj and isinstance(obj["model"], Mapping) and "cfg" in obj:
-        fam = detect_family(obj["model"].keys())
-        raise CheckpointError(f"{source} stores `cfg` + `model`, the BEATs layout, not an SSAST/AST state dict. "
-                              + describe_family(fam or "beats"))
-    for wrapper in ("state_dict", "model"):
-        if wrapper in obj and isinstance(obj[wrapper], Mapping) and not any(
-                isinstance(v, np.ndarray) for v in obj.values()):
-            obj = obj[wrapper]
-    bad = sorted(k for k, v in obj.items() if not isinstance(v, np.ndarray | np.generic))
-    if bad:
-        raise CheckpointError(f"{source} is not a flat state dict: {bad[:5]} hold non-tensor values.")
-    return dict(obj)
 
 
 def _check_family(sd: Mapping[str, np.ndarray], source: str) -> None:
@@ -235,14 +216,6 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
     return cfg, encoder
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def frontend_for(cfg: ASTConfig):
     """The SSAST Kaldi fbank frontend, with the model's number of mel bins."""
     fb = SSAST_FBANK if cfg.num_mel_bins == SSAST_FBANK.num_mel_bins else SSAST_FBANK.replace(
@@ -264,11 +237,11 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     """
     ckpt = Path(ckpt)
     source = str(ckpt)
-    sd = _state_dict(load_checkpoint(ckpt, reader=reader), source)
+    sd = flat_state_dict(load_checkpoint(ckpt, reader=reader), source, family="SSAST/AST")
     cfg, encoder = encoder_from_state_dict(sd, source=source, num_heads=num_heads, stride=stride,
                                            num_frames=num_frames, num_mel_bins=num_mel_bins)
     layout = "ssast-pretrain" if any(k.endswith("p_input_tdim") for k in sd) else "ast-finetuned"
-    meta = {"converted_from": ckpt.name, "source_sha256": _sha256(ckpt), "layout": layout,
+    meta = {"converted_from": ckpt.name, "source_sha256": file_sha256(ckpt), "layout": layout,
             "dropped_keys": [k for k in IGNORED if "module." + k in sd or k in sd]}
     return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
                           pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)
