@@ -96,7 +96,8 @@ def test_multilabel_index_is_stored_multi_hot_with_fold_group_and_window(tmp_pat
     ]
     index = DatasetIndex("audioset", records, ("x", "y", "z"), multilabel=True, root=str(raw))
     cfg = tb.make_config(index, reader="audioset", sample_rate=RATE)
-    builder = tb.AudiorepAudioset(data_dir=str(tmp_path / "out"), config=cfg, file_format="array_record", index=index)
+    builder = tb.builder_class("audioset")(data_dir=str(tmp_path / "out"), config=cfg, file_format="array_record",
+                                           index=index)
     import tensorflow_datasets as tfds
 
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(raw)))

@@ -1,9 +1,10 @@
 """TFDS builders: a dataset on local disk (a reader's root) -> an ArrayRecord TFDS dataset of int16 waveforms.
 
 One generic `AudioBuilder` does the work; a thin subclass per reader of `audiorep.data.sources`
-(`AudiorepFolder`, `AudiorepEsc50`, ...) gives each dataset its TFDS name and its manual-download
-instructions. The builder config fixes the reader, its options and the sample rate, so every variant
-(16 kHz vs 32 kHz, Speech Commands 12 vs 35 classes) lives in its own directory:
+(`BUILDERS`, made from the reader table) gives each dataset its TFDS name (`audiorep_<reader>`) and, as
+its manual-download instructions, the layout the reader expects. The builder config fixes the reader, its
+options and the sample rate, so every variant (16 kHz vs 32 kHz, Speech Commands 12 vs 35 classes) lives
+in its own directory:
 
     <data_dir>/audiorep_<reader>/<config>/1.0.0/   (dataset_info.json, features.json, *.array_record-*)
 
@@ -41,6 +42,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from audiorep.audio.io import AudioError, check_sample_rate, load_audio
+from audiorep.data.sources import READERS, Reader, read_dataset
 from audiorep.errors import AudiorepError
 
 DATASET_VERSION = "1.0.0"
@@ -233,8 +235,6 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
 
     def _read_index(self, root: Path):
-        from audiorep.data.sources import read_dataset
-
         cfg = self._cfg()
         index = self._index if self._index is not None else read_dataset(cfg.reader, root, **cfg.options)
         if tuple(index.classes) != tuple(cfg.classes) or bool(index.multilabel) != cfg.multilabel:
@@ -315,75 +315,24 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         }
 
 
-class AudiorepFolder(AudioBuilder):
-    """A folder of audio files, labels from sub-folder names."""
-
-    name = "audiorep_folder"
-    READER = "folder"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "The root folder; one sub-folder per class (or files directly in it, unlabelled)."
-
-
-class AudiorepEsc50(AudioBuilder):
-    """ESC-50: 2,000 5-s clips, 50 classes, 5 folds (all in the 'train' split; use the fold feature)."""
-
-    name = "audiorep_esc50"
-    READER = "esc50"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "The ESC-50 checkout: audio/*.wav and meta/esc50.csv."
-
-
-class AudiorepSpeechCommands(AudioBuilder):
-    """Speech Commands v2: 35 words, or the 12-class task (10 words + _unknown_ + _silence_)."""
-
-    name = "audiorep_speech_commands"
-    READER = "speech_commands"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "The extracted speech_commands_v0.02 archive: word folders, validation_list.txt, testing_list.txt, "
-        "_background_noise_/ (or the official test-set package)."
+def _builder_for(reader: Reader) -> type[AudioBuilder]:
+    """The TFDS builder of one `audiorep.data.sources` reader: named `audiorep_<reader>`, and asking for the
+    dataset root in the layout that reader expects (its manual-download instructions)."""
+    return type(
+        "Audiorep" + "".join(part.capitalize() for part in reader.name.split("_")),
+        (AudioBuilder,),
+        {
+            "__module__": __name__,
+            "__doc__": f"The {reader.name!r} reader's dataset as ArrayRecord int16 waveforms.",
+            "name": f"audiorep_{reader.name}",
+            "READER": reader.name,
+            "MANUAL_DOWNLOAD_INSTRUCTIONS": f"The dataset root: {reader.layout}.",
+        },
     )
 
 
-class AudiorepAudioset(AudioBuilder):
-    """AudioSet: 527-class multi-label 10-s clips from local copies named by YouTube id."""
-
-    name = "audiorep_audioset"
-    READER = "audioset"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "A folder with class_labels_indices.csv, the segment CSVs (balanced_train / unbalanced_train / eval) "
-        "and the locally downloaded clips."
-    )
-
-
-class AudiorepSonics(AudioBuilder):
-    """SONICS: real vs AI-generated songs (real_songs.csv, fake_songs.csv, official filters)."""
-
-    name = "audiorep_sonics"
-    READER = "sonics"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "The SONICS folder: real_songs.csv, fake_songs.csv and the audio files."
-
-
-class AudiorepAsvspoof2019La(AudioBuilder):
-    """ASVspoof 2019 LA: bona fide vs spoof, protocol files + flac/."""
-
-    name = "audiorep_asvspoof2019_la"
-    READER = "asvspoof2019_la"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "The LA folder: ASVspoof2019_LA_cm_protocols/ and ASVspoof2019_LA_{train,dev,eval}/flac/."
-    )
-
-
-class AudiorepInTheWild(AudioBuilder):
-    """In-the-Wild deepfake audio: meta.csv (file, speaker, label bona-fide/spoof)."""
-
-    name = "audiorep_in_the_wild"
-    READER = "in_the_wild"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "The release_in_the_wild folder: meta.csv and the wav files."
-
-
-BUILDERS: dict[str, type[AudioBuilder]] = {
-    cls.READER: cls
-    for cls in (AudiorepFolder, AudiorepEsc50, AudiorepSpeechCommands, AudiorepAudioset, AudiorepSonics,
-                AudiorepAsvspoof2019La, AudiorepInTheWild)
-}
+# One builder per reader (subclassing registers each name with TFDS): a new reader needs no code here.
+BUILDERS: dict[str, type[AudioBuilder]] = {name: _builder_for(reader) for name, reader in READERS.items()}
 
 
 def builder_class(reader: str) -> type[AudioBuilder]:
