@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -5,7 +7,16 @@ from conftest import tone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiorep.audio.io import AudioError, check_sample_rate, load_audio, pad_batch, resample, save_audio
+from audiorep.audio.io import (
+    AudioError,
+    TruncatedAudioWarning,
+    check_sample_rate,
+    load_audio,
+    pad_batch,
+    resample,
+    save_audio,
+    wav_declared_frames,
+)
 
 
 @pytest.mark.parametrize("fmt,subtype", [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"),
@@ -55,6 +66,53 @@ def test_truncated_file_is_an_audio_error(tmp_path):
     (tmp_path / "cut.flac").write_bytes(data[:40])
     with pytest.raises(AudioError, match=r"cut\.flac"):
         load_audio(tmp_path / "cut.flac")
+
+
+@pytest.mark.parametrize("subtype,channels", [("PCM_16", 1), ("FLOAT", 2), ("PCM_24", 2)])
+def test_wav_cut_mid_data_warns_with_declared_and_found_duration(tmp_path, subtype, channels):
+    audio = np.stack([tone(440, 1.0), tone(660, 1.0)], 1)[:, :channels]
+    sf.write(tmp_path / "full.wav", audio, 16000, subtype=subtype)
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) * 4 // 10])
+    with pytest.warns(TruncatedAudioWarning) as caught:
+        x, _ = load_audio(tmp_path / "cut.wav", mono=False)
+    found = x.shape[-1]
+    assert 0.3 * 16000 < found < 0.4 * 16000
+    msg = str(caught[0].message)
+    assert "cut.wav is truncated" in msg and "declares 16000 frames (1.000 s)" in msg
+    assert f"holds {found} ({found / 16000:.3f} s)" in msg
+    full, _ = load_audio(tmp_path / "full.wav", mono=False)
+    np.testing.assert_array_equal(x, full[:, :found])  # the frames present are read unchanged
+
+
+def test_a_complete_wav_reads_without_a_truncation_warning(tmp_path):
+    sf.write(tmp_path / "ok.wav", tone(440, 1.0), 16000, subtype="PCM_16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncatedAudioWarning)
+        x, _ = load_audio(tmp_path / "ok.wav")
+    assert x.shape == (16000,) and wav_declared_frames(tmp_path / "ok.wav") == 16000
+
+
+def test_a_wav_streamed_with_unknown_data_size_is_not_called_truncated(tmp_path):
+    sf.write(tmp_path / "s.wav", tone(440, 0.5), 16000, subtype="PCM_16")
+    raw = bytearray((tmp_path / "s.wav").read_bytes())
+    at = raw.index(b"data")
+    raw[at + 4:at + 8] = b"\xff\xff\xff\xff"  # what a writer piping to stdout leaves in the size field
+    (tmp_path / "s.wav").write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncatedAudioWarning)
+        x, _ = load_audio(tmp_path / "s.wav")
+    assert x.shape == (8000,) and wav_declared_frames(tmp_path / "s.wav") is None
+
+
+def test_truncation_warning_can_be_made_an_error(tmp_path):
+    sf.write(tmp_path / "full.wav", tone(440, 1.0), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:-2000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncatedAudioWarning)
+        with pytest.raises(TruncatedAudioWarning, match="cut.wav is truncated"):
+            load_audio(tmp_path / "cut.wav")
 
 
 def test_empty_clip_error_names_the_file(tmp_path):

@@ -8,6 +8,8 @@ that names the file and says what to do about it.
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +26,80 @@ MAX_SAMPLE_RATE = 768_000
 
 class AudioError(AudiorepError, ValueError):
     """Audio that cannot be used: missing, unreadable, empty, non-finite, or at an absurd rate."""
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A file holds less audio than its header declares (a wav cut mid-data): it is read as the shorter clip.
+
+    Make it an error with `warnings.simplefilter("error", TruncatedAudioWarning)` (or
+    `python -W error::audiorep.audio.io.TruncatedAudioWarning`).
+    """
+
+
+# WAVE format tags whose block align is the size of one frame (all channels of one sample time), so the data
+# chunk's size says how many frames the file should hold: PCM, IEEE float, A-law, mu-law, and EXTENSIBLE
+# around one of them. Compressed tags (ADPCM, GSM, MPEG, ...) pack many frames into a block.
+_FRAME_ALIGNED_WAVE_TAGS = (0x0001, 0x0003, 0x0006, 0x0007)
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming writers put in a size field they could not fill in
+
+
+def wav_declared_frames(path: str | os.PathLike) -> int | None:
+    """The number of frames a WAV (RIFF or RF64) header declares in its data chunk, read without decoding.
+
+    None when the file is not a WAV, its samples are compressed (the chunk size does not count frames), or the
+    writer left the size unknown (a stream written to a pipe). libsndfile reads a wav cut mid-data as a shorter
+    file without complaint; comparing this number with the frames it returns tells the two apart.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return None
+        block_align = data64 = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                if head[:4] == b"RF64" and size == 0xFFFFFFFF:
+                    size = data64
+                if not block_align or size is None or size in _UNKNOWN_SIZES:
+                    return None
+                return size // block_align
+            body = f.read(min(size, 40)) if cid in (b"fmt ", b"ds64") else b""
+            if cid == b"fmt " and len(body) >= 16:
+                tag, align = struct.unpack("<H", body[:2])[0], struct.unpack("<H", body[12:14])[0]
+                if tag == _WAVE_FORMAT_EXTENSIBLE and len(body) >= 26:
+                    tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the SubFormat GUID
+                block_align = align if tag in _FRAME_ALIGNED_WAVE_TAGS else None
+            elif cid == b"ds64" and len(body) >= 16:
+                data64 = struct.unpack("<Q", body[8:16])[0]
+            f.seek(size - len(body) + (size & 1), os.SEEK_CUR)  # chunks are padded to an even size
+
+
+def warn_if_truncated(path: str | os.PathLike, frames: int, sample_rate: int) -> bool:
+    """Warn (TruncatedAudioWarning) when a WAV holds fewer than the `frames` its header declares.
+
+    Args:
+      path: the file.
+      frames: the frames actually read (or soundfile.info(path).frames, which counts what is present).
+      sample_rate: the file's rate, to say both lengths in seconds.
+
+    Returns:
+      True when it warned.
+    """
+    declared = wav_declared_frames(path)
+    if declared is None or frames >= declared:
+        return False
+    warnings.warn(
+        f"{path} is truncated: its header declares {declared} frames ({declared / sample_rate:.3f} s) but the file "
+        f"holds {frames} ({frames / sample_rate:.3f} s); it is read as the shorter clip. Re-download or re-extract "
+        "it to get the whole recording.",
+        TruncatedAudioWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def check_sample_rate(sample_rate, what: str = "sample rate") -> int:
@@ -95,6 +171,10 @@ def load_audio(
     Raises:
       AudioError: naming the file, for a missing file, a file that is not audio or is truncated,
         zero samples, NaN/Inf samples, or an absurd sample rate.
+
+    Warns:
+      TruncatedAudioWarning: a wav that holds fewer frames than its header declares (cut mid-data); the frames
+        present are returned.
     """
     path = Path(path)
     if sample_rate is not None:
@@ -113,6 +193,7 @@ def load_audio(
             "audio; re-download it, or convert it to wav/flac (e.g. `ffmpeg -i IN OUT.flac`)."
         ) from err
     rate = check_sample_rate(rate, f"{path}: sample rate in the file header")
+    warn_if_truncated(path, data.shape[0], rate)
     samples = data.T  # (channels, n)
     check_samples(samples, str(path))
     if mono:
