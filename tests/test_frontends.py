@@ -31,30 +31,29 @@ fbank = jax.jit(kaldi_fbank, static_argnames=("cfg",))  # one compile per (shape
 FIXTURE = Path(__file__).parent / "fixtures" / "passt_mel_reference.npz"
 
 
+# The FbankConfig field behind each kaldi-native-fbank option, by the options struct that holds it.
+KNF_FRAME_OPTIONS = {
+    "samp_freq": "sample_rate", "frame_shift_ms": "frame_shift_ms", "frame_length_ms": "frame_length_ms",
+    "preemph_coeff": "preemphasis", "remove_dc_offset": "remove_dc_offset", "window_type": "window_type",
+    "round_to_power_of_two": "round_to_power_of_two", "snip_edges": "snip_edges", "blackman_coeff": "blackman_coeff",
+}
+KNF_MEL_OPTIONS = {"num_bins": "num_mel_bins", "low_freq": "low_freq", "high_freq": "high_freq"}
+KNF_FBANK_OPTIONS = {name: name for name in
+                     ("use_energy", "energy_floor", "raw_energy", "htk_compat", "use_log_fbank", "use_power")}
+
+
+def set_knf_options(options, table: dict[str, str], cfg: FbankConfig):
+    """Copy cfg's fields into a kaldi-native-fbank options struct by `table`; returns the struct."""
+    for theirs, ours in table.items():
+        setattr(options, theirs, getattr(cfg, ours))
+    return options
+
+
 def knf_fbank(x: np.ndarray, cfg: FbankConfig) -> np.ndarray:
     """kaldi-native-fbank with the same options (dither 0), one clip.  f32[n] -> f32[frames, feats]."""
-    opts = knf.FbankOptions()
-    f = opts.frame_opts
-    f.samp_freq = cfg.sample_rate
-    f.frame_shift_ms = cfg.frame_shift_ms
-    f.frame_length_ms = cfg.frame_length_ms
-    f.dither = 0.0
-    f.preemph_coeff = cfg.preemphasis
-    f.remove_dc_offset = cfg.remove_dc_offset
-    f.window_type = cfg.window_type
-    f.round_to_power_of_two = cfg.round_to_power_of_two
-    f.snip_edges = cfg.snip_edges
-    f.blackman_coeff = cfg.blackman_coeff
-    m = opts.mel_opts
-    m.num_bins = cfg.num_mel_bins
-    m.low_freq = cfg.low_freq
-    m.high_freq = cfg.high_freq
-    opts.use_energy = cfg.use_energy
-    opts.energy_floor = cfg.energy_floor
-    opts.raw_energy = cfg.raw_energy
-    opts.htk_compat = cfg.htk_compat
-    opts.use_log_fbank = cfg.use_log_fbank
-    opts.use_power = cfg.use_power
+    opts = set_knf_options(knf.FbankOptions(), KNF_FBANK_OPTIONS, cfg)
+    set_knf_options(opts.frame_opts, KNF_FRAME_OPTIONS, cfg).dither = 0.0
+    set_knf_options(opts.mel_opts, KNF_MEL_OPTIONS, cfg)
     fb = knf.OnlineFbank(opts)
     fb.accept_waveform(cfg.sample_rate, np.asarray(x, np.float32).tolist())
     fb.input_finished()
@@ -99,14 +98,11 @@ def generated(rate: int, seconds: float = 1.23) -> np.ndarray:
     return (x + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def knf_mel_weights(cfg: FbankConfig) -> np.ndarray:
+def knf_mel_weights(cfg: FbankConfig, vtln_warp: float = 1.0) -> np.ndarray:
     """kaldi-native-fbank's own float mel matrix for cfg.  -> f32[mels, n_fft // 2 + 1]."""
-    mo = knf.MelBanksOptions()
-    mo.num_bins, mo.low_freq, mo.high_freq = cfg.num_mel_bins, cfg.low_freq, cfg.high_freq
-    fo = knf.FrameExtractionOptions()
-    fo.samp_freq, fo.frame_length_ms, fo.frame_shift_ms = cfg.sample_rate, cfg.frame_length_ms, cfg.frame_shift_ms
-    fo.round_to_power_of_two = cfg.round_to_power_of_two
-    return np.asarray(knf.MelBanks(mo, fo, 1.0).get_matrix(), np.float32)
+    mel = set_knf_options(knf.MelBanksOptions(), KNF_MEL_OPTIONS, cfg)
+    frame = set_knf_options(knf.FrameExtractionOptions(), KNF_FRAME_OPTIONS, cfg)
+    return np.asarray(knf.MelBanks(mel, frame, vtln_warp).get_matrix(), np.float32)
 
 
 # With 128 bins at 32 kHz a few low bins hold an FFT bin with a tiny edge weight (~1e-3) whose float32
@@ -344,11 +340,7 @@ def test_target_frames_pads_with_zero_log_mel_before_normalising_as_ssast():
 
 @pytest.mark.parametrize("warp", [0.88, 1.12])
 def test_vtln_warped_mel_banks_match_kaldi_native_fbank(warp):
-    mo = knf.MelBanksOptions()
-    mo.num_bins, mo.low_freq, mo.high_freq = 40, 20.0, 0.0
-    fo = knf.FrameExtractionOptions()
-    fo.samp_freq = 16000
-    theirs = np.asarray(knf.MelBanks(mo, fo, warp).get_matrix())[:, :-1]
+    theirs = knf_mel_weights(FbankConfig(num_mel_bins=40), vtln_warp=warp)[:, :-1]  # 16 kHz, 512-point FFT
     ours = mel_banks(40, 512, 16000, 20.0, 0.0, vtln_warp=warp)
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
     assert not np.allclose(ours, mel_banks(40, 512, 16000, 20.0, 0.0), atol=1e-2)
