@@ -2,7 +2,7 @@
 
 A frontend turns a batch of waveforms into log-mel features on the accelerator, inside the jitted
 step: `f32[B, samples] -> f32[B, frames, mels]`, time-major. Nothing loops over the batch in Python.
-Encoders (models/*) take these features; the model registry stores a frontend with every model via
+Encoders (models/*) take these features; a model directory (models/model_dir.py) stores its frontend via
 `to_dict()` / `frontend_from_dict()`.
 
 Two families:

@@ -1,1 +1,6 @@
-"""Flax NNX encoders (BEATs, SSAST/AST, PaSST), shared layers, the model registry and converters."""
+"""Flax NNX encoders (BEATs, SSAST/AST, PaSST) and what turns them into models.
+
+layers.py and one module per encoder; families.py (family name -> config and encoder classes), bundle.py (frontend +
+encoder + pooling + window), model_dir.py (the on-disk model directory), registry.py (named models, `get_bundle`),
+convert/ (official PyTorch checkpoints -> model directories).
+"""
