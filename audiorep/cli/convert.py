@@ -6,7 +6,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from audiorep.cli.common import print_error
+from audiorep.cli.common import output_location_problem, positive_int, print_error
 
 CONVERT_FAMILIES = ("beats", "ssast", "passt")
 
@@ -19,6 +19,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     if out.exists() and not args.force:
         print_error(f"{out} already exists; choose a new OUT_DIR or pass --force to replace it.")
+        return 2
+    problem = output_location_problem(out)
+    if problem:
+        print_error(f"OUT_DIR {problem}.")
         return 2
     module = importlib.import_module(f"audiorep.models.convert.{args.family}")
     shape = {"num_heads": args.num_heads, "stride": tuple(args.stride) if args.stride else None,
@@ -46,10 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reader", choices=("auto", "torch", "builtin"), default="auto",
                    help="checkpoint reader: torch.load(weights_only=True) when installed (auto), or the built-in one")
     g = p.add_argument_group("ssast / passt: facts the official files do not store")
-    g.add_argument("--num-heads", type=int, help="attention heads (default: width / 64, as every DeiT/ViT)")
-    g.add_argument("--stride", type=int, nargs=2, metavar=("F", "T"),
+    g.add_argument("--num-heads", type=positive_int, help="attention heads (default: width / 64, as every DeiT/ViT)")
+    g.add_argument("--stride", type=positive_int, nargs=2, metavar=("F", "T"),
                    help="patch stride: fine-tuned AST files (AST AudioSet: 10 10), PaSST s12/s14/s16 releases, or an "
                         "overlapping fine-tuning stride for SSAST pretraining files")
-    g.add_argument("--frames", type=int, help="input window in frames (fine-tuned AST files: e.g. 1024)")
-    g.add_argument("--mel-bins", type=int, help="mel bins of the input (default: from the file, else 128)")
+    g.add_argument("--frames", type=positive_int, help="input window in frames (fine-tuned AST files: e.g. 1024)")
+    g.add_argument("--mel-bins", type=positive_int, help="mel bins of the input (default: from the file, else 128)")
     p.set_defaults(func=run)

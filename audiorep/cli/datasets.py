@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 
-from audiorep.cli.common import print_error
+from audiorep.cli.common import output_location_problem, print_error
 
 
 def coerce_option(value: str, param) -> object:
@@ -182,6 +183,12 @@ def run_synth(args: argparse.Namespace) -> int:
     from audiorep.data.synthetic import CLASSES, write_corpus
 
     classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else CLASSES
+    out = Path(args.out)
+    problem = (f"{out} is a file; --out is the folder to write the corpus into" if out.exists() and not out.is_dir()
+               else output_location_problem(out))
+    if problem:  # before any work
+        print_error(f"--out {problem}.")
+        return 1
     try:
         index = write_corpus(args.out, args.per_class, args.seed, seconds=args.seconds, sample_rate=args.sample_rate,
                              classes=classes, clips_per_group=args.clips_per_group, overwrite=args.overwrite,

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from audiorep.cli.common import print_error
+from audiorep.cli.common import output_location_problem, print_error
 
 FEATURE_FRONTENDS = ("beats", "ssast", "passt")
 
@@ -40,8 +40,22 @@ def plot_features(path: Path, panels: list[tuple[str, object]], frontend) -> Non
             tmp.unlink()
 
 
+def png_problem(path: Path, force: bool) -> str | None:
+    """Why --png cannot be written (a folder, an existing file without --force, under a file), or None."""
+    if path.is_dir():
+        return f"--png {path} is a folder; give the path of a .png file (e.g. {path / 'features.png'})"
+    if path.exists() and not force:
+        return f"--png {path} already exists; choose another name, or pass --force to replace it"
+    problem = output_location_problem(path)
+    return f"--png {problem}" if problem else None
+
+
 def run(args: argparse.Namespace) -> int:
     """Compute a model family's input features for audio files; print a summary, optionally draw them."""
+    problem = png_problem(Path(args.png), args.force) if args.png else None
+    if problem:  # before any work
+        print_error(problem + ".")
+        return 2
     # numpy/rich/the frontends (jax) load here: `audiorep --help` stays instant
     import numpy as np
     from rich.console import Console
@@ -91,4 +105,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frontend", choices=FEATURE_FRONTENDS, default="beats",
                    help="beats: Kaldi fbank 128 @16 kHz; ssast: AST-style fbank @16 kHz; passt: PaSST mel @32 kHz")
     p.add_argument("--png", default=None, metavar="OUT", help="write one spectrogram panel per file to this PNG")
+    p.add_argument("--force", action="store_true", help="replace the --png file if it exists")
     p.set_defaults(func=run)

@@ -710,10 +710,10 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
     seconds = time.perf_counter() - start
     if not names:  # an archive without embeddings would only hide the problem (and replace a good one)
         failed.sort(key=lambda item: str(item[0]))
-        listed = "; ".join(f"{f}: {err}" for f, err in failed[:3]) + (f"; and {len(failed) - 3} more"
-                                                                       if len(failed) > 3 else "")
+        reasons = [(err if str(f) in err else f"{f}: {err}").rstrip(". ") for f, err in failed[:3]]
+        more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
         raise EmbedError(f"none of the {len(files)} audio file(s) could be read, so nothing was written to {out}: "
-                         f"{listed}. Re-extract or re-encode them, or point the command at other files.")
+                         f"{'; '.join(reasons)}{more}.")
 
     order = np.argsort(np.array(names, dtype=object), kind="stable")
     emb = np.concatenate(scene_parts)[order]

@@ -90,6 +90,9 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
             raise CheckpointError(f"{source}: width {dim} is not a multiple of 64, so the number of attention heads "
                                   "cannot be inferred (ViT/DeiT use 64 per head); pass num_heads (--num-heads).")
         num_heads = dim // HEAD_DIM
+    elif num_heads < 1 or dim % num_heads:
+        raise CheckpointError(f"{source}: width {dim} is not divisible by num_heads {num_heads}; pass a --num-heads "
+                              "that divides it (the official releases use width / 64).")
     num_classes = int(np.shape(sd["head.1.weight"])[0]) if "head.1.weight" in sd else 0
     return PaSSTConfig(dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                        qkv_bias="blocks.0.attn.qkv.bias" in sd, patch=patch, stride=stride,

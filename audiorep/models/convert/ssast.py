@@ -93,6 +93,9 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
             raise CheckpointError(f"{source}: width {dim} is not a multiple of 64, so the number of attention heads "
                                   "cannot be inferred (DeiT uses 64 per head); pass num_heads (--num-heads).")
         num_heads = dim // DEIT_HEAD_DIM
+    elif num_heads < 1 or dim % num_heads:
+        raise CheckpointError(f"{source}: width {dim} is not divisible by num_heads {num_heads}; pass a --num-heads "
+                              "that divides it (the official releases use width / 64).")
     num_special = 2 if "v.dist_token" in sd else 1
     pretrain = "p_input_tdim" in sd
     if pretrain:
