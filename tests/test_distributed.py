@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import free_port, run_together
 
 from audiorep.pretrain import distributed
 
@@ -76,25 +76,14 @@ def test_sharded_step_on_8_devices_matches_one_device(tmp_path):
     assert "OK" in proc.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_train_together_agree_on_parameters_and_export(tmp_path):
-    port = _free_port()
-    procs = [subprocess.Popen(
-        [sys.executable, str(TOY), str(tmp_path / "run"), "--config.train.steps=12",
-         f"--config.distributed.coordinator_address=127.0.0.1:{port}", "--config.distributed.num_processes=2",
-         f"--config.distributed.process_id={i}", "--config.mesh.fsdp=2", "--config.train.export_at_end=True"],
-        env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outs = []
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out[-3000:]
-        outs.append(next(ln for ln in out.splitlines() if ln.startswith("DONE")))
+    port = free_port()
+    outs = run_together(
+        [[sys.executable, str(TOY), str(tmp_path / "run"), "--config.train.steps=12",
+          f"--config.distributed.coordinator_address=127.0.0.1:{port}", "--config.distributed.num_processes=2",
+          f"--config.distributed.process_id={i}", "--config.mesh.fsdp=2", "--config.train.export_at_end=True"]
+         for i in range(2)], _env(2), "DONE")
     assert "step=12 status=done" in outs[0]
     assert outs[0] == outs[1]  # same loss and the same parameter checksum on both processes
     assert (tmp_path / "run" / "checkpoints" / "12").is_dir()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from processes import free_port, run_together
 from test_pipeline import write_clips
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,24 +34,13 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_jax_processes_read_disjoint_shards_that_cover_the_data(tmp_path):
     clips = write_clips(tmp_path / "clips", per_class=3)  # 9 clips: uneven across 2 processes
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "AUDIOREP_NO_TCMALLOC": "1"}
-    address = f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, address, str(i), str(clips)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, out[-3000:]
-        results.append(json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:]))
+    address = f"127.0.0.1:{free_port()}"
+    commands = [[sys.executable, "-c", WORKER, address, str(i), str(clips)] for i in range(2)]
+    results = [json.loads(line[len("RESULT "):]) for line in run_together(commands, env, "RESULT ")]
     results.sort(key=lambda r: r["process"])
     assert [r["process"] for r in results] == [0, 1]
     train = [set(r["train"]) for r in results]
