@@ -108,3 +108,95 @@ def test_write_leaderboard_writes_four_files(tmp_path, rows):
 def test_row_without_required_fields_is_rejected():
     with pytest.raises(L.ResultsError, match="lacks"):
         L.Result.from_dict({"model": "m"})
+
+
+NAN_ROWS = [
+    '{"model": "good", "task": "esc50", "metric": "accuracy", "mean": 0.8, "std": 0.01, "folds": [0.79, 0.81]}',
+    '{"model": "nan-string", "task": "esc50", "metric": "accuracy", "mean": "NaN", "std": 0.0, "folds": []}',
+    '{"model": "nan-number", "task": "esc50", "metric": "accuracy", "mean": NaN, "std": NaN, "folds": [NaN, 0.5]}',
+    '{"model": "ok", "task": "esc50", "metric": "accuracy", "mean": 0.6, "std": 0.02, "folds": [0.58, 0.62]}',
+]
+
+
+def test_nan_scores_read_as_nan_and_rank_last(tmp_path):
+    store = tmp_path / "r.jsonl"
+    store.write_text("\n".join(NAN_ROWS) + "\n")
+    results = L.read_results(store)
+    assert [r.model for r in results] == ["good", "nan-string", "nan-number", "ok"]
+    assert L.Board.from_results(results).models[:2] == ["good", "ok"]
+    table = L.to_markdown(results).splitlines()
+    assert table[-2:] == ["| nan-number | n/a | n/a |", "| nan-string | n/a | n/a |"]
+
+
+def test_a_board_with_nan_scores_writes_every_page(tmp_path):
+    store = tmp_path / "r.jsonl"
+    store.write_text("\n".join(NAN_ROWS) + "\n")
+    files = L.write_leaderboard(store, tmp_path / "board")
+    page = files["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 and ">n/a</td>" in page
+    assert files["csv"].read_text().splitlines()[1:] == ["good,0.8", "ok,0.6", "nan-number,", "nan-string,"]
+
+
+def test_a_score_that_is_no_number_skips_the_row_naming_file_and_line(tmp_path):
+    store = tmp_path / "r.jsonl"
+    store.write_text(NAN_ROWS[0] + '\n{"model": "x", "task": "esc50", "metric": "accuracy", "mean": "high"}\n')
+    with pytest.warns(UserWarning, match=r"r.jsonl:2: skipping malformed result row: 'mean' is 'high'"):
+        results = L.read_results(store)
+    assert [r.model for r in results] == ["good"]
+
+
+def test_leaderboard_command_renders_nan_rows_as_na(tmp_path, capsys):
+    from audiorep.cli import main
+
+    store = tmp_path / "r.jsonl"
+    store.write_text("\n".join(NAN_ROWS) + "\n")
+    assert main(["leaderboard", str(store), "--out", str(tmp_path / "board")]) == 0
+    out = capsys.readouterr().out
+    assert "n/a" in out and "0.8000" in out
+
+
+@pytest.mark.parametrize("out", ["taken.txt", "taken.txt/board"])
+def test_leaderboard_out_on_a_file_is_one_line_error_and_the_file_is_kept(tmp_path, capsys, rows, out):
+    from audiorep.cli import main
+
+    store = tmp_path / "r.jsonl"
+    for r in rows:
+        L.append_result(store, r)
+    taken = tmp_path / "taken.txt"
+    taken.write_bytes(b"my notes\n")
+    assert main(["leaderboard", str(store), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "taken.txt" in err and err.count("\n") == 1
+    assert taken.read_bytes() == b"my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "taken.txt"]
+
+
+def fake_model_dir(path):
+    """A model directory as `audiorep pretrain` exports it, as far as the leaderboard looks: training_curves.png."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path.mkdir(parents=True)
+    plt.imsave(path / "training_curves.png", [[0.0, 1.0], [1.0, 0.0]])
+    return path
+
+
+def test_training_curves_of_a_pretrained_model_are_copied_and_linked(tmp_path, rows):
+    model_dir = fake_model_dir(tmp_path / "run" / "export")
+    rows.append(_r("pretrained", "esc50", 0.75, extra={"model_dir": str(model_dir)}))
+    files = L.write_leaderboard(rows, tmp_path / "board")
+    (copied,) = (tmp_path / "board" / "assets").iterdir()
+    assert copied.read_bytes() == (model_dir / "training_curves.png").read_bytes()
+    page = files["html"].read_text()
+    assert page.count("training curves</a>") == 1
+    assert re.search(rf'<td data-v="pretrained">pretrained <a class=sub href="assets/{copied.name}">', page)
+
+
+def test_a_model_dir_without_curves_gets_no_link(tmp_path, rows):
+    (tmp_path / "export").mkdir()
+    rows.append(_r("random-init", "esc50", 0.3, extra={"model_dir": str(tmp_path / "export")}))
+    files = L.write_leaderboard(rows, tmp_path / "board")
+    assert "training curves</a>" not in files["html"].read_text()
+    assert not (tmp_path / "board" / "assets").exists()

@@ -241,6 +241,23 @@ def test_run_with_allow_missing_records_the_file_counts_in_the_result(tmp_path):
     assert sum(res.extra["sizes"][0].values()) == 36
 
 
+class DirEmbedder(ToneEmbedder):
+    """ToneEmbedder standing in for an Embedder loaded from a model directory (bundle.source = the directory)."""
+
+    def __init__(self, model_dir):
+        self.bundle = type("Bundle", (), {"source": str(model_dir)})()
+
+
+def test_run_records_the_model_directory_an_embedder_came_from(tmp_path):
+    root = make_esc50(tmp_path / "esc")
+    (tmp_path / "export").mkdir()
+    cache = EmbeddingCache(tmp_path / "cache")
+    res = T.run("esc50", DirEmbedder(tmp_path / "export"), root, cache, probe="knn", progress=False, max_folds=1)
+    assert res.extra["model_dir"] == str((tmp_path / "export").resolve())
+    res = T.run("esc50", ToneEmbedder(), root, cache, probe="knn", progress=False, max_folds=1)
+    assert res.extra["model_dir"] is None
+
+
 def test_audioset_runs_with_deleted_clips_and_records_them(tmp_path):
     root = make_audioset(tmp_path / "as")
     (root / "balanced_train" / "ba000000003.wav").unlink()
@@ -327,6 +344,58 @@ def test_probe_and_leaderboard_commands_end_to_end(tmp_path, capsys):
     assert row.model == "logmel-beats" and row.task == "fsdd" and len(row.folds) == 2
     assert main(["leaderboard", str(store), "--out", str(tmp_path / "board")]) == 0
     assert (tmp_path / "board" / "index.html").is_file()
+
+
+def test_probe_command_refuses_missing_files_in_one_line_and_appends_nothing(tmp_path, capsys):
+    from audiorep.cli import main
+
+    root = make_esc50(tmp_path / "esc")
+    remove_forty_percent(root)
+    store = tmp_path / "results.jsonl"
+    store.write_bytes(b'{"model": "earlier", "task": "esc50", "metric": "accuracy", "mean": 0.5}\n')
+    before = store.read_bytes()
+    rc = main(["probe", "--model", "logmel", "--task", "esc50", "--data-root", str(root), "--probe", "knn",
+               "--cache", str(tmp_path / "cache"), "--results", str(store), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith("error: esc50: 24 of 60 audio files") and "--allow-missing" in err
+    assert store.read_bytes() == before
+
+
+def test_probe_command_with_allow_missing_records_the_counts_in_the_row(tmp_path, capsys):
+    from audiorep.cli import main
+    from audiorep.downstream.leaderboard import read_results
+
+    root = make_esc50(tmp_path / "esc")
+    remove_forty_percent(root)
+    store = tmp_path / "results.jsonl"
+    rc = main(["probe", "--model", "logmel", "--task", "esc50", "--data-root", str(root), "--probe", "knn",
+               "--cache", str(tmp_path / "cache"), "--results", str(store), "--max-folds", "1", "-q",
+               "--allow-missing"])
+    assert rc == 0 and "24 missing" in capsys.readouterr().out
+    (row,) = read_results(store)
+    assert row.extra["files"] == {"expected": 60, "present": 36, "missing": 24}
+
+
+def test_probe_command_names_data_root_when_the_dataset_layout_is_wrong(tmp_path, capsys):
+    from audiorep.cli import main
+
+    (tmp_path / "not-esc").mkdir()
+    assert main(["probe", "--model", "logmel", "--task", "esc50", "--data-root", str(tmp_path / "not-esc"),
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "meta/esc50.csv" in err and "--data-root of `audiorep probe`" in err
+
+
+def test_probe_command_refuses_a_results_path_that_is_a_folder_before_any_work(tmp_path, capsys):
+    from audiorep.cli import main
+
+    root = make_esc50(tmp_path / "esc")
+    (tmp_path / "store").mkdir()
+    rc = main(["probe", "--model", "logmel", "--task", "esc50", "--data-root", str(root), "--probe", "knn",
+               "--cache", str(tmp_path / "cache"), "--results", str(tmp_path / "store"), "-q"])
+    assert rc == 2 and "--results" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
 
 
 def test_probe_command_without_data_root_explains(tmp_path, capsys):

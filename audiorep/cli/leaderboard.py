@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from audiorep.cli.common import one_line
 
 
 def run(args: argparse.Namespace) -> int:
     # rich and the leaderboard writer (numpy, matplotlib) load here: `audiorep --help` stays instant
     from rich.console import Console
 
-    from audiorep.downstream.leaderboard import read_results, write_leaderboard
+    from audiorep.downstream.leaderboard import check_out_dir, read_results, write_leaderboard
 
     console = Console()
-    results = read_results(args.results)
+    check_out_dir(Path(args.out))
+    with warnings.catch_warnings(record=True) as skipped:  # rows skipped as unreadable: one line each
+        warnings.simplefilter("always")
+        results = read_results(args.results)
+    for w in skipped:
+        print(f"warning: {one_line(w.message)}", file=sys.stderr)
     files = write_leaderboard(results, args.out, title=args.title)
     console.print(leaderboard_table(results, args.title))
     for kind, path in files.items():
@@ -24,7 +34,7 @@ def leaderboard_table(results, title: str):
     """The leaderboard as a rich Table: one row per model, one column per task, the mean normalised score."""
     from rich.table import Table
 
-    from audiorep.downstream.leaderboard import Board
+    from audiorep.downstream.leaderboard import Board, format_number, format_score
 
     board = Board.from_results(results)
     table = Table(title=title)
@@ -33,11 +43,8 @@ def leaderboard_table(results, title: str):
         table.add_column(f"{t}\n{board.metric(t)}", justify="right")
     table.add_column("mean norm.", justify="right")
     for m in board.models:
-        cells = []
-        for t in board.tasks:
-            r = board.cells.get((m, t))
-            cells.append("–" if r is None else (f"{r.mean:.4f} ± {r.std:.4f}" if len(r.folds) > 1 else f"{r.mean:.4f}"))
-        table.add_row(m, *cells, f"{board.mean_normalised(m):.3f}")
+        cells = [format_score(board.cells.get((m, t))) for t in board.tasks]
+        table.add_row(m, *cells, format_number(board.mean_normalised(m)))
     return table
 
 
@@ -48,6 +55,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "--results FILE`: OUT/leaderboard.md, OUT/index.html (self-contained: sortable table, "
                     "heatmap, per-task bar charts), OUT/leaderboard.csv, OUT/hear_leaderboard.csv.")
     p.add_argument("results", metavar="RESULTS", help="results JSONL file")
-    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--out", required=True, help="output folder (created; its leaderboard files are replaced)")
     p.add_argument("--title", default="audiorep leaderboard", help="page title")
     p.set_defaults(func=run)

@@ -6,7 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, parse_layer, positive_int, print_error
+from audiorep.cli.common import (
+    FREQUENCY_CHOICES,
+    POOLINGS_CHOICES,
+    output_location_problem,
+    parse_layer,
+    positive_int,
+    print_error,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,13 +26,19 @@ def run(args: argparse.Namespace) -> int:
     from audiorep.downstream.tasks import get_task, resolve_model
     from audiorep.downstream.tasks import run as run_task
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # log lines hold paths: never broken mid-path
     spec = get_task(args.task)
     root = args.data_root or spec.default_root
     if root is None or not Path(root).expanduser().exists():
         print_error(f"task {spec.name} needs --data-root (the dataset folder); "
                     f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
         return 2
+    if args.results:  # the row is appended after minutes of work: check where it goes first
+        results = Path(args.results).expanduser()
+        problem = (f"{results} is a folder" if results.is_dir() else None) or output_location_problem(results)
+        if problem:
+            print_error(f"--results {args.results}: {problem}; it names the JSONL file the result row is appended to.")
+            return 2
     start = time.time()
     if args.model.startswith("logmel"):
         options = {} if args.pooling is None else {"pooling": args.pooling}
@@ -33,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
         options = {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size,
                    "frequency": args.frequency}
     model = resolve_model(args.model, **options)
+    say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
-                      seed=args.seed, max_folds=args.max_folds, model_name=args.name,
-                      progress=not args.quiet, log=lambda m: console.print(m, highlight=False),
-                      repeats=args.repeats)
+                      seed=args.seed, max_folds=args.max_folds, model_name=args.name, progress=not args.quiet, log=say,
+                      repeats=args.repeats, allow_missing=args.allow_missing)
     seconds = time.time() - start
     if args.results:
         append_result(args.results, result)
@@ -52,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     sizes = result.extra["sizes"][0]
     table.add_row("data", f"{result.extra['classes']} classes; train/val/test {sizes['train']}/{sizes['validation']}"
                           f"/{sizes['test']} (split 1); embedding dim {result.extra['embedding_dim']}")
+    files = result.extra.get("files")
+    if files and files["missing"]:
+        table.add_row("files", f"[bold yellow]{files['present']:,} of {files['expected']:,} present, "
+                               f"{files['missing']:,} missing[/] (recorded in the result row)")
     sel = result.extra["selected"]
     repeats = result.grid.get("repeats", 1)
     table.add_row("probe", f"{result.probe}, grid {result.grid.get('name', '')}"
@@ -84,6 +101,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(the log-mel mean/std baseline)")
     p.add_argument("--task", required=True, choices=sorted(TASKS), help="probing task")
     p.add_argument("--data-root", default=None, help="the dataset's folder (fsdd defaults to ../shared/data/fsdd)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="probe the files present when some the dataset lists are missing (default: refuse); the "
+                        "result row records expected/present/missing either way")
     p.add_argument("--grid", default="fast", choices=("fast", "full", "linear"),
                    help="probe grid: fast (6 points, <= 60 epochs), full (HEAR's 16 points, 500 epochs), linear")
     p.add_argument("--probe", default="mlp", choices=("mlp", "knn"), help="MLP/linear grid or cosine kNN")

@@ -10,6 +10,9 @@ line is skipped with a warning when read). `write_leaderboard` turns the latest 
   leaderboard.csv        model x task primary scores, all tasks
   hear_leaderboard.csv   hearbenchmark.com's docs/leaderboard.csv layout (Model, URL, 19 HEAR task
                          columns in its order; our tasks with a HEAR counterpart filled, the rest empty)
+  assets/                the training curves (training_curves.png) of models probed from a model directory
+                         that holds them (pretrained models), linked from the page
+A score that is NaN is shown as n/a and ranks last.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import base64
 import csv
 import dataclasses
 import datetime as _dt
+import hashlib
 import html
 import io
 import json
 import math
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,11 +80,44 @@ class Result:
 
     @classmethod
     def from_dict(cls, d: dict) -> Result:
+        """A row as read from JSON. Scores may be NaN (a JSON NaN, a "NaN" string or null: shown as n/a); any
+        other value that is not a number is a ResultsError naming the field."""
         known = {f.name for f in dataclasses.fields(cls)}
         missing = {"model", "task", "metric", "mean"} - set(d)
         if missing:
             raise ResultsError(f"result row lacks {sorted(missing)}; rows come from audiorep probe / tasks.run.")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        row = {k: v for k, v in d.items() if k in known}
+        row["mean"] = as_score(row["mean"], "mean")
+        if "std" in row:
+            row["std"] = as_score(row["std"], "std")
+        if "folds" in row:
+            if not isinstance(row["folds"], list):
+                raise ResultsError(f"'folds' is {row['folds']!r}, not a list of numbers.")
+            row["folds"] = [as_score(v, "folds") for v in row["folds"]]
+        if "scores" in row:
+            if not isinstance(row["scores"], dict):
+                raise ResultsError(f"'scores' is {row['scores']!r}, not a mapping of metric -> number.")
+            row["scores"] = {k: as_score(v, f"scores.{k}") for k, v in row["scores"].items()}
+        return cls(**row)
+
+
+def as_score(value, field_name: str) -> float:
+    """A score field as a float: numbers as they are; NaN / Infinity strings and null as float (null -> NaN)."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ResultsError(f"{field_name!r} is {value!r}, not a number (NaN is allowed and shown as n/a).")
+
+
+def finite(x: float) -> bool:
+    """True for a real, finite score (False for NaN and +-inf)."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def _jsonable(x):
@@ -120,7 +158,8 @@ def append_result(path: str | os.PathLike, result: Result) -> None:
 
 
 def read_results(path: str | os.PathLike) -> list[Result]:
-    """All rows of a JSONL store in file order. Unparseable lines are skipped with a warning naming them."""
+    """All rows of a JSONL store in file order. Unparseable or malformed lines are skipped with a warning naming
+    the file and line (a NaN score is not malformed: it reads as NaN)."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"{path}: no such results file. Create one with `audiorep probe ... --results {path}`.")
@@ -129,10 +168,17 @@ def read_results(path: str | os.PathLike) -> list[Result]:
         if not line.strip():
             continue
         try:
-            out.append(Result.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, TypeError, ResultsError) as err:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
             warnings.warn(f"{path}:{n}: skipping unreadable result row ({err}); a run was probably interrupted "
                           "while writing it.", stacklevel=2)
+            continue
+        try:
+            if not isinstance(row, dict):
+                raise ResultsError(f"expected a JSON object, got {type(row).__name__}")
+            out.append(Result.from_dict(row))
+        except (TypeError, ResultsError) as err:
+            warnings.warn(f"{path}:{n}: skipping malformed result row: {err} Fix or delete the line.", stacklevel=2)
     return out
 
 
@@ -161,7 +207,12 @@ class Board:
         tasks = sorted({t for _, t in cells})
         models = sorted({m for m, _ in cells})
         board = cls(models, tasks, cells)
-        board.models = sorted(models, key=lambda m: -board.mean_normalised(m))
+
+        def rank(m: str) -> tuple[bool, float]:  # best first; models without any finite score last
+            v = board.mean_normalised(m)
+            return (not finite(v), -v if finite(v) else 0.0)
+
+        board.models = sorted(models, key=rank)
         return board
 
     def metric(self, task: str) -> str:
@@ -169,9 +220,9 @@ class Board:
 
     def normalised(self, model: str, task: str) -> float:
         r = self.cells.get((model, task))
-        if r is None or not math.isfinite(r.mean):
+        if r is None or not finite(r.mean):
             return float("nan")
-        vals = [c.mean for (m, t), c in self.cells.items() if t == task and math.isfinite(c.mean)]
+        vals = [c.mean for (m, t), c in self.cells.items() if t == task and finite(c.mean)]
         lo, hi = min(vals), max(vals)
         if hi == lo:
             return 1.0
@@ -184,10 +235,18 @@ class Board:
         return float(np.mean(vals)) if vals else float("nan")
 
 
-def _fmt(r: Result | None) -> str:
+def format_score(r: Result | None) -> str:
+    """A cell: 'mean ± std' over several folds, 'mean' for one, 'n/a' for a NaN score, '–' for no result."""
     if r is None:
         return "–"
-    return f"{r.mean:.4f} ± {r.std:.4f}" if r.folds and len(r.folds) > 1 else f"{r.mean:.4f}"
+    if not finite(r.mean):
+        return "n/a"
+    return f"{r.mean:.4f} ± {r.std:.4f}" if r.folds and len(r.folds) > 1 and finite(r.std) else f"{r.mean:.4f}"
+
+
+def format_number(x: float, digits: int = 3) -> str:
+    """A number with `digits` decimals, or 'n/a' when it is NaN / infinite."""
+    return f"{x:.{digits}f}" if finite(x) else "n/a"
 
 
 def to_markdown(results: list[Result]) -> str:
@@ -196,7 +255,7 @@ def to_markdown(results: list[Result]) -> str:
     head = ["Model"] + [f"{t} ({b.metric(t)}{'' if _hib(b, t) else ' ↓'})" for t in b.tasks] + ["Mean norm."]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in b.models:
-        row = [m] + [_fmt(b.cells.get((m, t))) for t in b.tasks] + [f"{b.mean_normalised(m):.3f}"]
+        row = [m] + [format_score(b.cells.get((m, t))) for t in b.tasks] + [format_number(b.mean_normalised(m))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -240,7 +299,7 @@ def to_hear_csv(results: list[Result], urls: dict[str, str] | None = None) -> st
 
 
 def _num(r: Result | None) -> str:
-    return "" if r is None or not math.isfinite(r.mean) else f"{r.mean:.10g}"
+    return "" if r is None or not finite(r.mean) else f"{r.mean:.10g}"
 
 
 # ------------------------------------------------------------------------------------------- HTML
@@ -268,7 +327,7 @@ def _heatmap(b: Board) -> str:
         for j, t in enumerate(b.tasks):
             r = b.cells.get((m, t))
             if r is not None:
-                ax.text(j, i, f"{r.mean:.3f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, format_number(r.mean), ha="center", va="center", fontsize=8,
                         color="white" if not z[i, j] > 0.6 else "black")
     fig.colorbar(im, ax=ax, label="normalised score (1 = best)")
     ax.set_title("Per-task normalised scores")
@@ -281,19 +340,23 @@ def _bars(b: Board, task: str) -> str:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    rows = [(m, b.cells[(m, task)]) for m in b.models if (m, task) in b.cells]
-    rows.sort(key=lambda mr: mr[1].mean, reverse=rows[0][1].higher_is_better)
+    every = [(m, b.cells[(m, task)]) for m in b.models if (m, task) in b.cells]
+    rows = [(m, r) for m, r in every if finite(r.mean)]  # a NaN score has no bar; its label says n/a
+    rows.sort(key=lambda mr: mr[1].mean, reverse=every[0][1].higher_is_better)
+    rows += [(m, r) for m, r in every if not finite(r.mean)]
+    mean = [r.mean if finite(r.mean) else 0.0 for _, r in rows]
+    std = [r.std if finite(r.mean) and finite(r.std) else 0.0 for _, r in rows]
     fig, ax = plt.subplots(figsize=(4.6, 0.6 + 0.42 * len(rows)))
     y = np.arange(len(rows))
-    ax.barh(y, [r.mean for _, r in rows], xerr=[r.std for _, r in rows], color="#3b7dd8", capsize=3)
+    ax.barh(y, mean, xerr=std, color="#3b7dd8", capsize=3)
     ax.set_yticks(y, [m for m, _ in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(rows[0][1].metric + ("" if rows[0][1].higher_is_better else " (lower is better)"))
+    ax.set_xlabel(every[0][1].metric + ("" if every[0][1].higher_is_better else " (lower is better)"))
     ax.set_title(task)
-    right = max(r.mean + r.std for _, r in rows)
-    for yi, (_, r) in zip(y, rows):
-        ax.text(r.mean + r.std + 0.01 * right, yi, f" {r.mean:.3f}", va="center", fontsize=8)
-    ax.set_xlim(min(0.0, min(r.mean for _, r in rows)), right * 1.18 if right > 0 else 1.0)
+    right = max([mu + sd for mu, sd in zip(mean, std)] + [0.0])
+    for yi, (_, r), mu, sd in zip(y, rows, mean, std):
+        ax.text(mu + sd + 0.01 * right, yi, f" {format_number(r.mean)}", va="center", fontsize=8)
+    ax.set_xlim(min([0.0] + mean), right * 1.18 if right > 0 else 1.0)
     return _png(fig)
 
 
@@ -326,14 +389,16 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 """
 
 
-def to_html(results: list[Result], title: str = "audiorep leaderboard") -> str:
-    """A self-contained page (inline CSS, JS and images)."""
+def to_html(results: list[Result], title: str = "audiorep leaderboard", curves: dict[str, str] | None = None) -> str:
+    """A self-contained page (inline CSS, JS and images). `curves`: model -> a relative link to its training
+    curves (pretrained models), shown beside the model's name."""
     b = Board.from_results(results)
+    curves = curves or {}
     e = html.escape
     best = {}
     for t in b.tasks:
-        vals = [(m, b.cells[(m, t)].mean) for m in b.models if (m, t) in b.cells]
-        best[t] = (max if _hib(b, t) else min)(vals, key=lambda mv: mv[1])[0]
+        vals = [(m, b.cells[(m, t)].mean) for m in b.models if (m, t) in b.cells and finite(b.cells[(m, t)].mean)]
+        best[t] = (max if _hib(b, t) else min)(vals, key=lambda mv: mv[1])[0] if vals else None
     head = "".join(f"<th>{e(t)}<br><span class=sub>{e(b.metric(t))}{'' if _hib(b, t) else ' ↓'}</span></th>"
                    for t in b.tasks)
     body = []
@@ -341,17 +406,19 @@ def to_html(results: list[Result], title: str = "audiorep leaderboard") -> str:
         tds = []
         for t in b.tasks:
             r = b.cells.get((m, t))
-            v = r.mean if r is not None and math.isfinite(r.mean) else ""
+            v = r.mean if r is not None and finite(r.mean) else ""
             cls = ' class="best"' if best[t] == m else ""
-            tds.append(f'<td data-v="{v}"{cls} title="{e(_fmt(r))}">{e(_fmt(r))}</td>')
+            tds.append(f'<td data-v="{v}"{cls} title="{e(format_score(r))}">{e(format_score(r))}</td>')
         mn = b.mean_normalised(m)
-        body.append(f'<tr><td data-v="{e(m)}">{e(m)}</td>{"".join(tds)}<td data-v="{mn}">{mn:.3f}</td></tr>')
+        link = f' <a class=sub href="{e(curves[m])}">training curves</a>' if m in curves else ""
+        body.append(f'<tr><td data-v="{e(m)}">{e(m)}{link}</td>{"".join(tds)}'
+                    f'<td data-v="{mn if finite(mn) else ""}">{format_number(mn)}</td></tr>')
     runs = []
     for r in sorted(results, key=lambda r: r.date, reverse=True):
         sel = r.extra.get("selected") or r.grid.get("selected") or ""
         runs.append("<tr>" + "".join(f'<td data-v="{e(str(v))}">{e(str(v))}</td>' for v in (
-            r.date, r.model, r.task, r.metric, f"{r.mean:.4f}", f"{r.std:.4f}",
-            ", ".join(f"{f:.4f}" for f in r.folds), r.probe, r.grid.get("name", ""), r.seed,
+            r.date, r.model, r.task, r.metric, format_number(r.mean, 4), format_number(r.std, 4),
+            ", ".join(format_number(f, 4) for f in r.folds), r.probe, r.grid.get("name", ""), r.seed,
             json.dumps(sel) if sel else "", r.checkpoint[:12], r.version)) + "</tr>")
     bars = "".join(f'<img alt="{e(t)}" src="{_bars(b, t)}">' for t in b.tasks)
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -386,22 +453,79 @@ def _write_atomic(path: Path, text: str) -> None:
             tmp.unlink()
 
 
+ASSETS = "assets"
+CURVES_PNG = "training_curves.png"  # what `audiorep pretrain` writes into the model directory it exports
+
+
+def check_out_dir(out: Path) -> None:
+    """Raise ResultsError, before any work, when `out` (or a folder above it) is an existing file."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under {p}, which is a file"
+                raise ResultsError(f"--out {out} {what}; the leaderboard is a folder (leaderboard.md, index.html, "
+                                   "leaderboard.csv, ...). Pass a folder path; the file is left as it is.")
+            break
+    assets = out / ASSETS
+    if assets.exists() and not assets.is_dir():
+        raise ResultsError(f"{assets} is a file; the leaderboard keeps copied training curves in a folder of that "
+                           "name. Move the file, or pass another --out.")
+
+
 def write_leaderboard(results: list[Result] | str | os.PathLike, out_dir: str | os.PathLike,
                       title: str = "audiorep leaderboard") -> dict[str, Path]:
-    """Write leaderboard.md, index.html, leaderboard.csv and hear_leaderboard.csv into out_dir (atomically)."""
+    """Write leaderboard.md, index.html, leaderboard.csv and hear_leaderboard.csv into out_dir, each atomically,
+    after every page is rendered (a failure leaves the folder as it was); copy pretrained models' training
+    curves into out_dir/assets/ (see `training_curves`).
+
+    Raises:
+      ResultsError: no results, or out_dir (or a folder above it) is a file.
+    """
+    out = Path(out_dir)
+    check_out_dir(out)
     if not isinstance(results, list):
         results = read_results(results)
     if not results:
         raise ResultsError("no results to tabulate; run `audiorep probe ... --results FILE` first.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    curves = training_curves(results)
     files = {"markdown": out / "leaderboard.md", "html": out / "index.html", "csv": out / "leaderboard.csv",
              "hear_csv": out / "hear_leaderboard.csv"}
-    _write_atomic(files["markdown"], to_markdown(results))
-    _write_atomic(files["html"], to_html(results, title))
-    _write_atomic(files["csv"], to_csv(results))
-    _write_atomic(files["hear_csv"], to_hear_csv(results))
+    texts = {"markdown": to_markdown(results), "html": to_html(results, title, curves={
+        m: f"{ASSETS}/{name}" for m, (_, name) in curves.items()}), "csv": to_csv(results),
+        "hear_csv": to_hear_csv(results)}
+    out.mkdir(parents=True, exist_ok=True)
+    if curves:
+        (out / ASSETS).mkdir(exist_ok=True)
+    for src, name in curves.values():
+        _copy_atomic(src, out / ASSETS / name)
+        files[f"curves:{name}"] = out / ASSETS / name
+    for kind, text in texts.items():
+        _write_atomic(files[kind], text)
     return files
+
+
+def training_curves(results: list[Result]) -> dict[str, tuple[Path, str]]:
+    """model name -> (its training-curves PNG, the file name for the board's assets folder), for each model of
+    the board whose latest row came from a model directory (`extra['model_dir']`) holding training_curves.png."""
+    found = {}
+    for (model, _), r in sorted(latest(results).items()):
+        src = r.extra.get("model_dir") if isinstance(r.extra, dict) else None
+        if model in found or not src or not (Path(src) / CURVES_PNG).is_file():
+            continue
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)[:60]
+        digest = hashlib.sha1(str(src).encode()).hexdigest()[:8]
+        found[model] = (Path(src) / CURVES_PNG, f"training_curves-{slug}-{digest}.png")
+    return found
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def higher_is_better(metric: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -106,10 +107,17 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         extra={"splits": [sp.name for sp in splits], "sizes": sizes, "selected": [r.selected for r in per_split],
                "val_scores": [r.val_score for r in per_split], "classes": len(index.classes),
                "multilabel": index.multilabel, "data_root": str(data_root), "max_folds": max_folds,
-               "files": index.file_counts(),
+               "files": index.file_counts(), "model_dir": model_dir(embedder),
                "embedding_dim": int(emb.shape[1]),
                "embedding": {k: v for k, v in src.items() if k in ("layer", "pooling", "sample_rate", "crop_s")}},
     )
+
+
+def model_dir(embedder) -> str | None:
+    """The absolute model directory an Embedder was loaded from (None for a registered name or a baseline): the
+    leaderboard finds a pretrained model's training curves there."""
+    source = getattr(getattr(embedder, "bundle", None), "source", None)
+    return str(Path(source).resolve()) if source and source != "registry" and Path(source).is_dir() else None
 
 
 def _bar(total: int, desc: str, enabled: bool):
