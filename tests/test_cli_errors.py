@@ -107,3 +107,15 @@ def test_synth_refuses_an_out_that_is_a_file(user_file, capsys):
 def test_synth_refuses_an_out_under_a_file(user_file, capsys):
     assert main(["datasets", "synth", "--out", str(user_file / "corpus"), "--per-class", "1"]) != 0
     assert "lies under the file" in error_line(capsys)
+
+
+@pytest.mark.parametrize("argv", [
+    ["datasets", "inspect", "folder", "--root", ".", "--max-list", "-1"],
+    ["datasets", "prepare", "folder", "--root", ".", "--out", "o", "--workers", "0"],
+    ["datasets", "synth", "--out", "o", "--per-class", "0"],
+    ["embed", "--model", "beats-tiny", ".", "--out", "o.npz", "--batch-size", "0"],
+])
+def test_counts_out_of_range_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and "expected a whole number" in capsys.readouterr().err

@@ -36,6 +36,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return value
+
+
 def one_line(err: BaseException | str) -> str:
     """An error's message on one line (a message that spans lines is joined with spaces)."""
     return " ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__

@@ -7,7 +7,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from audiorep.cli.common import output_location_problem, print_error
+from audiorep.cli.common import nonnegative_int, output_location_problem, positive_int, print_error
 
 
 def coerce_option(value: str, param) -> object:
@@ -220,19 +220,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decode", action="store_true", help="decode every file fully (slow; catches truncated data)")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="exit 0 even when some files are unreadable (they are still listed)")
-    p.add_argument("--max-classes", type=int, default=60, help="most classes to show in the class table")
-    p.add_argument("--max-list", type=int, default=20, help="most unreadable files to list")
+    p.add_argument("--max-classes", type=nonnegative_int, default=60, help="most classes to show in the class table")
+    p.add_argument("--max-list", type=nonnegative_int, default=20, help="most unreadable files to list")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_inspect)
 
     p = ds.add_parser("synth", help="write the synthetic sound-event corpus (folder layout, 16 kHz wav)")
     p.add_argument("--out", required=True, help="output folder (created; must be empty unless --overwrite)")
-    p.add_argument("--per-class", type=int, required=True, help="clips per class")
+    p.add_argument("--per-class", type=positive_int, required=True, help="clips per class")
     p.add_argument("--seed", type=int, default=0, help="random seed (the corpus is a function of the arguments)")
     p.add_argument("--seconds", type=float, default=2.0, help="clip length in seconds")
     p.add_argument("--sample-rate", type=int, default=16000, help="Hz")
     p.add_argument("--classes", default=None, help="comma-separated subset of the classes (default all)")
-    p.add_argument("--clips-per-group", type=int, default=4, help="clips that share a source (group id)")
+    p.add_argument("--clips-per-group", type=positive_int, default=4, help="clips that share a source (group id)")
     p.add_argument("--overwrite", action="store_true", help="replace a corpus previously written to --out")
     p.set_defaults(func=run_synth)
     add_prepare_parser(ds)
@@ -291,6 +291,6 @@ def add_prepare_parser(ds: argparse._SubParsersAction) -> None:
                    help="reader option, repeatable (as for `datasets inspect`); part of the config name")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="skip (and list) unreadable audio instead of stopping at the first")
-    p.add_argument("--workers", type=int, default=1, help="decode in this many processes")
+    p.add_argument("--workers", type=positive_int, default=1, help="decode in this many processes")
     p.add_argument("--overwrite", action="store_true", help="rebuild when this config was built before")
     p.set_defaults(func=run_prepare)

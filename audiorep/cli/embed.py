@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, parse_layer
+from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, nonnegative_int, parse_layer, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
                    help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
     p.add_argument("--timestamps", action="store_true", help="also store timestamp embeddings (one per time patch)")
-    p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
-    p.add_argument("--max-list", type=int, default=20, help="most unreadable files to list on screen")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="chunks per forward pass")
+    p.add_argument("--max-list", type=nonnegative_int, default=20, help="most unreadable files to list on screen")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
