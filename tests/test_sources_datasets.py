@@ -238,19 +238,14 @@ def test_asvspoof_protocols_labels_speakers_and_systems(tmp_path):
     assert next(r for r in idx.records if r.info["file_id"] == "LA_T_1138215").info["system"] == "-"
 
 
-def test_asvspoof_malformed_line_is_named(tmp_path):
+@pytest.mark.parametrize("text, error", [
+    ("LA_0069 LA_D_1047731 - - bonafide\nLA_0069 LA_D_1105538 A04 spoof\n", r"dev.trl.txt, line 2: expected 5 fields"),
+    ("LA_0069 LA_D_1047731 - - genuine\n", r"dev.trl.txt, line 1: key 'genuine' is not in \['bonafide', 'spoof'\]"),
+], ids=["four fields", "unknown key"])
+def test_asvspoof_bad_protocol_line_is_named(tmp_path, text, error):
     root = make_asvspoof(tmp_path)
-    proto = root / "LA" / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.dev.trl.txt"
-    proto.write_text("LA_0069 LA_D_1047731 - - bonafide\nLA_0069 LA_D_1105538 A04 spoof\n")
-    with pytest.raises(DatasetError, match=r"dev.trl.txt, line 2: expected 5 fields"):
-        read_dataset("asvspoof2019_la", root)
-
-
-def test_asvspoof_unknown_key_is_outside_the_class_list(tmp_path):
-    root = make_asvspoof(tmp_path)
-    proto = root / "LA" / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.dev.trl.txt"
-    proto.write_text("LA_0069 LA_D_1047731 - - genuine\n")
-    with pytest.raises(DatasetError, match=r"line 1: key 'genuine'"):
+    (root / "LA" / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.dev.trl.txt").write_text(text)
+    with pytest.raises(DatasetError, match=error):
         read_dataset("asvspoof2019_la", root)
 
 

@@ -9,16 +9,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from audiorep.data.sources.common import (
-    DATASET_ROOT,
-    DatasetError,
-    DatasetIndex,
-    Record,
-    check_unique,
-    drop_missing,
-    require_dir,
-    require_file,
-)
+from audiorep.data.sources import common
+from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
 
 SPOOF_CLASSES = ("bonafide", "spoof")
 _ASV_SPLITS = {"train": ("train", "trn"), "dev": ("validation", "trl"), "eval": ("test", "trl")}
@@ -39,15 +31,15 @@ def read_asvspoof2019_la(
     root = Path(root).expanduser().resolve()
     if not (root / "ASVspoof2019_LA_cm_protocols").is_dir() and (root / "LA" / "ASVspoof2019_LA_cm_protocols").is_dir():
         root = root / "LA"
-    proto_dir = require_dir(root / "ASVspoof2019_LA_cm_protocols", "ASVspoof 2019 LA protocol folder",
-                             f"Point {DATASET_ROOT} at the unpacked LA folder.")
+    proto_dir = common.require_dir(root / "ASVspoof2019_LA_cm_protocols", "ASVspoof 2019 LA protocol folder",
+                                   f"Point {common.DATASET_ROOT} at the unpacked LA folder.")
     records, keys, problems = [], [], []
     for s in splits:
         if s not in _ASV_SPLITS:
             raise DatasetError(f"unknown ASVspoof split {s!r}; splits are {list(_ASV_SPLITS)}.")
         split, suffix = _ASV_SPLITS[s]
-        proto = require_file(proto_dir / f"ASVspoof2019.LA.cm.{s}.{suffix}.txt", "ASVspoof protocol file",
-                              "Re-extract LA.zip; the cm protocols ship in ASVspoof2019_LA_cm_protocols/.")
+        proto = common.require_file(proto_dir / f"ASVspoof2019.LA.cm.{s}.{suffix}.txt", "ASVspoof protocol file",
+                                    "Re-extract LA.zip; the cm protocols ship in ASVspoof2019_LA_cm_protocols/.")
         flac = root / f"ASVspoof2019_LA_{s}" / "flac"
         for n, line in enumerate(proto.read_text().splitlines(), 1):
             parts = line.split()
@@ -64,9 +56,10 @@ def read_asvspoof2019_la(
                 split=split, fold=None, group=speaker, dataset="asvspoof2019_la",
                 extra=(("file_id", file), ("system", system)),
             ))
-    check_unique(keys, "file")
+    common.check_unique(keys, "file")
     listed = len(records)
-    records, missing = drop_missing(records, problems, f"the protocol files in {proto_dir}",
-                                    "Audio belongs in ASVspoof2019_LA_{train,dev,eval}/flac/ next to the protocols.")
+    records, missing = common.drop_missing(
+        records, problems, f"the protocol files in {proto_dir}",
+        "Audio belongs in ASVspoof2019_LA_{train,dev,eval}/flac/ next to the protocols.")
     return DatasetIndex("asvspoof2019_la", records, SPOOF_CLASSES, multilabel=False, problems=problems,
                         root=str(root), listed=listed, missing=missing)

@@ -7,17 +7,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from audiorep.data.sources.common import (
-    DatasetError,
-    DatasetIndex,
-    FileIndex,
-    Record,
-    check_unique,
-    parse_float,
-    parse_int,
-    read_csv_rows,
-    require_dir,
-)
+from audiorep.data.sources import common
+from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
 
 AUDIOSET_SPLITS = {"balanced_train": "train", "unbalanced_train": "train", "eval": "test"}
 
@@ -43,17 +34,17 @@ def read_audioset(
         30.000), {start_int}, {end_int}, {split}. Common: '{ytid}.wav', 'Y{ytid}.wav', '{ytid}_{start}.flac'.
       audio_dir: sub-folder of root holding the clips, may use {split}; '' = root itself.
     """
-    root = require_dir(Path(root).expanduser().resolve(), "AudioSet folder",
-                        "Pass the folder holding class_labels_indices.csv and the *_segments.csv files.")
+    root = common.require_dir(Path(root).expanduser().resolve(), "AudioSet folder",
+                              "Pass the folder holding class_labels_indices.csv and the *_segments.csv files.")
     labels_csv = root / "class_labels_indices.csv"
-    rows = read_csv_rows(labels_csv, ("index", "mid", "display_name"))
+    rows = common.read_csv_rows(labels_csv, ("index", "mid", "display_name"))
     mids, classes = [], []
     for expected, (line, row) in enumerate(rows):
-        if parse_int(row["index"], labels_csv, line, "index") != expected:
+        if common.parse_int(row["index"], labels_csv, line, "index") != expected:
             raise DatasetError(f"{labels_csv}, line {line}: index {row['index']} should be {expected} (rows in order).")
         mids.append(row["mid"])
         classes.append(row["display_name"])
-    check_unique(((m, str(labels_csv), rows[i][0]) for i, m in enumerate(mids)), "mid")
+    common.check_unique(((m, str(labels_csv), rows[i][0]) for i, m in enumerate(mids)), "mid")
     index_of = {m: i for i, m in enumerate(mids)}
     if splits is None:
         splits = [s for s in AUDIOSET_SPLITS if (root / f"{s}_segments.csv").is_file()]
@@ -67,13 +58,13 @@ def read_audioset(
             raise DatasetError(f"file_pattern/audio_dir placeholder {{{key}}} is unknown; use "
                                "{ytid}, {start}, {end}, {start_int}, {end_int}, {split}.")
     records, problems, seen, missing = [], [], [], []
-    files = FileIndex()
+    files = common.FileIndex()
     needs_ints = "_int}" in file_pattern + audio_dir
     for s in splits:
         seg_csv = root / f"{s}_segments.csv"
-        seg_rows = read_csv_rows(seg_csv, ("YTID", "start_seconds", "end_seconds", "positive_labels"),
-                                 skip_comment_lines=3, skipinitialspace=True,
-                                 fieldnames=("YTID", "start_seconds", "end_seconds", "positive_labels"))
+        seg_rows = common.read_csv_rows(seg_csv, ("YTID", "start_seconds", "end_seconds", "positive_labels"),
+                                        skip_comment_lines=3, skipinitialspace=True,
+                                        fieldnames=("YTID", "start_seconds", "end_seconds", "positive_labels"))
         split, split_records, n_listed, first_missing = AUDIOSET_SPLITS[s], [], 0, None
         base = os.path.normpath(os.path.join(str(root), audio_dir.format(split=s, ytid="", start="", end="",
                                                                           start_int="", end_int="")))
@@ -93,8 +84,8 @@ def read_audioset(
                                    "use the class_labels_indices.csv of the same AudioSet release.") from None
             fields = dict(ytid=ytid, start=start, end=end, split=s)
             if needs_ints:
-                fields.update(start_int=int(parse_float(start, seg_csv, line, "start_seconds")),
-                              end_int=int(parse_float(end, seg_csv, line, "end_seconds")))
+                fields.update(start_int=int(common.parse_float(start, seg_csv, line, "start_seconds")),
+                              end_int=int(common.parse_float(end, seg_csv, line, "end_seconds")))
             folder = os.path.normpath(os.path.join(str(root), audio_dir.format(**fields))) if per_clip_dir else base
             path = os.path.join(folder, file_pattern.format(**fields))
             if not files.exists(path):
@@ -110,7 +101,7 @@ def read_audioset(
             problems.append(f"{s}: {n_listed - len(split_records)} of {n_listed} clips missing "
                             f"(e.g. {first_missing}; check file_pattern/audio_dir if all are missing)")
         records.extend(split_records)
-    check_unique(seen, "YTID")
+    common.check_unique(seen, "YTID")
     if not records:
         raise DatasetError(
             f"{root}: none of the clips listed in the segment CSVs exist; the first was expected at "

@@ -6,19 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from audiorep.data.sources.common import (
-    DATASET_ROOT,
-    DatasetError,
-    DatasetIndex,
-    Record,
-    check_unique,
-    drop_missing,
-    parse_bool,
-    parse_int,
-    read_csv_rows,
-    require_dir,
-    require_file,
-)
+from audiorep.data.sources import common
+from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
 
 ESC50_CLASSES = (
     "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow",
@@ -43,18 +32,19 @@ def read_esc50(root: str | os.PathLike, *, esc10: bool = False, folds: Sequence[
     """
     root = Path(root).expanduser().resolve()
     meta = root / "meta" / "esc50.csv"
-    require_file(meta, "ESC-50 metadata (meta/esc50.csv)",
-                  f"Point {DATASET_ROOT} at the unpacked ESC-50-master folder (it holds meta/ and audio/).")
-    require_dir(root / "audio", "ESC-50 audio folder", "The archive's audio/ folder must sit next to meta/.")
-    rows = read_csv_rows(meta, ("filename", "fold", "target", "category", "esc10", "src_file", "take"))
-    check_unique(((r["filename"], str(meta), n) for n, r in rows), "filename")
+    common.require_file(
+        meta, "ESC-50 metadata (meta/esc50.csv)",
+        f"Point {common.DATASET_ROOT} at the unpacked ESC-50-master folder (it holds meta/ and audio/).")
+    common.require_dir(root / "audio", "ESC-50 audio folder", "The archive's audio/ folder must sit next to meta/.")
+    rows = common.read_csv_rows(meta, ("filename", "fold", "target", "category", "esc10", "src_file", "take"))
+    common.check_unique(((r["filename"], str(meta), n) for n, r in rows), "filename")
     classes = ESC10_CLASSES if esc10 else ESC50_CLASSES
     index_of = {c: i for i, c in enumerate(classes)}
     wanted = None if folds is None else {int(f) for f in folds}
     records = []
     for line, row in rows:
-        fold = parse_int(row["fold"], meta, line, "fold")
-        target = parse_int(row["target"], meta, line, "target")
+        fold = common.parse_int(row["fold"], meta, line, "fold")
+        target = common.parse_int(row["target"], meta, line, "target")
         if not 1 <= fold <= 5:
             raise DatasetError(f"{meta}, line {line}: fold {fold} is outside 1..5.")
         if not 0 <= target < len(ESC50_CLASSES) or ESC50_CLASSES[target] != row["category"]:
@@ -63,7 +53,7 @@ def read_esc50(root: str | os.PathLike, *, esc10: bool = False, folds: Sequence[
                 f"ESC-50 class list (target {target} is {ESC50_CLASSES[target] if 0 <= target < 50 else 'out of range'}"
                 "). The CSV is corrupt or from another dataset version; re-extract the original."
             )
-        is_esc10 = parse_bool(row["esc10"], meta, line, "esc10")
+        is_esc10 = common.parse_bool(row["esc10"], meta, line, "esc10")
         if is_esc10 != (row["category"] in ESC10_CLASSES):
             raise DatasetError(f"{meta}, line {line}: esc10={row['esc10']} disagrees with class {row['category']!r}.")
         if (esc10 and not is_esc10) or (wanted is not None and fold not in wanted):
@@ -76,6 +66,7 @@ def read_esc50(root: str | os.PathLike, *, esc10: bool = False, folds: Sequence[
         ))
     problems: list[str] = []
     listed = len(records)
-    records, missing = drop_missing(records, problems, str(meta), "Check that audio/ holds the ESC-50 wav files.")
+    records, missing = common.drop_missing(records, problems, str(meta),
+                                           "Check that audio/ holds the ESC-50 wav files.")
     return DatasetIndex("esc50", records, classes, multilabel=False, problems=problems, root=str(root),
                         listed=listed, missing=missing)

@@ -9,15 +9,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from audiorep.data.sources.common import (
-    DatasetError,
-    DatasetIndex,
-    Record,
-    audio_extensions,
-    files_under,
-    read_csv_rows,
-    require_dir,
-)
+from audiorep.data.sources import common
+from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
 
 FOLDER_SPLIT_NAMES = {"train": "train", "training": "train", "valid": "validation", "val": "validation",
                       "validation": "validation", "dev": "validation", "test": "test", "eval": "test",
@@ -52,14 +45,15 @@ def read_folder(
         folders are), 'folders' (they must be), or 'none'.
       extensions: file suffixes to include; default: every format soundfile reads.
     """
-    root = require_dir(Path(root).expanduser().resolve(), "audio folder", "Pass the folder that holds the audio.")
+    root = common.require_dir(Path(root).expanduser().resolve(), "audio folder",
+                              "Pass the folder that holds the audio.")
     exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions) if extensions \
-        else audio_extensions()
+        else common.audio_extensions()
     if labels not in ("auto", "folder", "none"):
         raise DatasetError(f"labels must be 'auto', 'folder' or 'none', got {labels!r}.")
     if splits not in ("auto", "folders", "none"):
         raise DatasetError(f"splits must be 'auto', 'folders' or 'none', got {splits!r}.")
-    files = files_under(root, exts)
+    files = common.files_under(root, exts)
     if not files:
         raise DatasetError(
             f"{root}: no audio files found (looked for {', '.join(sorted(exts))} in all sub-folders, "
@@ -122,7 +116,7 @@ def read_folder(
                     head = next(csv.reader(f), [])
                 usable = {"path", "group"} <= {h.strip() for h in head}
             if usable:
-                for _, row in read_csv_rows(csv_path, ("path", "group")):
+                for _, row in common.read_csv_rows(csv_path, ("path", "group")):
                     groups_by_path[Path(row["path"]).as_posix()] = row["group"]
 
     classes = tuple(sorted({n for n in names if n is not None}))

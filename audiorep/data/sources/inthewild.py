@@ -5,16 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from audiorep.data.sources import common
 from audiorep.data.sources.asvspoof import SPOOF_CLASSES
-from audiorep.data.sources.common import (
-    DatasetError,
-    DatasetIndex,
-    Record,
-    check_unique,
-    drop_missing,
-    read_csv_rows,
-    require_dir,
-)
+from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
 
 
 def read_in_the_wild(root: str | os.PathLike) -> DatasetIndex:
@@ -23,11 +16,11 @@ def read_in_the_wild(root: str | os.PathLike) -> DatasetIndex:
     Layout: root/meta.csv (file, speaker, label with label in bona-fide / spoof) and flat root/<file>.
     Labels use the ASVspoof classes (bonafide = 0, spoof = 1) so a model trained there scores here.
     """
-    root = require_dir(Path(root).expanduser().resolve(), "In-the-Wild folder",
-                        "Pass the release_in_the_wild folder (it holds meta.csv and the wav files).")
+    root = common.require_dir(Path(root).expanduser().resolve(), "In-the-Wild folder",
+                              "Pass the release_in_the_wild folder (it holds meta.csv and the wav files).")
     meta = root / "meta.csv"
-    rows = read_csv_rows(meta, ("file", "speaker", "label"))
-    check_unique(((r["file"], str(meta), n) for n, r in rows), "file")
+    rows = common.read_csv_rows(meta, ("file", "speaker", "label"))
+    common.check_unique(((r["file"], str(meta), n) for n, r in rows), "file")
     names = {"bona-fide": "bonafide", "bonafide": "bonafide", "spoof": "spoof"}
     records = []
     for line, row in rows:
@@ -40,6 +33,6 @@ def read_in_the_wild(root: str | os.PathLike) -> DatasetIndex:
         ))
     problems: list[str] = []
     listed = len(records)
-    records, missing = drop_missing(records, problems, str(meta), "The wav files belong next to meta.csv.")
+    records, missing = common.drop_missing(records, problems, str(meta), "The wav files belong next to meta.csv.")
     return DatasetIndex("in_the_wild", records, SPOOF_CLASSES, multilabel=False, problems=problems, root=str(root),
                         listed=listed, missing=missing)

@@ -7,18 +7,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from audiorep.data.sources.common import (
-    DatasetError,
-    DatasetIndex,
-    Record,
-    check_unique,
-    drop_missing,
-    parse_bool,
-    parse_float,
-    parse_int,
-    read_csv_rows,
-    require_dir,
-)
+from audiorep.data.sources import common
+from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
 
 SONICS_CLASSES = ("real", "fake")
 _SONICS_SPLITS = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
@@ -45,27 +35,27 @@ def read_sonics(
       drop_no_vocal: drop real songs marked no_vocal.
       audio_ext: suffix of the audio files.
     """
-    root = require_dir(Path(root).expanduser().resolve(), "SONICS folder",
-                        "Pass the folder holding real_songs.csv, fake_songs.csv, real_songs/ and fake_songs/.")
+    root = common.require_dir(Path(root).expanduser().resolve(), "SONICS folder",
+                              "Pass the folder holding real_songs.csv, fake_songs.csv, real_songs/ and fake_songs/.")
     records, problems, keys = [], [], []
     for kind, label in (("real", 0), ("fake", 1)):
         csv_path = root / f"{kind}_songs.csv"
         required = ["filename", "duration", "split", "label"] + (["artist", "no_vocal"] if kind == "real" else [])
-        rows = read_csv_rows(csv_path, required)
+        rows = common.read_csv_rows(csv_path, required)
         dropped = Counter()
         for line, row in rows:
             keys.append((row["filename"], str(csv_path), line))
             split = _SONICS_SPLITS.get(row["split"].lower())
             if split is None:
                 raise DatasetError(f"{csv_path}, line {line}: split {row['split']!r} is not train/valid/test.")
-            if parse_float(row["duration"], csv_path, line, "duration") < min_duration:
+            if common.parse_float(row["duration"], csv_path, line, "duration") < min_duration:
                 dropped["shorter than min_duration"] += 1
                 continue
-            if kind == "real" and drop_no_vocal and parse_bool(row["no_vocal"], csv_path, line, "no_vocal"):
+            if kind == "real" and drop_no_vocal and common.parse_bool(row["no_vocal"], csv_path, line, "no_vocal"):
                 dropped["no_vocal"] += 1
                 continue
-            if "target" in row and row["target"] not in (None, "") and parse_int(row["target"], csv_path, line,
-                                                                               "target") != label:
+            target = row.get("target")
+            if target not in (None, "") and common.parse_int(target, csv_path, line, "target") != label:
                 raise DatasetError(f"{csv_path}, line {line}: target {row['target']} but every row of "
                                    f"{csv_path.name} must be {label} ({kind}).")
             if kind == "real":
@@ -82,9 +72,9 @@ def read_sonics(
             ))
         for why, n in sorted(dropped.items()):
             problems.append(f"{csv_path.name}: {n} songs dropped ({why}, official filter)")
-    check_unique(keys, "filename")
+    common.check_unique(keys, "filename")
     listed = len(records)
-    records, missing = drop_missing(records, problems, "real_songs.csv/fake_songs.csv",
-                                    "Real songs are not distributed: fetch them by youtube_id into real_songs/.")
+    records, missing = common.drop_missing(records, problems, "real_songs.csv/fake_songs.csv",
+                                           "Real songs are not distributed: fetch them by youtube_id into real_songs/.")
     return DatasetIndex("sonics", records, SONICS_CLASSES, multilabel=False, problems=problems, root=str(root),
                         listed=listed, missing=missing)

@@ -11,14 +11,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiorep.data.sources.common import (
-    DatasetError,
-    DatasetIndex,
-    Record,
-    check_unique,
-    require_dir,
-    require_file,
-)
+from audiorep.data.sources import common
+from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
 
 SPEECH_COMMANDS_WORDS = (
     "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go", "happy",
@@ -37,8 +31,8 @@ def _speaker(name: str) -> str | None:
 
 
 def _read_list(path: Path) -> list[tuple[int, str]]:
-    require_file(path, "Speech Commands split list",
-                  "It ships in the speech_commands_v0.02 archive next to the word folders; re-extract it.")
+    common.require_file(path, "Speech Commands split list",
+                        "It ships in the speech_commands_v0.02 archive next to the word folders; re-extract it.")
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
@@ -97,16 +91,16 @@ def read_speech_commands(
       silence_validation_files: background-noise files whose windows go to the validation split
         (tensorflow_datasets puts running_tap.wav there); the others go to train.
     """
-    root = require_dir(Path(root).expanduser().resolve(), "Speech Commands folder",
-                        "Pass the folder that holds the word folders and validation_list.txt.")
+    root = common.require_dir(Path(root).expanduser().resolve(), "Speech Commands folder",
+                              "Pass the folder that holds the word folders and validation_list.txt.")
     if num_classes not in (12, 35):
         raise DatasetError(f"num_classes must be 35 (all words) or 12 (KWS task), got {num_classes!r}.")
     if not (root / "validation_list.txt").exists() and (root / SILENCE).is_dir() and (root / UNKNOWN).is_dir():
         return _speech_commands_test_package(root)
     val = _read_list(root / "validation_list.txt")
     test = _read_list(root / "testing_list.txt")
-    check_unique([(p, str(root / "validation_list.txt"), n) for n, p in val]
-                  + [(p, str(root / "testing_list.txt"), n) for n, p in test], "path")
+    common.check_unique([(p, str(root / "validation_list.txt"), n) for n, p in val]
+                        + [(p, str(root / "testing_list.txt"), n) for n, p in test], "path")
     split_of = {p: "validation" for _, p in val} | {p: "test" for _, p in test}
     classes = SPEECH_COMMANDS_WORDS if num_classes == 35 else KWS12_CLASSES
     index_of = {c: i for i, c in enumerate(classes)}
@@ -166,7 +160,7 @@ def read_speech_commands(
                         start_s=start, end_s=round(start + silence_seconds, 6),
                     ))
         if use_test_package:
-            pkg = _speech_commands_test_package(require_dir(
+            pkg = _speech_commands_test_package(common.require_dir(
                 Path(test_root).expanduser().resolve(), "Speech Commands test-set package",
                 "Pass test_root= the unpacked speech_commands_test_set_v0.02 folder."))
             records.extend(pkg.records)
