@@ -1,10 +1,10 @@
 """The main job (`audiorep demo`, `make demo`): the whole platform end to end on a fresh machine, no data needed.
 
 1. writes the synthetic sound-event corpus (data/synthetic.py) unless it is already there;
-2. pretrains a tiny SSAST encoder on it with masked token prediction in BEST-RQ form plus visible-patch
-   reconstruction (random-projection tokenizer as BEATs' first iteration; pretrain/), resumable; when FSDD is
-   there, the unlabelled recordings of the speakers that no probed fold tests on join the pretraining audio,
-   sampled as often as the synthetic corpus;
+2. pretrains a tiny SSAST encoder on it with the recipe of configs/tiny_masked_tokens.py (masked token
+   prediction in BEST-RQ form plus visible-patch reconstruction; pretrain/), resumable; when FSDD is there,
+   the unlabelled recordings of the speakers that no probed fold tests on join the pretraining audio, sampled
+   as often as the synthetic corpus;
 3. probes three representations with the same probe grid (downstream/): the log-mel mean/std baseline through
    the encoder's own frontend, the same encoder with its random initial weights, and the pretrained encoder —
    on the synthetic task and, when the recordings are there, on FSDD (spoken digits, speaker-disjoint folds);
@@ -30,27 +30,27 @@ import time
 from pathlib import Path
 
 import ml_collections
+import numpy as np
 
+import audiorep
+from audiorep.data import synthetic
+from audiorep.downstream import leaderboard, tasks
+from audiorep.downstream.cache import EmbeddingCache
 from audiorep.downstream.leaderboard import Result
+from audiorep.models import model_dir
+from audiorep.pretrain import config as config_lib
+from audiorep.pretrain import experiment
+from audiorep.pretrain.trainer import Trainer, with_defaults
 
 log = logging.getLogger(__name__)
+
+# The pretraining recipe: an experiment file of configs/. In a source checkout it is read there; a wheel carries
+# configs/ as audiorep/configs/ (setup.py), so `audiorep demo` runs the same file after a pip install.
+RECIPE = "tiny_masked_tokens.py"
 
 # Training steps per minute of the demo's recipe on the reference machine (2 CPU cores, tcmalloc), measured
 # with `audiorep demo`; `--minutes` turns into a fixed step count so a run is reproducible whatever the load.
 STEPS_PER_MINUTE = 1200
-
-
-# Every clip is scaled to this RMS level before the encoder's filterbank (FbankConfig.level_db), in pretraining
-# and when embedding: FSDD's speakers were recorded 23 dB apart (-20 to -43 dB RMS).
-LEVEL_DB = -25.0
-
-
-def level_frontend(preset: str, level_db: float) -> dict:
-    """A frontend preset's description with per-clip level normalisation switched on."""
-    from audiorep.audio.frontends import KaldiFbank, get_frontend
-
-    base = get_frontend(preset)
-    return KaldiFbank(base.cfg.replace(level_db=float(level_db)), name=f"{base.name}@{level_db:g}dB").to_dict()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,43 +75,30 @@ class DemoPlan:
         return max(50, int(round(self.minutes * STEPS_PER_MINUTE)))
 
 
+def recipe_path() -> Path:
+    """configs/tiny_masked_tokens.py: the copy a wheel installs in the package, else the source checkout's."""
+    package = Path(__file__).resolve().parent
+    for path in (package / "configs" / RECIPE, package.parent / "configs" / RECIPE):
+        if path.is_file():
+            return path
+    raise config_lib.ConfigError(f"the demo's recipe {RECIPE} is in neither {package / 'configs'} nor "
+                                 f"{package.parent / 'configs'}; reinstall audiorep (pip install .) from a checkout "
+                                 f"that has configs/{RECIPE}.")
+
+
 def demo_config(plan: DemoPlan, data_root: Path | None = None) -> ml_collections.ConfigDict:
-    """The demo's pretraining recipe: masked token prediction (BEST-RQ form) with visible-patch reconstruction.
+    """The demo's pretraining config: configs/tiny_masked_tokens.py (the recipe, with `plan.steps`) on the demo's
+    own data, with the plan's seed, pooling and progress bar, and a checkpoint every quarter of the run.
 
-    Tiny SSAST-patch (64-d, 2 blocks, 4 heads) with 16 x 4 patches (16 mel bins x 40 ms) on 0.64 s windows
-    (64 frames = 8 x 16 patches). Every patch gets one of 1024 codes from a frozen random-projection tokenizer
-    (BEATs iteration 1); 5 whole time columns (40 of the 128 patches) are replaced by the mask embedding and
-    the encoder's outputs there predict their codes (cross-entropy): the masked 40 ms steps must be inferred
-    from their neighbours in time. Its outputs at the 88 visible patches reconstruct those patches through
-    `gpredlayer` (MSE, weight 3), so the tokens a probe reads keep their own patch's detail beside the
-    context. The pretraining folders are sampled equally (`data.balance='folder'`), so the synthetic corpus
-    is not outweighed by the more numerous speech clips. AdamW with warm-up and cosine decay. Exported with
-    statistics pooling over time of the frequency-stacked tokens (`pooling='mean+std'`, `frequency='stack'`).
-    `data_root`: the pretraining audio (default: the synthetic corpus). configs/tiny_masked_tokens.py is this
-    recipe for `audiorep pretrain`. Why this recipe and not BEATs' form (docs/results.md, 2026-11-26): under a
-    converged linear probe BEATs' form (encoder over the visible patches, label predictor) was ahead on FSDD
-    but behind its own random initialisation on the synthetic sounds; this one is ahead of both baselines on
-    both.
+    `data_root`: the pretraining audio, a folder (default: the demo's synthetic corpus, written by the demo).
     """
-    from audiorep.pretrain.trainer import default_train_config
-
-    c = default_train_config()
+    c = with_defaults(config_lib.load_config(f"{recipe_path()}:steps={plan.steps}"))
     c.seed = plan.seed
-    overrides = ml_collections.ConfigDict(dict(patch=(16, 4), stride=(16, 4), pred_dim=64, pretrain_heads=True))
-    c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny", overrides=overrides))
-    c.frontend = ml_collections.ConfigDict(level_frontend("ssast", LEVEL_DB))
-    c.data = ml_collections.ConfigDict(dict(
-        dataset="folder", root=str(data_root or plan.out_dir / "synthetic"), split="", frames=64, worker_count=0,
-        options=ml_collections.ConfigDict(), balance="folder"))
-    c.objective = ml_collections.ConfigDict(dict(
-        name="masked_tokens", masked=40, mask="frame", tokenizer="random_projection", codebook_size=1024,
-        code_dim=16, tokenizer_seed=0, predictor_depth=0, visible_weight=0.0, visible_mse_weight=3.0,
-        masked_mse_weight=0.0, teacher="", teacher_layer=-1, kmeans_batches=16, kmeans_iters=25,
-        init_from_teacher=False))
-    c.train.update(dict(steps=plan.steps, batch_size=16, log_every=10, checkpoint_every=max(50, plan.steps // 4),
-                        keep_checkpoints=2, progress=plan.progress))
-    c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, plan.steps // 10), weight_decay=0.01,
-                        clip_norm=1.0))
+    c.data.dataset = "folder"  # the demo writes its own corpus (write_corpus); the recipe's generator is not used
+    c.data.root = str(data_root or plan.out_dir / "synthetic")
+    del c.data["synthetic"]
+    c.train.checkpoint_every = max(50, plan.steps // 4)
+    c.train.progress = plan.progress
     c.export_pooling = plan.pooling
     c.export_frequency = plan.frequency
     return c
@@ -122,8 +109,6 @@ def _say(msg: str) -> None:
 
 
 def write_corpus(plan: DemoPlan) -> Path:
-    from audiorep.data import synthetic
-
     root = plan.out_dir / "synthetic"
     if (root / "meta.csv").is_file():
         _say(f"corpus: reusing {root}")
@@ -137,8 +122,6 @@ def write_corpus(plan: DemoPlan) -> Path:
 
 def fsdd_test_speakers(plan: DemoPlan, index=None) -> set[str]:
     """The FSDD speakers that a probed fold tests on (the demo probes the first `fsdd_folds` of 6 folds)."""
-    from audiorep.downstream import tasks
-
     spec = tasks.get_task("fsdd")
     splits = spec.splits(index or spec.read(plan.fsdd), plan.seed)[: plan.fsdd_folds]
     return {r.group for sp in splits for r in sp.test}
@@ -153,8 +136,6 @@ def pretraining_audio(plan: DemoPlan, synthetic_root: Path) -> Path:
     """
     if plan.fsdd is None:
         return synthetic_root
-    from audiorep.downstream import tasks
-
     index = tasks.get_task("fsdd").read(plan.fsdd)
     tested = fsdd_test_speakers(plan, index)
     unlabelled = sorted(Path(r.path) for r in index.records if r.group not in tested)
@@ -185,12 +166,9 @@ def pretraining_audio(plan: DemoPlan, synthetic_root: Path) -> Path:
 
 def pretrain(plan: DemoPlan) -> tuple[Path, Path]:
     """Train (or resume / reuse) the tiny encoder; returns (random-init model dir, pretrained model dir)."""
-    from audiorep.pretrain import objectives
-    from audiorep.pretrain.trainer import Trainer, with_defaults
-
-    config = with_defaults(demo_config(plan, pretraining_audio(plan, plan.out_dir / "synthetic")))
+    config = demo_config(plan, pretraining_audio(plan, plan.out_dir / "synthetic"))
     workdir = plan.out_dir / "pretrain"
-    task, make_iterator = objectives.build(config)
+    task, make_iterator = experiment.build(config)
     random_dir = plan.out_dir / "random_init"
     if not (random_dir / "audiorep_model.json").is_file():
         task.export(task.model, str(random_dir))  # the very weights training starts from
@@ -205,11 +183,6 @@ def pretrain(plan: DemoPlan) -> tuple[Path, Path]:
 
 
 def probe_all(plan: DemoPlan, random_dir: Path, pretrained_dir: Path) -> list[Result]:
-    import audiorep
-    from audiorep.downstream import leaderboard, tasks
-    from audiorep.downstream.cache import EmbeddingCache
-    from audiorep.models import model_dir
-
     cache = EmbeddingCache(plan.out_dir / "cache")
     results_path = plan.out_dir / "results.jsonl"
     models = {
@@ -234,9 +207,7 @@ def probe_all(plan: DemoPlan, random_dir: Path, pretrained_dir: Path) -> list[Re
 
 
 def default_fsdd() -> Path | None:
-    from audiorep.downstream.tasks import get_task
-
-    root = get_task("fsdd").default_root
+    root = tasks.get_task("fsdd").default_root
     return Path(root) if root and Path(root).exists() else None
 
 
@@ -257,8 +228,6 @@ class Margin:
 
 def paired_margin(pretrained: Result, baseline: Result) -> Margin:
     """Per-fold comparison of two results of the same task and folds."""
-    import numpy as np
-
     a, b = np.asarray(pretrained.folds, float), np.asarray(baseline.folds, float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"{pretrained.model} and {baseline.model} were not scored on the same folds of "
@@ -270,8 +239,6 @@ def paired_margin(pretrained: Result, baseline: Result) -> Margin:
 
 def run_demo(plan: DemoPlan) -> list[Result]:
     """Run every stage; returns the result rows of this run."""
-    from audiorep.downstream import leaderboard
-
     t0 = time.perf_counter()
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     write_corpus(plan)

@@ -15,7 +15,7 @@ from audiorep.audio.frontends import get_frontend
 from audiorep.models.ast import ASTConfig, ASTEncoder
 from audiorep.models.passt import PaSSTConfig, PaSSTEncoder
 from audiorep.pretrain import config as config_lib
-from audiorep.pretrain import objectives, trainer
+from audiorep.pretrain import experiment, objectives, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -309,34 +309,34 @@ def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_m
     c = ml_collections.ConfigDict(dict(
         objective=dict(name="masked_tokens", masked=40, mask="frame", codebook_size=256, code_dim=8, tokenizer_seed=2),
         data=dict(frames=64)))
-    _, ast_cfg = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny",
+    _, ast_cfg = experiment.encoder_config(dict(family="ast", preset="ssast-patch-tiny",
                                                 overrides=dict(patch=(16, 4), stride=(16, 4), pretrain_heads=False)))
-    obj = objectives.make_objective(c, get_frontend("ssast"), ast_cfg)
+    obj = experiment.make_objective(c, get_frontend("ssast"), ast_cfg)
     assert isinstance(obj, objectives.MaskedTokens) and obj.frames == 64
     assert obj.tokenizer.to_dict() == dict(in_dim=64, codebook_size=256, code_dim=8, seed=2)
-    _, beats_cfg = objectives.encoder_config(dict(family="beats", preset="beats-tiny"))
+    _, beats_cfg = experiment.encoder_config(dict(family="beats", preset="beats-tiny"))
     with pytest.raises(ValueError, match="trains an SSAST encoder"):
-        objectives.make_objective(c, get_frontend("beats"), beats_cfg)
-    _, no_mask_cfg = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
+        experiment.make_objective(c, get_frontend("beats"), beats_cfg)
+    _, no_mask_cfg = experiment.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
         patch=(16, 4), stride=(16, 4), pretrain_heads=False, mask_embed=False)))
     with pytest.raises(ValueError, match="needs an encoder with a mask embedding"):
-        objectives.make_objective(c, get_frontend("ssast"), no_mask_cfg)
+        experiment.make_objective(c, get_frontend("ssast"), no_mask_cfg)
     c.objective.predictor_depth = 1  # the BEATs form needs no mask embedding
-    assert isinstance(objectives.make_objective(c, get_frontend("ssast"), no_mask_cfg), objectives.MaskedTokens)
+    assert isinstance(experiment.make_objective(c, get_frontend("ssast"), no_mask_cfg), objectives.MaskedTokens)
     c.objective.predictor_depth = -1
     with pytest.raises(ValueError, match="predictor_depth=-1"):
-        objectives.make_objective(c, get_frontend("ssast"), no_mask_cfg)
+        experiment.make_objective(c, get_frontend("ssast"), no_mask_cfg)
     c.objective.predictor_depth = 0
     c.objective.tokenizer = "vq"
     with pytest.raises(ValueError, match="objective.tokenizer='vq': 'random_projection' .* or 'teacher'"):
-        objectives.make_objective(c, get_frontend("ssast"), ast_cfg)
+        experiment.make_objective(c, get_frontend("ssast"), ast_cfg)
 
 
 def test_encoder_overrides_that_make_no_valid_encoder_name_the_override_and_the_fix():
     with pytest.raises(ValueError, match=r"config.model.overrides has unknown ast fields \['widht'\]"):
-        objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(widht=3)))
+        experiment.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(widht=3)))
     with pytest.raises(ValueError, match=r"config.model.overrides .* Set pred_dim=64\.$"):
-        objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny",
+        experiment.encoder_config(dict(family="ast", preset="ssast-patch-tiny",
                                        overrides=dict(patch=(16, 4), stride=(16, 4), pretrain_heads=True)))
 
 
@@ -367,7 +367,7 @@ def _tiny_run(tmp_path: Path, config: str, steps: int, *overrides: str):
     config_lib.apply_overrides(cfg, [
         f"data.root={tmp_path / 'syn'}", "data.synthetic.per_class=6", f"train.steps={steps}",
         "train.log_every=1", "train.progress=false", f"train.checkpoint_every={steps}", *overrides])
-    return trainer.train(cfg, tmp_path / "w")
+    return experiment.train(cfg, tmp_path / "w")
 
 
 @pytest.mark.slow
@@ -418,12 +418,12 @@ def test_data_balance_folder_samples_each_top_level_folder_as_often_as_the_large
         for i in range(n):
             save_audio(tmp_path / folder / f"{i}.wav", np.full(1600, 0.1, np.float32), 16000)
     data = ml_collections.ConfigDict(dict(dataset="folder", root=str(tmp_path), split="", balance="none"))
-    assert len(objectives.data_source(data, 16000)[0]) == 8
+    assert len(experiment.data_source(data, 16000)[0]) == 8
     data.balance = "folder"
-    assert len(objectives.data_source(data, 16000)[0]) == 12
+    assert len(experiment.data_source(data, 16000)[0]) == 12
     data.balance = "class"
     with pytest.raises(ValueError, match="data.balance='class'"):
-        objectives.data_source(data, 16000)
+        experiment.data_source(data, 16000)
 
 
 @pytest.mark.slow
@@ -438,14 +438,14 @@ def test_a_second_iteration_learns_the_k_means_codes_of_the_first_iterations_enc
         "train.progress=false", "train.checkpoint_every=30", "optim.warmup_steps=5", "objective.tokenizer=teacher",
         f"objective.teacher={tmp_path / 'w'}", "objective.codebook_size=32", "objective.kmeans_batches=4",
         "objective.init_from_teacher=true"])
-    task, _ = objectives.build(second)
+    task, _ = experiment.build(second)
     tok = task.loss.tokenizer
     assert type(tok).__name__ == "TeacherTokenizer" and tok.centroids.shape == (32, teacher.encoder_config.dim)
     # the student starts from the teacher's weights; its label predictor and head are new
     for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(task.model.encoder, nnx.Param)),
                                  nnx.to_flat_state(nnx.state(teacher.encoder, nnx.Param)), strict=True):
         np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(path))
-    res = trainer.train(second, tmp_path / "w2")
+    res = experiment.train(second, tmp_path / "w2")
     rows = [json.loads(ln) for ln in (tmp_path / "w2" / "metrics.jsonl").read_text().splitlines()]
     assert np.mean([r["ce"] for r in rows[-8:]]) < np.mean([r["ce"] for r in rows[:8]])
     assert rows[0]["codes_used"] > 0.5  # k-means codes of in-domain audio: most of the 32 occur in a batch
@@ -453,7 +453,7 @@ def test_a_second_iteration_learns_the_k_means_codes_of_the_first_iterations_enc
     assert meta["objective"]["tokenizer"] == "teacher" and meta["objective"]["teacher"] == str(tmp_path / "w")
     second.model.overrides.depth = 3  # a student of another shape cannot start from the teacher's weights
     with pytest.raises(ValueError, match=r"differ from the teacher's \(checkpoint\):\n  missing \(\d+\): blocks\.2"):
-        objectives.build(second)
+        experiment.build(second)
 
 
 def test_a_teacher_must_exist_and_read_the_students_features_and_patch_grid(tmp_path):
@@ -462,26 +462,26 @@ def test_a_teacher_must_exist_and_read_the_students_features_and_patch_grid(tmp_
     from audiorep.audio.frontends import get_frontend as frontend_of
     from audiorep.models import model_dir
 
-    _, cfg = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
+    _, cfg = experiment.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
         patch=(16, 4), stride=(16, 4), pretrain_heads=False)))
     config = ml_collections.ConfigDict(dict(objective=dict(name="masked_tokens", tokenizer="teacher", teacher="")))
     with pytest.raises(ValueError, match="needs objective.teacher"):
-        objectives.load_teacher(config, frontend_of("ssast"), cfg)
+        experiment.load_teacher(config, frontend_of("ssast"), cfg)
     config.objective.teacher = str(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="is not a usable model directory"):
-        objectives.load_teacher(config, frontend_of("ssast"), cfg)
-    _, square = objectives.encoder_config(dict(family="ast", preset="ssast-patch-tiny"))  # 16 x 16 patches
+        experiment.load_teacher(config, frontend_of("ssast"), cfg)
+    _, square = experiment.encoder_config(dict(family="ast", preset="ssast-patch-tiny"))  # 16 x 16 patches
     model_dir.save_model_dir(tmp_path / "t16", family="ast", encoder=ASTEncoder(square, rngs=nnx.Rngs(0)),
                             encoder_config=square, frontend=frontend_of("ssast"))
     config.objective.teacher = str(tmp_path / "t16")
     with pytest.raises(ValueError, match=r"the student's patch grid \(\(16, 4\) patches"):
-        objectives.load_teacher(config, frontend_of("ssast"), cfg)
+        experiment.load_teacher(config, frontend_of("ssast"), cfg)
     model_dir.save_model_dir(tmp_path / "t4", family="ast", encoder=ASTEncoder(cfg, rngs=nnx.Rngs(0)),
                             encoder_config=cfg, frontend=frontend_of("ssast"))
     config.objective.teacher = str(tmp_path / "t4")
-    assert objectives.load_teacher(config, frontend_of("ssast"), cfg).encoder_config == cfg
+    assert experiment.load_teacher(config, frontend_of("ssast"), cfg).encoder_config == cfg
     with pytest.raises(ValueError, match="trained on other features"):
-        objectives.load_teacher(config, frontend_of("beats"), cfg)
+        experiment.load_teacher(config, frontend_of("beats"), cfg)
     with pytest.raises(ValueError, match="is fitted on the training data"):
-        objectives.make_objective(ml_collections.ConfigDict(dict(objective=dict(
+        experiment.make_objective(ml_collections.ConfigDict(dict(objective=dict(
             name="masked_tokens", masked=40, tokenizer="teacher"), data=dict(frames=64))), frontend_of("ssast"), cfg)

@@ -55,6 +55,25 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     return config
 
 
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+    """An experiment file's argument (big_vision style): 'steps=50,seed=1' over typed defaults.
+
+    `configs/x.py:steps=50` hands 'steps=50' to get_config; each value is parsed by the type of its default
+    (as --config overrides are), and a key without a default is an error listing the known ones.
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for item in (arg or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in defaults:
+            raise ConfigError(f"config argument {item.strip()!r}: write key=value with key one of {sorted(defaults)} "
+                              f"(e.g. --config configs/x.py:{next(iter(defaults), 'key')}=...).")
+        out[key] = parse_value(text.strip(), defaults[key], key)
+    return out
+
+
 def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
     """Every leaf field as {'train.steps': 100, ...}."""
     out: dict[str, Any] = {}

@@ -26,6 +26,10 @@ from pathlib import Path
 import ml_collections
 from etils import epath
 
+from audiorep.pretrain import experiment
+from audiorep.pretrain.config import ConfigError
+from audiorep.pretrain.trainer import TrainError, TrainResult, check_workdir, with_defaults
+
 log = logging.getLogger(__name__)
 
 
@@ -45,16 +49,16 @@ def check(config: ml_collections.ConfigDict) -> int:
     it = config.iterations
     count = int(it.count)
     if count < 1:
-        raise ValueError(f"iterations.count={count}: use 1 (a single run) or more.")
+        raise ConfigError(f"iterations.count={count}: use 1 (a single run) or more.")
     steps = tuple(it.steps or ())
     if steps and (len(steps) != count or min(int(s) for s in steps) < 1):
-        raise ValueError(f"iterations.steps={steps}: give {count} positive step counts (one per iteration), or "
-                         f"leave it empty to run train.steps={config.train.steps} in each.")
+        raise ConfigError(f"iterations.steps={steps}: give {count} positive step counts (one per iteration), or "
+                          f"leave it empty to run train.steps={config.train.steps} in each.")
     if count > 1 and config.objective.name != "masked_tokens":
-        raise ValueError(f"iterations.count={count}: only masked token prediction (objective.name='masked_tokens') "
-                         f"learns a previous iteration's codes; objective.name={config.objective.name!r}.")
+        raise ConfigError(f"iterations.count={count}: only masked token prediction (objective.name='masked_tokens') "
+                          f"learns a previous iteration's codes; objective.name={config.objective.name!r}.")
     if int(it.codebook_size) < 0:
-        raise ValueError(f"iterations.codebook_size={it.codebook_size}: 0 keeps objective.codebook_size, or >= 2.")
+        raise ConfigError(f"iterations.codebook_size={it.codebook_size}: 0 keeps objective.codebook_size, or >= 2.")
     return count
 
 
@@ -68,8 +72,8 @@ def iteration_config(config: ml_collections.ConfigDict, k: int, teacher: str | N
         c.train.steps = int(it.steps[k - 1])
     if k > 1:
         if not teacher:
-            raise ValueError(f"iteration {k} learns the codes of iteration {k - 1}'s encoder, which exported "
-                             f"nothing (a remote workdir needs a local --config.train.export_dir).")
+            raise ConfigError(f"iteration {k} learns the codes of iteration {k - 1}'s encoder, which exported "
+                              f"nothing (a remote workdir needs a local --config.train.export_dir).")
         c.objective.tokenizer = "teacher"
         c.objective.teacher = str(teacher)
         c.objective.init_from_teacher = bool(it.init_from_teacher)
@@ -83,34 +87,33 @@ def iteration_config(config: ml_collections.ConfigDict, k: int, teacher: str | N
 def export_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                   path: str | os.PathLike | None = None) -> str:
     """Export the newest checkpoint of the latest iteration that has started (`audiorep pretrain --export-only`)."""
-    from audiorep.pretrain import trainer
-
-    config = trainer.with_defaults(config)
+    config = with_defaults(config)
     count = check(config)
     if count == 1:
-        return trainer.export_latest(config, workdir, path)
+        return experiment.export_latest(config, workdir, path)
+    check_workdir(workdir)
     started = [k for k in range(1, count + 1) if (iteration_dir(workdir, k) / "checkpoints").is_dir()]
     if not started:
-        raise FileNotFoundError(f"no iteration has a checkpoint under {workdir} (looked for iter1..iter{count}).")
+        raise TrainError(f"no iteration has a checkpoint under {workdir} (looked for iter1..iter{count}): train "
+                         f"first with the same command without --export-only, or pass the --workdir of a run.")
     k = started[-1]
     teacher = export_dir(config, workdir, k - 1) if k > 1 else None
-    return trainer.export_latest(iteration_config(config, k, teacher), str(iteration_dir(workdir, k)), path)
+    return experiment.export_latest(iteration_config(config, k, teacher), str(iteration_dir(workdir, k)), path)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike):
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
     """Train every iteration in turn; returns the TrainResult of the last one that ran (stopped or done)."""
-    from audiorep.pretrain import trainer
-
-    config = trainer.with_defaults(config)
+    config = with_defaults(config)
     count = check(config)
     if count == 1:
-        return trainer.train(config, workdir)
+        return experiment.train(config, workdir)
+    check_workdir(workdir)
     result = None
     for k in range(1, count + 1):
         cfg = iteration_config(config, k, result.export_dir if result is not None else None)
         log.info("iteration %d of %d: %d steps in %s%s", k, count, cfg.train.steps, iteration_dir(workdir, k),
                  f" (targets: k-means codes of {cfg.objective.teacher})" if k > 1 else "")
-        result = trainer.train(cfg, str(iteration_dir(workdir, k)))
+        result = experiment.train(cfg, str(iteration_dir(workdir, k)))
         if result.status != "done":
             break
     return result

@@ -1,48 +1,40 @@
-"""Training objectives, and the builder that turns an experiment config into (Task, data iterator).
+"""Training objectives: the losses the trainer differentiates (pretrain/trainer.py).
 
-Every objective is a callable `loss(model, batch, rng) -> (f32[] scalar, {name: f32[]})` that the trainer
-(pretrain/trainer.py) differentiates; batches hold raw waveforms ('audio' f32[B, samples], plus 'label'
-for supervised objectives) and the objective runs the frontend itself, inside the jitted step.
+Every objective is a callable `loss(model, batch, rng) -> (f32[] scalar, {name: f32[]})`; batches hold raw
+waveforms ('audio' f32[B, samples], plus 'label' for supervised objectives) and the objective runs the frontend
+itself, inside the jitted step.
 
-- `MSPM`: SSAST masked spectrogram patch modelling (Gong et al., 2022; anchors §2.2). Per clip, M patches
-  are masked (cluster masks for 16x16 patches, random for 128x2 frames; pretrain/masking.py); the encoder
-  replaces them by its mask embedding; `cpredlayer` outputs are scored against the raw patches of the same
-  clip by InfoNCE (negatives: the other masked patches of that clip), `gpredlayer` outputs regress the raw
-  patches (MSE); loss = nce + 10 * mse. As in the official `mpc` / `mpg`, the two terms use two forward
-  passes with independent masks (`passes=2`); `passes=1` shares one pass (cheaper). `patchout_keep < 1`
-  additionally drops unmasked patches (the encoder sees the masked ones plus that fraction of the rest).
+- `MSPM`: SSAST masked spectrogram patch modelling (Gong et al., 2022). Per clip, M patches are masked
+  (cluster masks for 16x16 patches, random for 128x2 frames; pretrain/masking.py); the encoder replaces them by
+  its mask embedding; `cpredlayer` outputs are scored against the raw patches of the same clip by InfoNCE
+  (negatives: the other masked patches of that clip), `gpredlayer` outputs regress the raw patches (MSE);
+  loss = nce + 10 * mse. As in the official `mpc` / `mpg`, the two terms use two forward passes with
+  independent masks (`passes=2`); `passes=1` shares one pass (cheaper). `patchout_keep < 1` additionally drops
+  unmasked patches (the encoder sees the masked ones plus that fraction of the rest).
 - `MaskedTokens`: masked token prediction (BEATs, BEST-RQ): a frozen tokenizer (tokenizers/) codes every
-  patch -- random projection for BEATs' first iteration, or (`objective.tokenizer='teacher'`) k-means codes of
-  the outputs of an encoder pretrained in the previous iteration (`objective.teacher`), fitted by `build` on
-  the training data; the model predicts the codes of the masked patches (`TokenPredictor`: BEST-RQ form with
-  the encoder's mask embedding, or BEATs' form with the encoder over the visible patches and a label
-  predictor); cross-entropy, optionally plus patch reconstruction terms.
+  patch -- random projection for BEATs' first iteration, or k-means codes of the outputs of an encoder
+  pretrained in the previous iteration (tokenizers/teacher.py); the model predicts the codes of the masked
+  patches (`TokenPredictor`: BEST-RQ form with the encoder's mask embedding, or BEATs' form with the encoder
+  over the visible patches and a label predictor); cross-entropy, optionally plus patch reconstruction terms.
 - `Supervised`: multi-label BCE or multi-class CE on the encoder's head, optional mixup (PaSST's symmetric
   Beta mixup on features), PaSST structured / unstructured patchout via `keep`.
 
-`build(config)` reads `config.model`, `config.frontend`, `config.objective` and `config.data` (see
-configs/) and returns the trainer's `Task` and its iterator factory; `export` writes a model directory
-(models/registry.py) that `audiorep.load` opens.
+Which objective a config asks for, with which tokenizer and data, is assembled by pretrain/experiment.py.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import nnx
 
-from audiorep.pretrain.trainer import Task
-
-log = logging.getLogger(__name__)
+from audiorep.audio import augment
+from audiorep.models.layers import LayerNorm, Linear, TransformerBlock, trunc_normal_02
+from audiorep.pretrain import masking
+from audiorep.pretrain.config import ConfigError
 
 MaskFn = Callable[[jax.Array, tuple[int, int], int, int], jax.Array]
 
@@ -69,9 +61,11 @@ def mean_where(where: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def check_masked_count(masked: int, grid: tuple[int, int]) -> None:
-    if masked >= grid[0] * grid[1]:
-        raise ValueError(f"objective.masked={masked} but the {grid[0]}x{grid[1]} grid has only {grid[0] * grid[1]} "
-                         f"patches; mask fewer (SSAST masks 400 of 512).")
+    """Refuse masking every patch (or more than exist): some must stay visible for the encoder to read."""
+    if masked < 1 or masked >= grid[0] * grid[1]:
+        raise ConfigError(f"objective.masked={masked} but the {grid[0]}x{grid[1]} grid has only {grid[0] * grid[1]} "
+                          f"patches; set objective.masked between 1 and {grid[0] * grid[1] - 1} (SSAST masks 400 "
+                          f"of 512).")
 
 
 def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
@@ -100,8 +94,6 @@ def mask_function(kind: str) -> MaskFn:
     'cluster': SSAST patch masking (squares of side 3-5); 'random': uniform (SSAST frame masking);
     'frame': whole time columns (count must then be a multiple of the frequency patches).
     """
-    from audiorep.pretrain import masking
-
     if kind == "cluster":
         return masking.cluster_mask_indices
     if kind == "random":
@@ -109,12 +101,12 @@ def mask_function(kind: str) -> MaskFn:
     if kind == "frame":
         def frames(key, grid, batch, count):
             if count % grid[0]:
-                raise ValueError(f"objective.masked={count} is not a whole number of time columns of {grid[0]} "
-                                 f"patches; use a multiple of {grid[0]} with mask='frame'.")
+                raise ConfigError(f"objective.masked={count} is not a whole number of time columns of {grid[0]} "
+                                  f"patches; use a multiple of {grid[0]} with mask='frame'.")
             return masking.frame_mask_indices(key, grid, batch, count // grid[0])
 
         return frames
-    raise ValueError(f"objective.mask={kind!r}: use 'cluster' (16x16 patches), 'random' (128x2 frames) or 'frame'.")
+    raise ConfigError(f"objective.mask={kind!r}: use 'cluster' (16x16 patches), 'random' (128x2 frames) or 'frame'.")
 
 
 def keep_with_masked(key: jax.Array, mask_idx: jax.Array, n: int, keep_unmasked: int) -> jax.Array:
@@ -123,10 +115,8 @@ def keep_with_masked(key: jax.Array, mask_idx: jax.Array, n: int, keep_unmasked:
     mask_idx i32[B, M] -> keep i32[B, M + keep_unmasked]; position m < M of the encoder output is masked
     patch mask_idx[:, m].
     """
-    from audiorep.pretrain.masking import indices_to_mask
-
     b = mask_idx.shape[0]
-    masked = indices_to_mask(mask_idx, n)
+    masked = masking.indices_to_mask(mask_idx, n)
     score = jnp.where(masked, jnp.inf, jax.random.uniform(key, (b, n)))
     others = jnp.argsort(score, axis=1)[:, :keep_unmasked].astype(jnp.int32)
     return jnp.concatenate([mask_idx.astype(jnp.int32), others], axis=1)
@@ -148,17 +138,17 @@ class MSPM:
                  patchout_keep: float = 1.0, target_norm: str = "none", visible_weight: float = 0.0,
                  mask_fn: MaskFn | None = None):
         if target_norm not in ("none", "patch"):
-            raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (SSAST) or 'patch' (MAE norm_pix).")
+            raise ConfigError(f"objective.target_norm={target_norm!r}: 'none' (SSAST) or 'patch' (MAE norm_pix).")
         if visible_weight < 0 or (visible_weight > 0 and patchout_keep < 1.0):
-            raise ValueError(f"objective.visible_weight={visible_weight}: use >= 0, and > 0 only with "
-                             f"patchout_keep=1 (every patch encoded; got {patchout_keep}).")
+            raise ConfigError(f"objective.visible_weight={visible_weight}: use >= 0, and > 0 only with "
+                              f"patchout_keep=1 (every patch encoded; got {patchout_keep}).")
         self.target_norm = target_norm
         self.visible_weight = float(visible_weight)
         if passes not in (1, 2):
-            raise ValueError(f"objective.passes={passes}: 2 (official: separate mpc and mpg passes) or 1 (shared).")
+            raise ConfigError(f"objective.passes={passes}: 2 (official: separate mpc and mpg passes) or 1 (shared).")
         if not 0.0 < patchout_keep <= 1.0:
-            raise ValueError(f"objective.patchout_keep={patchout_keep} must be in (0, 1] (fraction of unmasked "
-                             f"patches the encoder sees).")
+            raise ConfigError(f"objective.patchout_keep={patchout_keep} must be in (0, 1] (fraction of unmasked "
+                              f"patches the encoder sees).")
         self.frontend = frontend
         self.masked = int(masked)
         self.nce_weight, self.mse_weight = float(nce_weight), float(mse_weight)
@@ -171,8 +161,6 @@ class MSPM:
         return fit_frames(self.frontend(audio, key=key, train=True), self.frames)
 
     def _pass(self, model, feats, targets, key, head: str):
-        from audiorep.pretrain.masking import indices_to_mask
-
         b, n = targets.shape[:2]
         grid = model.grid_for(feats.shape[1])
         check_masked_count(self.masked, grid)
@@ -181,7 +169,7 @@ class MSPM:
         keep = None
         if self.patchout_keep < 1.0:
             keep = keep_with_masked(k_keep, idx, n, int(round((n - self.masked) * self.patchout_keep)))
-        out = model(feats, mask=indices_to_mask(idx, n), keep=keep, deterministic=False)
+        out = model(feats, mask=masking.indices_to_mask(idx, n), keep=keep, deterministic=False)
         tokens = out.tokens[:, : self.masked] if keep is not None else gather_tokens(out.tokens, idx)
         target = jax.lax.stop_gradient(gather_tokens(targets, idx))
         outs = {}
@@ -190,7 +178,7 @@ class MSPM:
         if head in ("g", "both") and self.visible_weight > 0:  # every patch encoded (keep is None): predict all
             every = model.gpredlayer(out.tokens)
             outs["g"] = gather_tokens(every, idx)
-            visible = ~indices_to_mask(idx, n)
+            visible = ~masking.indices_to_mask(idx, n)
             err = jnp.mean((every.astype(jnp.float32) - targets) ** 2, axis=-1)
             outs["visible_mse"] = mean_where(visible, err)
         elif head in ("g", "both"):
@@ -235,8 +223,6 @@ class LabelPredictor(nnx.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, depth: int, *, rngs: nnx.Rngs):
-        from audiorep.models.layers import LayerNorm, TransformerBlock, trunc_normal_02
-
         self.mask_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, dim)))
         self.blocks = nnx.List([TransformerBlock(dim, num_heads, 4 * dim, pre_norm=True, kernel_init=trunc_normal_02,
                                                  rngs=rngs) for _ in range(depth)])
@@ -263,15 +249,13 @@ class TokenPredictor(nnx.Module):
 
     def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0, predictor_depth: int = 0,
                  patch_head: bool = False):
-        from audiorep.models.layers import Linear
-
         dim = int(encoder.cfg.dim)
         self.encoder = encoder
         self.head = Linear(dim, int(codebook_size), rngs=nnx.Rngs(params=jax.random.fold_in(
             jax.random.PRNGKey(seed), 1)))
         if patch_head and predictor_depth <= 0:
-            raise ValueError("a patch head (objective.masked_mse_weight > 0) reconstructs the masked patches from "
-                             "the label predictor's outputs: set objective.predictor_depth >= 1 (BEATs form).")
+            raise ConfigError("a patch head (objective.masked_mse_weight > 0) reconstructs the masked patches from "
+                              "the label predictor's outputs: set objective.predictor_depth >= 1 (BEATs form).")
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 2)
         self.predictor = (LabelPredictor(dim, int(encoder.cfg.num_heads), int(predictor_depth),
                                          rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
@@ -308,14 +292,14 @@ class MaskedTokens:
                  visible_weight: float = 0.0, visible_mse_weight: float = 0.0, masked_mse_weight: float = 0.0,
                  target_norm: str = "none", gain_db: float = 0.0, mask_fn: MaskFn | None = None):
         if min(visible_weight, visible_mse_weight, masked_mse_weight, gain_db) < 0:
-            raise ValueError(f"objective.visible_weight={visible_weight}, visible_mse_weight={visible_mse_weight}, "
-                             f"masked_mse_weight={masked_mse_weight} and gain_db={gain_db} must be >= 0.")
+            raise ConfigError(f"objective.visible_weight={visible_weight}, visible_mse_weight={visible_mse_weight}, "
+                              f"masked_mse_weight={masked_mse_weight} and gain_db={gain_db} must be >= 0.")
         if target_norm not in ("none", "patch"):
-            raise ValueError(f"objective.target_norm={target_norm!r}: 'none' (code the raw patch) or 'patch' "
-                             f"(code each patch after removing its mean: level-free codes).")
+            raise ConfigError(f"objective.target_norm={target_norm!r}: 'none' (code the raw patch) or 'patch' "
+                              f"(code each patch after removing its mean: level-free codes).")
         if target_norm != "none" and getattr(tokenizer, "input", "patches") != "patches":
-            raise ValueError(f"objective.target_norm={target_norm!r} codes raw patches; a teacher tokenizer reads the "
-                             f"features itself: set objective.target_norm='none'.")
+            raise ConfigError(f"objective.target_norm={target_norm!r} codes raw patches; a teacher tokenizer reads the "
+                              f"features itself: set objective.target_norm='none'.")
         self.frontend, self.tokenizer = frontend, tokenizer
         self.masked, self.frames = int(masked), frames
         self.visible_weight, self.visible_mse_weight = float(visible_weight), float(visible_mse_weight)
@@ -339,14 +323,10 @@ class MaskedTokens:
         return jax.lax.stop_gradient(self.tokenizer(patches))
 
     def __call__(self, model: TokenPredictor, batch: Mapping[str, jax.Array], rng: jax.Array):
-        from audiorep.pretrain.masking import indices_to_mask, unmasked_indices
-
         enc = model.encoder
         k_front, k_mask, k_gain = jax.random.split(rng, 3)
         audio = batch["audio"]
         if self.gain_db > 0:
-            from audiorep.audio import augment
-
             audio = augment.random_gain(k_gain, audio, -self.gain_db, self.gain_db)
         feats = self.features(audio, k_front)
         patches = enc.patches(feats).astype(jnp.float32)
@@ -355,22 +335,22 @@ class MaskedTokens:
         grid = enc.grid_for(feats.shape[1])
         check_masked_count(self.masked, grid)
         idx = self.mask_fn(k_mask, grid, b, self.masked)  # i32[B, M]
-        masked = indices_to_mask(idx, n)
+        masked = masking.indices_to_mask(idx, n)
         used = jnp.zeros(self.tokenizer.codebook_size, bool).at[codes.reshape(-1)].set(True)
         metrics = {"codes_used": jnp.mean(used.astype(jnp.float32))}
         # The head scores the masked positions only, unless the visible ones are scored too (BEST-RQ form).
         every_position = model.predictor is None and self.visible_weight > 0
         if (self.masked_mse_weight > 0) != (getattr(model, "patch_head", None) is not None):
             raise ValueError(f"objective.masked_mse_weight={self.masked_mse_weight} and the model's patch head go "
-                             f"together: build TokenPredictor(patch_head=True) (BEATs form) exactly when "
-                             f"masked_mse_weight > 0.")
+                              f"together: build TokenPredictor(patch_head=True) (BEATs form) exactly when "
+                              f"masked_mse_weight > 0.")
         visible_patches = patches
         if model.predictor is not None:
             if self.visible_weight > 0:
-                raise ValueError("objective.visible_weight belongs to the BEST-RQ form; with a label predictor "
+                raise ConfigError("objective.visible_weight belongs to the BEST-RQ form; with a label predictor "
                                  "(predictor_depth > 0) the encoder never sees the masked patches and all its "
                                  "outputs are trained already: set it to 0.")
-            keep = unmasked_indices(idx, n)
+            keep = masking.unmasked_indices(idx, n)
             out = enc(feats, keep=keep, deterministic=False)
             tokens = model.predictor(out.tokens, keep, enc.patch_pos_embed(grid), deterministic=False)
             visible_patches = gather_tokens(patches, keep)  # the encoder's outputs are the visible ones, in keep order
@@ -397,7 +377,7 @@ class MaskedTokens:
             metrics["visible_ce"] = visible_ce
         if self.visible_mse_weight > 0:
             if getattr(enc, "gpredlayer", None) is None:
-                raise ValueError("objective.visible_mse_weight > 0 reconstructs the visible patches with the "
+                raise ConfigError("objective.visible_mse_weight > 0 reconstructs the visible patches with the "
                                  "encoder's `gpredlayer`: build it with pretrain_heads=True.")
             err = jnp.mean((enc.gpredlayer(out.tokens).astype(jnp.float32) - visible_patches) ** 2, axis=-1)
             visible_mse = jnp.mean(err) if model.predictor is not None else mean_where(~masked, err)
@@ -441,9 +421,6 @@ class Supervised:
         return jax.nn.one_hot(label, self.num_classes, dtype=jnp.float32)
 
     def __call__(self, model, batch: Mapping[str, jax.Array], rng: jax.Array):
-        from audiorep.audio import augment
-        from audiorep.pretrain.masking import patchout_keep
-
         k_front, k_mix, k_keep = jax.random.split(rng, 3)
         feats = fit_frames(self.frontend(batch["audio"], key=k_front, train=True), self.frames)
         y = self.targets(batch["label"])
@@ -452,7 +429,7 @@ class Supervised:
         keep = None
         if any(self.drop):
             grid = model.grid_for(feats.shape[1])
-            keep = patchout_keep(k_keep, grid, feats.shape[0], drop_t=self.drop[0], drop_f=self.drop[1],
+            keep = masking.patchout_keep(k_keep, grid, feats.shape[0], drop_t=self.drop[0], drop_f=self.drop[1],
                                  drop_u=self.drop[2], shared=self.shared_patchout)
         out = model(feats, keep=keep, deterministic=False)
         logits = model.logits(out).astype(jnp.float32)
@@ -468,252 +445,3 @@ class Supervised:
         if keep is not None:
             metrics["tokens"] = jnp.asarray(keep.shape[1], jnp.float32)
         return loss, metrics
-
-
-# ------------------------------------------------------------------------------------------- building
-def build_frontend(spec):
-    """A frontend from a preset name ('ssast', 'passt', 'beats') or a `to_dict()` mapping."""
-    from audiorep.audio import frontends
-
-    if isinstance(spec, str):
-        return frontends.get_frontend(spec)
-    spec = spec.to_dict() if isinstance(spec, ml_collections.ConfigDict) else dict(spec)
-    return frontends.frontend_from_dict(spec)
-
-
-def encoder_config(model_cfg: Mapping[str, Any]):
-    """(family, XConfig) from config.model: family, preset, and `overrides` of config fields."""
-    from audiorep.models import registry
-
-    fam = registry.get_family(model_cfg["family"])
-    cfg = fam.preset(model_cfg["preset"])
-    overrides = model_cfg.get("overrides") or {}
-    if isinstance(overrides, ml_collections.ConfigDict):
-        overrides = overrides.to_dict()
-    if overrides:
-        d = cfg.to_dict()
-        unknown = sorted(set(overrides) - set(d))
-        if unknown:
-            raise ValueError(f"config.model.overrides has unknown {fam.name} fields {unknown}; known: {sorted(d)}.")
-        d.update(overrides)
-        try:
-            cfg = fam.classes()[0].from_dict(d)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"config.model.overrides {overrides} do not make a valid {fam.name} encoder "
-                             f"({model_cfg['preset']}): {str(err).rstrip('.')}.") from err
-    return fam, cfg
-
-
-def clip_samples_for(frontend, frames: int) -> int:
-    """Samples per training clip so the frontend yields exactly `frames` frames."""
-    from audiorep.models.registry import samples_for_frames
-
-    return samples_for_frames(frontend, frames)
-
-
-def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_classes: int | None = None,
-                   multilabel: bool = False, tokenizer=None):
-    """The loss object for config.objective. `tokenizer`: a fitted teacher tokenizer (`build` makes it from the
-    training data when objective.tokenizer='teacher')."""
-    o = config.objective
-    frames = int(config.data.frames) if config.data.get("frames") else None
-    if o.name == "mspm":
-        return MSPM(frontend, masked=o.masked, mask=o.mask, nce_weight=o.get("nce_weight", 1.0),
-                    mse_weight=o.mse_weight, passes=o.get("passes", 2), frames=frames,
-                    patchout_keep=o.get("patchout_keep", 1.0), target_norm=o.get("target_norm", "none"),
-                    visible_weight=o.get("visible_weight", 0.0))
-    if o.name == "masked_tokens":
-        from audiorep.tokenizers import RandomProjectionTokenizer
-
-        depth = int(o.get("predictor_depth", 0))
-        if not hasattr(enc_cfg, "patch") or not hasattr(enc_cfg, "mask_embed"):
-            raise ValueError(f"objective.name='masked_tokens' trains an SSAST encoder (family 'ast'); got "
-                             f"{type(enc_cfg).__name__}.")
-        if depth < 0:
-            raise ValueError(f"objective.predictor_depth={depth}: 0 (BEST-RQ form) or the number of label-predictor "
-                             f"blocks (BEATs form).")
-        if depth == 0 and not enc_cfg.mask_embed:
-            raise ValueError("objective.name='masked_tokens' with predictor_depth=0 (BEST-RQ form) needs an encoder "
-                             "with a mask embedding (model.overrides.mask_embed=True), or use the BEATs form "
-                             "(objective.predictor_depth >= 1), where the encoder sees only the visible patches.")
-        kind = o.get("tokenizer", "random_projection")
-        if kind not in ("random_projection", "teacher"):
-            raise ValueError(f"objective.tokenizer={kind!r}: 'random_projection' (BEATs iteration 1) or 'teacher' "
-                             f"(a later iteration: k-means codes of objective.teacher's outputs).")
-        if kind == "teacher" and tokenizer is None:
-            raise ValueError("objective.tokenizer='teacher' is fitted on the training data: build the task with "
-                             "objectives.build(config) (or pass tokenizer=TeacherTokenizer.fit(...)).")
-        if kind == "random_projection":
-            tokenizer = RandomProjectionTokenizer(in_dim=int(enc_cfg.patch[0] * enc_cfg.patch[1]),
-                                                  codebook_size=int(o.get("codebook_size", 1024)),
-                                                  code_dim=int(o.get("code_dim", 16)),
-                                                  seed=int(o.get("tokenizer_seed", 0)))
-        return MaskedTokens(frontend, tokenizer, masked=o.masked, mask=o.get("mask", "random"), frames=frames,
-                            visible_weight=o.get("visible_weight", 0.0),
-                            visible_mse_weight=o.get("visible_mse_weight", 0.0),
-                            masked_mse_weight=o.get("masked_mse_weight", 0.0),
-                            target_norm=o.get("target_norm", "none"),
-                            gain_db=o.get("gain_db", 0.0))
-    if o.name == "supervised":
-        classes = num_classes or getattr(enc_cfg, "num_classes", 0)
-        if not classes:
-            raise ValueError("the supervised objective needs an encoder head: set config.model.overrides.num_classes.")
-        return Supervised(frontend, num_classes=classes, multilabel=bool(o.get("multilabel", multilabel)),
-                          mixup_alpha=o.get("mixup_alpha", 0.0), drop_t=o.get("drop_t", 0),
-                          drop_f=o.get("drop_f", 0), drop_u=o.get("drop_u", 0), frames=frames,
-                          label_smoothing=o.get("label_smoothing", 0.0),
-                          shared_patchout=o.get("shared_patchout", True))
-    raise ValueError(f"objective.name={o.name!r}: available objectives are 'mspm', 'masked_tokens' and 'supervised'.")
-
-
-def _data_index(data: ml_collections.ConfigDict):
-    """The dataset index named by config.data; the synthetic corpus is generated when missing."""
-    from audiorep.data import sources
-
-    root = Path(str(data.root)).expanduser()
-    if data.dataset == "synthetic":
-        if not (root / "meta.csv").is_file():
-            from audiorep.data import synthetic
-
-            s = data.synthetic
-            if jax.process_index() == 0:
-                log.warning("synthetic corpus not found at %s: generating it with audiorep.data.synthetic "
-                            "(%d clips per class, %.1f s, seed %d).", root, s.per_class, s.seconds, s.seed)
-                synthetic.write_corpus(root, per_class=int(s.per_class), seed=int(s.seed), seconds=float(s.seconds),
-                                       sample_rate=int(s.sample_rate), progress=True)
-            if jax.process_count() > 1:
-                from jax.experimental import multihost_utils
-
-                multihost_utils.sync_global_devices("synthetic corpus written")
-        return sources.read_dataset("folder", root)
-    options = data.get("options") or {}
-    if isinstance(options, ml_collections.ConfigDict):
-        options = options.to_dict()
-    return sources.read_dataset(str(data.dataset), root, **options)
-
-
-def data_source(data: ml_collections.ConfigDict, sample_rate: int):
-    """(grain source, class names, multilabel) for config.data: a reader dataset, 'synthetic', or 'tfds'
-    (an ArrayRecord build of data/tfds at data.root, the scalable path for AudioSet-size corpora)."""
-    from audiorep.data import pipeline
-
-    split = data.get("split") or None
-    balance = data.get("balance", "none")
-    if data.dataset == "tfds":
-        if balance != "none":
-            raise ValueError(f"data.balance={balance!r} works on folder readers; a TFDS build is sampled as built.")
-        source = pipeline.tfds_source(str(data.root), split or "train", sample_rate=sample_rate)
-        return source, tuple(getattr(source, "classes", ())), bool(getattr(source, "multilabel", False))
-    index = _data_index(data)
-    records = index.records if split is None else [r for r in index.records if r.split == split]
-    if balance == "folder":
-        records = pipeline.balance_by_folder(records, index.root or data.root)
-    elif balance != "none":
-        raise ValueError(f"data.balance={balance!r}: 'none' (every clip once per epoch) or 'folder' (each "
-                         f"top-level folder of data.root as often as the largest).")
-    source = pipeline.records_source(records, sample_rate, classes=index.classes, multilabel=index.multilabel)
-    return source, tuple(index.classes), bool(index.multilabel)
-
-
-def load_teacher(config: ml_collections.ConfigDict, frontend, enc_cfg):
-    """The exported encoder named by objective.teacher, checked to read what the student reads."""
-    from audiorep.models import registry
-
-    path = config.objective.get("teacher")
-    if not path:
-        raise ValueError("objective.tokenizer='teacher' needs objective.teacher: the model directory (or training "
-                         "workdir) of the encoder pretrained in the previous iteration.")
-    try:
-        bundle = registry.load_model_dir(path)
-    except (FileNotFoundError, registry.ModelDirError) as err:
-        raise ValueError(f"objective.teacher={path!r} is not a usable model directory: {err}") from err
-    t_cfg = bundle.encoder_config
-    if bundle.family != "ast" or (tuple(t_cfg.patch), tuple(t_cfg.stride)) != (tuple(enc_cfg.patch),
-                                                                               tuple(enc_cfg.stride)):
-        raise ValueError(f"objective.teacher={path!r} is a {bundle.family} encoder with "
-                         f"{getattr(t_cfg, 'patch', '?')} patches; the teacher must be an SSAST encoder with the "
-                         f"student's patch grid ({tuple(enc_cfg.patch)} patches, stride {tuple(enc_cfg.stride)}).")
-    if bundle.frontend.to_dict() != frontend.to_dict():
-        raise ValueError(f"objective.teacher={path!r} was trained on other features ({bundle.frontend.name}) than "
-                         f"config.frontend ({frontend.name}); train the student with the teacher's frontend.")
-    return bundle
-
-
-def teacher_tokenizer(config: ml_collections.ConfigDict, teacher, feature_batches):
-    """Fit objective.codebook_size k-means codes to the teacher's outputs on `feature_batches`."""
-    from audiorep.tokenizers.teacher import TeacherTokenizer
-
-    o = config.objective
-    t0 = time.perf_counter()
-    tok = TeacherTokenizer.fit(teacher.encoder, feature_batches, codebook_size=int(o.get("codebook_size", 1024)),
-                               layer=int(o.get("teacher_layer", -1)), iters=int(o.get("kmeans_iters", 25)),
-                               seed=int(o.get("tokenizer_seed", 0)))
-    log.info("teacher tokenizer: %d k-means codes of %s's outputs in %.1f s", tok.codebook_size, teacher.name,
-             time.perf_counter() - t0)
-    return tok
-
-
-def build(config: ml_collections.ConfigDict):
-    """(Task, make_iterator) for the trainer from an experiment config."""
-    from audiorep.data import pipeline
-    from audiorep.models import registry
-
-    fam, enc_cfg = encoder_config(config.model)
-    frontend = build_frontend(config.frontend)
-    source, classes, multilabel = data_source(config.data, frontend.sample_rate)
-    if len(source) == 0:
-        raise ValueError(f"no training clips in {config.data.root} (split {config.data.get('split')!r}); "
-                         f"check config.data.root and config.data.split.")
-    frames = int(config.data.frames) if config.data.get("frames") else int(enc_cfg.num_frames)
-    clip_samples = clip_samples_for(frontend, frames)
-    seed = int(config.seed)
-    o = config.objective
-    tokenizer = teacher = None
-    if o.name == "masked_tokens" and o.get("tokenizer") == "teacher":
-        teacher = load_teacher(config, frontend, enc_cfg)
-        batches = int(o.get("kmeans_batches", 16))
-        it = iter(pipeline.train_dataset(source, clip_samples=clip_samples, batch_size=int(config.train.batch_size),
-                                         seed=seed + 1, shard=pipeline.Shard(0, 1), worker_count=0))
-        feats = (fit_frames(frontend(jnp.asarray(next(it)["audio"])), frames) for _ in range(batches))
-        tokenizer = teacher_tokenizer(config, teacher, feats)
-    objective = make_objective(config, frontend, enc_cfg, num_classes=len(classes), multilabel=multilabel,
-                               tokenizer=tokenizer)
-    encoder = fam.build(enc_cfg, seed=seed)
-    if teacher is not None and o.get("init_from_teacher", False):
-        report = registry.shape_report(registry.flat_arrays(nnx.state(encoder, nnx.Param)),
-                                       registry.flat_arrays(nnx.state(teacher.encoder, nnx.Param)))
-        if report:
-            raise ValueError("objective.init_from_teacher=True copies the teacher's weights, but the student's "
-                             f"parameters (config) differ from the teacher's (checkpoint):\n{report}\nBuild the "
-                             f"student with the teacher's encoder config ({teacher.encoder_config}).")
-        nnx.update(encoder, nnx.state(teacher.encoder, nnx.Param))
-    model = encoder
-    if isinstance(objective, MaskedTokens):
-        model = TokenPredictor(encoder, objective.tokenizer.codebook_size, seed=seed,
-                               predictor_depth=int(config.objective.get("predictor_depth", 0)),
-                               patch_head=objective.masked_mse_weight > 0)
-    workers = int(config.data.get("worker_count", 0))
-
-    def make_iterator(pid: int, pcount: int, local_batch: int):
-        ds = pipeline.train_dataset(source, clip_samples=clip_samples, batch_size=local_batch, seed=seed,
-                                    shard=pipeline.Shard(pid, pcount), worker_count=workers)
-        return iter(ds)
-
-    def export(model, path: str) -> None:
-        if isinstance(model, TokenPredictor):
-            model = model.encoder
-        registry.save_model_dir(path, family=fam.name, encoder=model, encoder_config=enc_cfg, frontend=frontend,
-                                pooling=str(config.get("export_pooling", "mean")), window_frames=frames,
-                                frequency=str(config.get("export_frequency", "mean")),
-                                meta={"trained_with": "audiorep pretrain", "objective": config.objective.to_dict(),
-                                      "steps": int(config.train.steps)}, overwrite=True)
-
-    task = Task(model=model, loss=objective, export=export, num_layers=int(enc_cfg.depth),
-                name=f"{config.objective.name}:{fam.name}")
-    log.info("task %s: %d clips of %d samples (%d frames); encoder %s, %d parameters", task.name, len(source),
-             clip_samples, frames, config.model.preset, param_count(encoder))
-    return task, make_iterator
-
-
-def param_count(model: nnx.Module) -> int:
-    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))

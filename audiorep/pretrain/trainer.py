@@ -13,11 +13,15 @@ how to export the encoder) and a data iterator factory; nothing else. Around the
 - an orbax CheckpointManager (async, atomic, keep-N) saving every K steps, at the end, and on
   SIGTERM/SIGINT (Ctrl-C saves, then exits), with the grain iterator state beside the arrays, so the same
   command resumes exactly where it stopped — same batches, same random draws, same losses;
-- metrics in TensorBoard event files and metrics.jsonl in the workdir, and a tqdm bar (steps/s, loss, ETA).
+- metrics in TensorBoard event files and metrics.jsonl in the workdir, training curves (loss, lr, the
+  objective's metrics; pretrain/curves.py) in WORKDIR/curves.png at each checkpoint, and a tqdm bar.
 
-`train(config, workdir)` builds the task and data from an experiment config (configs/*.py) via
-pretrain/objectives.py; `Trainer(config, workdir, task, make_iterator).run()` is the same loop for any
-task. Used by `audiorep pretrain`.
+A resume checks the checkpoint against the model (a run of another model is refused, naming the config fields
+that differ) and falls back to the newest intact checkpoint when the latest is damaged (e.g. a truncated
+file), moving the damaged one to WORKDIR/damaged/ with a warning; nothing is deleted.
+
+`Trainer(config, workdir, task, make_iterator).run()` is the same loop for any task; pretrain/experiment.py
+builds the task and data from an experiment config (configs/*.py). Used by `audiorep pretrain` and the demo.
 """
 
 from __future__ import annotations
@@ -29,20 +33,28 @@ import math
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from etils import epath
 from flax import nnx
+from jax.experimental import multihost_utils
+from tensorboardX import SummaryWriter
+from tqdm.auto import tqdm
 
+from audiorep.errors import AudiorepError
 from audiorep.models.layers import REMAT_POLICIES, set_remat
-from audiorep.pretrain import distributed
+from audiorep.pretrain import curves, distributed
+from audiorep.pretrain.config import ConfigError, flatten
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +74,10 @@ class NonFiniteLossError(RuntimeError):
             f"non-finite loss/gradients at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in metrics.items())}); "
             f"training stopped and {where}. Lower optim.lr, raise optim.warmup_steps, set optim.clip_norm, or "
             f"use train.compute_dtype=float32; the same command then resumes from that checkpoint.")
+
+
+class TrainError(AudiorepError, ValueError):
+    """A run that cannot start, resume or export as asked (workdir, checkpoints); the message says the fix."""
 
 
 @dataclasses.dataclass
@@ -142,6 +158,50 @@ def with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
         else:
             merged[key] = value
     return merged
+
+
+def check_train_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with defaults, after refusing train/optim values that cannot train (ConfigError naming the field).
+
+    train.steps=0 is refused too: it would export the untrained initial encoder as a finished run.
+    """
+    cfg = with_defaults(config)
+    t, o = cfg.train, cfg.optim
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    need(int(t.steps) >= 1, f"train.steps={t.steps}: train at least one step (0 would export the untrained encoder "
+                            f"as a finished run); set --config.train.steps to a positive count.")
+    need(int(t.batch_size) >= 1, f"train.batch_size={t.batch_size}: the global batch needs at least one clip; set "
+                                 f"--config.train.batch_size to a positive count (e.g. 8).")
+    need(int(t.accum_steps) >= 1 and int(t.batch_size) % int(t.accum_steps) == 0,
+         f"train.accum_steps={t.accum_steps}: use a positive count that divides train.batch_size={t.batch_size}.")
+    for name in ("log_every", "checkpoint_every", "keep_checkpoints"):
+        need(int(t[name]) >= 1, f"train.{name}={t[name]}: use a positive count (--config.train.{name}=N).")
+    lr = float(o.lr)
+    need(math.isfinite(lr) and lr > 0, f"optim.lr={o.lr}: the peak learning rate must be a positive number; set "
+                                       f"--config.optim.lr (e.g. 1e-4).")
+    need(int(o.warmup_steps) >= 0, f"optim.warmup_steps={o.warmup_steps}: use 0 (no warm-up) or more.")
+    for name in ("weight_decay", "clip_norm"):
+        need(float(o[name]) >= 0, f"optim.{name}={o[name]}: use 0 (off) or a positive number.")
+    need(0.0 < float(o.layer_decay) <= 1.0, f"optim.layer_decay={o.layer_decay}: use a factor in (0, 1] (1: off).")
+    need(0.0 <= float(o.ema_decay) < 1.0, f"optim.ema_decay={o.ema_decay}: use a decay in [0, 1) (0: no EMA).")
+    return cfg
+
+
+def check_workdir(workdir: str | os.PathLike) -> None:
+    """Refuse a local workdir that is a file (or lies under one), before anything is built or written."""
+    if is_remote(workdir):
+        return
+    path = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
+    probe = path
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe) if os.path.dirname(probe) != probe else ""
+    if probe and not os.path.isdir(probe):
+        where = "is a file" if probe == path else f"lies under {probe}, which is a file"
+        raise TrainError(f"--workdir {workdir} {where}; pass a folder (a new one, or a previous run's to resume).")
 
 
 # ----------------------------------------------------------------------------------------- optimizer
@@ -322,8 +382,6 @@ def host_value(x):
         return x
     if x.is_fully_replicated:
         return x.addressable_data(0)
-    from jax.experimental import multihost_utils
-
     return multihost_utils.process_allgather(x, tiled=True)
 
 
@@ -348,8 +406,6 @@ class MetricsWriter:
             self._rewrite(kept)
             self.rows = kept
         try:
-            from tensorboardX import SummaryWriter
-
             self.tb = SummaryWriter(str(workdir), purge_step=start_step + 1 if start_step else None,
                                     flush_secs=30)
         except Exception as e:  # e.g. gs:// without google-cloud-storage
@@ -429,7 +485,8 @@ class Trainer:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike, task: Task,
                  make_iterator: IteratorFactory, *, mesh: jax.sharding.Mesh | None = None):
-        self.cfg = with_defaults(config)
+        self.cfg = check_train_config(config)
+        check_workdir(workdir)
         # orbax needs absolute paths: a relative local workdir is taken relative to the current directory
         self.workdir = epath.Path(workdir if is_remote(workdir) else os.path.abspath(os.path.expanduser(workdir)))
         self.task = task
@@ -461,9 +518,24 @@ class Trainer:
                              donate_argnums=0)
 
     # -- checkpoints
-    def _manager(self):
-        import orbax.checkpoint as ocp
+    @staticmethod
+    def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
+        """The steps with a finished (committed) checkpoint in WORKDIR/checkpoints, oldest first."""
+        root = epath.Path(workdir if is_remote(workdir) else os.path.abspath(os.path.expanduser(workdir)))
+        ckpts = root / "checkpoints"
+        if not ckpts.is_dir():
+            return []
+        return sorted(int(d.name) for d in ckpts.iterdir() if d.name.isdigit() and (d / "commit_success.txt").exists())
 
+    @staticmethod
+    def require_checkpoint(workdir: str | os.PathLike) -> None:
+        """Refuse a workdir without any checkpoint (e.g. before exporting), naming the command that makes one."""
+        check_workdir(workdir)
+        if not Trainer.checkpoint_steps(workdir):
+            raise TrainError(f"no checkpoint in {os.path.join(os.fspath(workdir), 'checkpoints')}: train first "
+                             f"(audiorep pretrain --config FILE --workdir {workdir}), or pass the --workdir of a run.")
+
+    def _manager(self):
         options = ocp.CheckpointManagerOptions(
             max_to_keep=int(self.cfg.train.keep_checkpoints),
             enable_async_checkpointing=bool(self.cfg.train.async_checkpoints),
@@ -472,23 +544,101 @@ class Trainer:
         return ocp.CheckpointManager(self.workdir / "checkpoints", options=options, item_names=("state", "data"))
 
     def _save(self, mngr, step: int, iterator) -> None:
-        import grain
-        import orbax.checkpoint as ocp
-
         mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(self.state),
                                                 data=grain.checkpoint.CheckpointSave(_IteratorSnapshot(iterator))),
                   force=True)
 
-    def _restore(self, mngr, step: int, iterator):
-        import grain
-        import orbax.checkpoint as ocp
-
+    def _restore(self, mngr, step: int, iterator=None):
+        """Load checkpoint `step` into the trainer; returns the restored data iterator (None when not asked)."""
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                 self.state, self.state_sharding)
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                              data=grain.checkpoint.CheckpointRestore(iterator)))
+        items = dict(state=ocp.args.StandardRestore(abstract))
+        if iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+        restored = mngr.restore(step, args=ocp.args.Composite(**items))
         self.state = restored["state"]
-        return restored["data"]
+        return restored["data"] if iterator is not None else None
+
+    def _check_same_model(self, step: int) -> None:
+        """Refuse a checkpoint whose arrays are not this model's (another preset, objective or optimizer)."""
+        path = self.workdir / "checkpoints" / str(step) / "state"
+        handler = ocp.PyTreeCheckpointHandler()
+        try:
+            saved = {_path_str(p): tuple(m.shape) for p, m in jax.tree_util.tree_flatten_with_path(
+                handler.metadata(path))[0] if hasattr(m, "shape")}
+        except Exception:  # unreadable metadata is damage, which the restore that follows reports and handles
+            return
+        finally:
+            handler.close()
+        ours = {_path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(self.state)[0]}
+        differ = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
+        if not differ:
+            return
+        example = differ[0]
+        raise TrainError(
+            f"{self.workdir} holds a run of another model: {len(differ)} of its checkpoint's arrays do not match this "
+            f"config's (e.g. {example}: {saved.get(example, 'absent')} there, {ours.get(example, 'absent')} here)"
+            f"{self._config_difference()}. Resume with the config that started the run, or pass a new --workdir.")
+
+    def _config_difference(self) -> str:
+        """'; config.json there has model.preset='x' (here 'y')' for the fields that change arrays, else ''."""
+        saved_file = self.workdir / "config.json"
+        try:
+            saved = flatten(ml_collections.ConfigDict(json.loads(saved_file.read_text())))
+        except (OSError, ValueError):
+            return ""
+        here = flatten(self.cfg)
+        keys = [k for k in sorted(set(saved) | set(here)) if k.split(".")[0] in ("model", "objective", "frontend")
+                and saved.get(k) != here.get(k) and not (isinstance(saved.get(k), list | tuple)
+                                                         and list(saved[k]) == list(here.get(k) or ()))]
+        if not keys:
+            return ""
+        shown = ", ".join(f"{k}={saved.get(k)!r} (here {here.get(k)!r})" for k in keys[:3])
+        return f"; its config.json has {shown}{' ...' if len(keys) > 3 else ''}"
+
+    def _restore_newest_intact(self, mngr, iterator=None):
+        """Restore the newest checkpoint that loads; a damaged one is moved to WORKDIR/damaged/ with a warning.
+
+        Returns (step, manager, restored iterator): 0 and the untouched iterator when there is no checkpoint;
+        the manager is a new one when a damaged checkpoint was moved (the old one still lists it).
+        """
+        damaged = []
+        while (step := mngr.latest_step()) is not None:
+            self._check_same_model(step)
+            try:
+                return step, mngr, self._restore(mngr, step, iterator)
+            except Exception as err:  # orbax / tensorstore raise bare Exception (OUT_OF_RANGE ...) for unreadable data
+                reason = str(err).split("\n")[0][:160]
+            mngr.close()
+            moved = self._move_damaged(step)
+            damaged.append(step)
+            older = [s for s in self.checkpoint_steps(self.workdir) if s < step]
+            if self.is_main:
+                log.warning("checkpoint of step %d in %s is damaged (%s); moved it to %s and %s.", step,
+                            self.workdir / "checkpoints", reason, moved,
+                            f"resuming from step {older[-1]}, the newest intact one" if older else
+                            "no older checkpoint is left")
+            mngr = self._manager()
+        if damaged:
+            mngr.close()
+            raise TrainError(f"every checkpoint in {self.workdir / 'checkpoints'} is damaged (steps "
+                             f"{', '.join(map(str, damaged))}, moved to {self.workdir / 'damaged'}); start again with "
+                             f"a new --workdir (the damaged ones stay where they are for inspection).")
+        return 0, mngr, iterator
+
+    def _move_damaged(self, step: int) -> epath.Path:
+        """Move checkpoint `step` out of the checkpoint folder to WORKDIR/damaged/<step>[.n] (never deleted)."""
+        dest_dir = self.workdir / "damaged"
+        dest = dest_dir / str(step)
+        n = 1
+        while dest.exists():
+            dest, n = dest_dir / f"{step}.{n}", n + 1
+        if self.is_main:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            (self.workdir / "checkpoints" / str(step)).rename(dest)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"damaged checkpoint {step} moved")
+        return dest
 
     # -- signals
     def _on_signal(self, signum, frame):
@@ -503,8 +653,6 @@ class Trainer:
     def _stop_requested(self, step: int) -> bool:
         if jax.process_count() == 1:
             return self._stop_signal is not None
-        from jax.experimental import multihost_utils
-
         if multihost_utils.reached_preemption_sync_point(step):
             return True
         if step % max(int(self.cfg.train.log_every), 1) == 0:  # agree on local Ctrl-C/SIGTERM now and then
@@ -523,7 +671,7 @@ class Trainer:
         """Write the encoder as a model directory; returns its path or None.
 
         `path` defaults to train.export_dir, else WORKDIR/export. Model directories are local files
-        (models/registry.py): with a remote (gs://) workdir and no local export_dir, export is skipped with
+        (models/model_dir.py): with a remote (gs://) workdir and no local export_dir, export is skipped with
         the command that does it later. In a multi-process run every process must call this (the sharded
         parameters are gathered from all of them); process 0 writes.
         """
@@ -542,27 +690,26 @@ class Trainer:
         model = nnx.merge(graphdef, jax.tree.map(host_value, state))  # gathers across processes when sharded
         if self.is_main:
             self.task.export(model, path)
+            drawn = self.workdir / curves.CURVES_FILE
+            if drawn.exists():  # the run's training curves travel with the model (the leaderboard links them)
+                curves.write_atomically(epath.Path(path) / curves.EXPORTED_CURVES_FILE, drawn.read_bytes())
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices("export written")
         return path
 
     def restore_latest(self) -> int:
-        """Load the newest checkpoint's arrays (not the data position) into the trainer; returns its step."""
-        import orbax.checkpoint as ocp
-
-        mngr = self._manager()
-        step = mngr.latest_step()
-        if step is None:
-            mngr.close()
-            raise FileNotFoundError(f"no checkpoint in {self.workdir / 'checkpoints'}; train first.")
-        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                self.state, self.state_sharding)
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-        self.state = restored["state"]
+        """Load the newest intact checkpoint's arrays (not the data position) into the trainer; returns its step."""
+        self.require_checkpoint(self.workdir)
+        step, mngr, _ = self._restore_newest_intact(self._manager())
         mngr.close()
         return step
+
+    def draw_curves(self, rows: list[str]) -> list[str]:
+        """WORKDIR/curves.png from metrics rows (JSON lines); returns the panels drawn. Process 0 only."""
+        if not self.is_main or not rows:
+            return []
+        return curves.draw_curves(curves.read_rows(rows), self.workdir / curves.CURVES_FILE,
+                                  title=f"{self.task.name}: {self.workdir.name}")
 
     # -- the loop
     def run(self) -> TrainResult:
@@ -570,10 +717,8 @@ class Trainer:
         total = int(cfg.train.steps)
         pid, pcount = distributed.process_shard()
         iterator = self.make_iterator(pid, pcount, self.local_batch)
-        mngr = self._manager()
-        start = mngr.latest_step() or 0
+        start, mngr, iterator = self._restore_newest_intact(self._manager(), iterator)
         if start:
-            iterator = self._restore(mngr, start, iterator)
             if self.is_main:
                 log.info("resumed from %s at step %d", self.workdir / "checkpoints", start)
         elif self.is_main:
@@ -628,6 +773,7 @@ class Trainer:
                     self._save(mngr, step, iterator)
                     last_saved = step
                     writer.flush()
+                    self.draw_curves(writer.rows)
                 if stop:
                     status = "interrupted"
                     break
@@ -649,40 +795,9 @@ class Trainer:
 
 
 def _in_main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
 def _progress(total: int, start: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True,
                 desc="train", smoothing=0.1)
-
-
-# ----------------------------------------------------------------------------- from an experiment file
-def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
-    """Build task and data from `config` (see configs/) and run the trainer in `workdir`."""
-    from audiorep.pretrain import objectives
-
-    config = with_defaults(config)
-    distributed.initialize(config.distributed.to_dict())
-    task, make_iterator = objectives.build(config)
-    return Trainer(config, workdir, task, make_iterator).run()
-
-
-def export_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                  path: str | os.PathLike | None = None) -> str:
-    """Export the encoder of the newest checkpoint in `workdir` (EMA params when kept) to `path`."""
-    from audiorep.pretrain import objectives
-
-    config = with_defaults(config)
-    task, make_iterator = objectives.build(config)
-    tr = Trainer(config, workdir, task, make_iterator)
-    step = tr.restore_latest()
-    out = tr.export(path)
-    if out is None:
-        raise RuntimeError("this task has nothing to export.")
-    log.info("exported step %d of %s to %s", step, workdir, out)
-    return out
