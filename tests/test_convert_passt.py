@@ -8,6 +8,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from vit_placement import assert_placed, block_placement, marked
 
 from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
 from audiorep.models.convert.passt import IGNORED, encoder_from_state_dict, expected_shapes
@@ -27,13 +28,6 @@ def official() -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in _fixture("passt_tiny.pt").items()}
 
 
-def _param(enc, path: str) -> np.ndarray:
-    node = enc
-    for part in path.split("."):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return np.asarray(node[...])
-
-
 def _placement(depth: int) -> dict[str, tuple[str, str]]:
     """Official key -> (our parameter, layout), written from the official module, independent of the converter."""
     table = {
@@ -51,25 +45,16 @@ def _placement(depth: int) -> dict[str, tuple[str, str]]:
         "head.1.weight": ("head.linear.kernel", "linear"),
         "head.1.bias": ("head.linear.bias", "same"),
     }
-    for i in range(depth):
-        for n in ("norm1", "norm2"):
-            table[f"blocks.{i}.{n}.weight"] = (f"blocks.{i}.{n}.scale", "same")
-            table[f"blocks.{i}.{n}.bias"] = (f"blocks.{i}.{n}.bias", "same")
-        for lin in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
-            table[f"blocks.{i}.{lin}.weight"] = (f"blocks.{i}.{lin}.kernel", "linear")
-            table[f"blocks.{i}.{lin}.bias"] = (f"blocks.{i}.{lin}.bias", "same")
+    table.update(block_placement("", depth))
     return table
 
 
 def test_every_official_tensor_lands_where_the_official_forward_uses_it():
-    sd = {k: (i * 100000 + np.arange(v.size, dtype=np.float64)).reshape(v.shape).astype(np.float32)
-          for i, (k, v) in enumerate(sorted(official().items()))}
+    sd = marked(official())
     _, enc = encoder_from_state_dict(sd, **OPTS)
     table = _placement(depth=2)
     assert set(sd) - set(IGNORED) == set(table)
-    layouts = {"same": lambda v: v, "linear": lambda v: v.T, "conv": lambda v: v.transpose(2, 3, 1, 0)}
-    for key, (path, layout) in table.items():
-        np.testing.assert_array_equal(_param(enc, path), layouts[layout](sd[key]), err_msg=key)
+    assert_placed(enc, sd, table)
 
 
 def test_config_is_read_from_the_file():

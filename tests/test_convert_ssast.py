@@ -9,6 +9,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from vit_placement import assert_placed, block_placement, marked, param_at
 
 from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
 from audiorep.models.convert.ssast import (
@@ -30,24 +31,6 @@ def official() -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in _fixture("ssast_patch_tiny.pt").items()}
 
 
-def marked(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Same keys and shapes; tensor number i holds i * 100000 + 0, 1, 2, ... (exact in float32)."""
-    out = {}
-    for i, (k, v) in enumerate(sorted(sd.items())):
-        if np.issubdtype(v.dtype, np.integer):
-            out[k] = v
-        else:
-            out[k] = (i * 100000 + np.arange(v.size, dtype=np.float64)).reshape(v.shape).astype(np.float32)
-    return out
-
-
-def _param(enc, path: str) -> np.ndarray:
-    node = enc
-    for part in path.split("."):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return np.asarray(node[...])
-
-
 # Written from the official module layout, independently of the converter's own table:
 # official key -> (our parameter, how the torch tensor is laid out in it).
 def _placement(depth: int) -> dict[str, tuple[str, str]]:
@@ -65,13 +48,7 @@ def _placement(depth: int) -> dict[str, tuple[str, str]]:
         for torch_i, ours in (("0", "fc1"), ("2", "fc2")):
             table[f"{head}.{torch_i}.weight"] = (f"{head}.{ours}.kernel", "linear")
             table[f"{head}.{torch_i}.bias"] = (f"{head}.{ours}.bias", "same")
-    for i in range(depth):
-        for n in ("norm1", "norm2"):
-            table[f"v.blocks.{i}.{n}.weight"] = (f"blocks.{i}.{n}.scale", "same")
-            table[f"v.blocks.{i}.{n}.bias"] = (f"blocks.{i}.{n}.bias", "same")
-        for lin in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
-            table[f"v.blocks.{i}.{lin}.weight"] = (f"blocks.{i}.{lin}.kernel", "linear")
-            table[f"v.blocks.{i}.{lin}.bias"] = (f"blocks.{i}.{lin}.bias", "same")
+    table.update(block_placement("v.", depth))
     return table
 
 
@@ -82,11 +59,7 @@ def test_every_official_tensor_lands_where_the_official_forward_uses_it():
     used = {k.removeprefix("module.") for k in sd} - {"p_input_fdim", "p_input_tdim", "v.head.weight",
                                                           "v.head.bias", "v.head_dist.weight", "v.head_dist.bias"}
     assert used == set(table)
-    for key, (path, layout) in table.items():
-        value = sd["module." + key]
-        layouts = {"same": lambda v: v, "linear": lambda v: v.T, "conv": lambda v: v.transpose(2, 3, 1, 0)}
-        expect = layouts[layout](value)
-        np.testing.assert_array_equal(_param(enc, path), expect, err_msg=key)
+    assert_placed(enc, sd, table, key_prefix="module.")
 
 
 def test_conv_weight_maps_frequency_to_kernel_rows():
@@ -95,7 +68,7 @@ def test_conv_weight_maps_frequency_to_kernel_rows():
     w[3, 0, 5, 1] = 1.0  # output channel 3, frequency offset 5, time offset 1
     sd["module.v.patch_embed.proj.weight"] = w
     _, enc = encoder_from_state_dict(sd, num_heads=4)
-    kernel = _param(enc, "patch_embed.proj.kernel")
+    kernel = param_at(enc, "patch_embed.proj.kernel")
     assert kernel.shape == (8, 8, 1, 16) and kernel[5, 1, 0, 3] == 1.0 and kernel.sum() == 1.0
 
 
@@ -188,7 +161,7 @@ def test_fine_tuned_layout_converts_with_its_head():
     sd = _fine_tuned(official())
     cfg, enc = encoder_from_state_dict(sd, num_heads=4, stride=(8, 8), num_frames=48, num_mel_bins=32)
     assert cfg.num_classes == 5 and not cfg.mask_embed and not cfg.pretrain_heads
-    np.testing.assert_array_equal(_param(enc, "mlp_head.linear.kernel"), sd["module.mlp_head.1.weight"].T)
+    np.testing.assert_array_equal(param_at(enc, "mlp_head.linear.kernel"), sd["module.mlp_head.1.weight"].T)
     logits = enc.logits(enc(jnp.zeros((1, 48, 32))))
     assert logits.shape == (1, 5)
 
@@ -237,4 +210,4 @@ def test_model_without_distillation_token_converts():
     cfg, enc = encoder_from_state_dict(sd, num_heads=4)
     out = enc(jnp.zeros((1, 48, 32)))
     assert cfg.num_special == 1 and enc.dist_token is None and out.cls.shape == (1, 1, 16)
-    np.testing.assert_array_equal(_param(enc, "pos_embed"), sd["module.v.pos_embed"])
+    np.testing.assert_array_equal(param_at(enc, "pos_embed"), sd["module.v.pos_embed"])

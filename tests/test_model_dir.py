@@ -27,6 +27,14 @@ def _save(path, seed=0, **kw):
     return enc
 
 
+def _edit_model_json(path, edit) -> None:
+    """Rewrite `path`'s audiorep_model.json after `edit(doc)` changed it in place (a hand-edited directory)."""
+    file = path / model_dir.MODEL_JSON
+    doc = json.loads(file.read_text())
+    edit(doc)
+    file.write_text(json.dumps(doc))
+
+
 def _features(bundle, n=16000):
     return bundle.frontend(np.random.default_rng(0).standard_normal((2, n)).astype(np.float32) * 0.1)
 
@@ -104,27 +112,21 @@ def test_foreign_json_is_refused(tmp_path):
 
 def test_other_format_version_is_refused_with_the_fix(tmp_path):
     _save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / model_dir.MODEL_JSON).read_text())
-    doc["format_version"] = model_dir.FORMAT_VERSION + 1
-    (tmp_path / "m" / model_dir.MODEL_JSON).write_text(json.dumps(doc))
+    _edit_model_json(tmp_path / "m", lambda d: d.update({"format_version": model_dir.FORMAT_VERSION + 1}))
     with pytest.raises(ModelDirError, match="format version 2.*Upgrade audiorep"):
         load_model_dir(tmp_path / "m")
 
 
 def test_params_that_do_not_fit_the_config_list_the_differences(tmp_path):
     _save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / model_dir.MODEL_JSON).read_text())
-    doc["encoder_config"]["dim"] = 12
-    (tmp_path / "m" / model_dir.MODEL_JSON).write_text(json.dumps(doc))
+    _edit_model_json(tmp_path / "m", lambda d: d["encoder_config"].update({"dim": 12}))
     with pytest.raises(ModelDirError, match=r"do not fit(.|\n)*wrong shape/dtype.*embed\.kernel"):
         load_model_dir(tmp_path / "m")
 
 
 def test_missing_arrays_are_listed(tmp_path):
     _save(tmp_path / "m")
-    doc = json.loads((tmp_path / "m" / model_dir.MODEL_JSON).read_text())
-    doc["encoder_config"]["depth"] = 3
-    (tmp_path / "m" / model_dir.MODEL_JSON).write_text(json.dumps(doc))
+    _edit_model_json(tmp_path / "m", lambda d: d["encoder_config"].update({"depth": 3}))
     with pytest.raises(ModelDirError, match=r"missing \(2\): blocks\.2\.bias; blocks\.2\.kernel"):
         load_model_dir(tmp_path / "m")
 
@@ -185,10 +187,7 @@ def test_model_dir_frequency_default_is_saved_and_old_dirs_average(tmp_path):
     assert bundle.frequency == "stack" and Embedder(bundle).frequency == "stack"
     assert Embedder(bundle, frequency="mean").frequency == "mean"
     assert source_spec(Embedder(bundle))["frequency"] != source_spec(Embedder(bundle, frequency="mean"))["frequency"]
-    doc_path = tmp_path / "m" / model_dir.MODEL_JSON
-    doc = json.loads(doc_path.read_text())
-    del doc["frequency"]  # a directory written before the field existed
-    doc_path.write_text(json.dumps(doc))
+    _edit_model_json(tmp_path / "m", lambda d: d.pop("frequency"))  # a directory written before the field existed
     assert load_model_dir(tmp_path / "m").frequency == "mean"
     with pytest.raises(ModelDirError, match="frequency"):
         _save(tmp_path / "bad", frequency="sum")

@@ -30,11 +30,13 @@ module without random initialisation and fills it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import hashlib
 import io
 import os
 import pickle
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -531,3 +533,84 @@ def vit_block_params(state: Mapping[str, np.ndarray], prefix: str, depth: int,
         out.update(vit_linear(state, blk + ("mlp", "fc1"), p + "mlp.fc1"))
         out.update(vit_linear(state, blk + ("mlp", "fc2"), p + "mlp.fc2"))
     return out
+
+
+VIT_HEAD_DIM = 64  # every official ViT/DeiT (and so SSAST, AST, PaSST) width is 64 x heads
+
+
+@dataclasses.dataclass(frozen=True)
+class VitLayout:
+    """What a timm ViT/DeiT state dict says about its encoder: width, patch, depth, MLP ratio, qkv bias."""
+
+    dim: int
+    patch: tuple[int, int]
+    depth: int
+    mlp_ratio: float
+    qkv_bias: bool
+
+
+def vit_layout(state: Mapping[str, np.ndarray], prefix: str, *, source: str) -> VitLayout:
+    """The `VitLayout` of `{prefix}patch_embed` / `{prefix}blocks.*` (SSAST/AST: prefix 'v.', PaSST: '').
+
+    Raises CheckpointError for a patch embedding that is not [dim, 1, patch_f, patch_t].
+    """
+    key = f"{prefix}patch_embed.proj.weight"
+    w = np.asarray(state[key])
+    if w.ndim != 4 or w.shape[1] != 1:
+        raise CheckpointError(f"{source}: {key} has shape {w.shape}; expected [dim, 1, patch_f, patch_t] (one input "
+                              "channel).")
+    dim, patch = int(w.shape[0]), (int(w.shape[2]), int(w.shape[3]))
+    block = re.compile(re.escape(prefix) + r"blocks\.(\d+)\.")
+    fc1 = state.get(f"{prefix}blocks.0.mlp.fc1.weight")
+    return VitLayout(dim=dim, patch=patch, depth=len({int(m.group(1)) for k in state if (m := block.match(k))}),
+                     mlp_ratio=float(np.shape(fc1)[0]) / dim if fc1 is not None else 4.0,
+                     qkv_bias=f"{prefix}blocks.0.attn.qkv.bias" in state)
+
+
+def vit_num_heads(dim: int, num_heads: int | None, *, source: str) -> int:
+    """Attention heads, which the files do not store: `num_heads` checked to divide `dim`, or None -> dim / 64."""
+    if num_heads is None:
+        if dim % VIT_HEAD_DIM:
+            raise CheckpointError(f"{source}: width {dim} is not a multiple of 64, so the number of attention heads "
+                                  "cannot be inferred (ViT/DeiT use 64 per head); pass num_heads (--num-heads).")
+        return dim // VIT_HEAD_DIM
+    if num_heads < 1 or dim % num_heads:
+        raise CheckpointError(f"{source}: width {dim} is not divisible by num_heads {num_heads}; pass a --num-heads "
+                              "that divides it (the official releases use width / 64).")
+    return int(num_heads)
+
+
+def vit_block_shapes(prefix: str, depth: int, dim: int, hidden: int, qkv_bias: bool) -> dict[str, tuple[int, ...]]:
+    """{official key: shape} of timm ViT/DeiT blocks `{prefix}blocks.{i}.*`, the keys `vit_block_params` reads."""
+    d, h = dim, hidden
+    e: dict[str, tuple[int, ...]] = {}
+    for i in range(depth):
+        p = f"{prefix}blocks.{i}."
+        e.update({p + "norm1.weight": (d,), p + "norm1.bias": (d,), p + "attn.qkv.weight": (3 * d, d),
+                  p + "attn.proj.weight": (d, d), p + "attn.proj.bias": (d,), p + "norm2.weight": (d,),
+                  p + "norm2.bias": (d,), p + "mlp.fc1.weight": (h, d), p + "mlp.fc1.bias": (h,),
+                  p + "mlp.fc2.weight": (d, h), p + "mlp.fc2.bias": (d,)})
+        if qkv_bias:
+            e[p + "attn.qkv.bias"] = (3 * d,)
+    return e
+
+
+def check_dropped_classifiers(state: Mapping[str, np.ndarray], dropped: Iterable[str], dim: int, source: str) -> None:
+    """The classifiers a converter drops (DeiT heads the embedding never uses) must still read `dim` features:
+    a `.weight` of another width means the file is not the model its other tensors describe."""
+    for k in dropped:
+        if k.endswith(".weight") and np.shape(state[k])[-1] != dim:
+            raise CheckpointError(f"{source}: {k} has shape {np.shape(state[k])}, expected [classes, {dim}].")
+
+
+def classifier_head_shapes(name: str, dim: int, classes: int) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of an official LayerNorm + Linear classifier `name`.0 / `name`.1 (AST mlp_head, PaSST head)."""
+    return {f"{name}.0.weight": (dim,), f"{name}.0.bias": (dim,), f"{name}.1.weight": (classes, dim),
+            f"{name}.1.bias": (classes,)}
+
+
+def classifier_head_params(state: Mapping[str, np.ndarray], path: str, name: str) -> dict[tuple, np.ndarray]:
+    """The official classifier `name` -> our ClassifierHead parameters at `path` (norm + linear)."""
+    return {(path, "norm", "scale"): np.asarray(state[f"{name}.0.weight"], dtype=np.float32),
+            (path, "norm", "bias"): np.asarray(state[f"{name}.0.bias"], dtype=np.float32),
+            **vit_linear(state, (path, "linear"), f"{name}.1")}

@@ -16,7 +16,6 @@ with the expected shape; a file of another family (BEATs `cfg` + `model`, SSAST 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,20 +26,24 @@ from audiorep.audio.frontends import PASST_MEL, PasstMel
 from audiorep.models.convert.common import (
     CheckpointError,
     build_with_params,
+    check_dropped_classifiers,
     check_state_dict,
+    classifier_head_params,
+    classifier_head_shapes,
     describe_family,
     detect_family,
     file_sha256,
     flat_state_dict,
     load_checkpoint,
     vit_block_params,
-    vit_linear,
+    vit_block_shapes,
+    vit_layout,
+    vit_num_heads,
 )
 from audiorep.models.model_dir import save_model_dir
 from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder
 
 FAMILY = "passt"
-HEAD_DIM = 64
 IGNORED = ("head_dist.weight", "head_dist.bias")
 
 
@@ -61,11 +64,8 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
         if key not in sd:
             raise CheckpointError(f"{source} has no {key}; it is not a PaSST checkpoint "
                                   f"(first keys: {sorted(sd)[:6]}).")
-    w = np.asarray(sd["patch_embed.proj.weight"])
-    if w.ndim != 4 or w.shape[1] != 1:
-        raise CheckpointError(f"{source}: patch_embed.proj.weight has shape {w.shape}; expected "
-                              "[dim, 1, patch_f, patch_t] (one input channel).")
-    dim, patch = int(w.shape[0]), (int(w.shape[2]), int(w.shape[3]))
+    vit = vit_layout(sd, "", source=source)
+    patch = vit.patch
     fpe, tpe = np.shape(sd["freq_new_pos_embed"]), np.shape(sd["time_new_pos_embed"])
     if len(fpe) != 4 or fpe[3] != 1 or len(tpe) != 4 or tpe[2] != 1:
         raise CheckpointError(f"{source}: freq_new_pos_embed {fpe} / time_new_pos_embed {tpe} should be "
@@ -82,20 +82,10 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
                               "releases) and the number of mel bins.")
     if num_frames is None:
         num_frames = default_frames(patch, stride, pos_grid)
-    depth = len({int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))})
-    fc1 = sd.get("blocks.0.mlp.fc1.weight")
-    mlp_ratio = float(np.shape(fc1)[0]) / dim if fc1 is not None else 4.0
-    if num_heads is None:
-        if dim % HEAD_DIM:
-            raise CheckpointError(f"{source}: width {dim} is not a multiple of 64, so the number of attention heads "
-                                  "cannot be inferred (ViT/DeiT use 64 per head); pass num_heads (--num-heads).")
-        num_heads = dim // HEAD_DIM
-    elif num_heads < 1 or dim % num_heads:
-        raise CheckpointError(f"{source}: width {dim} is not divisible by num_heads {num_heads}; pass a --num-heads "
-                              "that divides it (the official releases use width / 64).")
+    num_heads = vit_num_heads(vit.dim, num_heads, source=source)
     num_classes = int(np.shape(sd["head.1.weight"])[0]) if "head.1.weight" in sd else 0
-    return PaSSTConfig(dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                       qkv_bias="blocks.0.attn.qkv.bias" in sd, patch=patch, stride=stride,
+    return PaSSTConfig(dim=vit.dim, depth=vit.depth, num_heads=num_heads, mlp_ratio=vit.mlp_ratio,
+                       qkv_bias=vit.qkv_bias, patch=patch, stride=stride,
                        num_mel_bins=num_mel_bins, num_frames=int(num_frames), pos_grid=pos_grid,
                        distilled="dist_token" in sd, num_classes=num_classes)
 
@@ -115,17 +105,9 @@ def expected_shapes(cfg: PaSSTConfig) -> dict[str, tuple[int, ...]]:
     }
     if cfg.distilled:
         e["dist_token"] = (1, 1, d)
-    for i in range(cfg.depth):
-        p = f"blocks.{i}."
-        e.update({p + "norm1.weight": (d,), p + "norm1.bias": (d,), p + "attn.qkv.weight": (3 * d, d),
-                  p + "attn.proj.weight": (d, d), p + "attn.proj.bias": (d,), p + "norm2.weight": (d,),
-                  p + "norm2.bias": (d,), p + "mlp.fc1.weight": (h, d), p + "mlp.fc1.bias": (h,),
-                  p + "mlp.fc2.weight": (d, h), p + "mlp.fc2.bias": (d,)})
-        if cfg.qkv_bias:
-            e[p + "attn.qkv.bias"] = (3 * d,)
+    e.update(vit_block_shapes("", cfg.depth, d, h, cfg.qkv_bias))
     if cfg.num_classes:
-        e.update({"head.0.weight": (d,), "head.0.bias": (d,), "head.1.weight": (cfg.num_classes, d),
-                  "head.1.bias": (cfg.num_classes,)})
+        e.update(classifier_head_shapes("head", d, cfg.num_classes))
     return e
 
 
@@ -146,11 +128,8 @@ def param_values(sd: Mapping[str, np.ndarray], cfg: PaSSTConfig) -> dict[tuple, 
         out[("dist_token",)] = f32("dist_token")
 
     out.update(vit_block_params(sd, "", cfg.depth, cfg.qkv_bias))
-    linear = lambda path, name: out.update(vit_linear(sd, path, name))  # noqa: E731
     if cfg.num_classes:
-        out[("head", "norm", "scale")] = f32("head.0.weight")
-        out[("head", "norm", "bias")] = f32("head.0.bias")
-        linear(("head", "linear"), "head.1")
+        out.update(classifier_head_params(sd, "head", "head"))
     return out
 
 
@@ -169,9 +148,7 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
     cfg = config_from_state_dict(state, source=source, **options)
     ignore = [k for k in IGNORED if k in state]
     check_state_dict(state, expected_shapes(cfg), family="PaSST", source=source, ignore=ignore)
-    if "head_dist.weight" in state and np.shape(state["head_dist.weight"])[-1] != cfg.dim:
-        raise CheckpointError(f"{source}: head_dist.weight has shape {np.shape(state['head_dist.weight'])}, "
-                              f"expected [classes, {cfg.dim}].")
+    check_dropped_classifiers(state, ignore, cfg.dim, source)
     encoder = build_with_params(lambda: PaSSTEncoder(cfg, rngs=nnx.Rngs(0)), param_values(state, cfg))
     return cfg, encoder
 

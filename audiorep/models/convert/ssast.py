@@ -24,7 +24,6 @@ family (BEATs `cfg` + `model`, PaSST's separable positional embeddings) is named
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,7 +35,10 @@ from audiorep.models.ast import ASTConfig, ASTEncoder
 from audiorep.models.convert.common import (
     CheckpointError,
     build_with_params,
+    check_dropped_classifiers,
     check_state_dict,
+    classifier_head_params,
+    classifier_head_shapes,
     describe_family,
     detect_family,
     file_sha256,
@@ -44,12 +46,14 @@ from audiorep.models.convert.common import (
     load_checkpoint,
     strip_prefix,
     vit_block_params,
+    vit_block_shapes,
+    vit_layout,
     vit_linear,
+    vit_num_heads,
 )
 from audiorep.models.model_dir import save_model_dir
 
 FAMILY = "ast"
-DEIT_HEAD_DIM = 64
 IGNORED = ("v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias")
 
 
@@ -80,22 +84,9 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
         if key not in sd:
             raise CheckpointError(f"{source} has no {key}; it is not an SSAST/AST checkpoint "
                                   f"(first keys: {sorted(sd)[:6]}).")
-    w = np.asarray(sd["v.patch_embed.proj.weight"])
-    if w.ndim != 4 or w.shape[1] != 1:
-        raise CheckpointError(f"{source}: v.patch_embed.proj.weight has shape {w.shape}; expected "
-                              "[dim, 1, patch_f, patch_t] (one input channel).")
-    dim, patch = int(w.shape[0]), (int(w.shape[2]), int(w.shape[3]))
-    depth = len({int(m.group(1)) for k in sd if (m := re.match(r"v\.blocks\.(\d+)\.", k))})
-    fc1 = sd.get("v.blocks.0.mlp.fc1.weight")
-    mlp_ratio = float(np.shape(fc1)[0]) / dim if fc1 is not None else 4.0
-    if num_heads is None:
-        if dim % DEIT_HEAD_DIM:
-            raise CheckpointError(f"{source}: width {dim} is not a multiple of 64, so the number of attention heads "
-                                  "cannot be inferred (DeiT uses 64 per head); pass num_heads (--num-heads).")
-        num_heads = dim // DEIT_HEAD_DIM
-    elif num_heads < 1 or dim % num_heads:
-        raise CheckpointError(f"{source}: width {dim} is not divisible by num_heads {num_heads}; pass a --num-heads "
-                              "that divides it (the official releases use width / 64).")
+    vit = vit_layout(sd, "v.", source=source)
+    dim, patch = vit.dim, vit.patch
+    num_heads = vit_num_heads(dim, num_heads, source=source)
     num_special = 2 if "v.dist_token" in sd else 1
     pretrain = "p_input_tdim" in sd
     if pretrain:
@@ -127,8 +118,8 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
     has_pred = "cpredlayer.2.weight" in sd
     pred_dim = int(np.shape(sd["cpredlayer.2.weight"])[0]) if has_pred else 256
     num_classes = int(np.shape(sd["mlp_head.1.weight"])[0]) if "mlp_head.1.weight" in sd else 0
-    return ASTConfig(dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                     qkv_bias="v.blocks.0.attn.qkv.bias" in sd, patch=patch,
+    return ASTConfig(dim=dim, depth=vit.depth, num_heads=num_heads, mlp_ratio=vit.mlp_ratio,
+                     qkv_bias=vit.qkv_bias, patch=patch,
                      stride=tuple(stride) if stride is not None else None, num_mel_bins=fdim,
                      num_frames=int(num_frames), pos_grid=pos_grid, num_special=num_special,
                      mask_embed=has_mask, pretrain_heads=has_pred, pred_dim=pred_dim, num_classes=num_classes)
@@ -147,14 +138,7 @@ def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[i
     }
     if cfg.num_special == 2:
         e["v.dist_token"] = (1, 1, d)
-    for i in range(cfg.depth):
-        p = f"v.blocks.{i}."
-        e.update({p + "norm1.weight": (d,), p + "norm1.bias": (d,), p + "attn.qkv.weight": (3 * d, d),
-                  p + "attn.proj.weight": (d, d), p + "attn.proj.bias": (d,), p + "norm2.weight": (d,),
-                  p + "norm2.bias": (d,), p + "mlp.fc1.weight": (h, d), p + "mlp.fc1.bias": (h,),
-                  p + "mlp.fc2.weight": (d, h), p + "mlp.fc2.bias": (d,)})
-        if cfg.qkv_bias:
-            e[p + "attn.qkv.bias"] = (3 * d,)
+    e.update(vit_block_shapes("v.", cfg.depth, d, h, cfg.qkv_bias))
     if cfg.mask_embed:
         e["mask_embed"] = (1, 1, d)
     if cfg.pretrain_heads:
@@ -162,8 +146,7 @@ def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[i
             e.update({f"{head}.0.weight": (d, d), f"{head}.0.bias": (d,), f"{head}.2.weight": (cfg.pred_dim, d),
                       f"{head}.2.bias": (cfg.pred_dim,)})
     if cfg.num_classes:
-        e.update({"mlp_head.0.weight": (d,), "mlp_head.0.bias": (d,), "mlp_head.1.weight": (cfg.num_classes, d),
-                  "mlp_head.1.bias": (cfg.num_classes,)})
+        e.update(classifier_head_shapes("mlp_head", d, cfg.num_classes))
     if pretrain_file:
         e["p_input_fdim"] = ()
         e["p_input_tdim"] = ()
@@ -193,9 +176,7 @@ def param_values(sd: Mapping[str, np.ndarray], cfg: ASTConfig) -> dict[tuple, np
             linear((head, "fc1"), f"{head}.0")
             linear((head, "fc2"), f"{head}.2")
     if cfg.num_classes:
-        out[("mlp_head", "norm", "scale")] = f32("mlp_head.0.weight")
-        out[("mlp_head", "norm", "bias")] = f32("mlp_head.0.bias")
-        linear(("mlp_head", "linear"), "mlp_head.1")
+        out.update(classifier_head_params(sd, "mlp_head", "mlp_head"))
     return out
 
 
@@ -212,9 +193,7 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
     expected = expected_shapes(cfg, pretrain_file=pretrain_file)
     ignore = [k for k in IGNORED if k in sd]
     check_state_dict(sd, expected, family="SSAST/AST", source=source, ignore=ignore)
-    for k in ignore:  # unused DeiT classifiers: must at least be Linear(dim -> classes)
-        if k.endswith(".weight") and np.shape(sd[k])[-1] != cfg.dim:
-            raise CheckpointError(f"{source}: {k} has shape {np.shape(sd[k])}, expected [classes, {cfg.dim}].")
+    check_dropped_classifiers(sd, ignore, cfg.dim, source)
     encoder = build_with_params(lambda: ASTEncoder(cfg, rngs=nnx.Rngs(0)), param_values(sd, cfg))
     return cfg, encoder
 
