@@ -52,9 +52,9 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     say = log or (lambda s: None)
     cache = cache or EmbeddingCache()
     index = spec.read(data_root, **(reader_options or {}))
+    spec.check_complete(index, allow_missing)  # before the problems are logged: the error says it all
     for p in index.problems:
         say(f"{spec.name}: {p}")
-    spec.check_complete(index, allow_missing)
     splits = spec.splits(index, seed)
     if max_folds is not None:
         splits = splits[:max_folds]
