@@ -91,16 +91,86 @@ def test_nan_guard_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pa
     assert int(tr.state["step"]) == 7
 
 
-def test_ema_and_layer_decay_and_bf16_compute_train(tmp_path):
-    cfg = toy_config(steps=8, compute_dtype="bfloat16", remat="dots")
+def _flat(tree) -> dict[str, np.ndarray]:
+    """{'blocks.0.kernel': float64 copy, ...} of a parameter tree (copies: the step donates its input state)."""
+    return {jax.tree_util.keystr(path, simple=True, separator=".").removesuffix(".value"): np.array(v, np.float64)
+            for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _toy_forward(p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """ToyModel in float64 numpy: two tanh-GELU layers and a linear head.  f[B, DIM] -> f[B]."""
+    h = x.astype(np.float64)
+    for i in range(2):
+        h = h @ p[f"blocks.{i}.kernel"] + p[f"blocks.{i}.bias"]
+        h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+    return (h @ p["head.kernel"] + p["head.bias"])[:, 0]
+
+
+def _one_step(tmp_path: Path, *, compute_dtype: str = "float32", **optim):
+    """(params before, state after, metrics) of one trainer step of a noiseless MSE task on the first toy batch."""
+    def mse(model, batch, rng):
+        del rng
+        return jnp.mean((model(batch["x"]).astype(jnp.float32) - batch["y"]) ** 2), {}
+
+    cfg = toy_config(steps=10, compute_dtype=compute_dtype)
+    cfg.optim.update(dict(schedule="constant", warmup_steps=0, weight_decay=0.0, **optim))
+    tr = trainer.Trainer(cfg, tmp_path, trainer.Task(model=ToyModel(rngs=nnx.Rngs(0)), loss=mse, num_layers=2),
+                         toy_data())
+    batch = {k: jnp.asarray(v) for k, v in next(toy_data()(0, 1, 8)).items()}
+    before = _flat(tr.state["params"])
+    after, metrics = tr._step(tr.state, batch)
+    return before, after, metrics, {k: np.asarray(v) for k, v in batch.items()}
+
+
+def test_layer_decay_scales_each_layers_update_by_decay_to_its_distance_from_the_top(tmp_path):
+    p0, plain, _, _ = _one_step(tmp_path / "a")
+    _, decayed, _, _ = _one_step(tmp_path / "b", layer_decay=0.5)
+    plain, decayed = _flat(plain["params"]), _flat(decayed["params"])
+    scale = {"blocks.0": 0.25, "blocks.1": 0.5, "head": 1.0}  # 2 layers: 0.5 ** 2, 0.5 ** 1, 0.5 ** 0
+    assert sorted(p0) == sorted(f"{layer}.{w}" for layer in scale for w in ("bias", "kernel"))
+    for name, start in p0.items():
+        step = plain[name] - start
+        assert np.abs(step).max() > 1e-3, name  # lr 1e-2: Adam's first step moves every parameter
+        np.testing.assert_allclose(decayed[name] - start, scale[name.rsplit(".", 1)[0]] * step, rtol=1e-3,
+                                   atol=1e-7, err_msg=name)
+
+
+def test_bf16_compute_runs_the_forward_on_rounded_weights_and_updates_fp32_master_weights(tmp_path):
+    import ml_dtypes
+
+    p0, state, metrics, batch = _one_step(tmp_path, compute_dtype="bfloat16")
+    rounded = {k: v.astype(np.float32).astype(ml_dtypes.bfloat16).astype(np.float64) for k, v in p0.items()}
+    loss_bf16 = np.mean((_toy_forward(rounded, batch["x"]) - batch["y"]) ** 2)
+    loss_fp32 = np.mean((_toy_forward(p0, batch["x"]) - batch["y"]) ** 2)
+    assert abs(loss_bf16 - loss_fp32) > 1e-4 * loss_fp32  # the rounding is visible in the loss
+    assert float(metrics["loss"]) == pytest.approx(loss_bf16, rel=1e-5)
+    new = jax.tree.leaves(state["params"])
+    assert all(p.dtype == jnp.float32 for p in new)
+    # the master weights keep fp32 precision: the step's small updates are not rounded to bf16
+    flat = np.concatenate([np.asarray(p).ravel() for p in new])
+    assert np.mean(flat != flat.astype(ml_dtypes.bfloat16).astype(np.float32)) > 0.9
+
+
+def test_fp32_compute_runs_the_forward_on_the_weights_as_they_are(tmp_path):
+    p0, _, metrics, batch = _one_step(tmp_path)
+    assert float(metrics["loss"]) == pytest.approx(np.mean((_toy_forward(p0, batch["x"]) - batch["y"]) ** 2),
+                                                   rel=1e-5)
+
+
+def test_ema_after_a_step_is_the_decayed_mix_of_the_old_and_new_params(tmp_path):
+    p0, state, _, _ = _one_step(tmp_path, ema_decay=0.9)
+    p1, ema = _flat(state["params"]), _flat(state["ema"])
+    for name in p0:
+        assert np.abs(p1[name] - p0[name]).max() > 1e-3, name
+        np.testing.assert_allclose(ema[name], 0.9 * p0[name] + 0.1 * p1[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_bf16_remat_ema_and_layer_decay_together_train(tmp_path):
+    cfg = toy_config(steps=30, compute_dtype="bfloat16", remat="dots")
     cfg.optim.update(dict(ema_decay=0.9, layer_decay=0.5))
-    tr = trainer.Trainer(cfg, tmp_path, toy_task(), toy_data())
-    res = tr.run()
-    assert np.isfinite(res.metrics["loss"])
-    raw = jax.tree.leaves(tr.state["params"])
-    ema = jax.tree.leaves(tr.state["ema"])
-    assert all(p.dtype == jnp.float32 for p in raw)  # fp32 master weights
-    assert any(not np.allclose(a, b) for a, b in zip(raw, ema))
+    trainer.Trainer(cfg, tmp_path, toy_task(), toy_data()).run()
+    rows = _rows(tmp_path)
+    assert np.mean([r["loss"] for r in rows[-5:]]) < 0.5 * np.mean([r["loss"] for r in rows[:5]])
 
 
 def test_layer_scales_follow_depth():
