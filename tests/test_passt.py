@@ -124,13 +124,39 @@ def test_structured_patchout_keeps_whole_rows_and_columns():
 def test_unstructured_patchout_drops_exactly_u_tokens():
     keep = np.asarray(patchout_keep(jax.random.key(4), (5, 10), 2, drop_u=13))
     assert keep.shape == (2, 37)
+    assert (keep == keep[0]).all()  # one draw per batch, as the official model
     assert (np.diff(keep[0]) > 0).all() and keep.min() >= 0 and keep.max() < 50
+
+
+def _drop_rates(keeps: np.ndarray, n: int) -> np.ndarray:
+    """Fraction of the draws (i32[draws, K] kept indices) that drop each of the n grid tokens."""
+    kept = np.zeros((len(keeps), n), bool)
+    kept[np.arange(len(keeps))[:, None], keeps] = True
+    return 1 - kept.mean(0)
+
+
+def test_patchout_drops_every_time_column_frequency_row_and_token_equally_often():
+    keys = jax.random.split(jax.random.key(7), 2000)
+
+    def draws(grid, **drops):
+        return np.asarray(jax.vmap(lambda k: patchout_keep(k, grid, 1, **drops)[0])(keys))
+
+    # a cell survives when its row (3 of 5 kept) and its column (6 of 10 kept) do
+    cells = _drop_rates(draws((5, 10), drop_t=4, drop_f=2), 50)
+    np.testing.assert_allclose(cells, 1 - 0.6 * 0.6, atol=0.05)
+    np.testing.assert_allclose(_drop_rates(draws((1, 10), drop_t=4), 10), 0.4, atol=0.05)  # each column
+    np.testing.assert_allclose(_drop_rates(draws((5, 1), drop_f=2), 5), 0.4, atol=0.05)  # each row
+    np.testing.assert_allclose(_drop_rates(draws((5, 10), drop_u=13), 50), 13 / 50, atol=0.05)  # each token
 
 
 def test_model_patchout_uses_its_recipe():
     m = PaSSTEncoder(CFG.replace(s_patchout_t=3, s_patchout_f=1, u_patchout=2), rngs=nnx.Rngs(0))
-    keep = m.patchout_keep(jax.random.key(5), (5, 10), 2)
-    assert keep.shape == (2, 4 * 7 - 2)
+    keep = np.asarray(m.patchout_keep(jax.random.key(5), (5, 10), 2))
+    assert keep.shape == (2, 4 * 7 - 2) and (keep == keep[0]).all() and (np.diff(keep[0]) > 0).all()
+    # 2 single tokens dropped from a 4 x 7 subgrid cannot empty a row or a column: all 4 rows, 7 columns remain
+    rows, cols = np.unique(keep[0] // 10), np.unique(keep[0] % 10)
+    assert len(rows) == 4 and len(cols) == 7
+    assert set(keep[0].tolist()) < set((rows[:, None] * 10 + cols[None, :]).ravel().tolist())
 
 
 def test_patchout_that_drops_everything_is_refused():
