@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import toy_encoder  # noqa: F401  (registers the 'toy' models)
 from conftest import tone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import audiorep
 from audiorep.audio.io import AudioError, resample
@@ -18,6 +20,11 @@ def toy():
 
 def _noise(n, seed=0, amp=0.1):
     return (amp * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def _rel(a, b):
+    """Largest deviation relative to the reference's largest value."""
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
 
 def test_scene_shapes_for_one_clip_and_a_batch(toy):
@@ -40,15 +47,38 @@ def test_list_of_different_lengths_equals_one_by_one(toy):
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
 
 
-def test_padding_does_not_leak_into_mean_pooling(toy):
-    """The toy encoder mixes all tokens: a clip's embedding must not depend on padding to a longer bucket."""
+def test_a_clip_embeds_the_same_in_every_bucket_and_beside_any_neighbour(toy):
+    """The toy encoder mixes all tokens, as attention does: the padding mask keeps padded patches out of the mix, so
+    a clip padded to the whole window, or batched with a longer clip, embeds as it does unpadded."""
     clip = _noise(4000)
-    coarse = audiorep.load("toy", bucket_patches=toy.window_patches)  # always pads to the full window
-    fine = audiorep.load("toy", bucket_patches=1)  # pads at most one patch
-    e_coarse, e_fine = coarse.scene(clip), fine.scene(clip)
-    assert not np.allclose(e_coarse, e_fine)  # the encoder does see the padding ...
+    fine = audiorep.load("toy", bucket_patches=1)  # no padding: 4000 samples fill 5 patches exactly
+    coarse = audiorep.load("toy", bucket_patches=toy.window_patches)  # always padded to the full window
+    assert fine.plan([len(clip)]).bucket.tolist() == [5] and coarse.plan([len(clip)]).bucket.tolist() == [16]
+    ref = fine.scene(clip)
+    assert _rel(coarse.scene(clip), ref) <= 1e-5
+    assert _rel(toy.scene([_noise(30000, 1), clip])[1], ref) <= 1e-5
+    assert _rel(coarse.timestamps(clip)[0], fine.timestamps(clip)[0]) <= 1e-5
     ts, _ = coarse.timestamps(clip)
-    np.testing.assert_allclose(e_coarse, ts.mean(0), rtol=1e-5, atol=1e-6)  # ... but pooling only valid patches
+    np.testing.assert_allclose(coarse.scene(clip), ts.mean(0), rtol=1e-5, atol=1e-6)  # pooled over valid patches
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 400_000), bucket=st.sampled_from([1, 3, 16]))
+def test_chunks_hold_exactly_the_patches_the_clips_frames_fill(toy, n, bucket):
+    """The plan's property: as many patches as the clip's own frames fill (one at least), one chunk when they fit
+    the window, chunks P patch strides apart, every valid patch inside the clip's frames, buckets that hold them."""
+    m = audiorep.load("toy", bucket_patches=bucket) if bucket != toy.bucket_patches else toy
+    plan = m.plan([n])
+    p, frames = m.window_patches, m.frontend.num_frames(n)
+    patches = max(1, (frames - m.kernel) // m.stride + 1) if frames >= m.kernel else 1
+    assert plan.n_patches.tolist() == [patches] and plan.valid.sum() == patches
+    assert len(plan.valid) == -(-patches // p) and np.all(plan.valid[:-1] == p)
+    np.testing.assert_array_equal(plan.start, np.arange(len(plan.valid)) * p * m.patch_hop)
+    if frames >= m.kernel:  # the last frame of every chunk's last valid patch is a frame of the clip
+        hop = m.frontend.hop_samples
+        assert np.all(plan.start // hop + (plan.valid - 1) * m.stride + m.kernel <= frames)
+    assert np.all((plan.bucket >= plan.valid) & (plan.bucket <= p))
+    assert np.all((plan.bucket % m.bucket_patches == 0) | (plan.bucket == p))
 
 
 def test_long_audio_equals_manual_chunking_and_token_weighted_pooling(toy):
@@ -170,13 +200,14 @@ def test_jax_arrays_are_accepted(toy):
     np.testing.assert_allclose(toy.scene(jnp.asarray(clip)), toy.scene(clip), rtol=1e-6)
 
 
-def test_timestamps_are_regular_centred_and_inside_the_clip(toy):
+def test_timestamps_are_regular_centred_and_one_per_patch_of_the_clip(toy):
     for n in (700, 16000, 17120, 31680, 100_000):
         _, times = toy.timestamps(_noise(n))
         assert times[-1] <= 1000 * n / 16000
+        frames = toy.frontend.num_frames(n)  # the patches the clip's frames fill, as the official conv counts them
+        assert len(times) == max(1, (frames - toy.kernel) // toy.stride + 1 if frames >= toy.kernel else 1)
         if len(times) > 1:
             np.testing.assert_allclose(np.diff(times), toy.time_resolution_ms, atol=1e-3)
-            assert times[-1] > 1000 * n / 16000 - toy.time_resolution_ms  # the clip's end is covered
 
 
 def test_timestamps_of_a_batch_and_a_list(toy):

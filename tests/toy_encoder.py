@@ -1,7 +1,8 @@
 """A very small encoder family that follows the encoder contract, for fast registry / embedder tests.
 
 Non-overlapping patches -> Linear -> one global-mixing step (every token sees the mean of all tokens, as
-attention would, so padding changes the output unless it is handled) -> Linear. Time-major tokens.
+attention would, so padding changes the output unless it is handled: `padding_mask` leaves padded patches out of
+that mean, as attention's key mask does) -> Linear. Time-major tokens.
 Registered as family 'toy' and as the named models 'toy' / 'toy-passt' (32 kHz PaSST frontend).
 """
 
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from audiorep.models import families, registry
-from audiorep.models.layers import EncoderOutput
+from audiorep.models.layers import EncoderOutput, real_time_patches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,24 +58,27 @@ class ToyEncoder(nnx.Module):
     def grid_for(self, frames: int) -> tuple[int, int]:
         return self.cfg.grid_for(frames)
 
-    def __call__(self, features, *, mask=None, keep=None, deterministic=True, return_hidden=False) -> EncoderOutput:
+    def __call__(self, features, *, mask=None, keep=None, padding_mask=None, deterministic=True,
+                 return_hidden=False) -> EncoderOutput:
         b, frames, mels = features.shape
         (pf, pt), (_, st) = self.cfg.patch, self.cfg.stride
         f, t = self.grid_for(frames)
         x = features[:, : (t - 1) * st + pt, : f * pf]
         x = x.reshape(b, t, pt, f, pf).transpose(0, 1, 3, 2, 4).reshape(b, t * f, pt * pf)  # time-major
         x = self.embed(x)
+        valid = None if padding_mask is None else jnp.repeat(real_time_patches(padding_mask, pt, st, t), f, axis=1)
+        weight = jnp.ones((b, t * f, 1)) if valid is None else valid[..., None].astype(x.dtype)
+        weight = weight / jnp.maximum(weight.sum(axis=1, keepdims=True), 1.0)  # mean over the real tokens only
         hidden = [x]
         cls = jnp.broadcast_to(self.cls_token[...], (b, 1, self.cfg.dim))
         for block in self.blocks:
-            ctx = jnp.broadcast_to(x.mean(axis=1, keepdims=True), x.shape)
+            ctx = jnp.broadcast_to((x * weight).sum(axis=1, keepdims=True), x.shape)
             x = jnp.tanh(block(jnp.concatenate([x, ctx], axis=-1)))
             x = self.drop(x, deterministic=deterministic)
-            cls = cls + x.mean(axis=1, keepdims=True)
+            cls = cls + (x * weight).sum(axis=1, keepdims=True)
             hidden.append(x)
         return EncoderOutput(tokens=x, cls=cls, hidden=tuple(hidden) if return_hidden else None, grid=(f, t),
-                             time_major=True)
-
+                             time_major=True, valid=valid)
 
 families.register_family(families.Family("toy", __name__, "ToyConfig", "ToyEncoder",
                                          families.time_patch_from_config, families.presets_from_module(__name__)))

@@ -8,18 +8,26 @@ How audio becomes embeddings
 ----------------------------
 * Input: numpy, JAX or torch arrays (torch only if it is installed; torch is never imported here
   otherwise): one clip f32[n], a batch f32[B, n], or a list of clips of different lengths.
-* Each clip is cut into chunks that hold at most the model's window of time patches (BEATs 62 patches
-  of 160 ms, SSAST 64 x 160 ms or 512 x 20 ms, PaSST 99 x 100 ms). Consecutive chunks start exactly
-  P patch strides apart, so every time patch of the clip is computed once and the patch grid stays
-  regular across chunk boundaries.
-* A chunk is zero-padded only up to the next *bucket* (a multiple of `bucket_patches` patches), so a
+* A clip's time patches are those its own feature frames fill, as the official models count them (the conv
+  patch embedding drops trailing frames that do not fill a patch): a 10.0 s clip at 32 kHz is 1000 PaSST
+  frames, 99 patches; 5 s at 16 kHz is 498 BEATs frames, 31 patches. A clip shorter than one patch gets
+  one, zero-padded.
+* A clip that fits the model's window (BEATs 62 patches of 160 ms, SSAST 64 x 160 ms or 512 x 20 ms,
+  PaSST 99 x 100 ms) is embedded in one pass. A longer one is cut into chunks of at most that window;
+  consecutive chunks start exactly P patch strides apart, so every time patch of the clip is computed
+  once and the patch grid stays regular across chunk boundaries. A chunk's feature frames are those of
+  the whole clip: frontends whose frames reach past their hop (PaSST's centred STFT) get the real
+  samples on both sides of the chunk, and past the clip's end the reflection the whole clip's STFT
+  would see; clip statistics (SSAST's waveform mean, `level_db`) are taken over the whole clip.
+* A chunk is padded only up to the next *bucket* (a multiple of `bucket_patches` patches), so a
   short clip does not pay for a whole window, and the jitted forward sees few distinct shapes. The
-  output of a clip never depends on the other clips in the call: batch == one by one.
+  encoder gets a padding mask: padded patches are never attended to (BEATs also zeroes them before its
+  conv positional embedding, as the official model does), take no part in pooling or timestamps, and
+  AST/SSAST positions are those of the window's start whatever the padding. So a clip's embedding
+  never depends on its bucket or on the other clips of the call: batch == one by one == unpadded.
 * All chunks of all clips of a call go through the jitted forward in fixed-size batches (batch size, or
   the next power of two for the last one); nothing loops over clips around the model. With several
   local devices (GPUs, TPU chips) each batch is split across them (parameters replicated).
-* Valid patches: those whose centre lies inside the clip (at least one). Padded patches never enter
-  a pooled embedding.
 
 Scene embedding f32[B, D]: the chosen layer(s), pooled over every valid token of the clip:
 'mean' (exact mean over all chunks), 'max', 'mean+max' (concatenated), 'mean+std' (statistics pooling:
@@ -48,6 +56,7 @@ norm; negative counts from the end), a list of ints (concatenated along features
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
 import sys
@@ -59,7 +68,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from scipy import signal
 
+from audiorep.audio.frontends import KaldiFbank, PasstMel
 from audiorep.audio.io import AudioError, check_sample_rate, check_samples, resample
 from audiorep.errors import AudiorepError
 from audiorep.models.bundle import FREQUENCY_MODES, POOLINGS, ModelBundle, samples_for_frames
@@ -177,13 +188,86 @@ def delta_std(steps: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.sqrt(var).astype(np.float32)
 
 
+# ------------------------------------------------------------------------------------------- framing
+@dataclass(frozen=True)
+class ChunkFraming:
+    """How the Embedder makes a chunk's feature frames equal to the same frames of the whole clip.
+
+    Attributes:
+      frontend: what runs on the chunks: the model's frontend without its clip-level statistics.
+      level_db: RMS level (dB re full scale) each clip is scaled to on the host first, or None.
+      subtract_mean: remove each clip's waveform mean on the host (SSAST), after the level.
+      context: frames of real signal a chunk gets on each side (0 when a frame only sees its own samples,
+        as Kaldi's snip_edges frames; 2 for PaSST's centred 800-sample window at a 320-sample hop).
+      preemphasis: for a centred STFT of the pre-emphasised signal (PaSST): its coefficient. Past the clip's
+        end the host then appends the samples whose pre-emphasis continues the reflection the STFT of the
+        whole clip pads with. None: zeros past the clip's end.
+    """
+
+    frontend: object
+    level_db: float | None
+    subtract_mean: bool
+    context: int
+    preemphasis: float | None
+
+    @classmethod
+    def of(cls, frontend) -> ChunkFraming:
+        """The framing of a `KaldiFbank` (snip_edges) or `PasstMel` frontend.
+
+        Raises:
+          EmbedError: a frontend whose frames depend on the clip's other frames (subtract_feature_mean) or
+            on the clip's edges in a way chunks cannot reproduce (Kaldi snip_edges=False).
+        """
+        if isinstance(frontend, KaldiFbank):
+            cfg = frontend.cfg
+            if not cfg.snip_edges or cfg.subtract_feature_mean:
+                why = ("reflects the clip's edges (snip_edges=False)" if not cfg.snip_edges
+                       else "subtracts the mean of all frames (subtract_feature_mean=True)")
+                raise EmbedError(
+                    f"frontend {frontend.name!r}: the embedder needs every frame computed from its own samples, but "
+                    f"this Kaldi configuration {why}; export the model with snip_edges=True and "
+                    "subtract_feature_mean=False.")
+            chunk = KaldiFbank(cfg.replace(level_db=None, subtract_mean=False), name=frontend.name)
+            return cls(chunk, cfg.level_db, bool(cfg.subtract_mean), 0, None)
+        if isinstance(frontend, PasstMel):
+            cfg = frontend.cfg
+            before = cfg.n_fft // 2 - (cfg.n_fft - cfg.win_length) // 2  # window samples before a frame's centre
+            reach = max(before, cfg.win_length - before)
+            return cls(frontend, None, False, -(-reach // cfg.hop_length), float(cfg.preemphasis))
+        raise EmbedError(f"the embedder does not know how frames of a {type(frontend).__name__} frontend sit in the "
+                         "clip; use a KaldiFbank or PasstMel frontend.")
+
+    def prepare(self, clip: np.ndarray, tail: int) -> np.ndarray:
+        """f32[n] clip -> f32[n + tail]: the clip-level statistics applied, then `tail` samples past its end."""
+        x = clip.astype(np.float64)
+        if self.level_db is not None:  # as frontends.normalise_level: exact zeros (padding) do not count
+            rms = np.sqrt(np.sum(x * x) / max(np.count_nonzero(x), 1))
+            x = x * (10.0 ** (self.level_db / 20.0) / max(rms, 1e-10))
+        if self.subtract_mean:
+            x = x - x.mean()
+        if self.preemphasis is None or len(x) < 2:
+            return np.concatenate([x, np.zeros(tail)]).astype(np.float32)
+        # Pre-emphasised signal y[t] = x[t + 1] - a x[t] (length L = n - 1); the centred STFT of the clip reads
+        # y[L + j] as its reflection y[refl(L + j)]. Samples x[n + j] that make the chunk's own pre-emphasis
+        # give exactly those values: x[n + j] = y[refl(L + j)] + a x[n + j - 1], a stable recursion (|a| < 1).
+        a = self.preemphasis
+        y = x[1:] - a * x[:-1]
+        n_y = len(y)
+        period = 2 * (n_y - 1) if n_y > 1 else 1
+        idx = np.abs(np.mod(np.arange(n_y, n_y + tail), period))
+        idx = np.where(idx >= n_y, period - idx, idx)
+        ext, _ = signal.lfilter([1.0], [1.0, -a], y[idx], zi=[a * x[-1]])
+        return np.concatenate([x, ext]).astype(np.float32)
+
+
 # ------------------------------------------------------------------------------------------ planning
 @dataclass(frozen=True)
-class _Plan:
-    """Chunks of a call: which clip, where it starts, how many valid patches, which bucket."""
+class ChunkPlan:
+    """Chunks of a call (`Embedder.plan`): which clip, where it starts, how many valid patches, which bucket."""
 
     clip: np.ndarray  # i32[C] clip index of each chunk
     start: np.ndarray  # i64[C] first sample of each chunk in its clip
+    shift: np.ndarray  # i32[C] context frames before the chunk's first frame (0 for a clip's first chunk)
     valid: np.ndarray  # i32[C] valid time patches in each chunk
     bucket: np.ndarray  # i32[C] patches the chunk is padded to
     n_patches: np.ndarray  # i32[B] valid time patches per clip (= timestamps per clip)
@@ -247,6 +331,7 @@ class Embedder:
                     f"{bundle.window_samples / self.sample_rate:.2f} s)."
                 )
             window_frames = frames
+        self.window_frames = int(window_frames)
         self.window_patches = int(bundle.encoder.grid_for(window_frames)[1])
         self.bucket_patches = int(bucket_patches or max(1, math.ceil(self.window_patches / 8)))
         self.patch_hop = self.stride * hop  # samples between consecutive time patches
@@ -256,6 +341,13 @@ class Embedder:
         frame_offset = (samples_for_frames(self.frontend, 1) - 1) / 2.0
         self.first_centre = frame_offset + (self.kernel - 1) * hop / 2.0
         self._chunk_samples = {}
+        self.framing = ChunkFraming.of(self.frontend)
+        accepts = inspect.signature(type(bundle.encoder).__call__).parameters
+        if "padding_mask" not in accepts:
+            raise EmbedError(f"the {self.family} encoder takes no padding_mask, so padding would leak into its "
+                             "embeddings; give its __call__ a padding_mask (bool[B, frames], True = padded).")
+        # Encoders that fit positions to the input's grid (AST/SSAST) are told the window each chunk starts.
+        self._encoder_kwargs = {"window_frames": self.window_frames} if "window_frames" in accepts else {}
 
         self._graphdef, self._state = nnx.split(bundle.encoder)
         self.devices = list(jax.local_devices() if devices is None else devices)
@@ -290,7 +382,8 @@ class Embedder:
                                       int(self.frontend.num_mel_bins)), jnp.float32)
 
         def run(state, x):
-            out = nnx.merge(self._graphdef, state)(x, deterministic=True, return_hidden=True)
+            out = nnx.merge(self._graphdef, state)(x, padding_mask=jnp.zeros(x.shape[:2], bool), deterministic=True,
+                                                   return_hidden=True, **self._encoder_kwargs)
             return out.hidden, out.cls
 
         hidden, cls = jax.eval_shape(run, self._state, feats)
@@ -320,9 +413,9 @@ class Embedder:
         return tuple(out)
 
     def _probe_dims(self) -> int:
-        waves = jax.ShapeDtypeStruct((1, self.chunk_samples(1)), jnp.float32)
-        valid = jax.ShapeDtypeStruct((1,), jnp.int32)
-        out = jax.eval_shape(functools.partial(self._forward, want_time=False), self._state, waves, valid)
+        waves = jax.ShapeDtypeStruct((1, self.row_samples(1)), jnp.float32)
+        index = jax.ShapeDtypeStruct((1,), jnp.int32)
+        out = jax.eval_shape(functools.partial(self._forward, want_time=False), self._state, waves, index, index)
         if self.pooling in ("cls", "cls+mean") and not self._has_cls:
             raise EmbedError(
                 f"{self.family} models have no cls token, so pooling {self.pooling!r} is not available; "
@@ -337,12 +430,24 @@ class Embedder:
             self._chunk_samples[patches] = samples_for_frames(self.frontend, frames)
         return self._chunk_samples[patches]
 
+    def row_samples(self, patches: int) -> int:
+        """Samples of one forward row for a bucket of `patches` patches: the chunk and its context on both sides."""
+        return self.chunk_samples(patches) + 2 * self.framing.context * int(self.frontend.hop_samples)
+
     # ------------------------------------------------------------------------------------- forward
-    def _forward(self, state, waves, valid, *, want_time: bool):
-        """f32[B, L] chunks, i32[B] valid patches -> pooled pieces (sum/max over valid patches, cls, per-patch)."""
+    def _forward(self, state, waves, shift, valid, *, want_time: bool):
+        """f32[B, L] rows (chunk + context), i32[B] context frames before each chunk, i32[B] valid patches ->
+        pooled pieces (sum/max over valid patches, cls, per-patch)."""
         encoder = nnx.merge(self._graphdef, state)
-        feats = self.frontend(waves)
-        out = encoder(feats, deterministic=True, return_hidden=self._layers is not None)
+        feats = self.framing.frontend(waves)  # f32[B, frames + 2 * context, mels]
+        if self.framing.context:
+            frames = feats.shape[1] - 2 * self.framing.context
+            feats = jax.vmap(lambda f, s: jax.lax.dynamic_slice_in_dim(f, s, frames, axis=0))(feats, shift)
+        # Frames past the last valid patch are padding (a whole padded row when valid = 0: batch filler).
+        end = jnp.where(valid > 0, (valid - 1) * self.stride + self.kernel, 0)
+        padding = jnp.arange(feats.shape[1])[None, :] >= end[:, None]
+        out = encoder(feats, padding_mask=padding, deterministic=True, return_hidden=self._layers is not None,
+                      **self._encoder_kwargs)
         if self._layers is None:
             tokens = out.tokens
         else:
@@ -382,11 +487,15 @@ class Embedder:
                     clips = list(resample(np.stack(clips), rate, self.sample_rate))
         return clips, kind
 
-    def _plan(self, lengths: np.ndarray) -> _Plan:
-        """Chunk layout of clips with these lengths (vectorised over clips)."""
-        lengths = np.asarray(lengths, np.int64)
-        n_patches = np.maximum(1, np.floor((lengths - self.first_centre) / self.patch_hop).astype(np.int64) + 1)
-        n_patches = np.where(lengths < self.first_centre, 1, n_patches)
+    def plan(self, lengths) -> ChunkPlan:
+        """The chunk layout of clips with these lengths in samples (i[B] at the model rate).
+
+        A clip has the time patches its frames fill (at least one); it is one chunk when they fit the window,
+        else chunks of `window_patches` patches starting P patch strides apart, the last one shorter.
+        """
+        lengths = np.atleast_1d(np.asarray(lengths, np.int64))
+        frames = np.array([self.frontend.num_frames(int(n)) for n in lengths], np.int64)
+        n_patches = np.maximum(1, np.where(frames >= self.kernel, (frames - self.kernel) // self.stride + 1, 0))
         p = self.window_patches
         n_chunks = -(-n_patches // p)
         clip = np.repeat(np.arange(len(lengths)), n_chunks)
@@ -394,8 +503,9 @@ class Embedder:
         index = np.arange(len(clip)) - first[clip]  # chunk index within its clip
         valid = np.minimum(p, n_patches[clip] - index * p)
         bucket = np.minimum(p, -(-valid // self.bucket_patches) * self.bucket_patches)
-        return _Plan(clip.astype(np.int32), index * p * self.patch_hop, valid.astype(np.int32),
-                     bucket.astype(np.int32), n_patches.astype(np.int32), lengths)
+        shift = np.where(index > 0, self.framing.context, 0)
+        return ChunkPlan(clip.astype(np.int32), index * p * self.patch_hop, shift.astype(np.int32),
+                     valid.astype(np.int32), bucket.astype(np.int32), n_patches.astype(np.int32), lengths)
 
     def _padded_batch(self, count: int) -> int:
         """Rows of the forward batch for `count` chunks: the batch size, or for a last partial batch the next
@@ -404,31 +514,50 @@ class Embedder:
         size = self.batch_size if count >= self.batch_size else min(self.batch_size, 1 << (count - 1).bit_length())
         return -(-size // n_dev) * n_dev
 
-    def _gather(self, clips: list[np.ndarray], plan: _Plan, rows: np.ndarray, length: int) -> np.ndarray:
-        """f32[len(rows), length]: the audio of the chunks `rows`, zero past each clip's end."""
+    def _prepared(self, clips: list[np.ndarray], plan: ChunkPlan) -> list[np.ndarray]:
+        """Each clip with its clip-level statistics applied and, past its end, what its frames see there (zeros,
+        or the continued reflection of a centred STFT) up to the end of its last row."""
+        hop = int(self.frontend.hop_samples)
+        rows = {int(b): self.row_samples(int(b)) for b in np.unique(plan.bucket)}
+        ends = np.zeros(len(clips), np.int64)
+        np.maximum.at(ends, plan.clip, plan.start - plan.shift * hop + np.array([rows[int(b)] for b in plan.bucket]))
+        # Past the reach of the clip's real frames only the padded patches look, except for a clip shorter than
+        # one patch, whose one patch reads up to the end of a one-patch row; beyond that zeros are as good.
+        reach = max(self.row_samples(1), 2 * self.framing.context * hop + 2)
+        out = []
+        for clip, end in zip(clips, ends):  # host preparation per clip, as decoding and resampling
+            tail = max(0, int(end) - len(clip))
+            x = self.framing.prepare(clip, min(tail, reach))
+            out.append(np.pad(x, (0, len(clip) + tail - len(x))))
+        return out
+
+    def _gather(self, clips: list[np.ndarray], plan: ChunkPlan, rows: np.ndarray, length: int) -> np.ndarray:
+        """f32[len(rows), length]: the prepared audio of the rows `rows`, from `shift` frames before each chunk."""
+        hop = int(self.frontend.hop_samples)
         out = np.zeros((len(rows), length), np.float32)
         for r, row in enumerate(rows):  # one slice copy per chunk; the model never runs per chunk
-            clip = clips[plan.clip[row]]
-            seg = clip[plan.start[row]: plan.start[row] + length]
+            first = plan.start[row] - plan.shift[row] * hop
+            seg = clips[plan.clip[row]][first: first + length]
             out[r, : len(seg)] = seg
         return out
 
-    def _run(self, clips: list[np.ndarray], plan: _Plan, want_time: bool) -> dict[str, np.ndarray]:
+    def _run(self, clips: list[np.ndarray], plan: ChunkPlan, want_time: bool) -> dict[str, np.ndarray]:
         """Forward every chunk in fixed-size batches; results in chunk order."""
         fn = self._jit(want_time)
+        clips = self._prepared(clips, plan)
         pending = []
         for bucket in np.unique(plan.bucket):
             rows = np.flatnonzero(plan.bucket == bucket)
-            length = self.chunk_samples(int(bucket))
+            length = self.row_samples(int(bucket))
             for i in range(0, len(rows), self.batch_size):
                 part = rows[i: i + self.batch_size]
                 size = self._padded_batch(len(part))
                 waves = np.zeros((size, length), np.float32)
                 waves[: len(part)] = self._gather(clips, plan, part, length)
-                valid = np.zeros(size, np.int32)
-                valid[: len(part)] = plan.valid[part]
-                waves, valid = jax.device_put((waves, valid), self._placement)
-                pending.append((part, fn(self._state, waves, valid)))  # dispatched asynchronously
+                shift, valid = np.zeros(size, np.int32), np.zeros(size, np.int32)
+                shift[: len(part)], valid[: len(part)] = plan.shift[part], plan.valid[part]
+                waves, shift, valid = jax.device_put((waves, shift, valid), self._placement)
+                pending.append((part, fn(self._state, waves, shift, valid)))  # dispatched asynchronously
         results: dict[str, list] = {}
         order = []
         for part, res in pending:
@@ -460,7 +589,7 @@ class Embedder:
           f32[B, scene_embedding_size] (f32[D] for one clip).
         """
         clips, kind = self._prepare(audio, sample_rate)
-        plan = self._plan(np.array([len(c) for c in clips]))
+        plan = self.plan(np.array([len(c) for c in clips]))
         res = self._run(clips, plan, want_time="delta" in self.pooling)
         b, weights = len(clips), plan.valid.astype(np.float64)
         parts = []
@@ -491,7 +620,7 @@ class Embedder:
 
     def timestamp_times(self, num_samples: int) -> np.ndarray:
         """f32[T] centres (ms) of the timestamp embeddings of a clip of `num_samples` samples at the model rate."""
-        plan = self._plan(np.array([num_samples]))
+        plan = self.plan(np.array([num_samples]))
         return self._times(plan.n_patches[0], num_samples)
 
     def _times(self, n: int, length: int) -> np.ndarray:
@@ -510,7 +639,7 @@ class Embedder:
           ([T, D], [T]) for one clip; two lists of per-clip arrays for a list of clips.
         """
         clips, kind = self._prepare(audio, sample_rate)
-        plan = self._plan(np.array([len(c) for c in clips]))
+        plan = self.plan(np.array([len(c) for c in clips]))
         per_patch = self._run(clips, plan, want_time=True)["time"]  # f32[C, P, D]
         p = self.window_patches
         # The chunks of each clip are consecutive in plan order: lay them end to end and cut per clip.

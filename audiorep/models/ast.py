@@ -37,13 +37,16 @@ from audiorep.models.layers import (
     Linear,
     PatchEmbed2d,
     TransformerBlock,
+    check_padding_mask,
     fit_pos_embed,
+    real_time_patches,
     torch_linear_init,
     trunc_normal_02,
 )
 
 
-def _pair(v: Any) -> tuple[int, int]:
+def as_pair(v: Any) -> tuple[int, int]:
+    """An int or a pair as (int, int): a square patch size, or (freq, time)."""
     if isinstance(v, int | np.integer):
         return int(v), int(v)
     a, b = v
@@ -94,9 +97,9 @@ class ASTConfig(JsonConfig):
     head_eps: float = 1e-5
 
     def __post_init__(self):
-        object.__setattr__(self, "patch", _pair(self.patch))
-        object.__setattr__(self, "stride", _pair(self.stride if self.stride is not None else self.patch))
-        object.__setattr__(self, "pos_grid", _pair(self.pos_grid))
+        object.__setattr__(self, "patch", as_pair(self.patch))
+        object.__setattr__(self, "stride", as_pair(self.stride if self.stride is not None else self.patch))
+        object.__setattr__(self, "pos_grid", as_pair(self.pos_grid))
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}.")
         if self.num_special not in (1, 2):
@@ -174,7 +177,7 @@ def unfold_patches(features: jax.Array, patch: tuple[int, int], stride: tuple[in
     f32[B, frames, mels] -> f32[B, F * T, pf * pt]: patches frequency-major, each patch flattened
     frequency-major (entry i * pt + j = mel f*sf + i, frame t*st + j).
     """
-    (pf, pt), (sf, st) = _pair(patch), _pair(stride)
+    (pf, pt), (sf, st) = as_pair(patch), as_pair(stride)
     _, frames, mels = features.shape
     nf, nt = (mels - pf) // sf + 1, (frames - pt) // st + 1
     fi = (np.arange(nf)[:, None] * sf + np.arange(pf)[None, :])  # [F, pf]
@@ -221,11 +224,21 @@ class ASTEncoder(nnx.Module):
         """(F, T) patch grid for an input of `frames` frames."""
         return self.cfg.grid_for(frames)
 
-    def patch_pos_embed(self, grid: tuple[int, int]) -> jax.Array:
-        """Positional embeddings of the patch tokens for `grid`, fitted by the SSAST rule.  -> f32[F * T, dim]."""
+    def patch_pos_embed(self, grid: tuple[int, int], window: tuple[int, int] | None = None) -> jax.Array:
+        """Positional embeddings of the patch tokens for `grid`.  -> f32[F * T, dim].
+
+        window: None fits the stored grid to `grid` by the SSAST rule (per axis: centre crop or interpolation).
+          A (F, T_w) grid with T_w >= T fits the stored grid to the window instead and gives `grid` its first T
+          time columns: the input is the start of that window, so its positions do not depend on its length.
+        """
         c, (pf, pt) = self.cfg.num_special, self.cfg.pos_grid
         pe = self.pos_embed[...][0, c:].reshape(pf, pt, self.cfg.dim)
-        pe = fit_pos_embed(pe, grid, axes=(0, 1), align="center")
+        if window is None:
+            pe = fit_pos_embed(pe, grid, axes=(0, 1), align="center")
+        else:
+            if window[0] != grid[0] or window[1] < grid[1]:
+                raise ValueError(f"a {grid[0]}x{grid[1]} patch grid does not start a {window[0]}x{window[1]} window.")
+            pe = fit_pos_embed(pe, window, axes=(0, 1), align="center")[:, : grid[1]]
         return pe.reshape(grid[0] * grid[1], self.cfg.dim)
 
     def patches(self, features: jax.Array) -> jax.Array:
@@ -249,12 +262,18 @@ class ASTEncoder(nnx.Module):
 
     # ------------------------------------------------------------------------------------------ forward
     def __call__(self, features: jax.Array, *, mask: jax.Array | None = None, keep: jax.Array | None = None,
+                 padding_mask: jax.Array | None = None, window_frames: int | None = None,
                  deterministic: bool = True, return_hidden: bool = False) -> EncoderOutput:
         """Encode features.  f32[B, frames, mels] -> EncoderOutput.
 
         mask: bool[B, N] (N = F * T, frequency-major); True patches are replaced by `mask_embed` before the
           positional embedding (the encoder still sees all N tokens).
         keep: i32[B, K] grid indices kept after the positional embedding (the encoder sees K tokens).
+        padding_mask: bool[B, frames], True on padded frames. The tokens of time patches with a padded frame are
+          ignored as attention keys (the cls/dist tokens never are), and the output's `valid` marks the real ones.
+        window_frames: static; the input is the start of a window of this many frames (>= frames): positional
+          embeddings are fitted to the window's grid and the input takes its first time columns, so a clip's
+          tokens do not depend on how far it was padded. None: fitted to the input's own grid (SSAST's rule).
         """
         cfg = self.cfg
         if features.ndim != 3:
@@ -274,20 +293,28 @@ class ASTEncoder(nnx.Module):
             if mask.shape != (b, n):
                 raise ValueError(f"mask must be bool[{b}, {n}] for a {grid[0]}x{grid[1]} grid, got {mask.shape}.")
             x = jnp.where(mask[..., None], self.mask_embed[...].astype(x.dtype), x)
-        x = x + self.patch_pos_embed(grid).astype(x.dtype)
+        window = None if window_frames is None else cfg.grid_for(max(int(window_frames), frames))
+        x = x + self.patch_pos_embed(grid, window).astype(x.dtype)
+        valid = None
+        if padding_mask is not None:
+            real = real_time_patches(check_padding_mask(padding_mask, features), cfg.patch[1], cfg.stride[1], grid[1])
+            valid = jnp.tile(real, (1, grid[0]))  # frequency-major: token n belongs to time patch n % T
         if keep is not None:
             if keep.ndim != 2 or keep.shape[0] != b:
                 raise ValueError(f"keep must be i32[{b}, K] grid indices, got shape {keep.shape}.")
             x = jnp.take_along_axis(x, keep[..., None].astype(jnp.int32), axis=1)
+            if valid is not None:
+                valid = jnp.take_along_axis(valid, keep.astype(jnp.int32), axis=1)
         c = cfg.num_special
         special = [self.cls_token[...]] + ([self.dist_token[...]] if c == 2 else [])
         special = jnp.concatenate(special, axis=1) + self.pos_embed[...][:, :c]
         x = jnp.concatenate([jnp.broadcast_to(special.astype(x.dtype), (b, c, cfg.dim)), x], axis=1)
+        key_mask = None if valid is None else jnp.concatenate([jnp.ones((b, c), bool), valid], axis=1)
         x = self.pos_drop(x, deterministic=deterministic)
         hidden = [x[:, c:]]
         for blk in self.blocks:
-            x = blk(x, deterministic=deterministic)
+            x = blk(x, key_mask=key_mask, deterministic=deterministic)
             hidden.append(x[:, c:])
         x = self.norm(x)
         return EncoderOutput(tokens=x[:, c:], cls=x[:, :c], hidden=tuple(hidden) if return_hidden else None,
-                             grid=grid, time_major=False, keep=keep)
+                             grid=grid, time_major=False, keep=keep, valid=valid)

@@ -46,7 +46,9 @@ from audiorep.models.layers import (
     Linear,
     PatchEmbed2d,
     TransformerBlock,
+    check_padding_mask,
     gelu,
+    real_time_patches,
     relative_position_buckets,
 )
 
@@ -310,12 +312,17 @@ class BEATsEncoder(nnx.Module):
 
     def token_valid(self, padding_mask: jax.Array) -> jax.Array:
         """Frame padding bool[B, frames] (True = padded, the official convention) -> bool[B, N] (True = a real
-        token): a token is real when every frame of its time patch is. For end-padded clips this keeps exactly
-        the tokens an unpadded run of each clip would produce."""
+        token): a token is real when every frame of its time patch is.
+
+        The official model maps the mask samples -> frames -> tokens proportionally (`forward_padding_mask`:
+        frame groups, then token n takes frames 2n and 2n + 1 of the time-major order, padded when all are).
+        Whenever the padding starts on a patch boundary -- every chunk the Embedder builds -- both rules mark
+        the same tokens; padding that starts inside a patch makes the official rule keep that patch's first
+        frequency rows, while this one drops the whole patch, so the real tokens stay those of the unpadded clip.
+        """
         p, f = self.cfg.input_patch_size, self.cfg.num_mel_bins // self.cfg.input_patch_size
-        b, frames = padding_mask.shape
-        t = frames // p
-        real = ~padding_mask[:, : t * p].reshape(b, t, p).any(-1)  # [B, T]
+        t = padding_mask.shape[1] // p
+        real = real_time_patches(padding_mask, p, p, t)  # [B, T]
         return jnp.repeat(real, f, axis=1)  # time-major: token n belongs to time patch n // F
 
     def __call__(self, features: jax.Array, *, mask: jax.Array | None = None, keep: jax.Array | None = None,
@@ -326,8 +333,8 @@ class BEATsEncoder(nnx.Module):
         keep: i32[B, K] distinct token indices in [0, N) that the transformer sees (MAE-style, see module doc).
         padding_mask: bool[B, frames], True on padded frames (official convention). Padded tokens are zeroed
           before the conv positional embedding and ignored as attention keys, as in the official model, so an
-          end-padded clip in a batch gives the same real tokens as the clip alone (`token_valid` says which
-          tokens are real; the padded ones hold values that must not be pooled).
+          end-padded clip in a batch gives the same real tokens as the clip alone (`token_valid`, and the
+          output's `valid`, say which tokens are real; the padded ones hold values that must not be pooled).
         """
         if mask is not None:
             raise ValueError("BEATs has no mask embedding, so `mask` is not supported; drop masked patches "
@@ -340,10 +347,7 @@ class BEATsEncoder(nnx.Module):
         grid = self.grid_for(features.shape[1])
         key_mask = None
         if padding_mask is not None:
-            if padding_mask.shape != features.shape[:2]:
-                raise ValueError(f"padding_mask must be bool[B, frames] = {features.shape[:2]}, got "
-                                 f"{padding_mask.shape}.")
-            key_mask = self.token_valid(jnp.asarray(padding_mask, bool))
+            key_mask = self.token_valid(check_padding_mask(padding_mask, features))
             x = jnp.where(key_mask[..., None], x, 0.0)  # official: x[padding_mask] = 0 before pos_conv
         if keep is not None:
             keep = jnp.asarray(keep, jnp.int32)
@@ -377,7 +381,7 @@ class BEATsEncoder(nnx.Module):
         if cfg.layer_norm_first:
             x = self.encoder_layer_norm(x)
         return EncoderOutput(tokens=x, cls=None, hidden=tuple(hidden) if return_hidden else None, grid=grid,
-                             time_major=True, keep=keep)
+                             time_major=True, keep=keep, valid=key_mask)
 
     def classify(self, features: jax.Array, *, deterministic: bool = True) -> jax.Array:
         """Fine-tuned checkpoints only: clip probabilities f32[B, predictor_class] (official: per-token logits,

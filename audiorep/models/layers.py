@@ -58,6 +58,9 @@ class EncoderOutput:
       time_major: True when token n sits at (t, f) = divmod(n, F) (BEATs); False when (f, t) =
         divmod(n, T) (AST, PaSST).
       keep: i32[B, K] grid indices of the tokens that were kept, or None when all N were.
+      valid: bool[B, N or K] True for the tokens of real (unpadded) time patches, or None when the encoder was
+        given no `padding_mask` (every token real). Padded tokens hold values that must not be pooled; they
+        were never attended to, so the real tokens equal those of the unpadded input.
     """
 
     tokens: jax.Array
@@ -66,6 +69,7 @@ class EncoderOutput:
     grid: tuple[int, int] = dataclasses.field(metadata=dict(static=True))
     time_major: bool = dataclasses.field(metadata=dict(static=True))
     keep: jax.Array | None = None
+    valid: jax.Array | None = None
 
     def token_time_index(self) -> jax.Array:
         """i32[N] (or i32[B, K] with `keep`): the time-patch index of every token."""
@@ -85,6 +89,30 @@ class EncoderOutput:
         if self.time_major:
             return x.reshape(b, t, f, d)
         return x.reshape(b, f, t, d).transpose(0, 2, 1, 3)
+
+
+def real_time_patches(padding_mask: jax.Array, kernel: int, stride: int, count: int) -> jax.Array:
+    """Which time patches hold no padded frame.  bool[B, frames] (True = padded frame, the official BEATs
+    convention) -> bool[B, count] (True = a real patch).
+
+    Patch t covers frames [t * stride, t * stride + kernel). A patch is real when every one of its frames is, so
+    for an end-padded clip exactly the patches of the unpadded clip are real (with overlapping patches too).
+    """
+    frames = padding_mask.shape[1]
+    if (count - 1) * stride + kernel > frames:
+        raise ValueError(f"{count} time patches of {kernel} frames (stride {stride}) need "
+                         f"{(count - 1) * stride + kernel} frames; the padding mask has {frames}.")
+    index = np.arange(count)[:, None] * stride + np.arange(kernel)[None, :]  # [count, kernel]
+    return ~jnp.asarray(padding_mask, bool)[:, index].any(axis=-1)
+
+
+def check_padding_mask(padding_mask, features: jax.Array) -> jax.Array:
+    """The padding mask as bool[B, frames], checked against features f32[B, frames, mels]."""
+    padding_mask = jnp.asarray(padding_mask)
+    if padding_mask.shape != features.shape[:2]:
+        raise ValueError(f"padding_mask must be bool[B, frames] = {tuple(features.shape[:2])} (True on padded "
+                         f"frames), got shape {tuple(padding_mask.shape)}.")
+    return padding_mask.astype(bool)
 
 
 # ------------------------------------------------------------------------------------------ initialisers

@@ -29,13 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from audiorep.models.ast import ClassifierHead, _pair
+from audiorep.models.ast import ClassifierHead, as_pair
 from audiorep.models.layers import (
     EncoderOutput,
     JsonConfig,
     LayerNorm,
     PatchEmbed2d,
     TransformerBlock,
+    check_padding_mask,
+    real_time_patches,
     torch_linear_init,
     trunc_normal_02,
 )
@@ -82,7 +84,7 @@ class PaSSTConfig(JsonConfig):
 
     def __post_init__(self):
         for k in ("patch", "stride", "pos_grid"):
-            object.__setattr__(self, k, _pair(getattr(self, k)))
+            object.__setattr__(self, k, as_pair(getattr(self, k)))
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}.")
         f = (self.num_mel_bins - self.patch[0]) // self.stride[0] + 1
@@ -192,11 +194,14 @@ class PaSSTEncoder(nnx.Module):
         return self.head(out.cls.mean(axis=1))
 
     def __call__(self, features: jax.Array, *, mask: jax.Array | None = None, keep: jax.Array | None = None,
-                 deterministic: bool = True, return_hidden: bool = False,
+                 padding_mask: jax.Array | None = None, deterministic: bool = True, return_hidden: bool = False,
                  time_offset: int | jax.Array | None = None) -> EncoderOutput:
         """Encode features.  f32[B, frames, mels] -> EncoderOutput.
 
         keep: i32[B, K] frequency-major grid indices kept after the positional embedding (patchout).
+        padding_mask: bool[B, frames], True on padded frames. The tokens of time patches with a padded frame are
+          ignored as attention keys (the cls/dist tokens never are), and the output's `valid` marks the real ones;
+          with the eval positions (the first time embeddings) a padded clip's tokens equal the unpadded clip's.
         time_offset: first time positional embedding used by an input shorter than the grid; default 0 in
           eval, random in training.
         """
@@ -224,19 +229,26 @@ class PaSSTEncoder(nnx.Module):
         x = x + tpe[None, None].astype(x.dtype)
         x = x + fpe[None, :, None].astype(x.dtype)
         x = x.reshape(b, f * t, cfg.dim)
+        valid = None
+        if padding_mask is not None:
+            real = real_time_patches(check_padding_mask(padding_mask, features), cfg.patch[1], cfg.stride[1], t)
+            valid = jnp.tile(real, (1, f))  # frequency-major: token n belongs to time patch n % T
         if keep is not None:
             if keep.ndim != 2 or keep.shape[0] != b:
                 raise ValueError(f"keep must be i32[{b}, K] grid indices, got shape {keep.shape}.")
             x = jnp.take_along_axis(x, keep[..., None].astype(jnp.int32), axis=1)
+            if valid is not None:
+                valid = jnp.take_along_axis(valid, keep.astype(jnp.int32), axis=1)
         c = cfg.num_special
         special = [self.cls_token[...]] + ([self.dist_token[...]] if c == 2 else [])
         special = jnp.concatenate(special, axis=1) + self.new_pos_embed[...]
         x = jnp.concatenate([jnp.broadcast_to(special.astype(x.dtype), (b, c, cfg.dim)), x], axis=1)
+        key_mask = None if valid is None else jnp.concatenate([jnp.ones((b, c), bool), valid], axis=1)
         x = self.pos_drop(x, deterministic=deterministic)
         hidden = [x[:, c:]]
         for blk in self.blocks:
-            x = blk(x, deterministic=deterministic)
+            x = blk(x, key_mask=key_mask, deterministic=deterministic)
             hidden.append(x[:, c:])
         x = self.norm(x)
         return EncoderOutput(tokens=x[:, c:], cls=x[:, :c], hidden=tuple(hidden) if return_hidden else None,
-                             grid=grid, time_major=False, keep=keep)
+                             grid=grid, time_major=False, keep=keep, valid=valid)
