@@ -83,3 +83,21 @@ def test_the_margin_over_a_baseline_is_compared_fold_by_fold():
     assert clear.wins == 3 and "noise" not in clear.describe()
     with pytest.raises(ValueError, match="not scored on the same folds"):
         demo.paired_margin(pre, Result(model="b", task="synthetic", metric="a", mean=0.4, folds=[0.4]))
+
+
+def test_the_demo_pretrains_with_the_recipe_of_configs_tiny_masked_tokens(tmp_path):
+    from pathlib import Path
+
+    from audiorep.pretrain import config as config_lib
+    from audiorep.pretrain.trainer import with_defaults
+
+    assert demo.recipe_path() == Path(__file__).resolve().parents[1] / "configs" / "tiny_masked_tokens.py"
+    plan = demo.DemoPlan(out_dir=tmp_path, minutes=0.5, seed=3, progress=False)
+    config = demo.demo_config(plan, tmp_path / "audio")
+    recipe = with_defaults(config_lib.load_config(f"{demo.recipe_path()}:steps=600"))
+    for section in ("model", "frontend", "objective", "optim"):
+        assert config[section].to_dict() == recipe[section].to_dict(), section
+    assert (config.train.steps, config.optim.warmup_steps, config.seed) == (600, 60, 3)
+    assert (config.data.dataset, config.data.root, "synthetic" in config.data) == ("folder", str(tmp_path / "audio"),
+                                                                                    False)
+    assert config.frontend.config.level_db == -25.0 and config.objective.visible_mse_weight == 3.0

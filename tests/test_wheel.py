@@ -26,9 +26,10 @@ def test_wheel_installs_into_a_fresh_venv_and_embeds_a_clip(tmp_path):
     # Build from a copy of the sources so the checkout gets no build/ or egg-info (and no races with others).
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "audiorep", src / "audiorep", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("audiorep", "configs"):
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     build = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-w", str(tmp_path / "dist"), "-q"]
     if importlib.util.find_spec("setuptools") is not None:
         build.append("--no-build-isolation")
@@ -37,7 +38,8 @@ def test_wheel_installs_into_a_fresh_venv_and_embeds_a_clip(tmp_path):
     assert len(wheels) == 1
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for must in ("audiorep/__init__.py", "audiorep/hear.py", "audiorep/models/registry.py",
-                 "audiorep/downstream/embed.py", "audiorep/audio/frontends.py", "audiorep/py.typed"):
+                 "audiorep/downstream/embed.py", "audiorep/audio/frontends.py", "audiorep/py.typed",
+                 "audiorep/configs/tiny_masked_tokens.py"):  # the demo's recipe travels with the package
         assert must in names, f"{must} missing from the wheel"
     assert any(n.endswith("entry_points.txt") for n in names)
 
@@ -53,6 +55,8 @@ def test_wheel_installs_into_a_fresh_venv_and_embeds_a_clip(tmp_path):
     script = (
         "import audiorep, numpy as np, audiorep.hear\n"
         f"assert audiorep.__file__.startswith({str(venv)!r}), audiorep.__file__\n"
+        "from audiorep import demo\n"
+        f"assert str(demo.recipe_path()).startswith({str(venv)!r}), demo.recipe_path()\n"
         "m = audiorep.load('beats-tiny')\n"
         "e = m.scene(np.zeros((2, 16000), 'f4'))\n"
         "print(audiorep.__version__, e.shape, e.dtype)\n"

@@ -448,6 +448,13 @@ class MetricsWriter:
             self.tb = None
 
 
+def _stored_shape(x) -> tuple[int, ...]:
+    """The shape an array has in a checkpoint: typed PRNG keys are stored as their raw uint32 key data."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return tuple(jax.random.key_data(x).shape)
+    return tuple(x.shape)
+
+
 def _row_step(line: str) -> int:
     try:
         return int(json.loads(line)["step"])
@@ -570,7 +577,7 @@ class Trainer:
             return
         finally:
             handler.close()
-        ours = {_path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(self.state)[0]}
+        ours = {_path_str(p): _stored_shape(x) for p, x in jax.tree_util.tree_flatten_with_path(self.state)[0]}
         differ = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
         if not differ:
             return
