@@ -122,6 +122,37 @@ def test_unstructured_and_combined_patchout_keep_the_promised_count():
     assert both.shape == (2, 10 * 89 - 100) and distinct_per_row(both) and (np.diff(both, axis=1) > 0).all()
 
 
+@pytest.mark.parametrize("time_major", [False, True])
+def test_combined_patchout_drops_single_tokens_from_what_structured_patchout_kept(time_major):
+    both = masking.patchout_keep(jax.random.key(1), (12, 99), 3, drop_t=10, drop_f=2, drop_u=100, time_major=time_major)
+    for cells in to_cells(both, (12, 99), time_major):
+        rows, cols = cells.any(axis=1), cells.any(axis=0)
+        assert rows.sum() <= 10 and cols.sum() <= 89  # inside one 10 x 89 subgrid
+        assert (~cells[np.ix_(rows, cols)]).sum() == rows.sum() * cols.sum() - (10 * 89 - 100)
+
+
+def _drop_rates(keep, n: int) -> np.ndarray:
+    """Fraction of the rows of keep (i32[draws, K]) that drop each of the n grid tokens."""
+    kept = np.zeros((keep.shape[0], n), bool)
+    kept[np.arange(keep.shape[0])[:, None], np.asarray(keep)] = True
+    return 1 - kept.mean(0)
+
+
+def test_patchout_drops_every_time_column_frequency_row_and_token_equally_often():
+    key, grid = jax.random.key(9), (5, 10)  # 2,000 clips, one draw each
+    cols = masking.structured_patchout_keep(key, (1, 10), 2000, drop_t=4, drop_f=0)
+    rows = masking.structured_patchout_keep(key, (5, 1), 2000, drop_t=0, drop_f=2)
+    np.testing.assert_allclose(_drop_rates(cols, 10), 0.4, atol=0.05)
+    np.testing.assert_allclose(_drop_rates(rows, 5), 0.4, atol=0.05)
+    for time_major in (False, True):  # a cell survives when its row (3 of 5) and its column (6 of 10) do
+        cells = masking.structured_patchout_keep(key, grid, 2000, drop_t=4, drop_f=2, time_major=time_major)
+        np.testing.assert_allclose(_drop_rates(cells, 50), 1 - 0.6 * 0.6, atol=0.05)
+    single = masking.unstructured_patchout_keep(key, grid, 2000, drop_u=13)
+    np.testing.assert_allclose(_drop_rates(single, 50), 13 / 50, atol=0.05)
+    both = masking.patchout_keep(key, grid, 2000, drop_t=4, drop_f=2, drop_u=5)  # 18 - 5 of 50 kept
+    np.testing.assert_allclose(_drop_rates(both, 50), 1 - 0.36 * 13 / 18, atol=0.05)
+
+
 def test_steps_compile_once_for_every_key():
     f = jax.jit(lambda k: masking.cluster_mask_indices(k, GRID, 2, 400))
     g = jax.jit(lambda k: masking.patchout_keep(k, (12, 99), 2, drop_t=40, drop_f=4, drop_u=50))
