@@ -340,26 +340,92 @@ def test_encoder_overrides_that_make_no_valid_encoder_name_the_override_and_the_
                                        overrides=dict(patch=(16, 4), stride=(16, 4), pretrain_heads=True)))
 
 
-def test_supervised_patchout_keeps_the_promised_number_of_tokens():
+class _KeepSpy:
+    """Wraps an encoder and records the `keep` the objective hands it."""
+
+    def __init__(self, model):
+        self.model, self.keeps = model, []
+
+    def grid_for(self, frames):
+        return self.model.grid_for(frames)
+
+    def logits(self, out):
+        return self.model.logits(out)
+
+    def __call__(self, feats, *, keep=None, deterministic=True):
+        self.keeps.append(None if keep is None else np.asarray(keep))
+        return self.model(feats, keep=keep, deterministic=deterministic)
+
+
+def _subgrid(keep_row: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of a frequency-major keep that must be exactly a full rows x cols subgrid, increasing."""
+    rows, cols = np.unique(keep_row // grid[1]), np.unique(keep_row % grid[1])
+    np.testing.assert_array_equal(keep_row, (rows[:, None] * grid[1] + cols[None, :]).reshape(-1))
+    return rows, cols
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_supervised_patchout_hands_the_encoder_whole_time_columns_and_frequency_rows(shared):
     cfg = PaSSTConfig.preset("passt-s-tiny").replace(num_classes=5)
-    model = PaSSTEncoder(cfg, rngs=nnx.Rngs(0))
+    spy = _KeepSpy(PaSSTEncoder(cfg, rngs=nnx.Rngs(0)))
     obj = objectives.Supervised(get_frontend("passt"), num_classes=5, multilabel=False, mixup_alpha=0.3,
-                                drop_t=6, drop_f=2, frames=298)
-    audio = jnp.asarray(np.random.default_rng(0).normal(size=(2, 96_000)).astype(np.float32) * 0.1)
-    loss, m = obj(model, {"audio": audio, "label": jnp.asarray([1, 3])}, jax.random.key(0))
-    f, t = cfg.grid_for(298)
-    assert int(m["tokens"]) == (f - 2) * (t - 6)
+                                drop_t=6, drop_f=2, frames=298, shared_patchout=shared)
+    audio = jnp.asarray(np.random.default_rng(0).normal(size=(4, 96_000)).astype(np.float32) * 0.1)
+    loss, m = obj(spy, {"audio": audio, "label": jnp.asarray([1, 3, 0, 2])}, jax.random.key(0))
+    grid = cfg.grid_for(298)
+    assert grid == (12, 29)
+    (keep,) = spy.keeps
+    assert keep.shape == (4, (12 - 2) * (29 - 6)) and int(m["tokens"]) == keep.shape[1]
+    drawn = [_subgrid(row, grid) for row in keep]  # each clip keeps 10 rows x 23 columns
+    assert all(len(rows) == 10 and len(cols) == 23 for rows, cols in drawn)
+    # official PaSST: one draw of rows and of columns for the batch; shared_patchout=False: one per clip
+    assert len({tuple(rows) for rows, _ in drawn}) == len({tuple(cols) for _, cols in drawn}) == (1 if shared else 4)
     assert float(loss) == pytest.approx(np.log(5), rel=0.3)
 
 
-def test_supervised_multilabel_uses_bce_on_multi_hot_labels():
-    cfg = PaSSTConfig.preset("passt-s-tiny").replace(num_classes=4)
-    model = PaSSTEncoder(cfg, rngs=nnx.Rngs(0))
-    obj = objectives.Supervised(get_frontend("passt"), num_classes=4, multilabel=True, frames=298)
-    audio = jnp.zeros((2, 96_000), jnp.float32)
-    y = jnp.asarray([[1, 0, 1, 0], [0, 0, 0, 1]], jnp.float32)
-    loss, m = obj(model, {"audio": audio, "label": y}, jax.random.key(0))
-    assert "bce" in m and np.isfinite(float(loss))
+def _fixed_logits_model(z: np.ndarray):
+    """A stand-in encoder whose logits are `z` whatever the features: the loss is then a function of z alone."""
+
+    class Fixed:
+        def __call__(self, feats, *, keep=None, deterministic=True):
+            return None
+
+        def logits(self, out):
+            return jnp.asarray(z, jnp.float32)
+
+    return Fixed()
+
+
+def _no_features(audio, key=None, train=False):
+    return jnp.zeros((audio.shape[0], 8, 4), jnp.float32)
+
+
+Z = np.asarray([[2.0, -1.0, 0.5, 0.0], [-3.0, 0.0, 1.0, 4.0]])
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_supervised_multilabel_loss_is_the_mean_binary_cross_entropy_over_clips_and_classes(smoothing):
+    y = np.asarray([[1, 0, 1, 0], [0, 0, 0, 1]], np.float64)
+    obj = objectives.Supervised(_no_features, num_classes=4, multilabel=True, label_smoothing=smoothing)
+    loss, m = obj(_fixed_logits_model(Z), {"audio": jnp.zeros((2, 100)), "label": jnp.asarray(y, jnp.float32)},
+                  jax.random.key(0))
+    target = y * (1 - smoothing) + smoothing / 4
+    p = 1 / (1 + np.exp(-Z))
+    bce = -(target * np.log(p) + (1 - target) * np.log(1 - p))
+    assert float(loss) == pytest.approx(bce.mean(), rel=1e-6)
+    assert float(m["bce"]) == pytest.approx(bce.mean(), rel=1e-6)
+    assert set(m) == {"bce"}
+
+
+def test_supervised_multiclass_loss_is_softmax_cross_entropy_and_acc_counts_argmax_hits():
+    labels = np.asarray([0, 1])  # clip 0: its class has the top logit; clip 1: class 3 does
+    obj = objectives.Supervised(_no_features, num_classes=4, multilabel=False)
+    loss, m = obj(_fixed_logits_model(Z), {"audio": jnp.zeros((2, 100)), "label": jnp.asarray(labels)},
+                  jax.random.key(0))
+    ce = np.log(np.exp(Z).sum(1)) - Z[np.arange(2), labels]
+    assert float(loss) == pytest.approx(ce.mean(), rel=1e-6)
+    assert float(m["ce"]) == pytest.approx(ce.mean(), rel=1e-6)
+    assert float(m["acc"]) == 0.5
 
 
 def _tiny_run(tmp_path: Path, config: str, steps: int, *overrides: str):
