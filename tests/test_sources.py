@@ -261,7 +261,7 @@ def test_check_audio_decode_catches_nan_samples(tmp_path):
 # ------------------------------------------------------------------------------------------ registry
 def test_every_contract_reader_is_registered():
     assert set(READERS) == {"folder", "esc50", "speech_commands", "audioset", "sonics", "asvspoof2019_la",
-                            "in_the_wild"}
+                            "asvspoof2021_la", "asvspoof2021_df", "in_the_wild", "mlaad", "deepfake_folder"}
     assert all(r.layout for r in READERS.values())
 
 

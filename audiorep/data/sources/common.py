@@ -19,6 +19,10 @@ import soundfile as sf
 from audiorep.errors import AudiorepError
 
 SPLITS = ("train", "validation", "test", "")
+# Metadata keys a spoofing reader puts in `Record.extra` when it knows them: the columns protocols hold out
+# (downstream/tasks/protocols.py) and per-group metrics break results down by. `attack_id` is set on spoofed
+# clips only (the ASVspoof system id, the generator, the attack folder); the others on every clip they apply to.
+METADATA_KEYS = ("attack_id", "speaker", "gender", "language", "source", "word")
 # How messages name the dataset root: the flag differs between the commands that read datasets.
 DATASET_ROOT = "the dataset root (--root of `audiorep datasets`, --data-root of `audiorep probe`)"
 
@@ -187,6 +191,8 @@ def read_csv_rows(
     skip_comment_lines: int = 0,
     skipinitialspace: bool = False,
     fieldnames: Sequence[str] | None = None,
+    delimiter: str = ",",
+    quoting: int = csv.QUOTE_MINIMAL,
 ) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV file as (line number, row) pairs, checking the header.
 
@@ -196,6 +202,8 @@ def read_csv_rows(
       skip_comment_lines: leading lines to skip (AudioSet's three `#` lines).
       skipinitialspace: strip the space after each comma (AudioSet).
       fieldnames: use these column names instead of a header line.
+      delimiter, quoting: as for csv.reader (MLAAD's meta.csv: '|' and csv.QUOTE_NONE, its transcripts hold
+        quotes).
 
     Raises:
       DatasetError: the file is missing, empty, or lacks a required column (the message lists the
@@ -206,7 +214,8 @@ def read_csv_rows(
     with open(path, newline="", encoding="utf-8-sig") as f:
         for _ in range(skip_comment_lines):
             f.readline()
-        reader = csv.DictReader(f, fieldnames=fieldnames, skipinitialspace=skipinitialspace)
+        reader = csv.DictReader(f, fieldnames=fieldnames, skipinitialspace=skipinitialspace, delimiter=delimiter,
+                                quoting=quoting)
         header = [h.strip() for h in (reader.fieldnames or [])]
         if not header:
             raise DatasetError(f"{path}: the file is empty; expected a header with columns {list(required)}.")
@@ -306,3 +315,10 @@ def parse_float(value: str, path: Path, line: int, column: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise DatasetError(f"{path}, line {line}: column {column!r} must be a number, got {value!r}.") from None
+
+
+def metadata_extra(values: dict[str, str | None], **other: str | None) -> tuple[tuple[str, str], ...]:
+    """`Record.extra` from metadata `values` (keys from METADATA_KEYS) and `other` dataset-specific fields:
+    sorted (key, value) pairs, empty values and '-' placeholders dropped."""
+    pairs = {k: str(v).strip() for k, v in {**values, **other}.items() if v is not None}
+    return tuple(sorted((k, v) for k, v in pairs.items() if v and v != "-"))

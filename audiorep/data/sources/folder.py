@@ -1,5 +1,6 @@
-"""The folder reader: any folder of audio files, labels from class sub-folders or file names, optional
-split folders and a group CSV (the synthetic corpus and FSDD are read with it)."""
+"""The folder reader: any folder of audio files, labels from class sub-folders, file names or a labels.csv,
+optional split folders and a group CSV (the synthetic corpus and FSDD are read with it; so is a user's own
+labelled data, `audiorep probe --task folder`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from audiorep.data.sources import common
-from audiorep.data.sources.common import DatasetError, DatasetIndex, Record
+from audiorep.data.sources.common import METADATA_KEYS, DatasetError, DatasetIndex, Record
 
 FOLDER_SPLIT_NAMES = {"train": "train", "training": "train", "valid": "validation", "val": "validation",
                       "validation": "validation", "dev": "validation", "test": "test", "eval": "test",
@@ -26,12 +27,16 @@ def read_folder(
     group_csv: str | None = "auto",
     splits: str = "auto",
     extensions: Sequence[str] | None = None,
+    labels_csv: str | None = "auto",
+    group_column: str | None = None,
 ) -> DatasetIndex:
-    """A folder of audio files, searched recursively.
+    """A folder of audio files, searched recursively, or the clips a labels.csv lists.
 
     Layouts: `root/<class>/<file>` (labels from the sub-folder), `root/<file>` (unlabelled, or labels
     from the file name with `label_regex`), and either of them under split folders
-    `root/{train,validation,test}/...` (also valid/val/dev, eval).
+    `root/{train,validation,test}/...` (also valid/val/dev, eval). Or `root/labels.csv` with columns `path`
+    (relative to root) and `label`, optionally `split` (train/validation/test, as the split folders), a group
+    column, and metadata columns (attack_id, speaker, gender, language, source, word) kept in `Record.info`.
 
     Args:
       labels: 'auto' (sub-folder names when every file sits in a sub-folder, none when all sit in the
@@ -44,9 +49,14 @@ def read_folder(
       splits: 'auto' (top-level folders named train/validation/test... are splits when all top-level
         folders are), 'folders' (they must be), or 'none'.
       extensions: file suffixes to include; default: every format soundfile reads.
+      labels_csv: the labels CSV (relative to root): 'auto' reads labels.csv when it exists, None ignores it.
+      group_column: the labels.csv column holding the group (default: `group`, else `speaker`, when present).
     """
     root = common.require_dir(Path(root).expanduser().resolve(), "audio folder",
                               "Pass the folder that holds the audio.")
+    csv_labels = root / ("labels.csv" if labels_csv == "auto" else labels_csv) if labels_csv else None
+    if csv_labels is not None and (labels_csv != "auto" or csv_labels.is_file()):
+        return _from_labels_csv(root, csv_labels, group_column, group_regex)
     exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions) if extensions \
         else common.audio_extensions()
     if labels not in ("auto", "folder", "none"):
@@ -130,3 +140,47 @@ def read_folder(
             split=split, fold=None, group=group, dataset="folder",
         ))
     return DatasetIndex("folder", records, classes, multilabel=False, problems=[], root=str(root))
+
+
+def _from_labels_csv(root: Path, path: Path, group_column: str | None, group_regex: str | None) -> DatasetIndex:
+    """The folder reader's labels.csv layout (see `read_folder`)."""
+    rows = common.read_csv_rows(path, ("path", "label"))
+    header = set(rows[0][1]) if rows else set()
+    if group_column is not None and group_column not in header:
+        raise DatasetError(f"{path}: group_column {group_column!r} is not a column (found {sorted(header)}). "
+                           "Name one of the columns, or leave group_column unset.")
+    column = group_column or next((c for c in ("group", "speaker") if c in header), None)
+    group_re = re.compile(group_regex) if group_regex else None
+    if not rows:
+        raise DatasetError(f"{path}: no rows. List one clip per line: path,label.")
+    classes = tuple(sorted({row["label"] for _, row in rows if row["label"]}))
+    records, keys = [], []
+    for line, row in rows:
+        if not row["path"] or not row["label"]:
+            raise DatasetError(f"{path}, line {line}: empty {'path' if not row['path'] else 'label'}. Every row "
+                               "names a clip (relative to the folder holding the CSV) and its label.")
+        clip = Path(row["path"]) if os.path.isabs(row["path"]) else (root / row["path"]).resolve()
+        split = ""
+        if row.get("split"):
+            split = FOLDER_SPLIT_NAMES.get(row["split"].lower(), "?")
+            if split == "?":
+                raise DatasetError(f"{path}, line {line}: split {row['split']!r} is not one of "
+                                   f"{sorted(set(FOLDER_SPLIT_NAMES))}.")
+        group = row.get(column) or None if column else None
+        if group is None and group_re is not None:
+            m = group_re.search(clip.stem)
+            if not m:
+                raise DatasetError(f"{clip}: file name does not match group_regex {group_re.pattern!r}; fix the regex.")
+            group = m.group("group" if "group" in group_re.groupindex else 1 if group_re.groups else 0)
+        keys.append((str(clip), str(path), line))
+        records.append(Record(
+            path=str(clip), labels=(classes.index(row["label"]),), label_names=(row["label"],), split=split, fold=None,
+            group=group, dataset="folder", extra=common.metadata_extra({k: row.get(k) for k in METADATA_KEYS}),
+        ))
+    common.check_unique(keys, "path")
+    problems: list[str] = []
+    listed = len(records)
+    records, missing = common.drop_missing(records, problems, str(path),
+                                           f"Paths in {path.name} are relative to the folder that holds it.")
+    return DatasetIndex("folder", records, classes, multilabel=False, problems=problems, root=str(root),
+                        listed=listed, missing=missing)

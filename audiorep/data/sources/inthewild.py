@@ -14,7 +14,8 @@ def read_in_the_wild(root: str | os.PathLike) -> DatasetIndex:
     """In-the-Wild audio deepfakes (Müller et al., Interspeech 2022): test-only, group = speaker.
 
     Layout: root/meta.csv (file, speaker, label with label in bona-fide / spoof) and flat root/<file>.
-    Labels use the ASVspoof classes (bonafide = 0, spoof = 1) so a model trained there scores here.
+    Labels use the ASVspoof classes (bonafide = 0, spoof = 1) so a model trained there scores here; the speaker
+    is also `info['speaker']`, the metadata protocols and per-group metrics read.
     """
     root = common.require_dir(Path(root).expanduser().resolve(), "In-the-Wild folder",
                               "Pass the release_in_the_wild folder (it holds meta.csv and the wav files).")
@@ -30,6 +31,7 @@ def read_in_the_wild(root: str | os.PathLike) -> DatasetIndex:
         records.append(Record(
             path=str(root / row["file"]), labels=(SPOOF_CLASSES.index(name),), label_names=(name,), split="test",
             fold=None, group=row["speaker"], dataset="in_the_wild",
+            extra=common.metadata_extra({"speaker": row["speaker"]}),
         ))
     problems: list[str] = []
     listed = len(records)
