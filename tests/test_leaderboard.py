@@ -200,3 +200,38 @@ def test_a_model_dir_without_curves_gets_no_link(tmp_path, rows):
     files = L.write_leaderboard(rows, tmp_path / "board")
     assert "training curves</a>" not in files["html"].read_text()
     assert not (tmp_path / "board" / "assets").exists()
+
+
+def detection_outputs(folder):
+    """A detection run's outputs as the tasks runner writes them (downstream/plots.py)."""
+    import numpy as np
+
+    from audiorep.downstream import plots
+
+    rng = np.random.default_rng(0)
+    split = plots.SplitScores("official", np.r_[rng.normal(1, 1, 20), rng.normal(0, 1, 30)],
+                              np.r_[np.ones(20, bool), np.zeros(30, bool)], np.array([f"c{i}" for i in range(50)]))
+    return plots.write_detection_outputs(folder, [split], title="beats-tiny · asv")
+
+
+def test_detection_plots_are_copied_and_linked_from_the_score_cell(tmp_path, rows):
+    det = detection_outputs(tmp_path / "results-detection" / "run1")
+    rows.append(_r("beats-tiny", "asv", 0.04, metric="eer", higher_is_better=False, date="2026-02-01T00:00:00+00:00",
+                   extra={"detection": det}))
+    files = L.write_leaderboard(rows, tmp_path / "board")
+    copied = sorted(p.name for p in (tmp_path / "board" / "assets").iterdir())
+    assert len(copied) == 2 and copied[0].startswith("det-asv-beats-tiny-") and copied[1].startswith("histogram-")
+    assert (tmp_path / "board" / "assets" / copied[0]).read_bytes() == open(det["det_png"], "rb").read()
+    page = files["html"].read_text()
+    anchor = re.search(r'0\.0400[^<]*<a class=sub href="#(det-[0-9a-f]+)">DET</a></td>', page).group(1)
+    section = page[page.index(f'<h3 id="{anchor}">'):]
+    assert f'src="assets/{copied[0]}"' in section and f'src="assets/{copied[1]}"' in section
+    assert page.count(">DET</a>") == 1  # only the row with plots
+
+
+def test_a_detection_row_whose_plots_are_gone_gets_no_link(tmp_path, rows):
+    rows.append(_r("beats-tiny", "asv", 0.04, metric="eer", higher_is_better=False, date="2026-02-01T00:00:00+00:00",
+                   extra={"detection": {"det_png": str(tmp_path / "gone.png"),
+                                        "histogram_png": str(tmp_path / "gone2.png")}}))
+    files = L.write_leaderboard(rows, tmp_path / "board")
+    assert ">DET</a>" not in files["html"].read_text() and not (tmp_path / "board" / "assets").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import tone
@@ -449,3 +451,65 @@ def test_run_with_repeats_records_them_and_refuses_them_beside_a_grid_object(tmp
     grid = P.Grid("tiny", (P.GridPoint(hidden_layers=0, lr=1e-2, seed=5),), P.Schedule(max_epochs=6))
     with pytest.raises(T.TaskError, match="Grid.repeats"):
         T.run("fsdd", ToneEmbedder(), root, cache, grid=grid, repeats=2, max_folds=1, progress=False)
+
+
+def test_detection_run_saves_scores_det_curve_and_histograms(tmp_path):
+    from audiorep.downstream import metrics as M
+    from audiorep.downstream import plots
+
+    root = make_asvspoof(tmp_path / "LA")
+    res = T.run("asvspoof2019_la", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), probe="knn",
+                progress=False, scores_dir=tmp_path / "results-detection")
+    det = res.extra["detection"]
+    assert set(det) == {"scores", "det_png", "histogram_png"}
+    folder = Path(det["scores"]).parent
+    assert folder.parent == tmp_path / "results-detection" and folder.name.startswith("asvspoof2019_la-tone-features-")
+    assert plots.read_png_info(det["det_png"])["kind"] == "det"
+    hist = plots.read_png_info(det["histogram_png"])
+    assert (hist["kind"], hist["splits"]) == ("histogram", ",".join(res.extra["splits"]))
+    (split,) = plots.load_scores(det["scores"])
+    # The saved scores are the ones the result's EER came from; the eval split's bona fide rows are the speakers'
+    # "-" rows, the spoofs carry their attack ids.
+    assert M.eer(split.score[split.bonafide], split.score[~split.bonafide])[0] == res.folds[0]
+    assert sorted(set(split.attack[~split.bonafide])) == ["A01", "A02"] and set(split.attack[split.bonafide]) == {""}
+    assert len(split.key) == res.extra["sizes"][0]["test"]
+    assert res.extra["cost_models"] == {"min_dcf": "p_target=0.95,c_miss=1,c_fa=10"}
+
+
+def test_detection_run_without_scores_dir_writes_no_files(tmp_path):
+    root = make_asvspoof(tmp_path / "LA")
+    res = T.run("asvspoof2019_la", ToneEmbedder(), root, EmbeddingCache(tmp_path / "cache"), probe="knn",
+                progress=False)
+    assert "detection" not in res.extra
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LA", "cache"]
+
+
+def test_probe_command_on_a_detection_task_writes_plots_the_leaderboard_links(tmp_path, capsys):
+    from audiorep.cli import main
+    from audiorep.downstream.leaderboard import read_results
+
+    root = make_asvspoof(tmp_path / "LA")
+    store = tmp_path / "runs" / "results.jsonl"
+    rc = main(["probe", "--model", "logmel", "--task", "asvspoof2019_la", "--data-root", str(root), "--probe", "knn",
+               "--cache", str(tmp_path / "cache"), "--results", str(store), "-q"])
+    assert rc == 0
+    (row,) = read_results(store)
+    (run_dir,) = (tmp_path / "runs" / "results-detection").iterdir()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["det.png", "histogram.png", "scores.npz"]
+    assert row.extra["detection"]["det_png"] == str(run_dir / "det.png")
+    assert main(["leaderboard", str(store), "--out", str(tmp_path / "board")]) == 0
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert ">DET</a>" in page and len(list((tmp_path / "board" / "assets").glob("det-asvspoof2019_la-*.png"))) == 1
+
+
+def test_probe_command_refuses_a_detection_folder_that_is_a_file_before_any_work(tmp_path, capsys):
+    from audiorep.cli import main
+
+    root = make_asvspoof(tmp_path / "LA")
+    (tmp_path / "results-detection").write_text("mine\n")
+    rc = main(["probe", "--model", "logmel", "--task", "asvspoof2019_la", "--data-root", str(root), "--probe", "knn",
+               "--cache", str(tmp_path / "cache"), "--results", str(tmp_path / "results.jsonl"), "-q"])
+    assert rc == 2
+    assert "results-detection is a file" in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "cache").exists()
+    assert (tmp_path / "results-detection").read_text() == "mine\n"

@@ -39,6 +39,17 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             print_error(f"--results {args.results}: {problem}; it names the JSONL file the result row is appended to.")
             return 2
+    scores_dir = None
+    if args.results and spec.positive is not None:  # a detection task: its scores and plots go beside the store
+        from audiorep.downstream.plots import scores_dir_for
+
+        scores_dir = scores_dir_for(results)
+        problem = (f"{scores_dir} is a file" if scores_dir.exists() and not scores_dir.is_dir() else None) or \
+            output_location_problem(scores_dir)
+        if problem:
+            print_error(f"--results {args.results}: {problem}; the detection scores and plots go in that folder. "
+                        "Move the file or choose another --results.")
+            return 2
     start = time.time()
     if args.model.startswith("logmel"):
         options = {} if args.pooling is None else {"pooling": args.pooling}
@@ -49,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                       seed=args.seed, max_folds=args.max_folds, model_name=args.name, progress=not args.quiet, log=say,
-                      repeats=args.repeats, allow_missing=args.allow_missing)
+                      repeats=args.repeats, allow_missing=args.allow_missing, scores_dir=scores_dir)
     seconds = time.time() - start
     if args.results:
         append_result(args.results, result)
@@ -77,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("time", f"{seconds:.1f} s")
     if args.results:
         table.add_row("results", str(args.results))
+    if "detection" in result.extra:
+        table.add_row("DET / scores", str(Path(result.extra["detection"]["det_png"]).parent))
     Console().print(table)
     return 0
 
@@ -110,7 +123,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=positive_int, default=1,
                    help="train each grid configuration N times with other seeds; select and score on the mean "
                         "(N times the probe time, less probe noise on small tasks)")
-    p.add_argument("--results", default=None, help="append the result row to this JSONL store")
+    p.add_argument("--results", default=None,
+                   help="append the result row to this JSONL store (detection tasks: test scores, DET curve and score "
+                        "histograms go in a folder beside it, RESULTS-detection/)")
     p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe grid and of group-fold assignment")
     p.add_argument("--max-folds", type=int, default=None, help="probe only the first K splits (quick runs)")

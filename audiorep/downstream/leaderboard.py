@@ -11,7 +11,8 @@ line is skipped with a warning when read). `write_leaderboard` turns the latest 
   hear_leaderboard.csv   hearbenchmark.com's docs/leaderboard.csv layout (Model, URL, 19 HEAR task
                          columns in its order; our tasks with a HEAR counterpart filled, the rest empty)
   assets/                the training curves (training_curves.png) of models probed from a model directory
-                         that holds them (pretrained models), linked from the page
+                         that holds them (pretrained models), and the DET curve and score histograms of
+                         detection rows (extra['detection'], written by the tasks runner), linked from the page
 A score that is NaN is shown as n/a and ranks last.
 """
 
@@ -389,11 +390,14 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 """
 
 
-def to_html(results: list[Result], title: str = "audiorep leaderboard", curves: dict[str, str] | None = None) -> str:
+def to_html(results: list[Result], title: str = "audiorep leaderboard", curves: dict[str, str] | None = None,
+            detection: dict[tuple[str, str], dict[str, str]] | None = None) -> str:
     """A self-contained page (inline CSS, JS and images). `curves`: model -> a relative link to its training
-    curves (pretrained models), shown beside the model's name."""
+    curves (pretrained models), shown beside the model's name. `detection`: (model, task) -> relative links
+    {'det_png', 'histogram_png'} of a detection row's plots, linked from its score cell and shown in a section."""
     b = Board.from_results(results)
     curves = curves or {}
+    detection = detection or {}
     e = html.escape
     best = {}
     for t in b.tasks:
@@ -408,7 +412,8 @@ def to_html(results: list[Result], title: str = "audiorep leaderboard", curves: 
             r = b.cells.get((m, t))
             v = r.mean if r is not None and finite(r.mean) else ""
             cls = ' class="best"' if best[t] == m else ""
-            tds.append(f'<td data-v="{v}"{cls} title="{e(format_score(r))}">{e(format_score(r))}</td>')
+            det = f' <a class=sub href="#{_anchor(m, t)}">DET</a>' if (m, t) in detection else ""
+            tds.append(f'<td data-v="{v}"{cls} title="{e(format_score(r))}">{e(format_score(r))}{det}</td>')
         mn = b.mean_normalised(m)
         link = f' <a class=sub href="{e(curves[m])}">training curves</a>' if m in curves else ""
         body.append(f'<tr><td data-v="{e(m)}">{e(m)}{link}</td>{"".join(tds)}'
@@ -421,6 +426,13 @@ def to_html(results: list[Result], title: str = "audiorep leaderboard", curves: 
             ", ".join(format_number(f, 4) for f in r.folds), r.probe, r.grid.get("name", ""), r.seed,
             json.dumps(sel) if sel else "", r.checkpoint[:12], r.version)) + "</tr>")
     bars = "".join(f'<img alt="{e(t)}" src="{_bars(b, t)}">' for t in b.tasks)
+    plots = "".join(
+        f'<h3 id="{_anchor(m, t)}">{e(m)} · {e(t)}</h3><div class="grid">'
+        f'<img alt="DET curve, {e(m)} on {e(t)}" src="{e(links["det_png"])}">'
+        f'<img alt="score histograms, {e(m)} on {e(t)}" src="{e(links["histogram_png"])}"></div>'
+        for (m, t), links in sorted(detection.items()))
+    plots = (f"<h2>Detection</h2><p class=sub>DET curves (miss vs false-alarm rate, normal-deviate axes; EER "
+             f"marked) and bona fide / spoof score histograms of each split's test scores.</p>{plots}") if plots else ""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -434,6 +446,7 @@ Scores: test split of each task, mean ± std over folds; ↓ marks lower-is-bett
 <p class=sub>Click a header to sort. Normalised score: per task, (score − worst) / (best − worst); 1 = best model.</p>
 <h2>Normalised scores</h2><img alt="heatmap" src="{_heatmap(b)}">
 <h2>Per task</h2><div class="grid">{bars}</div>
+{plots}
 <h2>All runs</h2>
 <details><summary>{len(results)} runs (probe, grid, seed, selected configuration)</summary>
 <table class="sortable"><thead><tr><th>date</th><th>model</th><th>task</th><th>metric</th><th>mean</th><th>std</th>
@@ -441,6 +454,10 @@ Scores: test split of each task, mean ± std over folds; ↓ marks lower-is-bett
 <tbody>{''.join(runs)}</tbody></table></details>
 <script>{_JS}</script></body></html>
 """
+
+
+def _anchor(model: str, task: str) -> str:
+    return "det-" + hashlib.sha1(f"{model}\0{task}".encode()).hexdigest()[:10]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -468,8 +485,8 @@ def check_out_dir(out: Path) -> None:
             break
     assets = out / ASSETS
     if assets.exists() and not assets.is_dir():
-        raise ResultsError(f"{assets} is a file; the leaderboard keeps copied training curves in a folder of that "
-                           "name. Move the file, or pass another --out.")
+        raise ResultsError(f"{assets} is a file; the leaderboard keeps copied training curves and detection plots in "
+                           "a folder of that name. Move the file, or pass another --out.")
 
 
 def write_leaderboard(results: list[Result] | str | os.PathLike, out_dir: str | os.PathLike,
@@ -488,17 +505,24 @@ def write_leaderboard(results: list[Result] | str | os.PathLike, out_dir: str | 
     if not results:
         raise ResultsError("no results to tabulate; run `audiorep probe ... --results FILE` first.")
     curves = training_curves(results)
+    plots = detection_plots(results)
     files = {"markdown": out / "leaderboard.md", "html": out / "index.html", "csv": out / "leaderboard.csv",
              "hear_csv": out / "hear_leaderboard.csv"}
     texts = {"markdown": to_markdown(results), "html": to_html(results, title, curves={
-        m: f"{ASSETS}/{name}" for m, (_, name) in curves.items()}), "csv": to_csv(results),
+        m: f"{ASSETS}/{name}" for m, (_, name) in curves.items()}, detection={
+        key: {kind: f"{ASSETS}/{name}" for kind, (_, name) in found.items()} for key, found in plots.items()}),
+        "csv": to_csv(results),
         "hear_csv": to_hear_csv(results)}
     out.mkdir(parents=True, exist_ok=True)
-    if curves:
+    if curves or plots:
         (out / ASSETS).mkdir(exist_ok=True)
     for src, name in curves.values():
         _copy_atomic(src, out / ASSETS / name)
         files[f"curves:{name}"] = out / ASSETS / name
+    for found in plots.values():
+        for src, name in found.values():
+            _copy_atomic(src, out / ASSETS / name)
+            files[f"detection:{name}"] = out / ASSETS / name
     for kind, text in texts.items():
         _write_atomic(files[kind], text)
     return files
@@ -515,6 +539,29 @@ def training_curves(results: list[Result]) -> dict[str, tuple[Path, str]]:
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)[:60]
         digest = hashlib.sha1(str(src).encode()).hexdigest()[:8]
         found[model] = (Path(src) / CURVES_PNG, f"training_curves-{slug}-{digest}.png")
+    return found
+
+
+DETECTION_PLOTS = ("det_png", "histogram_png")  # the PNG paths a detection row's extra['detection'] names
+
+
+def detection_plots(results: list[Result]) -> dict[tuple[str, str], dict[str, tuple[Path, str]]]:
+    """(model, task) -> {'det_png' | 'histogram_png': (the PNG, the file name for the board's assets folder)} for
+    each latest row whose `extra['detection']` names plots that are still on disk."""
+    found = {}
+    for (model, task), r in sorted(latest(results).items()):
+        det = r.extra.get("detection") if isinstance(r.extra, dict) else None
+        if not isinstance(det, dict):
+            continue
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{task}-{model}")[:80]
+        plots = {}
+        for kind in DETECTION_PLOTS:
+            src = det.get(kind)
+            if isinstance(src, str) and Path(src).is_file():
+                digest = hashlib.sha1(src.encode()).hexdigest()[:8]
+                plots[kind] = (Path(src), f"{kind.removesuffix('_png')}-{slug}-{digest}.png")
+        if len(plots) == len(DETECTION_PLOTS):
+            found[(model, task)] = plots
     return found
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import numpy as np
 from audiorep.data.sources import Record
 from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.leaderboard import Result
-from audiorep.downstream.metrics import HIGHER_IS_BETTER
+from audiorep.downstream.metrics import COST_MODELS, HIGHER_IS_BETTER, bonafide_score
 from audiorep.downstream.tasks.catalog import get_task
 from audiorep.downstream.tasks.spec import TaskSpec
 from audiorep.downstream.tasks.splits import TaskError
@@ -30,7 +32,8 @@ def _targets(records: Sequence[Record], num_classes: int, multilabel: bool) -> n
 def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: EmbeddingCache | None = None, *,
         grid="fast", probe: str = "mlp", seed: int = 0, max_folds: int | None = None,
         model_name: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-        reader_options: dict | None = None, repeats: int = 1, allow_missing: bool = False) -> Result:
+        reader_options: dict | None = None, repeats: int = 1, allow_missing: bool = False,
+        scores_dir: str | os.PathLike | None = None) -> Result:
     """Embed the task's data with `embedder` (through the cache), probe every split, and summarise.
 
     Args:
@@ -43,6 +46,9 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         scores average over them (probes.Grid), so the probe's own initialisation noise shrinks.
       allow_missing: probe what is on disk when files the dataset lists are missing (default: raise
         IncompleteDatasetError). The Result's extra['files'] records expected / present / missing either way.
+      scores_dir: for a 2-class detection task (`spec.positive` set), write this run's test scores, DET curve
+        and score histograms into a new folder under it (downstream/plots.py); extra['detection'] records the
+        paths. extra['cost_models'] names the cost model of every cost metric (min-DCF) the scores hold.
     Returns:
       a leaderboard Result: primary metric mean/std over splits, every split's score, every metric's mean.
     """
@@ -50,6 +56,9 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
 
     spec = get_task(task) if isinstance(task, str) else task
     say = log or (lambda s: None)
+    if scores_dir is not None and Path(scores_dir).exists() and not Path(scores_dir).is_dir():
+        raise TaskError(f"scores_dir {scores_dir} is a file; it names the folder the detection scores and plots "
+                        "go in. Pass a folder path.")
     cache = cache or EmbeddingCache()
     index = spec.read(data_root, **(reader_options or {}))
     spec.check_complete(index, allow_missing)  # before the problems are logged: the error says it all
@@ -71,7 +80,8 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         raise TaskError("repeats applies to a named grid; a probes.Grid carries its own (Grid.repeats).")
     else:
         grid_obj = grid
-    per_split, sizes = [], []
+    per_split, sizes, detection = [], [], []
+    detecting = spec.positive is not None and n_cls == 2 and not index.multilabel
     bar = _bar(len(splits), f"probe {spec.name}", progress)
     for sp in splits:
         data = []
@@ -88,6 +98,8 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         if spec.metric not in res.test:
             raise TaskError(f"{spec.name}: the probe report has no {spec.metric!r} (it has {sorted(res.test)}).")
         per_split.append(res)
+        if detecting and scores_dir is not None:
+            detection.append(split_scores(sp.name, sp.test, data[5], res.test_scores, spec.positive))
         sizes.append({"train": len(sp.train), "validation": len(sp.validation), "test": len(sp.test)})
         say(f"{spec.name} {sp.name}: {spec.metric} {res.test[spec.metric]:.4f} (val {res.val_score:.4f}, "
             f"{res.kind} {res.selected})")
@@ -96,8 +108,16 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     values = [r.test[spec.metric] for r in per_split]
     keys = set.intersection(*(set(r.test) for r in per_split))
     src = source_spec(embedder)
+    name = model_name or getattr(embedder, "name", "model")
+    extra = {}
+    if detection:
+        from audiorep.downstream.plots import write_detection_outputs  # matplotlib: `audiorep --help` stays fast
+
+        extra["detection"] = write_detection_outputs(run_folder(scores_dir, spec.name, name), detection,
+                                                     title=f"{name} · {spec.name}")
+        say(f"{spec.name}: scores, DET curve and histograms in {Path(extra['detection']['scores']).parent}")
     return Result(
-        model=model_name or getattr(embedder, "name", "model"), task=spec.name, metric=spec.metric,
+        model=name, task=spec.name, metric=spec.metric,
         mean=float(np.mean(values)), std=float(np.std(values)) if len(values) > 1 else 0.0,
         folds=[float(v) for v in values], checkpoint=str(src.get("checkpoint", "")),
         higher_is_better=HIGHER_IS_BETTER.get(spec.metric, True),
@@ -109,8 +129,29 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
                "multilabel": index.multilabel, "data_root": str(data_root), "max_folds": max_folds,
                "files": index.file_counts(), "model_dir": model_dir(embedder),
                "embedding_dim": int(emb.shape[1]),
-               "embedding": {k: v for k, v in src.items() if k in ("layer", "pooling", "sample_rate", "crop_s")}},
+               "embedding": {k: v for k, v in src.items() if k in ("layer", "pooling", "sample_rate", "crop_s")},
+               "cost_models": {k: v for k, v in COST_MODELS.items() if k in keys}, **extra},
     )
+
+
+def split_scores(name: str, records: Sequence[Record], labels: np.ndarray, probabilities: np.ndarray,
+                 positive: int):
+    """A split's test scores for downstream/plots.py: the detection score of each record (higher = class
+    `positive`, as the metrics score it), whether it is bona fide, its key and, when the data names attacks,
+    its `attack_id` ('' for bona fide)."""
+    from audiorep.downstream.plots import SplitScores  # matplotlib: `audiorep --help` stays fast
+
+    attacks = [r.info.get("attack_id", "") for r in records]
+    return SplitScores(name, bonafide_score(probabilities, positive), np.asarray(labels) == positive,
+                       np.array([r.key for r in records], dtype=str),
+                       np.array(attacks, dtype=str) if any(attacks) else None)
+
+
+def run_folder(scores_dir: str | os.PathLike, task: str, model: str) -> Path:
+    """A new folder for one run's detection outputs: SCORES_DIR/<task>-<model>-<UTC time>-<random>."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)[:60]
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(scores_dir).expanduser() / f"{task}-{slug}-{stamp}-{secrets.token_hex(3)}"
 
 
 def model_dir(embedder) -> str | None:
