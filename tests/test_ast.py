@@ -253,3 +253,33 @@ def test_training_mode_applies_dropout_only_when_configured():
     a, b = m(x, deterministic=False).tokens, m(x, deterministic=False).tokens
     assert not np.allclose(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(np.asarray(run(m, x).tokens), np.asarray(run(m, x).tokens))
+
+
+def test_window_frames_gives_an_input_the_first_time_columns_of_the_window():
+    m = _fresh()
+    stored = np.asarray(m.pos_embed[...][0, CFG.num_special:]).reshape(4, 6, CFG.dim)
+    pe = np.asarray(m.patch_pos_embed((4, 3), window=(4, 6))).reshape(4, 3, CFG.dim)
+    np.testing.assert_array_equal(pe, stored[:, :3])
+    centre = np.asarray(m.patch_pos_embed((4, 3))).reshape(4, 3, CFG.dim)
+    np.testing.assert_array_equal(centre, stored[:, 2:5])  # SSAST's own rule for a lone short input
+
+
+def test_padded_batch_gives_each_clip_its_own_tokens_and_cls(model):
+    """A 3-patch clip padded (with other values) to the 6-patch window and masked, beside a full-window clip:
+    its real tokens and its cls/dist tokens are those it has alone, since padded patches are never attended to
+    and positions are the window start's either way."""
+    rng = np.random.default_rng(0)
+    short = rng.standard_normal((1, 29, 32)).astype(np.float32)  # 3 time patches (5 trailing frames dropped)
+    long = rng.standard_normal((1, 48, 32)).astype(np.float32)
+    batch = np.concatenate([np.pad(short, ((0, 0), (0, 19), (0, 0)), constant_values=5.0), long])
+    pad = np.zeros((2, 48), bool)
+    pad[0, 29:] = True
+    out = model(jnp.asarray(batch), padding_mask=jnp.asarray(pad), window_frames=48)
+    alone = model(jnp.asarray(short), window_frames=48)
+    valid = np.asarray(out.valid)
+    assert valid[0].sum() == 4 * 3 and valid[1].all()
+    np.testing.assert_allclose(np.asarray(out.tokens[0])[valid[0]], alone.tokens[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.cls[0], alone.cls[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.tokens[1], model(jnp.asarray(long)).tokens[0], rtol=1e-5, atol=1e-5)
+    unmasked = model(jnp.asarray(batch), window_frames=48)
+    assert not np.allclose(unmasked.cls[0], alone.cls[0], atol=1e-3)  # without the mask the padding leaks in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,11 @@ from audiorep.models.beats import (
     BEATsEncoder,
     WeightNormConv1d,
 )
+from audiorep.models.convert.beats import encoder_from_checkpoint
+from audiorep.models.convert.common import read_torch_zip
 from audiorep.models.layers import relative_position_buckets
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +270,55 @@ def test_padded_batch_gives_the_same_real_tokens_as_each_clip_alone(tiny, rng):
 def test_padding_mask_shape_must_match_the_frames(tiny, rng):
     with pytest.raises(ValueError, match="padding_mask must be bool\\[B, frames\\]"):
         tiny(_fbank(rng), padding_mask=jnp.zeros((2, 10), bool))
+
+
+def _official_token_padding(frame_padding: np.ndarray, n_tokens: int) -> np.ndarray:
+    """microsoft/unilm BEATs `forward_padding_mask` (frames -> tokens), transcribed: cut the mask to a multiple of
+    the token count, group consecutive entries, a token is padded when its whole group is."""
+    extra = frame_padding.shape[1] % n_tokens
+    if extra:
+        frame_padding = frame_padding[:, :-extra]
+    return frame_padding.reshape(len(frame_padding), n_tokens, -1).all(-1)
+
+
+@pytest.mark.parametrize("frames", [64, 165, 256])
+def test_padding_from_a_patch_boundary_masks_the_tokens_the_official_mapping_masks(tiny, frames):
+    """Every chunk the Embedder builds is padded from a patch boundary: there both rules agree."""
+    t = frames // 16
+    for real_patches in range(1, t + 1):
+        pad = np.arange(frames)[None, :] >= 16 * real_patches
+        ours = ~np.asarray(tiny.token_valid(jnp.asarray(pad)))
+        np.testing.assert_array_equal(ours, _official_token_padding(pad, 8 * t))
+
+
+def test_padding_inside_a_patch_drops_the_whole_patch_as_the_unpadded_clip_has_none(tiny):
+    """Padding from frame 40 (inside time patch 2): the unpadded clip's conv drops that patch; the official
+    proportional mapping would keep its first four frequency rows."""
+    pad = np.arange(64)[None, :] >= 40
+    real = np.asarray(tiny.token_valid(jnp.asarray(pad)))[0]
+    np.testing.assert_array_equal(real, np.arange(32) < 16)
+    assert (~_official_token_padding(pad, 32))[0].sum() == 20
+
+
+@pytest.mark.slow
+def test_padded_batch_matches_the_official_reference_of_each_unpadded_clip():
+    """The official-layout fixture (tests/fixtures/make_beats_fixture.py: an independent PyTorch forward of the
+    official code on two unpadded 165-frame inputs) is the reference. Here each input is padded to 256 frames
+    with other values and masked, one from inside its 11th patch (frame 165), one from a patch boundary
+    (frame 160): their real tokens are the reference's."""
+    enc, _ = encoder_from_checkpoint(read_torch_zip(FIXTURES / "beats_tiny.pt"))
+    ref = np.load(FIXTURES / "beats_tiny_ref.npz")["beats_tiny/tokens"]  # f32[2, 80, 32]: 10 patches x 8 rows
+    t, f, b = np.arange(165)[None, :, None], np.arange(128)[None, None, :], np.arange(2)[:, None, None]
+    fbank = (np.sin(0.37 * t + 0.11 * f * (b + 1)) + 0.5 * np.cos(0.05 * t * f / 7.0 + b) - 0.2).astype(np.float32)
+    x = np.full((2, 256, 128), 3.0, np.float32)
+    x[:, :165] = fbank
+    x[1, 160:] = -7.0
+    pad = np.zeros((2, 256), bool)
+    pad[0, 165:], pad[1, 160:] = True, True
+    out = enc(jnp.asarray(x), padding_mask=jnp.asarray(pad))
+    valid = np.asarray(out.valid)
+    assert valid.sum(1).tolist() == [80, 80] and valid[:, :80].all()
+    got = np.asarray(out.tokens)[:, :80]
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+    unmasked = np.asarray(enc(jnp.asarray(x)).tokens)[:, :80]
+    assert np.abs(unmasked - ref).max() > 1e-2 * np.abs(ref).max()  # the padding does reach them unmasked

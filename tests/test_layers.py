@@ -24,6 +24,7 @@ from audiorep.models.layers import (
     gelu,
     interpolate_axes,
     layer_norm,
+    real_time_patches,
     relative_position_buckets,
 )
 
@@ -112,6 +113,29 @@ def test_key_mask_removes_masked_keys_from_attention(rng):
     x_changed = x.at[:, 2:].set(100.0)
     again = att(x_changed, key_mask=jnp.array([[True, True, False, False]]))
     np.testing.assert_allclose(masked[:, :2], again[:, :2], atol=1e-5)
+
+
+def test_a_row_whose_keys_are_all_masked_stays_finite(rng):
+    """Batch filler rows are all padding: masked attention gives them finite values (no NaN from an empty softmax),
+    and a bias on the logits does not change that."""
+    att = MultiHeadAttention(8, 2, rngs=nnx.Rngs(0))
+    x = jnp.asarray(rng.standard_normal((2, 4, 8)).astype(np.float32))
+    mask = jnp.array([[False] * 4, [True, True, False, False]])
+    out = att(x, key_mask=mask, bias=jnp.asarray(rng.standard_normal((1, 2, 4, 4)).astype(np.float32)))
+    assert np.isfinite(np.asarray(out)).all()
+    assert np.isfinite(np.asarray(att(x, key_mask=mask))).all()
+
+
+@pytest.mark.parametrize("kernel,stride", [(16, 16), (16, 10), (2, 2)])
+def test_a_time_patch_is_real_when_none_of_its_frames_is_padded(kernel, stride):
+    frames, count = 120, (120 - kernel) // stride + 1
+    for first_padded in (0, 37, 60, 119):
+        pad = np.arange(frames)[None, :] >= first_padded
+        real = np.asarray(real_time_patches(jnp.asarray(pad), kernel, stride, count))[0]
+        want = np.arange(count) * stride + kernel <= first_padded  # the patch ends before the padding starts
+        np.testing.assert_array_equal(real, want)
+    with pytest.raises(ValueError, match="need"):
+        real_time_patches(jnp.zeros((1, frames), bool), kernel, stride, count + 1)
 
 
 def test_post_ln_block_scales_residual_before_each_norm(rng):

@@ -214,3 +214,22 @@ def test_tiny_preset_encodes_128_bin_features():
     out = jax.eval_shape(lambda s, x: nnx.merge(graph, s)(x), state, jax.ShapeDtypeStruct((1, 100, 128), jnp.float32))
     assert cfg.grid_for(cfg.num_frames) == (12, 29)
     assert out.grid == (12, 9) and out.tokens.shape == (1, 12 * 9, cfg.dim)
+
+
+def test_padded_batch_gives_each_clip_its_own_tokens_and_cls(model):
+    """A 4-patch clip padded (with other values) to the 10-patch window and masked, beside a full-window clip:
+    its real tokens and cls/dist tokens are those it has alone (eval positions: the first time embeddings)."""
+    rng = np.random.default_rng(0)
+    short = rng.standard_normal((1, 30, 32)).astype(np.float32)  # overlapping patches at 0, 6, 12, 18 (of 8)
+    long = rng.standard_normal((1, 62, 32)).astype(np.float32)
+    batch = np.concatenate([np.pad(short, ((0, 0), (0, 32), (0, 0)), constant_values=5.0), long])
+    pad = np.zeros((2, 62), bool)
+    pad[0, 30:] = True
+    out = model(jnp.asarray(batch), padding_mask=jnp.asarray(pad))
+    alone = model(jnp.asarray(short))
+    valid = np.asarray(out.valid)
+    assert valid[0].sum() == 5 * 4 and valid[1].all()
+    np.testing.assert_allclose(np.asarray(out.tokens[0])[valid[0]], alone.tokens[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.cls[0], alone.cls[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.tokens[1], model(jnp.asarray(long)).tokens[0], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(model(jnp.asarray(batch)).cls[0], alone.cls[0], atol=1e-3)  # unmasked, it leaks
