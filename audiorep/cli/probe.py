@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, soft_wrap=True)  # log lines hold paths: never broken mid-path
     spec = get_task(args.task)
+    reader_opts = task_reader_options(spec.reader, args)  # before any work: a bad option is one line
     root = args.data_root or spec.default_root
     if root is None or not Path(root).expanduser().exists():
         print_error(f"task {spec.name} needs --data-root (the dataset folder); "
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                       seed=args.seed, max_folds=args.max_folds, model_name=args.name, progress=not args.quiet, log=say,
-                      repeats=args.repeats, allow_missing=args.allow_missing, scores_dir=scores_dir)
+                      repeats=args.repeats, allow_missing=args.allow_missing, scores_dir=scores_dir,
+                      reader_options=reader_opts, protocol=args.protocol, folds=args.folds)
     seconds = time.time() - start
     if args.results:
         append_result(args.results, result)
@@ -91,7 +93,79 @@ def run(args: argparse.Namespace) -> int:
     if "detection" in result.extra:
         table.add_row("DET / scores", str(Path(result.extra["detection"]["det_png"]).parent))
     Console().print(table)
+    for extra_table in (protocol_table(result), groups_table(result)):
+        if extra_table is not None:
+            Console().print(extra_table)
     return 0
+
+
+# --flag -> the reader option it sets, for the tasks whose reader takes it
+READER_FLAGS = {"bonafide_root": ("bonafide_root",), "train_root": ("train_root",),
+                "group_regex": ("group_regex", "speaker_regex")}
+
+
+def task_reader_options(reader: str, args: argparse.Namespace) -> dict:
+    """Reader options from -o KEY=VALUE and the --bonafide-root / --train-root / --group-regex shortcuts
+    (DatasetError naming the valid options when the task's reader takes none of that name)."""
+    from audiorep.cli.datasets import reader_options
+    from audiorep.data.sources import READERS, DatasetError
+
+    options = reader_options(reader, args.option)
+    for flag, names in READER_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        name = next((n for n in names if n in READERS[reader].options), None)
+        if name is None:
+            raise DatasetError(f"--{flag.replace('_', '-')} does not apply to the {reader} reader (its options are "
+                               f"{sorted(READERS[reader].options)}); leave it out.")
+        options[name] = str(Path(value).expanduser()) if flag.endswith("root") else value
+    return options
+
+
+def protocol_table(result):
+    """In-domain and cross-domain scores side by side per held-out value, with the gap (None without a protocol)."""
+    from rich.table import Table
+
+    proto = result.extra.get("protocol")
+    if not proto:
+        return None
+    arrow = "" if result.higher_is_better else " ↓"
+    table = Table(title=f"{proto['name']}: {result.metric}{arrow} per held-out {proto['column']} "
+                        "(gap = how much worse cross-domain is)")
+    for col in (proto["column"], "in-domain", "cross-domain", "gap", "test clips"):
+        table.add_column(col, justify="left" if col == proto["column"] else "right")
+    for r in proto["rows"]:
+        note = " (file split)" if r["unit"] == "file" else ""
+        table.add_row(f"{r['held_out']}{note}", f"{r['in_domain']:.4f}", f"{r['cross_domain']:.4f}",
+                      f"{r['gap']:+.4f}", str(r["test"]))
+    table.add_row("[bold]mean[/]", f"{proto['in_domain_mean']:.4f}", f"{proto['cross_domain_mean']:.4f}",
+                  f"{proto['gap_mean']:+.4f}", "")
+    for value, why in proto.get("skipped", {}).items():
+        table.add_row(f"[dim]{value}[/]", "", "", "", f"[dim]not held out: {why}[/]")
+    return table
+
+
+def groups_table(result):
+    """The metric's worst group and max-min gap per metadata column (None when the data has no groups)."""
+    from rich.table import Table
+
+    from audiorep.downstream.leaderboard import higher_is_better
+
+    groups = result.extra.get("groups")
+    if not groups:
+        return None
+    table = Table(title="per group (test scores; mean over splits)")
+    for col in ("column", "metric", "groups", "worst group", "worst", "best", "gap"):
+        table.add_column(col, justify="left" if col in ("column", "worst group") else "right")
+    for column, rep in groups.items():
+        values = rep["per_group"]
+        if not values:
+            continue
+        best = (max if higher_is_better(rep["metric"]) else min)(values.values())
+        table.add_row(column, rep["metric"], str(len(values)), str(rep["worst_group"]), f"{rep['worst']:.4f}",
+                      f"{best:.4f}", f"{rep['gap']:.4f}")
+    return table
 
 
 def short_selection(sel: dict) -> str:
@@ -103,6 +177,7 @@ def short_selection(sel: dict) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     # the task table names the tasks in --help; it loads at parser time (numpy, no JAX)
     from audiorep.downstream.tasks import TASKS
+    from audiorep.downstream.tasks.protocols import PROTOCOLS
 
     p = sub.add_parser(
         "probe", help="embed a task's data with a model and train HEAR-style probes -> score table",
@@ -128,7 +203,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "histograms go in a folder beside it, RESULTS-detection/)")
     p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe grid and of group-fold assignment")
-    p.add_argument("--max-folds", type=int, default=None, help="probe only the first K splits (quick runs)")
+    p.add_argument("--max-folds", type=int, default=None,
+                   help="probe only the first K splits (quick runs; with a cross-domain --protocol: K held-out values)")
+    p.add_argument("--protocol", default=None, choices=list(PROTOCOLS),
+                   help="in-domain (the task's own splits) or leave-one-group-out over a metadata column: "
+                        "cross-attack (attack_id), cross-speaker, cross-language, cross-source; each held-out value "
+                        "is probed twice (in-domain reference and cross-domain, same test clips) and the table "
+                        "shows both and their gap")
+    p.add_argument("--folds", type=positive_int, default=None,
+                   help="number of group folds for group-fold tasks (default: the task's, 5 or 6)")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="reader option, repeatable (audiorep datasets list shows each reader's), e.g. -o subsets=eval")
+    p.add_argument("--bonafide-root", default=None,
+                   help="mlaad: the M-AILABS folder the bona fide clips come from (reader option bonafide_root)")
+    p.add_argument("--train-root", default=None,
+                   help="asvspoof2021_la/df: an ASVspoof 2019 LA folder to train on (the challenge protocol)")
+    p.add_argument("--group-regex", default=None,
+                   help="folder: the group (speaker) from each file name, e.g. '^\\d_([a-z]+)_'; deepfake_folder: "
+                        "the speaker likewise")
     p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
     p.add_argument("--layer", type=parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,

@@ -1,5 +1,6 @@
-"""Classification tasks: ESC-50 / ESC-10, Speech Commands (35 words, 12-class KWS), AudioSet, FSDD and the
-demo's synthetic corpus."""
+"""Classification tasks: ESC-50 / ESC-10, Speech Commands (35 words, 12-class KWS), AudioSet, FSDD, the
+demo's synthetic corpus, and `folder` (a user's own labelled folder; a detection task when its two classes
+are bona fide and spoof)."""
 
 from __future__ import annotations
 
@@ -25,4 +26,7 @@ CLASSIFICATION_TASKS: tuple[TaskSpec, ...] = (
              protocol_options={"n_folds": 6}, subdir="recordings", default_root=str(SHARED_FSDD)),
     TaskSpec("synthetic", "the demo's procedural sound-event corpus, source-disjoint folds", "folder",
              "group_folds", "accuracy", protocol_options={"n_folds": 5}),
+    TaskSpec("folder", "your own labelled folder (class sub-folders or labels.csv): grouped k-fold (a group or "
+             "speaker column, or --group-regex), or its split folders/column; accuracy, or EER when the classes "
+             "are bona fide and spoof", "folder", "auto", "auto", protocol_options={"n_folds": 5}),
 )

@@ -16,6 +16,8 @@ from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.leaderboard import Result
 from audiorep.downstream.metrics import COST_MODELS, HIGHER_IS_BETTER, bonafide_score
 from audiorep.downstream.tasks.catalog import get_task
+from audiorep.downstream.tasks.groups import group_report
+from audiorep.downstream.tasks.protocols import cross_domain_splits, protocol_column, summarise
 from audiorep.downstream.tasks.spec import TaskSpec
 from audiorep.downstream.tasks.splits import TaskError
 
@@ -33,7 +35,8 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         grid="fast", probe: str = "mlp", seed: int = 0, max_folds: int | None = None,
         model_name: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
         reader_options: dict | None = None, repeats: int = 1, allow_missing: bool = False,
-        scores_dir: str | os.PathLike | None = None) -> Result:
+        scores_dir: str | os.PathLike | None = None, protocol: str | None = None,
+        folds: int | None = None) -> Result:
     """Embed the task's data with `embedder` (through the cache), probe every split, and summarise.
 
     Args:
@@ -49,6 +52,14 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
       scores_dir: for a 2-class detection task (`spec.positive` set), write this run's test scores, DET curve
         and score histograms into a new folder under it (downstream/plots.py); extra['detection'] records the
         paths. extra['cost_models'] names the cost model of every cost metric (min-DCF) the scores hold.
+      protocol: None / 'in-domain' (the task's own splits) or a cross-domain protocol ('cross-attack',
+        'cross-speaker', 'cross-language', 'cross-source'; downstream/tasks/protocols.py): every held-out value
+        is probed twice (in-domain reference, cross-domain), the row's task is '<task>@<protocol>', its folds the
+        cross-domain scores and extra['protocol'] the side-by-side table with the gaps. max_folds then counts
+        held-out values.
+      folds: the number of group folds of a group-fold task (default: the task's).
+    Every row whose test data has speaker / gender / language / source metadata (and, for detection, attack
+    ids) gets extra['groups']: the metric per group, the worst group and the max-min gap (tasks/groups.py).
     Returns:
       a leaderboard Result: primary metric mean/std over splits, every split's score, every metric's mean.
     """
@@ -64,9 +75,19 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     spec.check_complete(index, allow_missing)  # before the problems are logged: the error says it all
     for p in index.problems:
         say(f"{spec.name}: {p}")
-    splits = spec.splits(index, seed)
-    if max_folds is not None:
-        splits = splits[:max_folds]
+    spec = spec.for_index(index)  # a folder task: detection or classification, from its classes
+    column = protocol_column(protocol) if protocol else None
+    held, skipped = [], {}
+    if column is None:
+        splits = spec.splits(index, seed, n_folds=folds)
+        if max_folds is not None:
+            splits = splits[:max_folds]
+    else:
+        held, skipped = cross_domain_splits([r for r in index.records if r.labels], column, seed)
+        for value, why in skipped.items():
+            say(f"{spec.name} {protocol}: {column} {value!r} not held out ({why})")
+        held = held[:max_folds] if max_folds is not None else held
+        splits = [sp for h in held for sp in (h.in_domain, h.cross)]
     used = sorted({r.key: r for sp in splits for part in sp.parts().values() for r in part}.values(),
                   key=lambda r: r.key)
     row = {r.key: i for i, r in enumerate(used)}
@@ -80,7 +101,7 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         raise TaskError("repeats applies to a named grid; a probes.Grid carries its own (Grid.repeats).")
     else:
         grid_obj = grid
-    per_split, sizes, detection = [], [], []
+    per_split, sizes, detection, tests = [], [], [], []
     detecting = spec.positive is not None and n_cls == 2 and not index.multilabel
     bar = _bar(len(splits), f"probe {spec.name}", progress)
     for sp in splits:
@@ -98,26 +119,38 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         if spec.metric not in res.test:
             raise TaskError(f"{spec.name}: the probe report has no {spec.metric!r} (it has {sorted(res.test)}).")
         per_split.append(res)
-        if detecting and scores_dir is not None:
+        if not index.multilabel:
+            tests.append((sp.test, data[5], res.test_scores))
+        if detecting and scores_dir is not None and not sp.name.startswith("in-domain:"):
             detection.append(split_scores(sp.name, sp.test, data[5], res.test_scores, spec.positive))
         sizes.append({"train": len(sp.train), "validation": len(sp.validation), "test": len(sp.test)})
         say(f"{spec.name} {sp.name}: {spec.metric} {res.test[spec.metric]:.4f} (val {res.val_score:.4f}, "
             f"{res.kind} {res.selected})")
         bar.update(1)
     bar.close()
+    everything, extra = per_split, {}
+    if held:  # the row scores the cross-domain splits; the in-domain references go into its protocol table
+        in_values = [r.test[spec.metric] for r in per_split[0::2]]
+        per_split, splits, sizes = per_split[1::2], splits[1::2], sizes[1::2]
+        tests = tests[1::2] if tests else tests
     values = [r.test[spec.metric] for r in per_split]
     keys = set.intersection(*(set(r.test) for r in per_split))
+    if tests:
+        extra["groups"] = group_report(tests, spec.metric, spec.positive)
+    if held:
+        extra["protocol"] = {"name": protocol, "probes": len(everything), **summarise(
+            held, in_values, values, spec.metric, HIGHER_IS_BETTER.get(spec.metric, True), skipped)}
     src = source_spec(embedder)
     name = model_name or getattr(embedder, "name", "model")
-    extra = {}
+    task_name = f"{spec.name}@{protocol}" if held else spec.name
     if detection:
         from audiorep.downstream.plots import write_detection_outputs  # matplotlib: `audiorep --help` stays fast
 
-        extra["detection"] = write_detection_outputs(run_folder(scores_dir, spec.name, name), detection,
-                                                     title=f"{name} · {spec.name}")
+        extra["detection"] = write_detection_outputs(run_folder(scores_dir, task_name, name), detection,
+                                                     title=f"{name} · {task_name}")
         say(f"{spec.name}: scores, DET curve and histograms in {Path(extra['detection']['scores']).parent}")
     return Result(
-        model=name, task=spec.name, metric=spec.metric,
+        model=name, task=task_name, metric=spec.metric,
         mean=float(np.mean(values)), std=float(np.std(values)) if len(values) > 1 else 0.0,
         folds=[float(v) for v in values], checkpoint=str(src.get("checkpoint", "")),
         higher_is_better=HIGHER_IS_BETTER.get(spec.metric, True),

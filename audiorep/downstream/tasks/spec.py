@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiorep.data.sources import DatasetIndex, read_dataset
+from audiorep.data.sources.deepfake import LABEL_NAMES
 from audiorep.downstream.tasks.splits import (
     Split,
     TaskError,
@@ -28,8 +30,10 @@ class TaskSpec:
     name: str
     description: str
     reader: str
-    protocol: str  # 'folds' | 'group_folds' | 'official'
-    metric: str  # primary metric, a key of the probe's test report
+    protocol: str  # 'folds' | 'group_folds' | 'official' | 'auto' (official when the data has train and test, else
+    # group folds)
+    metric: str  # primary metric, a key of the probe's test report; 'auto': eer for bona fide / spoof classes, else
+    # accuracy (see `for_index`)
     reader_options: dict = field(default_factory=dict)
     protocol_options: dict = field(default_factory=dict)
     subdir: str | None = None  # used when DATA_ROOT/subdir exists (fsdd: recordings/)
@@ -46,16 +50,32 @@ class TaskSpec:
             root = root / self.subdir
         return read_dataset(self.reader, root, **(self.reader_options | overrides))
 
-    def splits(self, index: DatasetIndex, seed: int = 0) -> list[Split]:
-        """The protocol's splits, checked for group leakage."""
+    def for_index(self, index: DatasetIndex) -> TaskSpec:
+        """This spec with metric 'auto' resolved from the data: two classes that name bona fide and spoofed
+        audio (bonafide/spoof, real/fake, ...) make a detection task (EER, the bona fide class as target),
+        anything else a classification task (accuracy)."""
+        if self.metric != "auto":
+            return self
+        kinds = [LABEL_NAMES.get(c.lower()) for c in index.classes]
+        if sorted(map(str, kinds)) == ["bonafide", "spoof"]:
+            return dataclasses.replace(self, metric="eer", positive=kinds.index("bonafide"))
+        return dataclasses.replace(self, metric="accuracy")
+
+    def splits(self, index: DatasetIndex, seed: int = 0, n_folds: int | None = None) -> list[Split]:
+        """The protocol's splits, checked for group leakage. n_folds: overrides the group-fold count."""
         records = [r for r in index.records if r.labels]
         if not records:
             raise TaskError(f"{self.name}: no labelled records in {index.root}; check the reader options.")
-        if self.protocol == "folds":
+        protocol = self.protocol
+        if protocol == "auto":
+            present = {r.split for r in records}
+            protocol = "official" if {"train", "test"} <= present else "group_folds"
+        if protocol == "folds":
             splits = fold_splits(records, self.protocol_options.get("folds"))
-        elif self.protocol == "group_folds":
-            splits = fold_splits(assign_group_folds(records, self.protocol_options.get("n_folds", 5), seed))
-        elif self.protocol == "official":
+        elif protocol == "group_folds":
+            k = n_folds or self.protocol_options.get("n_folds", 5)
+            splits = fold_splits(assign_group_folds(records, k, seed))
+        elif protocol == "official":
             splits = official_splits(records, self.protocol_options.get("val_fraction", 0.1), seed)
         else:
             raise TaskError(f"{self.name}: unknown protocol {self.protocol!r}.")
