@@ -4,9 +4,13 @@
 append-only JSONL file: `append_result` adds one line with a single `O_APPEND` write under an advisory
 lock and never rewrites earlier lines, so concurrent runs and crashes cannot lose history (a torn last
 line is skipped with a warning when read). `write_leaderboard` turns the latest row per (model, task) into
-  leaderboard.md         a markdown table (primary metric, mean +- std over folds/seeds)
+  leaderboard.md         a markdown table (primary metric, mean +- std over folds/seeds); then the per-group
+                         table (worst group and max-min gap per speaker / gender / language / source / attack
+                         column, rows' extra['groups']) and the cross-domain protocol table (in-domain vs
+                         cross-domain per held-out value and the gap, extra['protocol']) when rows carry them
   index.html             one self-contained page: sortable table, heatmap of per-task normalised scores,
-                         per-task bar charts (matplotlib PNGs inlined as base64), every run in detail
+                         per-task bar charts (matplotlib PNGs inlined as base64), the per-group and
+                         cross-domain tables, every run in detail
   leaderboard.csv        model x task primary scores, all tasks
   hear_leaderboard.csv   hearbenchmark.com's docs/leaderboard.csv layout (Model, URL, 19 HEAR task
                          columns in its order; our tasks with a HEAR counterpart filled, the rest empty)
@@ -251,14 +255,80 @@ def format_number(x: float, digits: int = 3) -> str:
 
 
 def to_markdown(results: list[Result]) -> str:
-    """A markdown table: one row per model, one column per task (primary metric), plus mean normalised score."""
+    """A markdown table: one row per model, one column per task (primary metric), plus mean normalised score;
+    then, when rows carry them, the per-group table and the cross-domain protocol table."""
     b = Board.from_results(results)
     head = ["Model"] + [f"{t} ({b.metric(t)}{'' if _hib(b, t) else ' ↓'})" for t in b.tasks] + ["Mean norm."]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in b.models:
         row = [m] + [format_score(b.cells.get((m, t))) for t in b.tasks] + [format_number(b.mean_normalised(m))]
         lines.append("| " + " | ".join(row) + " |")
+    for title, (cols, rows) in (("Per group", group_table(results)), ("Cross-domain protocols",
+                                                                      protocol_table(results))):
+        if rows:
+            lines += ["", f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+GROUP_COLUMNS_HEAD = ("Model", "Task", "Column", "Metric", "Groups", "Worst group", "Worst", "Best", "Gap")
+
+
+def group_table(results: list[Result]) -> tuple[tuple[str, ...], list[tuple]]:
+    """(header, rows) of the per-group metrics of the latest row per (model, task): per metadata column
+    (gender, language, speaker, source, attack_id) the number of groups scored, the worst group and its
+    score, the best score, and the max-min gap (extra['groups'], downstream/tasks/groups.py)."""
+    rows = []
+    for (model, task), r in sorted(latest(results).items()):
+        groups = r.extra.get("groups") if isinstance(r.extra, dict) else None
+        for column, rep in sorted((groups or {}).items()):
+            values = [v for v in map(_loose, (rep.get("per_group") or {}).values()) if finite(v)]
+            if not values:
+                continue
+            best = (max if higher_is_better(rep.get("metric", r.metric)) else min)(values)
+            rows.append((model, task, column, rep.get("metric", r.metric), len(values), rep.get("worst_group", ""),
+                         format_number(_loose(rep.get("worst")), 4), format_number(best, 4),
+                         format_number(_loose(rep.get("gap")), 4)))
+    return GROUP_COLUMNS_HEAD, rows
+
+
+PROTOCOL_COLUMNS_HEAD = ("Model", "Task", "Protocol", "Held out", "In-domain", "Cross-domain", "Gap", "Test clips")
+
+
+def protocol_table(results: list[Result]) -> tuple[tuple[str, ...], list[tuple]]:
+    """(header, rows) of the cross-domain protocol rows (extra['protocol']): per held-out value the in-domain
+    and cross-domain scores side by side and their gap (positive = worse cross-domain), then the mean."""
+    rows = []
+    for (model, task), r in sorted(latest(results).items()):
+        proto = r.extra.get("protocol") if isinstance(r.extra, dict) else None
+        if not proto:
+            continue
+        for h in proto.get("rows", []):
+            rows.append((model, task, f"{proto.get('name')} ({proto.get('column')})", h.get("held_out"),
+                         format_number(_loose(h.get("in_domain")), 4),
+                         format_number(_loose(h.get("cross_domain")), 4),
+                         format_number(_loose(h.get("gap")), 4), h.get("test", "")))
+        rows.append((model, task, f"{proto.get('name')} ({proto.get('column')})", "mean",
+                     format_number(_loose(proto.get("in_domain_mean")), 4),
+                     format_number(_loose(proto.get("cross_domain_mean")), 4),
+                     format_number(_loose(proto.get("gap_mean")), 4), ""))
+    return PROTOCOL_COLUMNS_HEAD, rows
+
+
+def _loose(value) -> float:
+    """A stored score, NaN when it is not a number (the per-group and protocol tables never refuse a row)."""
+    try:
+        return as_score(value, "score")
+    except ResultsError:
+        return float("nan")
+
+
+def _html_table(cols: tuple[str, ...], rows: list[tuple]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f'<td data-v="{e(str(v))}">{e(str(v))}</td>' for v in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _hib(b: Board, task: str) -> bool:
@@ -433,6 +503,17 @@ def to_html(results: list[Result], title: str = "audiorep leaderboard", curves: 
         for (m, t), links in sorted(detection.items()))
     plots = (f"<h2>Detection</h2><p class=sub>DET curves (miss vs false-alarm rate, normal-deviate axes; EER "
              f"marked) and bona fide / spoof score histograms of each split's test scores.</p>{plots}") if plots else ""
+    fairness = ""
+    cols, rows = group_table(results)
+    if rows:
+        fairness += (f"<h2>Per group</h2><p class=sub>The primary metric in every speaker / gender / language / source "
+                     f"group (attack_id: per-attack EER against all bona fide trials) of the test data, mean over "
+                     f"splits; the worst group and the max − min gap.</p>{_html_table(cols, rows)}")
+    cols, rows = protocol_table(results)
+    if rows:
+        fairness += (f"<h2>Cross-domain protocols</h2><p class=sub>Each held-out value is tested on the same clips "
+                     f"by a probe trained without it (cross-domain) and one trained with it (in-domain); gap &gt; 0: "
+                     f"worse when unseen.</p>{_html_table(cols, rows)}")
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -446,6 +527,7 @@ Scores: test split of each task, mean ± std over folds; ↓ marks lower-is-bett
 <p class=sub>Click a header to sort. Normalised score: per task, (score − worst) / (best − worst); 1 = best model.</p>
 <h2>Normalised scores</h2><img alt="heatmap" src="{_heatmap(b)}">
 <h2>Per task</h2><div class="grid">{bars}</div>
+{fairness}
 {plots}
 <h2>All runs</h2>
 <details><summary>{len(results)} runs (probe, grid, seed, selected configuration)</summary>
