@@ -285,6 +285,10 @@ class Embedder:
       name, family, bundle, layer, pooling, batch_size.
     """
 
+    chunking_rule = 2
+    """How clips become chunks and how padding is kept out (part of the embedding cache key): 2 = the patches the
+    clip's frames fill, whole-clip frames per chunk, padding mask in the encoder."""
+
     def __init__(self, bundle: ModelBundle, *, layer="last", pooling: str | None = None, batch_size: int = 16,
                  bucket_patches: int | None = None, window_seconds: float | None = None, devices=None,
                  frequency: str | None = None):
