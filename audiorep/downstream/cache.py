@@ -78,7 +78,8 @@ def source_spec(source, crop_s: float | None = None) -> dict:
             "frequency": getattr(source, "frequency", "mean"),
             "sample_rate": source.sample_rate,
             "chunking": {"window_patches": getattr(source, "window_patches", None),
-                         "bucket_patches": getattr(source, "bucket_patches", None)},
+                         "bucket_patches": getattr(source, "bucket_patches", None),
+                         "rule": getattr(source, "chunking_rule", None)},
         }
     else:
         raise CacheError(f"cannot derive a cache key from {type(source).__name__}; pass an Embedder, an object with "
