@@ -300,6 +300,12 @@ def deltas(x: np.ndarray, lengths: np.ndarray, half_width: int = 1, normalise: b
     return out
 
 
+def _apply(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """x @ matrix over the last axis, as one 2-D matmul (numpy's stacked 3-D matmul is ~15x slower here).
+    f32[..., n] @ [n, m] -> f32[..., m]."""
+    return (x.reshape(-1, x.shape[-1]) @ matrix.astype(np.float32)).reshape(*x.shape[:-1], matrix.shape[1])
+
+
 def _with_deltas(static: np.ndarray, frames: np.ndarray, cfg) -> np.ndarray:
     parts = [static]
     for _ in range(cfg.delta_order):
@@ -337,14 +343,14 @@ def cepstral(waves, lengths=None, cfg: CepstralConfig = PRESETS["lfcc"]) -> tupl
     x = np.zeros((len(waves), max(width, waves.shape[1])), np.float32)
     x[:, : waves.shape[1]] = waves
     if cfg.preemphasis:  # y[n] = x[n] - a x[n-1], zero initial state (MATLAB filter([1 -a], 1, x))
-        x[:, 1:] -= np.float32(cfg.preemphasis) * x[:, :-1].copy()
+        x[:, 1: waves.shape[1]] -= np.float32(cfg.preemphasis) * waves[:, :-1]
     x[np.arange(x.shape[1])[None, :] >= lengths[:, None]] = 0.0  # the filter's tail past each clip's end
     view = np.lib.stride_tricks.sliding_window_view(x, cfg.frame_length, axis=1)[:, :: cfg.hop_length][:, :t_max]
-    spec = scipy.fft.rfft(view * window_function(cfg.window, cfg.frame_length), n=cfg.n_fft, axis=-1)
-    power = spec.real**2 + spec.imag**2  # f32[B, T, n_fft / 2 + 1]
-    bands = power @ filterbank(cfg)
-    logb = np.log10(bands + np.float32(MATLAB_EPS))
-    static = (logb @ dct_matrix(cfg.n_filters, cfg.n_coeffs).astype(np.float32)).astype(np.float32)
+    framed = np.zeros((len(waves), t_max, cfg.n_fft), np.float32)  # zero-padded to n_fft (MATLAB fft(x, NFFT))
+    np.multiply(view, window_function(cfg.window, cfg.frame_length), out=framed[..., : cfg.frame_length])
+    power = np.abs(scipy.fft.rfft(framed, axis=-1)) ** 2  # f32[B, T, n_fft / 2 + 1]
+    logb = np.log10(_apply(power, filterbank(cfg)) + np.float32(MATLAB_EPS))
+    static = _apply(logb, dct_matrix(cfg.n_filters, cfg.n_coeffs))
     return _with_deltas(static, frames, cfg), frames
 
 
@@ -389,8 +395,7 @@ def cqt_log_power(waves: np.ndarray, cfg: CqccConfig) -> np.ndarray:
         c = librosa.vqt(np.asarray(waves, np.float32), sr=cfg.sample_rate, hop_length=cfg.hop_length,
                         fmin=float(freqs[0]), n_bins=len(freqs), bins_per_octave=cfg.bins_per_octave, gamma=gamma,
                         tuning=0.0)  # complex64[B, K, T]
-    power = c.real**2 + c.imag**2
-    return np.log(power + np.float32(MATLAB_EPS)).transpose(0, 2, 1).astype(np.float32)
+    return np.log(np.abs(c) ** 2 + np.float32(MATLAB_EPS)).transpose(0, 2, 1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -413,9 +418,9 @@ def cqcc(waves, lengths=None, cfg: CqccConfig = PRESETS["cqcc"]) -> tuple[np.nda
     x = np.zeros((len(waves), waves.shape[1] + cfg.pad_samples), np.float32)
     x[:, : waves.shape[1]] = np.where(np.arange(waves.shape[1])[None, :] < lengths[:, None], waves, 0.0)
     t_max = int(cfg.num_frames(waves.shape[1]))
-    static = cqt_log_power(x, cfg)[:, :t_max] @ cqcc_matrix(cfg)
+    static = _apply(np.ascontiguousarray(cqt_log_power(x, cfg)[:, :t_max]), cqcc_matrix(cfg))
     frames = cfg.num_frames(lengths)
-    return _with_deltas(static.astype(np.float32), frames, cfg), frames
+    return _with_deltas(static, frames, cfg), frames
 
 
 def extract(waves, lengths, cfg: CepstralConfig | CqccConfig) -> tuple[np.ndarray, np.ndarray]:

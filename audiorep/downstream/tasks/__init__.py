@@ -24,15 +24,16 @@ embedded: a group (speaker, source recording, video) never appears in two parts 
 from downstream/cache.py (computed once per model and record list), probes from downstream/probes.py,
 scores from downstream/metrics.py; the Result rows are what downstream/leaderboard.py stores.
 `LogMelBaseline` is the classic reference representation (mean and std over time of a frontend's log-mel
-features) and can stand in for an Embedder anywhere.
+features), `FeatureBaseline` the same statistics of the spoofing literature's hand-crafted features (LFCC,
+MFCC, CQCC; audio/features.py); both can stand in for an Embedder anywhere.
 
 Modules: `splits` (protocols, leakage check, TaskError), `spec` (TaskSpec), `classification` and `detection`
 (the task specs by family), `catalog` (TASKS, get_task), `runner` (run), `baseline` (LogMelBaseline,
-resolve_model). A new task is one TaskSpec in its family's module.
+FeatureBaseline, resolve_model). A new task is one TaskSpec in its family's module.
 """
 
 from audiorep.data.sources import DatasetError
-from audiorep.downstream.tasks.baseline import LogMelBaseline, resolve_model
+from audiorep.downstream.tasks.baseline import FeatureBaseline, LogMelBaseline, resolve_model
 from audiorep.downstream.tasks.catalog import TASKS, get_task
 from audiorep.downstream.tasks.classification import CLASSIFICATION_TASKS
 from audiorep.downstream.tasks.detection import DETECTION_TASKS
@@ -50,5 +51,5 @@ from audiorep.downstream.tasks.splits import (
 )
 
 __all__ = ["TASKS", "CLASSIFICATION_TASKS", "DETECTION_TASKS", "TaskSpec", "Split", "run", "check_no_group_leakage",
-           "fold_splits", "official_splits", "assign_group_folds", "group_of", "LogMelBaseline", "resolve_model",
-           "get_task", "TaskError", "LeakageError", "IncompleteDatasetError", "DatasetError"]
+           "fold_splits", "official_splits", "assign_group_folds", "group_of", "LogMelBaseline", "FeatureBaseline",
+           "resolve_model", "get_task", "TaskError", "LeakageError", "IncompleteDatasetError", "DatasetError"]
