@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tone
+from test_songs import make_sonics
 
 from audiorep.audio.frontends import get_frontend
 from audiorep.audio.io import save_audio
@@ -102,7 +103,7 @@ def make_asvspoof(root):
 
 LAYOUTS = {"esc50": make_esc50, "esc10": make_esc50, "speech_commands": make_speech_commands,
            "speech_commands12": make_speech_commands, "audioset": make_audioset, "fsdd": make_fsdd,
-           "synthetic": make_synthetic, "asvspoof2019_la": make_asvspoof}
+           "synthetic": make_synthetic, "asvspoof2019_la": make_asvspoof, "sonics": make_sonics}
 
 
 class ToneEmbedder:

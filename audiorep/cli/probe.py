@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)  # log lines hold paths: never broken mid-path
     spec = get_task(args.task)
     reader_opts = task_reader_options(spec.reader, args)  # before any work: a bad option is one line
+    song_task, chunking = song_chunking(spec, args)
     root = args.data_root or spec.default_root
     if root is None or not Path(root).expanduser().exists():
         print_error(f"task {spec.name} needs --data-root (the dataset folder); "
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
                    "frequency": args.frequency}
     model = resolve_model(args.model, **options)
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
+    if song_task:  # a duration x pooling table and one result row per duration
+        return run_songs_command(args, spec, model, root, reader_opts, say, chunking)
     result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                       seed=args.seed, max_folds=args.max_folds, model_name=args.name, progress=not args.quiet, log=say,
                       repeats=args.repeats, allow_missing=args.allow_missing, scores_dir=scores_dir,
@@ -168,6 +171,79 @@ def groups_table(result):
     return table
 
 
+def song_chunking(spec, args: argparse.Namespace):
+    """(is `spec` a song task, its Chunking from --chunk-seconds / --hop-seconds / --durations), checked before any
+    work; those flags on another task are refused."""
+    from audiorep.downstream.tasks.songs import Chunking, SongTaskSpec, parse_durations
+    from audiorep.downstream.tasks.splits import TaskError
+
+    given = [f for f in ("chunk_seconds", "hop_seconds", "durations") if getattr(args, f) is not None]
+    if not isinstance(spec, SongTaskSpec):
+        if given:
+            raise TaskError(f"--{given[0].replace('_', '-')} applies to song tasks (sonics), not {spec.name}; "
+                            "leave it out.")
+        return False, None
+    if getattr(args, "protocol", None) not in (None, "in-domain"):
+        raise TaskError(f"{spec.name} is scored on its official split; --protocol {args.protocol} does not apply "
+                        "(the per-generator and seen/unseen-artist scores are in every row). Leave it out.")
+    base = spec.chunking
+    chunk = base.chunk_s if args.chunk_seconds is None else args.chunk_seconds
+    hop = args.hop_seconds if args.hop_seconds is not None else (base.hop_s if args.chunk_seconds is None else None)
+    durations = base.durations if args.durations is None else parse_durations(args.durations)
+    return True, Chunking(chunk, hop, durations)
+
+
+def run_songs_command(args, spec, model, root, reader_opts, say, chunking) -> int:
+    """`audiorep probe` on a song task: train song heads per duration, print the duration x pooling table and the
+    per-generator scores, append one result row per duration."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from audiorep.downstream.cache import EmbeddingCache
+    from audiorep.downstream.leaderboard import append_result
+    from audiorep.downstream.tasks.songs import run_songs
+
+    start = time.time()
+    report = run_songs(spec, model, root, EmbeddingCache(args.cache), chunking=chunking, grid=args.grid,
+                       seed=args.seed, repeats=args.repeats, model_name=args.name, progress=not args.quiet, log=say,
+                       reader_options=reader_opts, allow_missing=args.allow_missing)
+    seconds = time.time() - start
+    if args.results:
+        for result in report.results:
+            append_result(args.results, result)
+    first = report.results[0]
+    window = (f"chunks of {chunking.chunk_s:g} s every {chunking.hop:g} s" if chunking.chunk_s
+              else "one window per duration")
+    table = Table(title=f"audiorep probe: {first.model} on {spec.name}, first N seconds of each song ({window}); "
+                        "* = pooling selected on validation F1")
+    for col in ("duration", "pooling", "F1", "sensitivity", "specificity", "ROC-AUC", "EER", "val F1"):
+        table.add_column(col, justify="left" if col in ("duration", "pooling") else "right",
+                         no_wrap=col in ("duration", "pooling"))
+    for row in report.table:
+        mark = "*" if row["selected"] else " "
+        cells = [f"{row[k]:.4f}" for k in ("f1", "sensitivity", "specificity", "roc_auc", "eer", "val_f1")]
+        table.add_row(row["duration"], f"{row['pooling']} {mark}",
+                      *([f"[bold green]{cells[0]}[/]"] + cells[1:] if row["selected"] else cells))
+    Console().print(table)
+    primary = report.primary
+    gens = Table(title=f"per generator ({primary.task}: sensitivity on its fake songs; ROC-AUC / EER against all "
+                       "real test songs)")
+    for col in ("generator", "songs", "sensitivity", "ROC-AUC", "EER"):
+        gens.add_column(col, justify="left" if col == "generator" else "right")
+    for gen, g in primary.extra["per_generator"].items():
+        gens.add_row(gen, str(g["n"]), f"{g['sensitivity']:.4f}", f"{g['roc_auc']:.4f}", f"{g['eer']:.4f}")
+    Console().print(gens)
+    groups = groups_table(primary)
+    if groups is not None:
+        Console().print(groups)
+    sizes = first.extra["sizes"][0]
+    Console().print(f"data: {sizes['train']}/{sizes['validation']}/{sizes['test']} songs train/val/test "
+                    f"({primary.extra['protocol']}); embedding dim {first.extra['embedding_dim']}; "
+                    f"{seconds:.1f} s" + (f"; {len(report.results)} rows appended to {args.results}" if args.results
+                                          else ""), highlight=False)
+    return 0
+
+
 def short_selection(sel: dict) -> str:
     """The selected grid point in a few words (hidden_layers, lr, init, best_epoch or k)."""
     keys = ("hidden_layers", "lr", "init", "best_epoch", "k")
@@ -221,6 +297,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group-regex", default=None,
                    help="folder: the group (speaker) from each file name, e.g. '^\\d_([a-z]+)_'; deepfake_folder: "
                         "the speaker likewise")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="song tasks (sonics): chunk window in seconds (default 10; 0 = one window over the audio "
+                        "used, up to the whole song)")
+    p.add_argument("--hop-seconds", type=float, default=None,
+                   help="song tasks: seconds between chunk starts (default: the chunk length, no overlap)")
+    p.add_argument("--durations", default=None,
+                   help="song tasks: the audio used per song, first N seconds, comma-separated, 'whole' = the whole "
+                        "song (default 5,10,30,whole); one result row per duration")
     p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
     p.add_argument("--layer", type=parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
     p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,

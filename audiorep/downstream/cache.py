@@ -17,7 +17,8 @@ second waits, then reads the finished file.
 The embedding source is an `Embedder` (downstream/embed.py), anything with the same `scene(list of
 clips)` / `sample_rate` / `name` attributes (the log-mel baseline in downstream/tasks/baseline.py), or a plain
 function `f(list of f32[n] clips) -> f32[B, D]` with an explicit `spec`. Audio is decoded with
-audiorep.audio.io.load_audio at the source's rate; records with start_s/end_s are cut to that window.
+audiorep.audio.io.load_audio at the source's rate; records with start_s/end_s are cut to that window (the
+windows of one file in a shard share one decode: a song's chunks).
 Used by downstream/tasks/.
 """
 
@@ -93,7 +94,20 @@ def source_spec(source, crop_s: float | None = None) -> dict:
 
 def load_clip(record, sample_rate: int, crop_s: float | None = None) -> np.ndarray:
     """Decode one record at `sample_rate`, cut to its window and to at most `crop_s` seconds. -> f32[n]."""
-    wave, _ = load_audio(record.path, sample_rate=sample_rate)
+    return cut_window(load_audio(record.path, sample_rate=sample_rate)[0], record, sample_rate, crop_s)
+
+
+def load_clips(records: Sequence, sample_rate: int, crop_s: float | None = None, pool=None) -> list[np.ndarray]:
+    """`load_clip` of every record, decoding each distinct file once: the windows of one long file (a song's
+    chunks) share its decode and resampling. pool: an executor whose `map` decodes files in parallel."""
+    paths = list(dict.fromkeys(r.path for r in records))
+    decode = lambda path: load_audio(path, sample_rate=sample_rate)[0]
+    waves = dict(zip(paths, (pool.map if pool is not None else map)(decode, paths)))
+    return [cut_window(waves[r.path], r, sample_rate, crop_s) for r in records]
+
+
+def cut_window(wave: np.ndarray, record, sample_rate: int, crop_s: float | None = None) -> np.ndarray:
+    """A decoded file f32[n] cut to `record`'s [start_s, end_s) window and to at most `crop_s` seconds."""
     start = int(round(record.start_s * sample_rate))
     end = len(wave) if record.end_s is None else int(round(record.end_s * sample_rate))
     wave = wave[start:end]
@@ -194,14 +208,13 @@ class EmbeddingCache:
         bar = _bar(len(records), desc or f"embed {full_spec['model']}", progress)
         bar.update(len(records) - sum(len(records[i * shard_size:(i + 1) * shard_size]) for i in todo))
         with ThreadPoolExecutor(self.workers) as pool:
-            load = lambda r: load_clip(r, rate, crop_s)
             pending = None
             for j, i in enumerate(todo):
                 shard = records[i * shard_size:(i + 1) * shard_size]
-                clips = list(pending.result()) if pending is not None else list(pool.map(load, shard))
+                clips = list(pending.result()) if pending is not None else load_clips(shard, rate, crop_s, pool)
                 if j + 1 < len(todo):  # decode the next shard while this one is embedded
                     nxt = records[todo[j + 1] * shard_size:(todo[j + 1] + 1) * shard_size]
-                    pending = pool.submit(lambda rs=nxt: [load(r) for r in rs])
+                    pending = pool.submit(load_clips, nxt, rate, crop_s)
                 emb = np.asarray(fn(clips), dtype=np.float32)
                 if emb.ndim != 2 or emb.shape[0] != len(shard):
                     raise CacheError(f"the embedding function returned shape {emb.shape} for {len(shard)} clips; "

@@ -18,6 +18,7 @@ from audiorep.downstream.metrics import COST_MODELS, HIGHER_IS_BETTER, bonafide_
 from audiorep.downstream.tasks.catalog import get_task
 from audiorep.downstream.tasks.groups import group_report
 from audiorep.downstream.tasks.protocols import cross_domain_splits, protocol_column, summarise
+from audiorep.downstream.tasks.songs import SongTaskSpec, run_songs
 from audiorep.downstream.tasks.spec import TaskSpec
 from audiorep.downstream.tasks.splits import TaskError
 
@@ -66,6 +67,13 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     from audiorep.downstream import probes as P  # JAX/optax: imported on use, `audiorep --help` stays fast
 
     spec = get_task(task) if isinstance(task, str) else task
+    if isinstance(spec, SongTaskSpec):  # songs: heads over each song's chunk embeddings; the whole-song row
+        if probe != "mlp":
+            raise TaskError(f"{spec.name} trains song-level heads (mean, max, attention pooling); --probe {probe} "
+                            "does not apply. Leave --probe at its default.")
+        return run_songs(spec, embedder, data_root, cache, grid=grid, seed=seed, repeats=repeats,
+                         model_name=model_name, progress=progress, log=log, reader_options=reader_options,
+                         allow_missing=allow_missing).primary
     say = log or (lambda s: None)
     if scores_dir is not None and Path(scores_dir).exists() and not Path(scores_dir).is_dir():
         raise TaskError(f"scores_dir {scores_dir} is a file; it names the folder the detection scores and plots "
