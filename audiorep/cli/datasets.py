@@ -1,5 +1,5 @@
-"""`audiorep datasets list | inspect | synth | prepare`: local datasets, their readers, the synthetic corpus and
-TFDS ArrayRecord copies."""
+"""`audiorep datasets list | inspect | synth | prepare | spoof`: local datasets, their readers, the synthetic corpus,
+TFDS ArrayRecord copies and locally made spoofing attacks."""
 
 from __future__ import annotations
 
@@ -202,9 +202,10 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """The `datasets` command group: list, inspect, synth, prepare."""
-    group = sub.add_parser("datasets", help="list, inspect, synthesise and prepare datasets",
-                           description="Local datasets: readers, inspection, the synthetic corpus, TFDS preparation.")
+    """The `datasets` command group: list, inspect, synth, prepare, spoof."""
+    group = sub.add_parser("datasets", help="list, inspect, synthesise, prepare and spoof datasets",
+                           description="Local datasets: readers, inspection, the synthetic corpus, TFDS preparation, "
+                                       "locally made spoofing attacks.")
     ds = group.add_subparsers(dest="datasets_command", required=True, metavar="DATASETS_COMMAND")
 
     p = ds.add_parser("list", help="the dataset readers and the on-disk layout each expects")
@@ -236,6 +237,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a corpus previously written to --out")
     p.set_defaults(func=run_synth)
     add_prepare_parser(ds)
+    add_spoof_parser(ds)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -294,3 +296,57 @@ def add_prepare_parser(ds: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=1, help="decode in this many processes")
     p.add_argument("--overwrite", action="store_true", help="rebuild when this config was built before")
     p.set_defaults(func=run_prepare)
+
+
+def run_spoof(args: argparse.Namespace) -> int:
+    from audiorep.data.spoof import make_spoofs
+
+    report = make_spoofs(args.source, args.out, args.attacks.split(","), seed=args.seed,
+                         words=args.words, speaker_regex=args.speaker_regex,
+                         speaker_meta=args.speaker_meta or "auto", sample_rate=args.sample_rate, limit=args.limit,
+                         workers=args.workers, force=args.force, skip_unreadable=args.skip_unreadable,
+                         world_f0=args.world_f0, tts_voice=args.tts_voice, progress=not args.quiet)
+    speed = ", ".join(f"{a} {v:.1f}" for a, v in report.clips_per_second.items())
+    print(f"wrote {report.sources:,} bona fide clips and {len(report.rows) - report.sources:,} spoofs "
+          f"({', '.join(report.attacks)}) to {report.out} (bonafide/, spoof/<attack>/, labels.csv, spoof.json); "
+          f"clips per CPU second per attack: {speed}")
+    for message in report.skipped[:20]:
+        print(f"skipped: {message}")
+    print(f"probe it: audiorep probe --task deepfake_folder --data-root {report.out} --protocol cross-attack")
+    return 0
+
+
+def add_spoof_parser(ds: argparse._SubParsersAction) -> None:
+    """`datasets spoof`, in the `datasets` group."""
+    p = ds.add_parser("spoof", help="make a deepfake_folder dataset from bona fide speech with local attacks",
+                      description="Resynthesise every bona fide clip with signal-processing attacks (WORLD vocoder, "
+                                  "Griffin-Lim from a mel spectrogram, LPC vocoder, espeak-ng TTS) and write "
+                                  "OUT/bonafide/, OUT/spoof/<attack>/ and OUT/labels.csv. Each spoof gets its source's "
+                                  "length and RMS, and every clip of a source the same noise-floor treatment, so "
+                                  "duration, loudness and silence do not give the class away.")
+    p.add_argument("--from", dest="source", required=True, metavar="BONAFIDE_DIR",
+                   help="folder of bona fide speech (searched recursively), e.g. ../shared/data/fsdd/recordings")
+    p.add_argument("--out", required=True, help="dataset folder to write (new or empty, or an earlier output with "
+                                                "--force)")
+    p.add_argument("--attacks", default="world,griffinlim,lpc",
+                   help="comma-separated: world, griffinlim, lpc, tts (tts needs the apt package espeak-ng)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the output is a function of the arguments)")
+    p.add_argument("--words", default=None, metavar="CSV",
+                   help="CSV of file,word: each clip's word (tts text, labels.csv word); FSDD names need none")
+    p.add_argument("--speaker-regex", default=None,
+                   help="regex on the path relative to --from whose group `speaker` (or group 1) is the speaker; "
+                        "default: FSDD's <digit>_<speaker>_<take> file names")
+    p.add_argument("--speaker-meta", default=None, metavar="CSV",
+                   help="CSV of speaker plus gender/language copied into labels.csv "
+                        "(default: SPEAKERS.csv in --from or its parent when present)")
+    p.add_argument("--sample-rate", type=positive_int, default=None, help="resample every clip to this rate, Hz "
+                                                                    "(default: keep each file's rate)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use this many files, evenly spread over the sorted list")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes; one job per source clip")
+    p.add_argument("--world-f0", choices=("harvest", "dio"), default="harvest", help="WORLD's F0 estimator")
+    p.add_argument("--tts-voice", default="en-us", help="espeak-ng voice (a variant is drawn per clip)")
+    p.add_argument("--skip-unreadable", action="store_true", help="skip (and list) unreadable or too short inputs")
+    p.add_argument("--force", action="store_true", help="replace an earlier `datasets spoof` output at --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_spoof)
