@@ -83,6 +83,13 @@ def test_a_value_without_bona_fide_in_its_test_is_skipped_with_the_reason():
     assert skipped == {"pt": "the test part would hold only class [1]"}
 
 
+def test_cross_attack_test_holds_no_spoofs_of_unnamed_attacks():
+    recs = corpus() + [rec(f"/s/unknown/s{k}.wav", 1, f"s{k}") for k in range(6)]
+    held, _ = cross_domain_splits(recs, "attack_id", seed=0)
+    for h in held:
+        assert all(r.info.get("attack_id") == h.value for r in h.cross.test if r.labels == (1,))
+
+
 def test_protocol_on_a_column_no_record_carries_says_how_to_add_it():
     with pytest.raises(TaskError, match="no record carries 'source'.*pick another --protocol"):
         cross_domain_splits(corpus(), "source")
@@ -127,6 +134,8 @@ def test_no_speaker_attack_or_language_crosses_training_and_test(recs, column, s
         train = h.cross.train + h.cross.validation
         assert {r.info.get(column) for r in h.cross.test} <= {h.value, None}
         assert h.value in {r.info.get(column) for r in h.cross.test}
+        held_classes = {r.labels[0] for r in h.cross.test if r.info.get(column) == h.value}
+        assert not any(r.info.get(column) is None and r.labels[0] in held_classes for r in h.cross.test)
         assert h.value not in {r.info.get(column) for r in train}
         assert not {r.group for r in train} & {r.group for r in h.cross.test}  # the speaker
         assert not {r.path for r in train} & {r.path for r in h.cross.test}

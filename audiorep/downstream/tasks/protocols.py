@@ -119,6 +119,8 @@ def cross_domain_splits(records: Sequence[Record], column: str, seed: int = 0, t
                         "--protocol.")
     if len(values) < 2:
         raise TaskError(f"{column!r} has one value ({values[0]!r}); holding it out leaves nothing to train on.")
+    if len(_classes(records)) < 2:
+        raise TaskError(f"the records hold one class ({records[0].label_names[0]!r}); a protocol needs two or more.")
     out, skipped = [], {}
     for k, g in enumerate(values):
         try:
@@ -145,12 +147,19 @@ def _hold_out(records, column, g, rng, test_fraction, val_fraction) -> HeldOut:
     forced = {u for u, c in units.items() if c["T"] and not c["O"]}
     shared = [u for u, c in units.items() if c["T"] and c["O"]]
     unvalued = [u for u, c in units.items() if c["U"] and not c["T"] and not c["O"]]
+    own_classes = _classes([r for r in records if val[id(r)] == g])
+
+    def testable(r: Record) -> bool:
+        """g's clips, and clips without a value of the classes g's clips lack (bona fide beside an attack's
+        spoofs): a cross-attack test never holds spoofs of some unnamed attack."""
+        return val[id(r)] == g or (val[id(r)] is None and r.labels[0] not in own_classes)
+
     test_side = set(forced) if forced else _pick(shared, test_fraction, rng)
-    if _classes([r for r in records if group_of(r) in test_side and val[id(r)] in (g, None)]) != _classes(records):
+    if _classes([r for r in records if group_of(r) in test_side and testable(r)]) != _classes(records):
         test_side |= _pick(unvalued, test_fraction, rng)  # e.g. bona fide speakers beside an attack's speakers
     train_side = [r for r in records if group_of(r) not in test_side]
     val_units = _pick_validation(train_side, val_fraction, rng)
-    test = [r for r in records if group_of(r) in test_side and val[id(r)] in (g, None)]
+    test = [r for r in records if group_of(r) in test_side and testable(r)]
     own = [r for r in train_side if val[id(r)] == g]  # g's clips on the training side (in-domain only)
     other = [r for r in train_side if val[id(r)] != g]
     unit = "group"
@@ -170,6 +179,8 @@ def _hold_out(records, column, g, rng, test_fraction, val_fraction) -> HeldOut:
              "validation": [r for r in other if group_of(r) in val_units],
              "test": test}
     want = _classes(records)
+    if not any(val[id(r)] == g for r in test):
+        raise _Skip(f"none of its clips is left for the test (its speakers also hold every other {column} value)")
     for part, recs in parts.items():
         if _classes(recs) != want:
             have = "no clips" if not recs else f"only class {sorted(_classes(recs))}"
