@@ -14,8 +14,18 @@ Tasks (`TASKS`):
   fsdd                Free Spoken Digit Dataset (digits), speaker-disjoint folds (one speaker tests, the next
                       validates, the rest train); accuracy.
   synthetic           the demo's procedural corpus (data/synthetic.py), source-disjoint folds; accuracy.
+  folder              a user's labelled folder (class sub-folders or labels.csv), grouped k-fold or its own
+                      splits; accuracy, or EER when its two classes are bona fide and spoof.
   asvspoof2019_la     ASVspoof 2019 LA, bona fide vs spoof, official speaker-disjoint train/dev/eval; EER
                       (bona fide = target = higher score), with min-DCF, ROC-AUC, F1, sensitivity, specificity.
+  asvspoof2021_la/df  ASVspoof 2021 LA / DF eval with the full keys: speaker-disjoint folds, or trained on
+                      2019 LA (reader option train_root, the challenge protocol); EER.
+  inthewild, mlaad,   In-the-Wild; MLAAD with M-AILABS bona fide (bonafide_root); a bona fide / spoof folder
+  deepfake_folder     (`audiorep datasets spoof` writes one): speaker-disjoint folds; EER.
+Any task also runs a cross-domain protocol (`run(..., protocol='cross-attack' | 'cross-speaker' |
+'cross-language' | 'cross-source')`, `protocols`): each value of that metadata column held out in turn,
+beside an in-domain reference on the same test clips; the row is '<task>@<protocol>'. Rows whose test data
+has speaker / gender / language / source (or attack) metadata carry per-group metrics (`groups`).
 
 A dataset whose metadata lists files that are not on disk is refused (IncompleteDatasetError) unless
 `run(..., allow_missing=True)`; every Result records the expected / present / missing file counts.
@@ -28,8 +38,9 @@ features), `FeatureBaseline` the same statistics of the spoofing literature's ha
 MFCC, CQCC; audio/features.py); both can stand in for an Embedder anywhere.
 
 Modules: `splits` (protocols, leakage check, TaskError), `spec` (TaskSpec), `classification` and `detection`
-(the task specs by family), `catalog` (TASKS, get_task), `runner` (run), `baseline` (LogMelBaseline,
-FeatureBaseline, resolve_model). A new task is one TaskSpec in its family's module.
+(the task specs by family), `catalog` (TASKS, get_task), `runner` (run), `protocols` (cross-domain splits),
+`groups` (per-group metrics), `baseline` (LogMelBaseline, FeatureBaseline, resolve_model). A new task is one
+TaskSpec in its family's module.
 """
 
 from audiorep.data.sources import DatasetError
