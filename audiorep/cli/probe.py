@@ -238,7 +238,7 @@ def run_songs_command(args, spec, model, root, reader_opts, say, chunking) -> in
         Console().print(groups)
     sizes = first.extra["sizes"][0]
     Console().print(f"data: {sizes['train']}/{sizes['validation']}/{sizes['test']} songs train/val/test "
-                    f"({primary.extra['protocol']}); embedding dim {first.extra['embedding_dim']}; "
+                    f"({primary.extra['songs']['split']}); embedding dim {first.extra['embedding_dim']}; "
                     f"{seconds:.1f} s" + (f"; {len(report.results)} rows appended to {args.results}" if args.results
                                           else ""), highlight=False)
     return 0

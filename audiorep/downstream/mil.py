@@ -168,6 +168,16 @@ def head_logits(params: dict, x: jax.Array, mask: jax.Array, pooling: int | jax.
 
 
 # --------------------------------------------------------------------------------------- song tables
+def device_table(chunks) -> jax.Array:
+    """Chunk embeddings f32[C, D] as one device array, checked finite; pass it to train_heads and predict_heads
+    so a large table moves to the accelerator once."""
+    table = jnp.asarray(chunks, jnp.float32)
+    if table.ndim != 2 or not bool(jnp.all(jnp.isfinite(table))):
+        raise ProbeError(f"chunk embeddings must be finite f32[C, D], got shape {tuple(table.shape)} (or NaN/Inf); "
+                         "re-embed (the cache may hold a broken shard).")
+    return table
+
+
 @dataclass
 class Bags:
     """The songs of one split as indices into a shared chunk table: idx i32[S, K] (rows of the table; padded
@@ -296,9 +306,7 @@ def train_heads(table, train: Bags, val: Bags, grid: HeadGrid, *, num_classes: i
     table: f32[C, D] chunk embeddings (standardised by the caller); train/val: Bags indexing it.
     positive: the class whose validation F1 selects epochs and points.
     """
-    table = jnp.asarray(table, jnp.float32)
-    if table.ndim != 2 or not bool(jnp.all(jnp.isfinite(table))):
-        raise ProbeError(f"chunk embeddings must be finite f32[C, D], got shape {tuple(table.shape)} (or NaN/Inf).")
+    table = device_table(table)
     sched = grid.schedule
     n_pad, vbatch = bucket(len(train)), min(256, bucket(len(val)))
     nv_pad = -(-bucket(len(val)) // vbatch) * vbatch  # validation is scored vbatch songs at a time

@@ -31,7 +31,7 @@ def read_sonics(
     real songs, no_vocal == False (fake_songs.csv has no no_vocal column), then uses the `split` column
     (train/valid/test). Labels: real = 0, fake = 1 (the `target` column); the fake sub-type (full / half /
     mostly fake), the platform (`source`: Suno / Udio), the generator version (`algorithm`, e.g. chirp-v3.5,
-    udio-130) and the listed `duration` are in `Record.info`. Group: real songs by artist; fake songs by generation
+    udio-120s) and the listed `duration` are in `Record.info`. Group: real songs by artist; fake songs by generation
     id (the file name without the `_<n>` take suffix: both takes of one prompt share a group).
 
     Args:

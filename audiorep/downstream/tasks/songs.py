@@ -28,10 +28,10 @@ checked never to sit in two parts; the artist overlap is reported as a per-group
 
 Metrics (SONICS' own: sonics/utils/metrics.py): fake = the positive class; F1, sensitivity (recall of fake
 songs), specificity (recall of real songs) at the head's argmax decision, ROC-AUC and EER of the fake-vs-real
-score, accuracy. Per generator (the `algorithm` column: Suno chirp-v2/v3/v3.5, Udio 32/130 ...) and per
-platform (`source`: Suno / Udio): the sensitivity on that generator's fake songs, and ROC-AUC / EER of all real
-test songs against that generator's fakes; per fake type (full / half / mostly fake) the sensitivity; per artist
-(seen in training or not) the specificity.
+score, accuracy. Per generator (the `algorithm` column: chirp-v2-xxl-alpha, chirp-v3, chirp-v3.5, udio-30s,
+udio-120s) and per platform (`source`: Suno / Udio): the sensitivity on that generator's fake songs, and ROC-AUC /
+EER of all real test songs against that generator's fakes; per fake type (full / half / mostly fake) the
+sensitivity; per artist (seen in training or not) the specificity.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ from audiorep.downstream.tasks.splits import Split, TaskError, check_no_group_le
 
 SONICS_DURATIONS: tuple[float | None, ...] = (5.0, 10.0, 30.0, None)  # None = the whole song
 REPORTED = ("f1", "sensitivity", "specificity", "roc_auc", "eer", "accuracy")
+OFFICIAL_SPLIT = ("official SONICS split: train/valid/test column after duration >= 30 s, real songs without vocals "
+                  "dropped")
 
 
 @dataclass(frozen=True)
@@ -340,11 +342,15 @@ def run_songs(task: str | SongTaskSpec, embedder, data_root: str | os.PathLike, 
     src = source_spec(embedder)
     results, rows_out = [], []
     for d in chunking.durations:
-        per_song = table.rows[d]
+        # this duration's chunks only, as rows of their own table; standardised with the training chunks' statistics
+        used = sorted({c for rows in table.rows[d] for c in rows})
+        at = {c: i for i, c in enumerate(used)}
+        per_song = [[at[c] for c in rows] for rows in table.rows[d]]
         song_rows = {name: per_song[bounds[i]:bounds[i + 1]] for i, name in enumerate(parts)}
-        used = sorted({c for rows in song_rows["train"] for c in rows})
-        mean, std = emb[used].mean(0), emb[used].std(0)
-        x = (emb - mean) / np.where(std < 1e-6, 1.0, std)
+        x = emb[used]
+        train_rows = sorted({c for rows in song_rows["train"] for c in rows})
+        mean, std = x[train_rows].mean(0), x[train_rows].std(0)
+        x = mil.device_table((x - mean) / np.where(std < 1e-6, 1.0, std))  # on the device once for every head
         slots = 1 << max(0, (max(len(r) for r in per_song) - 1).bit_length())
         bags = {name: mil.Bags.from_lists(song_rows[name], labels[name], slots) for name in parts}
         run = mil.train_heads(x, bags["train"], bags["validation"], grid_obj, positive=fake, progress=progress)
@@ -370,7 +376,7 @@ def run_songs(task: str | SongTaskSpec, embedder, data_root: str | os.PathLike, 
         per_generator = generator_scores(labels["test"], sel["probs"], groups["generator"], fake)
         per_group = {col: M.per_group(labels["test"], sel["probs"], vals,
                                       "specificity" if col == "artist" else "sensitivity", positive=fake)
-                     for col, vals in groups.items() if any(vals)}
+                     for col, vals in groups.items() if len(set(vals) - {""}) >= 2}  # as tasks/groups.py
         f1 = sel["scores"]["f1"]
         repeat_f1 = [song_scores(labels["test"], mil.predict_heads(run, r * n + sel["index"], x, bags["test"]),
                                  fake)["f1"] for r in range(grid_obj.repeats)] if grid_obj.repeats > 1 else [f1]
@@ -386,9 +392,7 @@ def run_songs(task: str | SongTaskSpec, embedder, data_root: str | os.PathLike, 
                    "multilabel": False, "data_root": str(data_root), "files": index.file_counts(),
                    "model_dir": model_dir(embedder), "embedding_dim": int(emb.shape[1]),
                    "embedding": {k: v for k, v in src.items() if k in ("layer", "pooling", "sample_rate")},
-                   "protocol": "official SONICS split (train/valid/test column; duration >= 30 s, real songs "
-                               "without vocals dropped)",
-                   "songs": chunking.to_dict() | {"duration": label, "chunks_per_song": {
+                   "songs": chunking.to_dict() | {"duration": label, "split": OFFICIAL_SPLIT, "chunks_per_song": {
                        name: float(np.mean([len(r) for r in song_rows[name]])) for name in parts}},
                    "poolings": {p: {"val_f1": e["val_f1"], **{k: float(v) for k, v in e["scores"].items()},
                                     "selected": e["selected"]} for p, e in pooled.items()},
