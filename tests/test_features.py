@@ -5,6 +5,7 @@ baselines as probe models."""
 import dataclasses
 import importlib.util
 import math
+import sys
 
 import feature_reference as ref
 import numpy as np
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiorep.audio import features as F
+from audiorep.cli import main
 from audiorep.downstream import tasks as T
 from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.tasks.baseline import FeatureBaseline
@@ -216,16 +218,40 @@ def test_the_cache_key_holds_the_feature_configuration(tmp_path):
     assert cache.key(source_spec(lfcc), [])[0] != cache.key(source_spec(lfcc21), [])[0]
 
 
-def test_lfcc_probes_a_task_through_the_cache_like_any_model(tmp_path):
-    root = tmp_path / "fsdd" / "recordings"
-    root.mkdir(parents=True)
+def test_without_librosa_cqcc_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "librosa", None)  # `import librosa` now raises ImportError
+    with pytest.raises(F.FeatureError, match=r"pip install 'audiorep\[features\]'"):
+        FeatureBaseline("cqcc").cache_spec()
+    assert FeatureBaseline("lfcc").scene([voiced(4000)]).shape == (1, 120)  # numpy/scipy only
+
+
+def tiny_fsdd(root):
+    """Six speakers x three digits x two takes of 0.5 s tones at 8 kHz, in FSDD's file naming."""
+    rec = root / "recordings"
+    rec.mkdir(parents=True)
     for spk in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler"):
         for digit in range(3):
             for k in range(2):
-                sf.write(root / f"{digit}_{spk}_{k}.wav", tone(300.0 + 300 * digit, 0.5, 8000), 8000)
+                sf.write(rec / f"{digit}_{spk}_{k}.wav", tone(300.0 + 300 * digit, 0.5, 8000), 8000)
+    return root
+
+
+def test_lfcc_probes_a_task_through_the_cache_like_any_model(tmp_path):
+    root = tiny_fsdd(tmp_path / "fsdd")
     model = T.resolve_model("lfcc")
-    res = T.run("fsdd", model, root.parent, EmbeddingCache(tmp_path / "cache"), probe="knn", max_folds=1,
+    res = T.run("fsdd", model, root, EmbeddingCache(tmp_path / "cache"), probe="knn", max_folds=1,
                 progress=False)
     assert res.model == "lfcc" and res.extra["embedding_dim"] == 120 and res.mean == 1.0
     (meta,) = (tmp_path / "cache").rglob("meta.json")
     assert '"n_filters": 20' in meta.read_text()
+
+
+def test_probe_command_takes_a_feature_baseline_as_model(tmp_path, capsys):
+    root = tiny_fsdd(tmp_path / "fsdd")
+    args = ["probe", "--model", "mfcc", "--task", "fsdd", "--data-root", str(root), "--probe", "knn", "--max-folds",
+            "1", "--cache", str(tmp_path / "cache"), "-q"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "mfcc on fsdd" in out and "embedding dim 120" in out
+    assert main([*args, "--layer", "2"]) == 2
+    assert "has no layers; drop --layer" in capsys.readouterr().err
