@@ -268,6 +268,18 @@ def test_make_spoofs_writes_bonafide_spoof_folders_and_a_paired_labels_csv(tmp_p
     assert manifest["attacks"] == ["lpc", "world"] and manifest["sources"] == 2
 
 
+@pytest.mark.parametrize("layout", ["csv", "folders"])
+def test_the_deepfake_folder_reader_reads_the_output_in_both_layouts(tmp_path, layout):
+    from audiorep.data.sources import read_dataset
+
+    write_fsdd_like(tmp_path / "in", ["3_ana_0.wav", "7_bo_1.wav"])
+    make_spoofs(tmp_path / "in", tmp_path / "out", ["lpc", "griffinlim"])
+    index = read_dataset("deepfake_folder", tmp_path / "out", layout=layout, speaker_regex=r"^\d_([a-z]+)_")
+    assert sorted((r.label_names[0], r.info.get("attack_id"), r.group) for r in index.records) == [
+        ("bonafide", None, "ana"), ("bonafide", None, "bo"), ("spoof", "griffinlim", "ana"),
+        ("spoof", "griffinlim", "bo"), ("spoof", "lpc", "ana"), ("spoof", "lpc", "bo")]
+
+
 def test_the_output_depends_on_the_seed_and_not_on_the_number_of_workers(tmp_path):
     write_fsdd_like(tmp_path / "in", [f"{d}_cy_{i}.wav" for d in range(2) for i in range(2)])
     make_spoofs(tmp_path / "in", tmp_path / "one", ["lpc", "world"], seed=3, workers=1)

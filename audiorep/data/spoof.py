@@ -131,7 +131,6 @@ def match_background(group: Sequence[np.ndarray], sample_rate: int, rng: np.rand
     exact zeros. Then each is scaled back to the bona fide clip's RMS after its noise, and all share one gain that
     keeps the loudest peak of the group at PEAK_LIMIT. list of f32[n] -> list of f32[n].
     """
-    target = rms_db(group[0])
     quietest = [float(frame_levels(y, sample_rate).min()) for y in group]
     floor_db = max(max(quietest) + FLOOR_MARGIN_DB, MIN_FLOOR_DBFS)
     noisy = []
@@ -388,6 +387,12 @@ def clip_seed(seed: int, name: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed & 0xFFFFFFFF, zlib.crc32(name.encode("utf-8"))])
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished child processes (espeak-ng runs as one)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
 def spoof_clip(x: np.ndarray, sample_rate: int, attacks: Sequence[str], seed: np.random.SeedSequence,
                word: str | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """A source clip -> its treated bona fide copy and one spoof per attack, and the CPU seconds each attack took.
@@ -399,10 +404,10 @@ def spoof_clip(x: np.ndarray, sample_rate: int, attacks: Sequence[str], seed: np
     target = rms_db(x)
     group, seconds = [np.asarray(x, dtype=np.float32)], {}
     for name, child in zip(attacks, children):
-        tic = time.process_time()
+        tic = cpu_seconds()
         y = ATTACKS[name].run(x, sample_rate, np.random.default_rng(child), word, **options.get(name, {}))
         group.append(match_rms(match_length(y, len(x)), target))
-        seconds[name] = time.process_time() - tic
+        seconds[name] = cpu_seconds() - tic
     treated = match_background(group, sample_rate, np.random.default_rng(children[-1]))
     return dict(zip(("bonafide", *attacks), treated)), seconds
 
@@ -506,6 +511,13 @@ def out_problem(out: Path, bonafide_dir: Path, force: bool) -> str | None:
         return f"--out {out} overlaps --from {bonafide_dir}; write the spoofed dataset to a separate folder"
     if out.exists() and not out.is_dir():
         return f"--out {out} is a file; pass the folder to write the dataset into"
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"--out {out} lies under the file {existing}; choose a path under a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {out}: the folder {existing} is not writable; choose a path you can write"
     if out.is_dir() and any(out.iterdir()):
         if not force:
             return f"--out {out} is not empty; pass --force to replace an earlier `datasets spoof` output there"
@@ -578,7 +590,9 @@ def make_spoofs(
         `bonafide_dir` or its parent when present; None = none.
       sample_rate: resample everything to this rate (default: keep each file's rate).
       limit: use this many source files, evenly spread over the sorted list.
-      workers: processes (each source clip is one job).
+      workers: processes (each source clip is one job). They are spawned (a forked child could inherit locks
+        held by the caller's threads), so a script that calls this with workers > 1 needs the usual
+        `if __name__ == "__main__":` guard.
       force: replace an earlier output at `out` (only one with a spoof.json).
       skip_unreadable: skip (and list) unreadable or too-short inputs instead of stopping at the first.
       world_f0: 'harvest' (slower, more robust) or 'dio' (+ StoneMask).
@@ -602,6 +616,7 @@ def make_spoofs(
         raise SpoofError(problem + ".")
     clips = find_sources(bonafide_dir, speaker_regex=speaker_regex, words=read_words(words) if words else None,
                          limit=limit)
+    clips, skipped = check_headers(clips, skip_unreadable)
     if "tts" in attacks:
         wordless = [c.path for c in clips if not c.word]
         if wordless:
@@ -617,19 +632,19 @@ def make_spoofs(
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
-    results, skipped = [], []
     try:
-        results, skipped = run_jobs(clips, attacks, seed, sample_rate, staging, options, workers, skip_unreadable,
+        results, failed = run_jobs(clips, attacks, seed, sample_rate, staging, options, workers, skip_unreadable,
                                     progress)
+        skipped += failed
         if not results:
             raise SpoofError(f"--from {bonafide_dir}: no readable clip (skipped {len(skipped)}: {skipped[:1]}).")
         rows: list[dict[str, str]] = []
         for clip, _rate, _seconds in results:
             extra = {c: meta.get(clip.speaker, {}).get(c, "") for c in meta_columns}
             bona = f"bonafide/{clip.name}"
-            common = {"speaker": clip.speaker, "word": clip.word, "source_clip": bona, **extra}
-            rows.append({"path": bona, "label": "bonafide", "attack_id": BONAFIDE_ATTACK_ID, **common})
-            rows += [{"path": f"spoof/{a}/{clip.name}", "label": "spoof", "attack_id": a, **common} for a in attacks]
+            shared = {"speaker": clip.speaker, "word": clip.word, "source_clip": bona, **extra}
+            rows.append({"path": bona, "label": "bonafide", "attack_id": BONAFIDE_ATTACK_ID, **shared})
+            rows += [{"path": f"spoof/{a}/{clip.name}", "label": "spoof", "attack_id": a, **shared} for a in attacks]
         write_labels(staging / "labels.csv", rows, (*LABEL_COLUMNS, *meta_columns))
         totals = {a: sum(s[a] for _, _, s in results) for a in attacks}
         speed = {a: (len(results) / t if t > 0 else float("inf")) for a, t in totals.items()}
@@ -650,6 +665,23 @@ def make_spoofs(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return SpoofReport(out, rows, attacks, speed, skipped)
+
+
+def check_headers(clips: list[SourceClip], skip_unreadable: bool) -> tuple[list[SourceClip], list[str]]:
+    """Open every input's header before any work, so a file that is not audio stops the run in seconds (or is
+    skipped and listed with skip_unreadable). -> (readable clips, 'path: reason' of the skipped ones)."""
+    kept, skipped = [], []
+    for clip in clips:
+        try:
+            sf.info(clip.path)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            if not skip_unreadable:
+                raise AudioError(f"{clip.path}: cannot read it as audio (libsndfile says: {err}). Remove or "
+                                 "re-encode it, or pass --skip-unreadable to skip such inputs.") from None
+            skipped.append(f"{clip.path}: not readable audio ({err})")
+        else:
+            kept.append(clip)
+    return kept, skipped
 
 
 def run_jobs(clips, attacks, seed, sample_rate, staging, options, workers, skip_unreadable, progress):
@@ -685,7 +717,7 @@ def run_jobs(clips, attacks, seed, sample_rate, staging, options, workers, skip_
     return results, skipped
 
 
-def run_one(clip, *job):
+def run_one(clip: SourceClip, *job) -> tuple[SourceClip, int, dict[str, float]] | AudioError:
     """`process_clip`, with an AudioError returned instead of raised (so the parent decides to skip or stop)."""
     try:
         return process_clip(clip, *job)
@@ -693,7 +725,8 @@ def run_one(clip, *job):
         return err
 
 
-def collect(clip, outcome, results, skipped, skip_unreadable):
+def collect(clip: SourceClip, outcome, results: list, skipped: list[str], skip_unreadable: bool) -> None:
+    """Keep a finished clip's result, or skip (and list) an unreadable one, or stop the run with its error."""
     if isinstance(outcome, AudioError):
         if not skip_unreadable:
             raise AudioError(f"{outcome} (or pass --skip-unreadable to skip such inputs)")
