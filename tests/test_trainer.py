@@ -220,14 +220,14 @@ def straight_run(tmp_path_factory) -> list[dict]:
     return _rows(workdir)
 
 
-def _read_until(p: subprocess.Popen, prefix: str) -> str:
-    """Lines of p's output up to and including the first one that starts with `prefix` (which must come)."""
+def _read_until(p: subprocess.Popen, marker: str) -> str:
+    """Lines of p's output up to and including the first one that holds `marker` (which must come)."""
     lines = []
     for line in p.stdout:
         lines.append(line)
-        if line.startswith(prefix):
+        if marker in line:
             return "".join(lines)
-    raise AssertionError(f"the run ended without printing {prefix!r}:\n" + "".join(lines)[-3000:])
+    raise AssertionError(f"the run ended without printing {marker!r}:\n" + "".join(lines)[-3000:])
 
 
 @pytest.mark.slow

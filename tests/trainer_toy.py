@@ -11,6 +11,7 @@ without timing assumptions; see `pause_before_step` and `hang_grain_save`.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -96,11 +97,19 @@ def toy_config(**train) -> ml_collections.ConfigDict:
     return c
 
 
+def die_with_parent() -> None:
+    """Linux: have the kernel kill this process when its parent (the test) dies, so a run a test paused or hung on
+    purpose is never left behind when the test itself is stopped."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
 def wait_for_stop_signal(message: str) -> None:
     """Print `message`, then wait until the process receives SIGTERM or SIGINT (whichever thread the kernel hands
     it to); the trainer's own handler then runs as usual. A signal that arrives between the print and the wait is
     not lost: Python's C-level handler writes its number to the wakeup pipe, which the wait reads. Main thread only.
     """
+    die_with_parent()
     r, w = os.pipe()
     os.set_blocking(w, False)
     old = signal.set_wakeup_fd(w)
@@ -148,6 +157,7 @@ def hang_grain_save(nth: int) -> None:
         orig(self, directory, item=item, args=args)
         calls += 1
         if calls == nth:
+            die_with_parent()
             print(f"SAVING {directory}", flush=True)
             threading.Event().wait()  # until the test kills the process
 

@@ -24,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
         for key, value in config_lib.flatten(cfg).items():
             print(f"--config.{key}={value!r}")
         return 0
+    # force: importing orbax (above, via the trainer) already gave the root logger absl's WARNING-level default
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+                        datefmt="%H:%M:%S", force=True)
     for noisy in ("absl", "jax._src", "orbax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
