@@ -144,7 +144,7 @@ class FeatureBaseline:
         return out + [np.array(group)] if group else out
 
     def frames(self, clips) -> tuple[list[np.ndarray], list[int]]:
-        """The per-frame features of every clip: ([f32[T_i, dim]], clip order kept)."""
+        """The per-frame features of every clip, in the clips' order: ([f32[T_i, dim]], [samples_i])."""
         clips = _as_clips(clips)
         lengths = [len(c) for c in clips]
         out: list[np.ndarray] = [np.empty(0)] * len(clips)
@@ -159,6 +159,8 @@ class FeatureBaseline:
         return out, lengths
 
     def scene(self, clips) -> np.ndarray:
+        if len(clips) == 0:
+            return np.zeros((0, self.scene_embedding_size), np.float32)
         per_clip, _ = self.frames(clips)
         counts = np.array([len(f) for f in per_clip])  # every clip has >= 1 frame
         steps = np.concatenate(per_clip).astype(np.float64)  # f64[sum(counts), dim], clip after clip
