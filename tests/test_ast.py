@@ -181,11 +181,24 @@ def test_unfold_patches_follow_torch_unfold_order():
     np.testing.assert_array_equal(got, expect)
 
 
-def test_pretext_heads_map_tokens_to_raw_patch_size(model):
-    out = run(model, jnp.zeros((1, 48, 32)))
-    assert model.cpredlayer(out.tokens).shape == (1, 24, 64)
-    assert model.gpredlayer(out.tokens).shape == (1, 24, 64)
-    assert model.patches(jnp.zeros((1, 48, 32))).shape == (1, 24, 64)
+def test_pretext_heads_are_linear_relu_linear_to_the_raw_patch_size(model):
+    tokens = np.asarray(run(model, jax.random.normal(jax.random.key(8), (1, 48, 32))).tokens, np.float64)
+    for head in (model.cpredlayer, model.gpredlayer):
+        w1, b1 = np.asarray(head.fc1.kernel[...], np.float64), np.asarray(head.fc1.bias[...], np.float64)
+        w2, b2 = np.asarray(head.fc2.kernel[...], np.float64), np.asarray(head.fc2.bias[...], np.float64)
+        expect = np.maximum(tokens @ w1 + b1, 0.0) @ w2 + b2
+        assert expect.shape == (1, 24, 64)  # 4 x 6 patches of 8 x 8 values
+        np.testing.assert_allclose(np.asarray(head(jnp.asarray(tokens, jnp.float32))), expect, rtol=1e-4, atol=1e-5)
+
+
+def test_raw_patches_are_the_frequency_major_8x8_blocks_of_the_features(model):
+    feats = np.random.default_rng(3).normal(size=(1, 48, 32)).astype(np.float32)  # frames x mels
+    got = np.asarray(model.patches(jnp.asarray(feats)))
+    assert got.shape == (1, 24, 64)
+    for f in range(4):
+        for t in range(6):  # each patch: its mels x frames block, mel-major as torch's nn.Unfold of (mels, frames)
+            block = feats[0, t * 8: t * 8 + 8, f * 8: f * 8 + 8].T
+            np.testing.assert_array_equal(got[0, f * 6 + t], block.reshape(-1))
 
 
 def test_logits_pool_tokens_or_special_tokens():
