@@ -32,6 +32,15 @@ def test_scene_embeddings_are_float32_n_sounds_by_size(model):
     assert emb.dtype == np.float32 and emb.shape == (4, model.scene_embedding_size)
 
 
+def test_scene_embeddings_are_one_row_per_sound_in_the_order_given(model):
+    audio = _white(3, 1.5, model.sample_rate, seed=1) * np.asarray([[0.1], [0.5], [1.0]], np.float32)
+    emb = hear.get_scene_embeddings(audio, model)
+    assert min(np.abs(emb[i] - emb[j]).max() for i in range(3) for j in range(i)) > 1e-3  # three different sounds
+    np.testing.assert_allclose(hear.get_scene_embeddings(audio[::-1].copy(), model), emb[::-1], rtol=1e-5, atol=1e-6)
+    for i in range(3):  # a sound's row is its own embedding, whatever the other sounds of the batch
+        np.testing.assert_allclose(hear.get_scene_embeddings(audio[i:i + 1], model)[0], emb[i], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("seconds", [1.07, 1.98, 4.0])
 def test_timestamps_follow_the_validator_rules(model, seconds):
     emb, ts = hear.get_timestamp_embeddings(_white(2, seconds, model.sample_rate), model)
