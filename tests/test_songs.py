@@ -309,6 +309,11 @@ def test_chunk_embeddings_are_cached_and_another_hop_recomputes(corpus, tmp_path
     assert emb.clips > 2 * first - 32  # a new hop: new song chunks (the [0, 1) windows are reused)
 
 
+def test_run_refuses_a_cross_domain_protocol_for_the_song_task(corpus, tmp_path):
+    with pytest.raises(T.TaskError, match="--protocol cross-source does not apply"):
+        T.run("sonics", BandEmbedder(), corpus, EmbeddingCache(tmp_path / "c"), protocol="cross-source")
+
+
 def test_run_of_the_song_task_returns_the_whole_song_row(corpus, tmp_path):
     res = T.run("sonics", BandEmbedder(), corpus, EmbeddingCache(tmp_path / "c"), grid=TINY, progress=False)
     assert res.task == "sonics" and res.metric == "f1" and math.isfinite(res.mean)
@@ -340,6 +345,9 @@ def test_song_flags_are_checked_before_any_work(corpus, tmp_path, capsys):
                "--hop-seconds", "5", "--cache", str(tmp_path / "cache"), "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "--hop-seconds" in err and len(err.strip().splitlines()) == 1
+    rc = main(["probe", "--model", "logmel", "--task", "sonics", "--data-root", str(corpus), "--probe", "knn",
+               "--cache", str(tmp_path / "cache"), "-q"])
+    assert rc == 2 and "--probe knn does not apply" in capsys.readouterr().err
     rc = main(["probe", "--model", "logmel", "--task", "fsdd", "--data-root", str(corpus), "--durations", "5",
                "--cache", str(tmp_path / "cache"), "-q"])
     err = capsys.readouterr().err

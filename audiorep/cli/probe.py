@@ -186,6 +186,9 @@ def song_chunking(spec, args: argparse.Namespace):
     if getattr(args, "protocol", None) not in (None, "in-domain"):
         raise TaskError(f"{spec.name} is scored on its official split; --protocol {args.protocol} does not apply "
                         "(the per-generator and seen/unseen-artist scores are in every row). Leave it out.")
+    if args.probe != "mlp":
+        raise TaskError(f"{spec.name} trains song-level heads (mean, max, attention pooling over a song's chunks); "
+                        f"--probe {args.probe} does not apply. Leave it out.")
     base = spec.chunking
     chunk = base.chunk_s if args.chunk_seconds is None else args.chunk_seconds
     hop = args.hop_seconds if args.hop_seconds is not None else (base.hop_s if args.chunk_seconds is None else None)

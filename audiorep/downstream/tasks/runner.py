@@ -68,9 +68,10 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
 
     spec = get_task(task) if isinstance(task, str) else task
     if isinstance(spec, SongTaskSpec):  # songs: heads over each song's chunk embeddings; the whole-song row
-        if probe != "mlp":
-            raise TaskError(f"{spec.name} trains song-level heads (mean, max, attention pooling); --probe {probe} "
-                            "does not apply. Leave --probe at its default.")
+        if probe != "mlp" or protocol not in (None, "in-domain"):
+            raise TaskError(f"{spec.name} trains song-level heads (mean, max, attention pooling) on its official "
+                            f"split; {'--probe ' + probe if probe != 'mlp' else '--protocol ' + str(protocol)} does "
+                            "not apply. Leave it out.")
         return run_songs(spec, embedder, data_root, cache, grid=grid, seed=seed, repeats=repeats,
                          model_name=model_name, progress=progress, log=log, reader_options=reader_options,
                          allow_missing=allow_missing).primary
