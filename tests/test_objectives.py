@@ -102,6 +102,27 @@ def test_mspm_target_norm_standardises_each_target_patch():
         objectives.MSPM(get_frontend("ssast"), target_norm="pixel")
 
 
+def test_mspm_terms_score_the_masked_patches_predictions_against_their_raw_patches():
+    from audiorep.pretrain.masking import indices_to_mask
+
+    model, audio, key = _tiny_ast(), _waves(), jax.random.key(1)
+    idx = jnp.stack([jnp.arange(0, 80, 2), jnp.arange(88, 128)])  # 40 masked patches, other ones per clip
+    obj = objectives.MSPM(get_frontend("ssast"), masked=40, passes=1, frames=256,
+                          mask_fn=lambda k, grid, b, count: idx)
+    loss, m = obj(model, {"audio": audio}, key)
+    feats = obj.features(audio, jax.random.split(key, 3)[0])
+    tokens = model(feats, mask=indices_to_mask(idx, 128), deterministic=False).tokens
+    rows, at = np.arange(2)[:, None], np.asarray(idx)
+    raw = np.asarray(model.patches(feats))[rows, at]  # f32[2, 40, 256]: the masked patches' raw values
+    c = np.asarray(model.cpredlayer(tokens))[rows, at]
+    g = np.asarray(model.gpredlayer(tokens))[rows, at]
+    ref_nce, ref_acc = _reference_nce(raw, c)
+    assert float(m["nce"]) == pytest.approx(ref_nce, rel=1e-4)
+    assert float(m["acc"]) == pytest.approx(ref_acc)
+    assert float(m["mse"]) == pytest.approx(np.mean((g.astype(np.float64) - raw) ** 2), rel=1e-4)
+    assert float(loss) == pytest.approx(ref_nce + 10 * np.mean((g.astype(np.float64) - raw) ** 2), rel=1e-4)
+
+
 def test_mspm_visible_term_reconstructs_the_unmasked_patches():
     from audiorep.pretrain.masking import indices_to_mask
 
