@@ -12,11 +12,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiorep.cli import convert, datasets, demo, embed, features, info, leaderboard, pretrain, probe, runtime
+from audiorep.cli import (
+    convert,
+    datasets,
+    demo,
+    embed,
+    features,
+    info,
+    leaderboard,
+    pretrain,
+    probe,
+    robustness,
+    runtime,
+    stream,
+)
 from audiorep.cli.common import print_error
 from audiorep.errors import AudiorepError
 
-COMMAND_MODULES = (info, convert, features, datasets, pretrain, embed, probe, leaderboard, demo)
+COMMAND_MODULES = (info, convert, features, datasets, pretrain, embed, probe, robustness, stream, leaderboard, demo)
 """The command groups, in the order `audiorep --help` lists them."""
 
 

@@ -52,6 +52,16 @@ def run(args: argparse.Namespace) -> int:
             print_error(f"--results {args.results}: {problem}; the detection scores and plots go in that folder. "
                         "Move the file or choose another --results.")
             return 2
+    if args.save_head:  # the head is saved after the probes ran: check its folder first
+        from audiorep.downstream.heads import check_head_dir
+
+        check_head_dir(args.save_head, overwrite=args.force)
+        if args.probe != "mlp" or song_task or args.model.startswith("logmel"):
+            why = ("a kNN probe keeps no trained head" if args.probe != "mlp" else
+                   f"{spec.name} trains song-level heads over chunks" if song_task else
+                   "the log-mel baseline is not a model `audiorep stream` can load")
+            print_error(f"--save-head: {why}; leave --save-head out.")
+            return 2
     start = time.time()
     if args.model.startswith("logmel"):
         options = {} if args.pooling is None else {"pooling": args.pooling}
@@ -62,11 +72,17 @@ def run(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     if song_task:  # a duration x pooling table and one result row per duration
         return run_songs_command(args, spec, model, root, reader_opts, say, chunking)
+    heads = [] if args.save_head else None
     result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                       seed=args.seed, max_folds=args.max_folds, model_name=args.name, progress=not args.quiet, log=say,
                       repeats=args.repeats, allow_missing=args.allow_missing, scores_dir=scores_dir,
-                      reader_options=reader_opts, protocol=args.protocol, folds=args.folds)
+                      reader_options=reader_opts, protocol=args.protocol, folds=args.folds, heads=heads)
     seconds = time.time() - start
+    if heads:
+        saved = save_probe_head(args, model, result, heads[0])
+        if say:
+            say(f"head of split {heads[0]['split']} saved to {saved} (`audiorep stream --model {args.model} --head "
+                f"{saved}`)")
     if args.results:
         append_result(args.results, result)
     table = Table(title=f"audiorep probe: {result.model} on {result.task}")
@@ -100,6 +116,17 @@ def run(args: argparse.Namespace) -> int:
         if extra_table is not None:
             Console().print(extra_table)
     return 0
+
+
+def save_probe_head(args: argparse.Namespace, model, result, trained: dict) -> Path:
+    """Save the selected probe of the first split (trained on its training split) into --save-head."""
+    from audiorep.downstream.heads import Head, model_of
+
+    head = Head.from_probe(trained["head"], classes=trained["classes"], positive=trained["positive"],
+                           multilabel=trained["multilabel"], model=model_of(model),
+                           info={"task": result.task, "split": trained["split"], "crop_s": trained["crop_s"],
+                                 "selected": result.extra["selected"][0], "seed": args.seed, "grid": args.grid})
+    return head.save(args.save_head, overwrite=args.force)
 
 
 # --flag -> the reader option it sets, for the tasks whose reader takes it
@@ -315,5 +342,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
                    help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    p.add_argument("--save-head", default=None, metavar="DIR",
+                   help="save the selected probe of the first split (plain arrays + JSON) into this new folder, for "
+                        "`audiorep stream --head DIR`")
+    p.add_argument("--force", action="store_true", help="with --save-head: replace the head already in DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=run)

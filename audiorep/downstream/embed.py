@@ -72,6 +72,7 @@ from scipy import signal
 
 from audiorep.audio.frontends import KaldiFbank, PasstMel
 from audiorep.audio.io import AudioError, check_sample_rate, check_samples, resample
+from audiorep.downstream.stream import Streamer
 from audiorep.errors import AudiorepError
 from audiorep.models.bundle import FREQUENCY_MODES, POOLINGS, ModelBundle, samples_for_frames
 from audiorep.models.registry import get_bundle
@@ -659,6 +660,22 @@ class Embedder:
         if kind == "list":
             return embs, times
         return np.stack(embs).astype(np.float32), np.stack(times)
+
+    def stream(self, blocks, window_ms: float, hop_ms: float, *, sample_rate: int | None = None, head=None):
+        """Embeddings (and head scores) of a sliding window over audio arriving in blocks, in bounded memory.
+
+        Every `hop_ms` the last `window_ms` of audio is embedded exactly as `scene(window)` would (see
+        downstream/stream.py for the windows and the memory bound).
+
+        Args:
+          blocks: an iterable of mono blocks f32[n] (any sizes) at `sample_rate` (None: the model's rate).
+          window_ms, hop_ms: window length and result spacing in milliseconds.
+          head: a downstream.heads.Head trained on this embedder's embeddings (HeadError otherwise), or None.
+
+        Returns:
+          an iterator of StreamStep(time_ms (the window's end), embedding f32[D], score (None without a head)).
+        """
+        return Streamer(self, window_ms, hop_ms, sample_rate=sample_rate, head=head).run(blocks)
 
     def __repr__(self) -> str:
         return (f"Embedder({self.name!r}, family={self.family}, layer={self.layer!r}, pooling={self.pooling!r}, "

@@ -420,6 +420,12 @@ def train_grid(x_train, y_train, x_val, y_val, grid: Grid, *, num_classes: int, 
 def predict(run: GridRun, index: int, x, batch: int = 8192) -> np.ndarray:
     """Logits of grid point `index` (its best weights, eval mode).  f32[N, D] -> f32[N, C]."""
     params, stats = run.params[index]
+    return head_logits(params, stats, x, batch)
+
+
+def head_logits(params, stats, x, batch: int = 8192) -> np.ndarray:
+    """Logits of a trained probe (parameters and BatchNorm statistics, eval mode) on standardised embeddings.
+    f32[N, D] -> f32[N, C]; the same jitted path as the probe's test-time scores."""
     x = np.asarray(x, np.float32)
     return np.concatenate([np.asarray(_eval_logits(params, stats, x[i:i + batch]))
                            for i in range(0, max(len(x), 1), batch)])
@@ -445,19 +451,28 @@ class ProbeResult:
     seed: int
     epochs: list[int] = field(default_factory=list)
     test_scores: np.ndarray | None = field(default=None, repr=False)  # test probabilities (repeats: their mean)
+    head: dict | None = field(default=None, repr=False)
+    """MLP/linear probes: the selected configuration's trained head (its first repeat), as numpy arrays:
+    {'params': {'layers': [...]}, 'stats': [...], 'mean': f32[D], 'std': f32[D]} (mean/std: the training split's
+    standardisation). downstream/heads.py saves it."""
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("test_scores")
+        d.pop("head")
         return d
+
+
+def standardisation(x_train) -> tuple[np.ndarray, np.ndarray]:
+    """The training split's per-feature mean and standard deviation (1 for constant features). f32[D] each."""
+    x_train = np.asarray(x_train, np.float32)
+    std = x_train.std(0)
+    return x_train.mean(0), np.where(std < 1e-6, 1.0, std).astype(np.float32)
 
 
 def standardise(x_train, *others):
     """Scale every split with the training mean and standard deviation (constant features left at 0)."""
-    x_train = np.asarray(x_train, np.float32)
-    mean = x_train.mean(0)
-    std = x_train.std(0)
-    std = np.where(std < 1e-6, 1.0, std)
+    mean, std = standardisation(x_train)
     return tuple((np.asarray(x, np.float32) - mean) / std for x in (x_train, *others))
 
 
@@ -515,11 +530,15 @@ def fit_probe(x_train, y_train, x_val, y_val, x_test, y_test, *, num_classes: in
                      "repeat_best_epochs": [int(run.best_epochs[i]) for i in members],
                      "repeat_val_scores": [float(run.val_scores[i]) for i in members],
                      "repeat_test": [{k: float(r[k]) for k in r} for r in reports]}
+    mean, std = standardisation(x_train)
+    params, stats = jax.device_get(run.params[members[0]])
+    head = {"params": params, "stats": stats, "mean": mean, "std": std}
     return ProbeResult(kind="mlp" if grid.points[best].hidden_layers else "linear",
                        selection_metric="map" if multilabel else "accuracy", val_score=float(val[best]),
                        test={k: float(np.mean([r[k] for r in reports])) for k in reports[0]},
                        selected=selected, grid=grid.to_dict(), val_scores=[float(v) for v in run.val_scores],
-                       seed=seed, epochs=[int(e) for e in run.epochs], test_scores=np.mean(probs, axis=0))
+                       seed=seed, epochs=[int(e) for e in run.epochs], test_scores=np.mean(probs, axis=0),
+                       head=head)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -592,3 +611,9 @@ def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="round", leave=False)
+
+
+# The head's parts under public names: downstream/semisup.py trains the same heads with other losses.
+init_params = _init_params
+forward = _forward
+pad_rows = _pad_rows

@@ -37,7 +37,7 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         model_name: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
         reader_options: dict | None = None, repeats: int = 1, allow_missing: bool = False,
         scores_dir: str | os.PathLike | None = None, protocol: str | None = None,
-        folds: int | None = None) -> Result:
+        folds: int | None = None, heads: list | None = None) -> Result:
     """Embed the task's data with `embedder` (through the cache), probe every split, and summarise.
 
     Args:
@@ -59,6 +59,9 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         cross-domain scores and extra['protocol'] the side-by-side table with the gaps. max_folds then counts
         held-out values.
       folds: the number of group folds of a group-fold task (default: the task's).
+      heads: a list that gets, per probed split (MLP/linear probes), a dict: split (its name), head (the selected
+        trained head, probes.ProbeResult.head), classes (names), positive, multilabel, crop_s; for
+        downstream/heads.py to save.
     Every row whose test data has speaker / gender / language / source metadata (and, for detection, attack
     ids) gets extra['groups']: the metric per group, the worst group and the max-min gap (tasks/groups.py).
     Returns:
@@ -128,6 +131,9 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
         if spec.metric not in res.test:
             raise TaskError(f"{spec.name}: the probe report has no {spec.metric!r} (it has {sorted(res.test)}).")
         per_split.append(res)
+        if heads is not None and res.head is not None:
+            heads.append({"split": sp.name, "head": res.head, "classes": [str(c) for c in index.classes],
+                          "positive": spec.positive, "multilabel": index.multilabel, "crop_s": spec.crop_s})
         if not index.multilabel:
             tests.append((sp.test, data[5], res.test_scores))
         if detecting and scores_dir is not None and not sp.name.startswith("in-domain:"):
