@@ -23,34 +23,30 @@ can continue; `patches()` gives the raw-patch targets in `nn.Unfold` order. An o
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from audiorep.models.deit import (
+    ClassifierHead,
+    DeiTEncoder,
+    as_pair,
+    check_features,
+    conv_grid,
+    conv_patch_embed,
+    deit_blocks,
+)
 from audiorep.models.layers import (
     EncoderOutput,
     JsonConfig,
     LayerNorm,
     Linear,
-    PatchEmbed2d,
-    TransformerBlock,
-    check_padding_mask,
     fit_pos_embed,
-    real_time_patches,
     torch_linear_init,
     trunc_normal_02,
 )
-
-
-def as_pair(v: Any) -> tuple[int, int]:
-    """An int or a pair as (int, int): a square patch size, or (freq, time)."""
-    if isinstance(v, int | np.integer):
-        return int(v), int(v)
-    a, b = v
-    return int(a), int(b)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +114,7 @@ class ASTConfig(JsonConfig):
 
     def grid_for(self, frames: int) -> tuple[int, int]:
         """(F, T) patch grid of an input with `frames` frames (conv arithmetic, trailing frames dropped)."""
-        (pf, pt), (sf, st) = self.patch, self.stride
-        if frames < pt:
-            raise ValueError(f"{frames} frames is shorter than one patch ({pt} frames); pad the input.")
-        return (self.num_mel_bins - pf) // sf + 1, (frames - pt) // st + 1
+        return conv_grid(self.num_mel_bins, frames, self.patch, self.stride)
 
     @classmethod
     def preset(cls, name: str) -> ASTConfig:
@@ -158,19 +151,6 @@ class PredHead(nnx.Module):
         return self.fc2(jax.nn.relu(self.fc1(x)))
 
 
-class ClassifierHead(nnx.Module):
-    """LayerNorm + Linear (SSAST `mlp_head`, PaSST `head`).  f32[B, dim] -> f32[B, classes]."""
-
-    def __init__(self, dim: int, classes: int, *, eps: float = 1e-5, kernel_init: nnx.Initializer | None = None,
-                 bias_init: nnx.Initializer | None = None, rngs: nnx.Rngs):
-        self.norm = LayerNorm(dim, epsilon=eps, rngs=rngs)
-        k, b = torch_linear_init(dim)  # PyTorch's nn.Linear default unless told otherwise
-        self.linear = Linear(dim, classes, kernel_init=kernel_init or k, bias_init=bias_init or b, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.linear(self.norm(x))
-
-
 def unfold_patches(features: jax.Array, patch: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
     """Raw spectrogram patches in `torch.nn.Unfold` order (SSAST's reconstruction targets).
 
@@ -179,14 +159,14 @@ def unfold_patches(features: jax.Array, patch: tuple[int, int], stride: tuple[in
     """
     (pf, pt), (sf, st) = as_pair(patch), as_pair(stride)
     _, frames, mels = features.shape
-    nf, nt = (mels - pf) // sf + 1, (frames - pt) // st + 1
+    nf, nt = conv_grid(mels, frames, (pf, pt), (sf, st))
     fi = (np.arange(nf)[:, None] * sf + np.arange(pf)[None, :])  # [F, pf]
     tj = (np.arange(nt)[:, None] * st + np.arange(pt)[None, :])  # [T, pt]
     x = features[:, tj[None, :, None, :], fi[:, None, :, None]]  # [B, F, T, pf, pt]
     return x.reshape(features.shape[0], nf * nt, pf * pt)
 
 
-class ASTEncoder(nnx.Module):
+class ASTEncoder(DeiTEncoder):
     """SSAST/AST encoder.  f32[B, frames, mels] -> EncoderOutput (tokens frequency-major, cls = [cls, dist]).
 
     Parameters mirror the official names: `patch_embed.proj`, `cls_token`, `dist_token`, `pos_embed`
@@ -197,20 +177,12 @@ class ASTEncoder(nnx.Module):
     def __init__(self, cfg: ASTConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         d = cfg.dim
-        kernel, bias = torch_linear_init(cfg.patch[0] * cfg.patch[1])
-        self.patch_embed = PatchEmbed2d(d, cfg.patch, cfg.stride, kernel_init=kernel, rngs=rngs)
-        self.patch_embed.proj.bias[...] = bias(rngs.params(), (d,))
+        self.patch_embed = conv_patch_embed(d, cfg.patch, cfg.stride, rngs=rngs)
         self.cls_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, d)))
         self.dist_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, d))) if cfg.num_special == 2 else None
         self.pos_embed = nnx.Param(trunc_normal_02(rngs.params(), (1, cfg.num_special + cfg.num_patches, d)))
         self.pos_drop = nnx.Dropout(cfg.drop, rngs=rngs)
-        rates = np.linspace(0.0, cfg.drop_path, cfg.depth) if cfg.depth else []
-        self.blocks = nnx.List([
-            TransformerBlock(d, cfg.num_heads, int(d * cfg.mlp_ratio), pre_norm=True, eps=cfg.eps,
-                             qkv_bias=cfg.qkv_bias, fused_qkv=True, drop=cfg.drop, attn_drop=cfg.attn_drop,
-                             drop_path=float(r), kernel_init=trunc_normal_02, rngs=rngs)
-            for r in rates
-        ])
+        self.blocks = deit_blocks(cfg, rngs=rngs)
         self.norm = LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
         # xavier_normal on a (1, 1, dim) tensor: fan_in = fan_out = dim.
         self.mask_embed = (nnx.Param(jax.random.normal(rngs.params(), (1, 1, d)) * np.sqrt(1.0 / d))
@@ -276,12 +248,8 @@ class ASTEncoder(nnx.Module):
           tokens do not depend on how far it was padded. None: fitted to the input's own grid (SSAST's rule).
         """
         cfg = self.cfg
-        if features.ndim != 3:
-            raise ValueError(f"features must be f32[batch, frames, mels], got shape {features.shape}.")
-        b, frames, mels = features.shape
-        if mels != cfg.num_mel_bins:
-            raise ValueError(f"this SSAST model expects {cfg.num_mel_bins} mel bins, got features with {mels} "
-                             f"(shape {features.shape}); use the matching frontend (frames x mels, time-major).")
+        check_features(features, cfg.num_mel_bins, "SSAST", "the matching frontend")
+        b, frames, _ = features.shape
         grid = cfg.grid_for(frames)
         n = grid[0] * grid[1]
         x = self.patch_embed(features.transpose(0, 2, 1))  # [B, F, T, D]: freq is the image height
@@ -295,26 +263,6 @@ class ASTEncoder(nnx.Module):
             x = jnp.where(mask[..., None], self.mask_embed[...].astype(x.dtype), x)
         window = None if window_frames is None else cfg.grid_for(max(int(window_frames), frames))
         x = x + self.patch_pos_embed(grid, window).astype(x.dtype)
-        valid = None
-        if padding_mask is not None:
-            real = real_time_patches(check_padding_mask(padding_mask, features), cfg.patch[1], cfg.stride[1], grid[1])
-            valid = jnp.tile(real, (1, grid[0]))  # frequency-major: token n belongs to time patch n % T
-        if keep is not None:
-            if keep.ndim != 2 or keep.shape[0] != b:
-                raise ValueError(f"keep must be i32[{b}, K] grid indices, got shape {keep.shape}.")
-            x = jnp.take_along_axis(x, keep[..., None].astype(jnp.int32), axis=1)
-            if valid is not None:
-                valid = jnp.take_along_axis(valid, keep.astype(jnp.int32), axis=1)
-        c = cfg.num_special
-        special = [self.cls_token[...]] + ([self.dist_token[...]] if c == 2 else [])
-        special = jnp.concatenate(special, axis=1) + self.pos_embed[...][:, :c]
-        x = jnp.concatenate([jnp.broadcast_to(special.astype(x.dtype), (b, c, cfg.dim)), x], axis=1)
-        key_mask = None if valid is None else jnp.concatenate([jnp.ones((b, c), bool), valid], axis=1)
-        x = self.pos_drop(x, deterministic=deterministic)
-        hidden = [x[:, c:]]
-        for blk in self.blocks:
-            x = blk(x, key_mask=key_mask, deterministic=deterministic)
-            hidden.append(x[:, c:])
-        x = self.norm(x)
-        return EncoderOutput(tokens=x[:, c:], cls=x[:, :c], hidden=tuple(hidden) if return_hidden else None,
-                             grid=grid, time_major=False, keep=keep, valid=valid)
+        return self.encode_grid(x, features, self.pos_embed[...][:, : cfg.num_special], grid=grid,
+                                padding_mask=padding_mask, keep=keep, deterministic=deterministic,
+                                return_hidden=return_hidden)

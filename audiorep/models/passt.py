@@ -26,21 +26,18 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from audiorep.models.ast import ClassifierHead, as_pair
-from audiorep.models.layers import (
-    EncoderOutput,
-    JsonConfig,
-    LayerNorm,
-    PatchEmbed2d,
-    TransformerBlock,
-    check_padding_mask,
-    real_time_patches,
-    torch_linear_init,
-    trunc_normal_02,
+from audiorep.models.deit import (
+    ClassifierHead,
+    DeiTEncoder,
+    as_pair,
+    check_features,
+    conv_grid,
+    conv_patch_embed,
+    deit_blocks,
 )
+from audiorep.models.layers import EncoderOutput, JsonConfig, LayerNorm, trunc_normal_02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +95,8 @@ class PaSSTConfig(JsonConfig):
 
     def grid_for(self, frames: int) -> tuple[int, int]:
         """(F, T) patch grid the encoder uses for `frames` frames (time cut to the positional grid)."""
-        (pf, pt), (sf, st) = self.patch, self.stride
-        if frames < pt:
-            raise ValueError(f"{frames} frames is shorter than one patch ({pt} frames); pad the input.")
-        t = (frames - pt) // st + 1
-        return (self.num_mel_bins - pf) // sf + 1, min(t, self.pos_grid[1])
+        f, t = conv_grid(self.num_mel_bins, frames, self.patch, self.stride)
+        return f, min(t, self.pos_grid[1])
 
     @classmethod
     def preset(cls, name: str) -> PaSSTConfig:
@@ -144,7 +138,7 @@ def patchout_keep(key: jax.Array, grid: tuple[int, int], batch: int, *, drop_t: 
     return jnp.broadcast_to(idx.astype(jnp.int32), (batch, idx.shape[0]))
 
 
-class PaSSTEncoder(nnx.Module):
+class PaSSTEncoder(DeiTEncoder):
     """PaSST encoder.  f32[B, frames, mels] -> EncoderOutput (tokens frequency-major, cls = [cls, dist]).
 
     Parameters mirror the official names: `patch_embed.proj`, `cls_token`, `dist_token`, `new_pos_embed`,
@@ -155,9 +149,7 @@ class PaSSTEncoder(nnx.Module):
     def __init__(self, cfg: PaSSTConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         d, (f, t) = cfg.dim, cfg.pos_grid
-        kernel, bias = torch_linear_init(cfg.patch[0] * cfg.patch[1])
-        self.patch_embed = PatchEmbed2d(d, cfg.patch, cfg.stride, kernel_init=kernel, rngs=rngs)
-        self.patch_embed.proj.bias[...] = bias(rngs.params(), (d,))
+        self.patch_embed = conv_patch_embed(d, cfg.patch, cfg.stride, rngs=rngs)
         init = lambda shape: nnx.Param(trunc_normal_02(rngs.params(), shape))  # noqa: E731
         self.cls_token = init((1, 1, d))
         self.dist_token = init((1, 1, d)) if cfg.distilled else None
@@ -165,13 +157,7 @@ class PaSSTEncoder(nnx.Module):
         self.freq_new_pos_embed = init((1, d, f, 1))
         self.time_new_pos_embed = init((1, d, 1, t))
         self.pos_drop = nnx.Dropout(cfg.drop, rngs=rngs)
-        rates = np.linspace(0.0, cfg.drop_path, cfg.depth) if cfg.depth else []
-        self.blocks = nnx.List([
-            TransformerBlock(d, cfg.num_heads, int(d * cfg.mlp_ratio), pre_norm=True, eps=cfg.eps,
-                             qkv_bias=cfg.qkv_bias, fused_qkv=True, drop=cfg.drop, attn_drop=cfg.attn_drop,
-                             drop_path=float(r), kernel_init=trunc_normal_02, rngs=rngs)
-            for r in rates
-        ])
+        self.blocks = deit_blocks(cfg, rngs=rngs)
         self.norm = LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
         # timm's _init_vit_weights via .apply(): trunc_normal(0.02) weights, zero bias for every Linear, head included.
         self.head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, kernel_init=trunc_normal_02,
@@ -209,12 +195,8 @@ class PaSSTEncoder(nnx.Module):
         if mask is not None:
             raise ValueError("PaSST has no mask embedding, so it cannot take `mask`; drop patches with `keep` "
                              "(patchout) instead, or use an SSAST/BEATs model for masked prediction.")
-        if features.ndim != 3:
-            raise ValueError(f"features must be f32[batch, frames, mels], got shape {features.shape}.")
-        b, frames, mels = features.shape
-        if mels != cfg.num_mel_bins:
-            raise ValueError(f"this PaSST model expects {cfg.num_mel_bins} mel bins, got features with {mels} "
-                             f"(shape {features.shape}); use the PaSST frontend (frames x mels, time-major).")
+        check_features(features, cfg.num_mel_bins, "PaSST", "the PaSST frontend")
+        b, frames, _ = features.shape
         grid = cfg.grid_for(frames)
         f, t = grid
         x = self.patch_embed(features.transpose(0, 2, 1))  # [B, F, T_all, D]
@@ -229,26 +211,5 @@ class PaSSTEncoder(nnx.Module):
         x = x + tpe[None, None].astype(x.dtype)
         x = x + fpe[None, :, None].astype(x.dtype)
         x = x.reshape(b, f * t, cfg.dim)
-        valid = None
-        if padding_mask is not None:
-            real = real_time_patches(check_padding_mask(padding_mask, features), cfg.patch[1], cfg.stride[1], t)
-            valid = jnp.tile(real, (1, f))  # frequency-major: token n belongs to time patch n % T
-        if keep is not None:
-            if keep.ndim != 2 or keep.shape[0] != b:
-                raise ValueError(f"keep must be i32[{b}, K] grid indices, got shape {keep.shape}.")
-            x = jnp.take_along_axis(x, keep[..., None].astype(jnp.int32), axis=1)
-            if valid is not None:
-                valid = jnp.take_along_axis(valid, keep.astype(jnp.int32), axis=1)
-        c = cfg.num_special
-        special = [self.cls_token[...]] + ([self.dist_token[...]] if c == 2 else [])
-        special = jnp.concatenate(special, axis=1) + self.new_pos_embed[...]
-        x = jnp.concatenate([jnp.broadcast_to(special.astype(x.dtype), (b, c, cfg.dim)), x], axis=1)
-        key_mask = None if valid is None else jnp.concatenate([jnp.ones((b, c), bool), valid], axis=1)
-        x = self.pos_drop(x, deterministic=deterministic)
-        hidden = [x[:, c:]]
-        for blk in self.blocks:
-            x = blk(x, key_mask=key_mask, deterministic=deterministic)
-            hidden.append(x[:, c:])
-        x = self.norm(x)
-        return EncoderOutput(tokens=x[:, c:], cls=x[:, :c], hidden=tuple(hidden) if return_hidden else None,
-                             grid=grid, time_major=False, keep=keep, valid=valid)
+        return self.encode_grid(x, features, self.new_pos_embed[...], grid=grid, padding_mask=padding_mask, keep=keep,
+                                deterministic=deterministic, return_hidden=return_hidden)
