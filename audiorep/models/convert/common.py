@@ -47,6 +47,7 @@ import ml_dtypes
 import numpy as np
 
 from audiorep.errors import AudiorepError
+from audiorep.models.model_dir import save_model_dir
 
 
 class CheckpointError(AudiorepError, ValueError):
@@ -360,6 +361,27 @@ def flat_state_dict(obj: Any, source: str, *, family: str) -> dict[str, np.ndarr
     if bad:
         raise CheckpointError(f"{source} is not a flat state dict: {bad[:5]} hold non-tensor values.")
     return dict(obj)
+
+
+def convert_state_dict_checkpoint(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, family: str, label: str,
+                                  encoder_from_state_dict: Callable[..., tuple[Any, Any]],
+                                  frontend_for: Callable[[Any], Any], extra_meta: Callable[[dict], dict],
+                                  pooling: str, force: bool, reader: str, **options) -> Path:
+    """The path every plain-state-dict converter (SSAST/AST, PaSST) takes: read, build, write a model directory.
+
+    Reads `ckpt` (`load_checkpoint`, `flat_state_dict`), builds the encoder with
+    `encoder_from_state_dict(sd, source=..., **options)` -> (config, encoder), and saves it at `out_dir` with the
+    `frontend_for(config)` frontend, the config's `num_frames` as the embedding window and the provenance
+    {converted_from, source_sha256, **extra_meta(sd)}. label: the family as messages name it ('PaSST').
+    Returns the directory.
+    """
+    ckpt = Path(ckpt)
+    source = str(ckpt)
+    sd = flat_state_dict(load_checkpoint(ckpt, reader=reader), source, family=label)
+    cfg, encoder = encoder_from_state_dict(sd, source=source, **options)
+    meta = {"converted_from": ckpt.name, "source_sha256": file_sha256(ckpt), **extra_meta(sd)}
+    return save_model_dir(out_dir, family=family, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
+                          pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)
 
 
 def detect_family(keys: Iterable[str]) -> str | None:

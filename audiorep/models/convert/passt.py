@@ -30,17 +30,14 @@ from audiorep.models.convert.common import (
     check_state_dict,
     classifier_head_params,
     classifier_head_shapes,
+    convert_state_dict_checkpoint,
     describe_family,
     detect_family,
-    file_sha256,
-    flat_state_dict,
-    load_checkpoint,
     vit_block_params,
     vit_block_shapes,
     vit_layout,
     vit_num_heads,
 )
-from audiorep.models.model_dir import save_model_dir
 from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder
 
 FAMILY = "passt"
@@ -172,12 +169,8 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     CheckpointError when the file is unreadable, of another family, or does not fit (every missing,
     unexpected and mis-shaped key listed).
     """
-    ckpt = Path(ckpt)
-    source = str(ckpt)
-    sd = flat_state_dict(load_checkpoint(ckpt, reader=reader), source, family="PaSST")
-    cfg, encoder = encoder_from_state_dict(sd, source=source, num_heads=num_heads, stride=stride,
-                                           num_frames=num_frames, num_mel_bins=num_mel_bins)
-    meta = {"converted_from": ckpt.name, "source_sha256": file_sha256(ckpt),
-            "dropped_keys": [k for k in IGNORED if k in sd]}
-    return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
-                          pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)
+    return convert_state_dict_checkpoint(
+        ckpt, out_dir, family=FAMILY, label="PaSST", encoder_from_state_dict=encoder_from_state_dict,
+        frontend_for=frontend_for, extra_meta=lambda sd: {"dropped_keys": [k for k in IGNORED if k in sd]},
+        pooling=pooling, force=force, reader=reader, num_heads=num_heads, stride=stride, num_frames=num_frames,
+        num_mel_bins=num_mel_bins)

@@ -39,11 +39,9 @@ from audiorep.models.convert.common import (
     check_state_dict,
     classifier_head_params,
     classifier_head_shapes,
+    convert_state_dict_checkpoint,
     describe_family,
     detect_family,
-    file_sha256,
-    flat_state_dict,
-    load_checkpoint,
     strip_prefix,
     vit_block_params,
     vit_block_shapes,
@@ -51,7 +49,6 @@ from audiorep.models.convert.common import (
     vit_linear,
     vit_num_heads,
 )
-from audiorep.models.model_dir import save_model_dir
 
 FAMILY = "ast"
 IGNORED = ("v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias")
@@ -205,6 +202,12 @@ def frontend_for(cfg: ASTConfig):
     return KaldiFbank(fb, name="ssast")
 
 
+def provenance(sd: Mapping[str, np.ndarray]) -> dict:
+    """What a converted model directory records of its SSAST/AST file: its layout and the keys left out."""
+    layout = "ssast-pretrain" if any(k.endswith("p_input_tdim") for k in sd) else "ast-finetuned"
+    return {"layout": layout, "dropped_keys": [k for k in IGNORED if "module." + k in sd or k in sd]}
+
+
 def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False, reader: str = "auto",
             num_heads: int | None = None, stride: tuple[int, int] | None = None, num_frames: int | None = None,
             num_mel_bins: int | None = None, pooling: str = "mean") -> Path:
@@ -217,13 +220,7 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     family, or does not fit the model its own tensors describe (every missing, unexpected and mis-shaped
     key listed).
     """
-    ckpt = Path(ckpt)
-    source = str(ckpt)
-    sd = flat_state_dict(load_checkpoint(ckpt, reader=reader), source, family="SSAST/AST")
-    cfg, encoder = encoder_from_state_dict(sd, source=source, num_heads=num_heads, stride=stride,
-                                           num_frames=num_frames, num_mel_bins=num_mel_bins)
-    layout = "ssast-pretrain" if any(k.endswith("p_input_tdim") for k in sd) else "ast-finetuned"
-    meta = {"converted_from": ckpt.name, "source_sha256": file_sha256(ckpt), "layout": layout,
-            "dropped_keys": [k for k in IGNORED if "module." + k in sd or k in sd]}
-    return save_model_dir(out_dir, family=FAMILY, encoder=encoder, encoder_config=cfg, frontend=frontend_for(cfg),
-                          pooling=pooling, meta=meta, window_frames=cfg.num_frames, overwrite=force)
+    return convert_state_dict_checkpoint(
+        ckpt, out_dir, family=FAMILY, label="SSAST/AST", encoder_from_state_dict=encoder_from_state_dict,
+        frontend_for=frontend_for, extra_meta=provenance, pooling=pooling, force=force, reader=reader,
+        num_heads=num_heads, stride=stride, num_frames=num_frames, num_mel_bins=num_mel_bins)
