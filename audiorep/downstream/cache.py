@@ -19,7 +19,10 @@ clips)` / `sample_rate` / `name` attributes (the log-mel baseline in downstream/
 function `f(list of f32[n] clips) -> f32[B, D]` with an explicit `spec`. Audio is decoded with
 audiorep.audio.io.load_audio at the source's rate; records with start_s/end_s are cut to that window (the
 windows of one file in a shard share one decode: a song's chunks).
-Used by downstream/tasks/.
+Corrupted or augmented audio: `embed(..., transform=f, transform_key=k)` applies f(clips, records) -> clips
+to the decoded clips before embedding and puts `k` (e.g. corruptions.corruption_key(name, severity, seed)) in
+the key, so each corruption x severity has its own entry next to the clean one (downstream/robustness.py).
+Used by downstream/tasks/ and downstream/robustness.py.
 """
 
 from __future__ import annotations
@@ -160,7 +163,8 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------------------------- embed
     def embed(self, source, records: Sequence, *, spec: dict | None = None, crop_s: float | None = None,
-              progress: bool = True, desc: str | None = None) -> np.ndarray:
+              progress: bool = True, desc: str | None = None, transform: Callable | None = None,
+              transform_key: str | None = None) -> np.ndarray:
         """Embeddings of `records` in order: f32[len(records), D], memory-mapped read-only.
 
         Args:
@@ -169,7 +173,11 @@ class EmbeddingCache:
             'sample_rate' (add 'checkpoint', 'layer', ... whatever changes its output).
           records: data.sources.Record list (path, start_s, end_s are used).
           crop_s: keep at most this many seconds of each clip (part of the key).
+          transform: f(list of f32[n] clips, the shard's records) -> list of f32[m] clips, applied after decoding
+            and cropping (a corruption); needs `transform_key`, a string naming it fully (part of the key).
         """
+        if (transform is None) != (transform_key is None):
+            raise CacheError("transform and transform_key go together: the key must name what the transform does.")
         if not records:
             raise CacheError("no records to embed; check the dataset reader's output.")
         if callable(source) and not hasattr(source, "scene"):
@@ -183,6 +191,8 @@ class EmbeddingCache:
             fn, full_spec = source.scene, source_spec(source, crop_s)
             if spec:
                 full_spec |= spec
+        if transform_key is not None:
+            full_spec["transform"] = str(transform_key)
         rate = int(full_spec["sample_rate"])
         key, parts = self.key(full_spec, records)
         out_dir = self.path_for(key)
@@ -193,9 +203,11 @@ class EmbeddingCache:
         with _exclusive(out_dir / ".lock", progress):
             if final.is_file():  # another process finished it while this one waited
                 return np.load(final, mmap_mode="r", allow_pickle=False)
-            return self._compute(fn, full_spec, parts, key, out_dir, records, rate, crop_s, progress, desc)
+            return self._compute(fn, full_spec, parts, key, out_dir, records, rate, crop_s, progress, desc,
+                                 transform)
 
-    def _compute(self, fn, full_spec, parts, key, out_dir, records, rate, crop_s, progress, desc) -> np.ndarray:
+    def _compute(self, fn, full_spec, parts, key, out_dir, records, rate, crop_s, progress, desc,
+                 transform=None) -> np.ndarray:
         meta_path = out_dir / "meta.json"
         if not meta_path.is_file():
             _write_json_atomic(meta_path, parts | {
@@ -207,14 +219,18 @@ class EmbeddingCache:
         todo = [i for i in range(n_shards) if not (out_dir / f"shard_{i:05d}.npy").is_file()]
         bar = _bar(len(records), desc or f"embed {full_spec['model']}", progress)
         bar.update(len(records) - sum(len(records[i * shard_size:(i + 1) * shard_size]) for i in todo))
+        def load(shard, pool=None):
+            clips = load_clips(shard, rate, crop_s, pool)
+            return clips if transform is None else list(transform(clips, shard))
+
         with ThreadPoolExecutor(self.workers) as pool:
             pending = None
             for j, i in enumerate(todo):
                 shard = records[i * shard_size:(i + 1) * shard_size]
-                clips = list(pending.result()) if pending is not None else load_clips(shard, rate, crop_s, pool)
+                clips = list(pending.result()) if pending is not None else load(shard, pool)
                 if j + 1 < len(todo):  # decode the next shard while this one is embedded
                     nxt = records[todo[j + 1] * shard_size:(todo[j + 1] + 1) * shard_size]
-                    pending = pool.submit(load_clips, nxt, rate, crop_s)
+                    pending = pool.submit(load, nxt)
                 emb = np.asarray(fn(clips), dtype=np.float32)
                 if emb.ndim != 2 or emb.shape[0] != len(shard):
                     raise CacheError(f"the embedding function returned shape {emb.shape} for {len(shard)} clips; "

@@ -461,9 +461,11 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 
 
 def to_html(results: list[Result], title: str = "audiorep leaderboard", curves: dict[str, str] | None = None,
-            detection: dict[tuple[str, str], dict[str, str]] | None = None) -> str:
+            detection: dict[tuple[str, str], dict[str, str]] | None = None,
+            robustness: dict[tuple[str, str], str] | None = None) -> str:
     """A self-contained page (inline CSS, JS and images). `curves`: model -> a relative link to its training
-    curves (pretrained models), shown beside the model's name. `detection`: (model, task) -> relative links
+    curves (pretrained models), shown beside the model's name. `robustness`: (model, task) -> a relative link to
+    a robustness sweep's heatmap, shown in the Robustness section. `detection`: (model, task) -> relative links
     {'det_png', 'histogram_png'} of a detection row's plots, linked from its score cell and shown in a section."""
     b = Board.from_results(results)
     curves = curves or {}
@@ -528,6 +530,7 @@ Scores: test split of each task, mean ± std over folds; ↓ marks lower-is-bett
 <h2>Normalised scores</h2><img alt="heatmap" src="{_heatmap(b)}">
 <h2>Per task</h2><div class="grid">{bars}</div>
 {fairness}
+{robustness_html(results, robustness or {})}
 {plots}
 <h2>All runs</h2>
 <details><summary>{len(results)} runs (probe, grid, seed, selected configuration)</summary>
@@ -588,19 +591,24 @@ def write_leaderboard(results: list[Result] | str | os.PathLike, out_dir: str | 
         raise ResultsError("no results to tabulate; run `audiorep probe ... --results FILE` first.")
     curves = training_curves(results)
     plots = detection_plots(results)
+    heatmaps = robustness_heatmaps(results)
     files = {"markdown": out / "leaderboard.md", "html": out / "index.html", "csv": out / "leaderboard.csv",
              "hear_csv": out / "hear_leaderboard.csv"}
     texts = {"markdown": to_markdown(results), "html": to_html(results, title, curves={
         m: f"{ASSETS}/{name}" for m, (_, name) in curves.items()}, detection={
-        key: {kind: f"{ASSETS}/{name}" for kind, (_, name) in found.items()} for key, found in plots.items()}),
+        key: {kind: f"{ASSETS}/{name}" for kind, (_, name) in found.items()} for key, found in plots.items()},
+        robustness={key: f"{ASSETS}/{name}" for key, (_, name) in heatmaps.items()}),
         "csv": to_csv(results),
         "hear_csv": to_hear_csv(results)}
     out.mkdir(parents=True, exist_ok=True)
-    if curves or plots:
+    if curves or plots or heatmaps:
         (out / ASSETS).mkdir(exist_ok=True)
     for src, name in curves.values():
         _copy_atomic(src, out / ASSETS / name)
         files[f"curves:{name}"] = out / ASSETS / name
+    for src, name in heatmaps.values():
+        _copy_atomic(src, out / ASSETS / name)
+        files[f"robustness:{name}"] = out / ASSETS / name
     for found in plots.values():
         for src, name in found.values():
             _copy_atomic(src, out / ASSETS / name)
@@ -645,6 +653,56 @@ def detection_plots(results: list[Result]) -> dict[tuple[str, str], dict[str, tu
         if len(plots) == len(DETECTION_PLOTS):
             found[(model, task)] = plots
     return found
+
+
+# ------------------------------------------------------------------------------------------------ robustness
+def robustness_rows(results: list[Result]) -> list[Result]:
+    """The latest row of each (model, task) that holds a robustness sweep (`audiorep robustness`)."""
+    return [r for _, r in sorted(latest(results).items())
+            if isinstance(r.extra, dict) and isinstance(r.extra.get("robustness"), dict)]
+
+
+def robustness_heatmaps(results: list[Result]) -> dict[tuple[str, str], tuple[Path, str]]:
+    """(model, task) -> (a sweep's heatmap PNG, the file name for the board's assets folder), for the latest
+    robustness rows whose heatmap is still on disk."""
+    found = {}
+    for r in robustness_rows(results):
+        src = r.extra["robustness"].get("heatmap_png")
+        if isinstance(src, str) and Path(src).is_file():
+            slug = "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in f"{r.task}-{r.model}")[:80]
+            digest = hashlib.sha1(src.encode()).hexdigest()[:8]
+            found[(r.model, r.task)] = (Path(src), f"robustness-{slug}-{digest}.png")
+    return found
+
+
+def robustness_html(results: list[Result], heatmaps: dict[tuple[str, str], str]) -> str:
+    """The Robustness section: per sweep row, the metric per corruption x severity, the clean score and the mean
+    drop, and its heatmap when `heatmaps` links one ('' when the store has no sweep)."""
+    e = html.escape
+    parts = []
+    for r in robustness_rows(results):
+        rob = r.extra["robustness"]
+        sev = [str(s) for s in rob.get("severities", [])]
+        kind = "relative drop" if r.higher_is_better else "increase"
+        cols = ("Family", "Corruption", "Clean", *[f"Severity {s}" for s in sev], f"Mean {kind}")
+        rows = []
+        for name, t in sorted(rob.get("table", {}).items(), key=lambda kv: (kv[1].get("family", ""), kv[0])):
+            drops = [_loose(t["drop"].get(s)) for s in sev]
+            rows.append((t.get("family", ""), name, format_number(_loose(rob.get("clean")), 4),
+                         *[format_number(_loose(t["values"].get(s)), 4) for s in sev],
+                         format_number(float(np.mean(drops)) if drops else float("nan"), 3)))
+        aug = rob.get("train_augment") or []
+        note = f" Probes trained with {e(', '.join(aug))} (held-out corruptions only)." if aug else ""
+        img = (f'<img alt="robustness heatmap, {e(r.model)} on {e(r.task)}" src="{e(heatmaps[(r.model, r.task)])}">'
+               if (r.model, r.task) in heatmaps else "")
+        parts.append(f"<h3>{e(r.model)} · {e(r.task)}</h3><p class=sub>{e(r.metric)}"
+                     f"{'' if r.higher_is_better else ' ↓'}: clean {format_number(_loose(rob.get('clean')), 4)}, "
+                     f"mean over corrupted cells {format_number(r.mean, 4)}.{note}</p>{_html_table(cols, rows)}{img}")
+    if not parts:
+        return ""
+    return ("<h2>Robustness</h2><p class=sub>Probes trained on clean audio, scored on test clips corrupted at each "
+            "severity (noise, modification, compression; <code>audiorep robustness</code>); mean drop: relative for "
+            "accuracy-like metrics, absolute for error rates.</p>" + "".join(parts))
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
