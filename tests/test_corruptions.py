@@ -125,6 +125,15 @@ def test_babble_is_made_of_the_pool_clips(context):
     np.testing.assert_allclose(top_two, [300, 600], atol=3)
 
 
+def test_babble_reads_pool_paths_and_skips_the_clip_itself(tmp_path):
+    t = np.arange(RATE // 2) / RATE
+    x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sf.write(tmp_path / "talker.wav", (0.3 * np.sin(2 * np.pi * 700 * t)).astype(np.float32), RATE)
+    y = C.corrupt(x, RATE, "babble", 3, context={"babble_pool": [x, str(tmp_path / "talker.wav")]})
+    assert abs(_peak_hz(y - x) - 700) < 2
+    assert _snr_db(x, y) == pytest.approx(C.corruption("babble").level(3), abs=0.01)
+
+
 @pytest.mark.parametrize("name", ["background_noise", "babble"])
 def test_missing_context_is_a_clear_error(name):
     with pytest.raises(C.CorruptionError, match="CorruptionContext"):

@@ -231,9 +231,16 @@ def _background_noise(x, rate, snr, rng, context):
     return _mix_at_snr(x, _loop_crop(track, x.shape[0], rng), snr)
 
 
+@functools.lru_cache(maxsize=256)
+def _pool_clip(path: str, rate: int) -> np.ndarray:
+    """A babble talker read from disk once per process (the sweep draws the same pool for every clip)."""
+    return load_audio(path, sample_rate=rate)[0]
+
+
 @_register("babble", "noise", "dB SNR", _SNR_LEVELS, ("numpy", "soxr", "soundfile"),
            f"Babble: up to {BABBLE_TALKERS} random clips of context.babble_pool (other clips of the same set; arrays "
-           "at the clip's rate or file paths), each at equal power, looped/cropped to the clip, summed, at an SNR.")
+           "at the clip's rate or file paths; the clip itself is skipped if drawn), each at equal power, "
+           "looped/cropped to the clip, summed, at an SNR.")
 def _babble(x, rate, snr, rng, context):
     pool = _context_field(context, "babble_pool")
     if not pool:
@@ -245,9 +252,8 @@ def _babble(x, rate, snr, rng, context):
     mix = np.zeros(x.shape[0], np.float64)
     for i in picks:
         item = pool[int(i)]
-        is_path = isinstance(item, (str, Path))
-        talker = load_audio(item, sample_rate=rate)[0] if is_path else np.asarray(item, np.float32)
-        if talker.size == 0 or _power(talker) == 0.0:
+        talker = _pool_clip(str(item), rate) if isinstance(item, (str, Path)) else np.asarray(item, np.float32)
+        if talker.size == 0 or _power(talker) == 0.0 or np.array_equal(talker, x):  # silent, or the clip itself
             continue
         mix += _loop_crop(talker, x.shape[0], rng) / np.sqrt(_power(talker))
     return _mix_at_snr(x, mix.astype(np.float32), snr)
