@@ -617,6 +617,39 @@ def vit_block_shapes(prefix: str, depth: int, dim: int, hidden: int, qkv_bias: b
     return e
 
 
+def deit_trunk_shapes(prefix: str, cfg: Any) -> dict[str, tuple[int, ...]]:
+    """{official key: shape} of the DeiT trunk SSAST/AST and PaSST share (`models.deit`): `{prefix}patch_embed.proj`,
+    cls (+ dist) token, blocks, final norm; the keys `deit_trunk_params` reads.  cfg: an ASTConfig or PaSSTConfig."""
+    d = cfg.dim
+    e: dict[str, tuple[int, ...]] = {
+        f"{prefix}patch_embed.proj.weight": (d, 1, *cfg.patch),
+        f"{prefix}patch_embed.proj.bias": (d,),
+        f"{prefix}cls_token": (1, 1, d),
+        f"{prefix}norm.weight": (d,),
+        f"{prefix}norm.bias": (d,),
+    }
+    if cfg.num_special == 2:
+        e[f"{prefix}dist_token"] = (1, 1, d)
+    e.update(vit_block_shapes(prefix, cfg.depth, d, int(d * cfg.mlp_ratio), cfg.qkv_bias))
+    return e
+
+
+def deit_trunk_params(state: Mapping[str, np.ndarray], prefix: str, cfg: Any) -> dict[tuple, np.ndarray]:
+    """The official DeiT trunk under `prefix` -> our `DeiTEncoder` parameter paths (torch layouts transposed)."""
+    f32 = lambda k: np.asarray(state[prefix + k], dtype=np.float32)  # noqa: E731
+    out: dict[tuple, np.ndarray] = {
+        ("patch_embed", "proj", "kernel"): f32("patch_embed.proj.weight").transpose(2, 3, 1, 0),
+        ("patch_embed", "proj", "bias"): f32("patch_embed.proj.bias"),
+        ("cls_token",): f32("cls_token"),
+        ("norm", "scale"): f32("norm.weight"),
+        ("norm", "bias"): f32("norm.bias"),
+    }
+    if cfg.num_special == 2:
+        out[("dist_token",)] = f32("dist_token")
+    out.update(vit_block_params(state, prefix, cfg.depth, cfg.qkv_bias))
+    return out
+
+
 def check_dropped_classifiers(state: Mapping[str, np.ndarray], dropped: Iterable[str], dim: int, source: str) -> None:
     """The classifiers a converter drops (DeiT heads the embedding never uses) must still read `dim` features:
     a `.weight` of another width means the file is not the model its other tensors describe."""

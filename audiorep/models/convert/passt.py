@@ -31,10 +31,10 @@ from audiorep.models.convert.common import (
     classifier_head_params,
     classifier_head_shapes,
     convert_state_dict_checkpoint,
+    deit_trunk_params,
+    deit_trunk_shapes,
     describe_family,
     detect_family,
-    vit_block_params,
-    vit_block_shapes,
     vit_layout,
     vit_num_heads,
 )
@@ -89,20 +89,10 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
 
 def expected_shapes(cfg: PaSSTConfig) -> dict[str, tuple[int, ...]]:
     """{official key: shape} for a config (159 keys for PaSST-S, head_dist not included)."""
-    d, h, (f, t) = cfg.dim, int(cfg.dim * cfg.mlp_ratio), cfg.pos_grid
-    e: dict[str, tuple[int, ...]] = {
-        "cls_token": (1, 1, d),
-        "new_pos_embed": (1, cfg.num_special, d),
-        "freq_new_pos_embed": (1, d, f, 1),
-        "time_new_pos_embed": (1, d, 1, t),
-        "patch_embed.proj.weight": (d, 1, *cfg.patch),
-        "patch_embed.proj.bias": (d,),
-        "norm.weight": (d,),
-        "norm.bias": (d,),
-    }
-    if cfg.distilled:
-        e["dist_token"] = (1, 1, d)
-    e.update(vit_block_shapes("", cfg.depth, d, h, cfg.qkv_bias))
+    d, (f, t) = cfg.dim, cfg.pos_grid
+    e = deit_trunk_shapes("", cfg)
+    e.update({"new_pos_embed": (1, cfg.num_special, d), "freq_new_pos_embed": (1, d, f, 1),
+              "time_new_pos_embed": (1, d, 1, t)})
     if cfg.num_classes:
         e.update(classifier_head_shapes("head", d, cfg.num_classes))
     return e
@@ -110,21 +100,9 @@ def expected_shapes(cfg: PaSSTConfig) -> dict[str, tuple[int, ...]]:
 
 def param_values(sd: Mapping[str, np.ndarray], cfg: PaSSTConfig) -> dict[tuple, np.ndarray]:
     """{PaSSTEncoder parameter path: array} from an official state dict (torch layouts transposed to flax)."""
-    f32 = lambda k: np.asarray(sd[k], dtype=np.float32)  # noqa: E731
-    out: dict[tuple, np.ndarray] = {
-        ("patch_embed", "proj", "kernel"): f32("patch_embed.proj.weight").transpose(2, 3, 1, 0),
-        ("patch_embed", "proj", "bias"): f32("patch_embed.proj.bias"),
-        ("cls_token",): f32("cls_token"),
-        ("new_pos_embed",): f32("new_pos_embed"),
-        ("freq_new_pos_embed",): f32("freq_new_pos_embed"),
-        ("time_new_pos_embed",): f32("time_new_pos_embed"),
-        ("norm", "scale"): f32("norm.weight"),
-        ("norm", "bias"): f32("norm.bias"),
-    }
-    if cfg.distilled:
-        out[("dist_token",)] = f32("dist_token")
-
-    out.update(vit_block_params(sd, "", cfg.depth, cfg.qkv_bias))
+    out = deit_trunk_params(sd, "", cfg)
+    for k in ("new_pos_embed", "freq_new_pos_embed", "time_new_pos_embed"):
+        out[(k,)] = np.asarray(sd[k], dtype=np.float32)
     if cfg.num_classes:
         out.update(classifier_head_params(sd, "head", "head"))
     return out

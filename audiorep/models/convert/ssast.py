@@ -40,11 +40,11 @@ from audiorep.models.convert.common import (
     classifier_head_params,
     classifier_head_shapes,
     convert_state_dict_checkpoint,
+    deit_trunk_params,
+    deit_trunk_shapes,
     describe_family,
     detect_family,
     strip_prefix,
-    vit_block_params,
-    vit_block_shapes,
     vit_layout,
     vit_linear,
     vit_num_heads,
@@ -124,18 +124,9 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
 
 def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[int, ...]]:
     """{official key (no `module.`): shape} for a config; pretrain_file adds p_input_fdim / p_input_tdim."""
-    d, h = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
-    e: dict[str, tuple[int, ...]] = {
-        "v.patch_embed.proj.weight": (d, 1, *cfg.patch),
-        "v.patch_embed.proj.bias": (d,),
-        "v.cls_token": (1, 1, d),
-        "v.pos_embed": (1, cfg.num_special + cfg.num_patches, d),
-        "v.norm.weight": (d,),
-        "v.norm.bias": (d,),
-    }
-    if cfg.num_special == 2:
-        e["v.dist_token"] = (1, 1, d)
-    e.update(vit_block_shapes("v.", cfg.depth, d, h, cfg.qkv_bias))
+    d = cfg.dim
+    e = deit_trunk_shapes("v.", cfg)
+    e["v.pos_embed"] = (1, cfg.num_special + cfg.num_patches, d)
     if cfg.mask_embed:
         e["mask_embed"] = (1, 1, d)
     if cfg.pretrain_heads:
@@ -153,18 +144,8 @@ def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[i
 def param_values(sd: Mapping[str, np.ndarray], cfg: ASTConfig) -> dict[tuple, np.ndarray]:
     """{ASTEncoder parameter path: array} from an official state dict (torch layouts transposed to flax)."""
     f32 = lambda k: np.asarray(sd[k], dtype=np.float32)  # noqa: E731
-    out: dict[tuple, np.ndarray] = {
-        ("patch_embed", "proj", "kernel"): f32("v.patch_embed.proj.weight").transpose(2, 3, 1, 0),
-        ("patch_embed", "proj", "bias"): f32("v.patch_embed.proj.bias"),
-        ("cls_token",): f32("v.cls_token"),
-        ("pos_embed",): f32("v.pos_embed"),
-        ("norm", "scale"): f32("v.norm.weight"),
-        ("norm", "bias"): f32("v.norm.bias"),
-    }
-    if cfg.num_special == 2:
-        out[("dist_token",)] = f32("v.dist_token")
-
-    out.update(vit_block_params(sd, "v.", cfg.depth, cfg.qkv_bias))
+    out = deit_trunk_params(sd, "v.", cfg)
+    out[("pos_embed",)] = f32("v.pos_embed")
     linear = lambda path, name: out.update(vit_linear(sd, path, name))  # noqa: E731
     if cfg.mask_embed:
         out[("mask_embed",)] = f32("mask_embed")
