@@ -3,15 +3,15 @@
 A head is the probe `audiorep probe` selected on validation (the best grid configuration, trained on the training
 split; probes.ProbeResult.head): its layers (Linear, and BatchNorm -> ReLU between hidden layers, eval mode), the
 training split's standardisation and what it predicts (classes, the detection task's positive class). It is tied to
-the embeddings it was trained on: the model (name and checkpoint hash), layer, pooling and frequency mode; scoring
-embeddings of another model is refused (`Head.check_embedder`), since its numbers would mean nothing.
+the embeddings it was trained on: the model (name, checkpoint hash and frontend), layer, pooling and frequency
+mode; scoring embeddings of another model is refused (`Head.check_embedder`), since its numbers would mean nothing.
 
 On disk, a folder:
   head.npz   (np.load(..., allow_pickle=False)): mean f32[D], std f32[D]; per layer i: layer{i}_w f32[in, out],
              layer{i}_b f32[out]; hidden layers also layer{i}_gamma, layer{i}_beta, layer{i}_running_mean,
              layer{i}_running_var f32[out].
-  head.json  format, classes, positive, multilabel, hidden_layers, embedding_dim, model {name, checkpoint, layer,
-             pooling, frequency, sample_rate}, and where it came from (task, split, selected configuration,
+  head.json  format, classes, positive, multilabel, hidden_layers, embedding_dim, model {name, checkpoint, frontend,
+             layer, pooling, frequency, sample_rate}, and where it came from (task, split, selected configuration,
              crop_s, audiorep version, date).
 The JSON is written last, so a folder with a head.json holds a complete head.
 """
@@ -107,16 +107,22 @@ class Head:
           HeadError: another checkpoint, layer, pooling or frequency mode, or another embedding size.
         """
         bundle = getattr(embedder, "bundle", None)
-        have = {"checkpoint": getattr(bundle, "checkpoint_hash", None), "layer": getattr(embedder, "layer", None),
+        frontend = getattr(embedder, "frontend", None)
+        have = {"checkpoint": getattr(bundle, "checkpoint_hash", None),
+                "frontend": frontend.to_dict() if hasattr(frontend, "to_dict") else None,
+                "layer": getattr(embedder, "layer", None),
                 "pooling": getattr(embedder, "pooling", None), "frequency": getattr(embedder, "frequency", None)}
         name = getattr(embedder, "name", "?")
         for key, value in have.items():
             want = self.model.get(key)
             if json.loads(json.dumps(value)) != want:
-                what = "another model" if key == "checkpoint" else f"{key} {want!r}"
+                if key in ("checkpoint", "frontend"):
+                    what, value = "another model", f"another {key}"
+                else:
+                    what, value = f"{key} {want!r}", repr(value)
                 raise HeadError(
                     f"this head was trained on {describe(self.model)}, but the embedder is {name} with {key} "
-                    f"{value!r}: it was trained on {what}. Load the model it was trained on "
+                    f"{value}: it was trained on {what}. Load the model it was trained on "
                     f"(--model {self.model.get('name')} with --layer/--pooling/--frequency as above), or train a head "
                     "for this one with `audiorep probe ... --save-head DIR`.")
         dim = getattr(embedder, "scene_embedding_size", self.embedding_dim)
@@ -200,8 +206,10 @@ def describe(model: dict) -> str:
 def model_of(embedder) -> dict:
     """What a head records about the embeddings it is trained on (JSON-ready)."""
     bundle = getattr(embedder, "bundle", None)
+    frontend = getattr(embedder, "frontend", None)
     model = {"name": str(getattr(embedder, "name", "model")),
              "checkpoint": getattr(bundle, "checkpoint_hash", None),
+             "frontend": frontend.to_dict() if hasattr(frontend, "to_dict") else None,
              "layer": getattr(embedder, "layer", None), "pooling": getattr(embedder, "pooling", None),
              "frequency": getattr(embedder, "frequency", None), "sample_rate": getattr(embedder, "sample_rate", None)}
     return json.loads(json.dumps(model))
