@@ -5,7 +5,6 @@ Parity with the official PyTorch forward pass is in test_ast_parity.py (needs th
 
 from __future__ import annotations
 
-import functools
 import json
 
 import jax
@@ -13,22 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jit_forward import run
 
 from audiorep.models.ast import PRESETS, ASTConfig, ASTEncoder, unfold_patches
 
 CFG = ASTConfig(dim=16, depth=1, num_heads=2, patch=(8, 8), num_mel_bins=32, num_frames=48, pos_grid=(4, 6),
                 pred_dim=64)
-
-
-@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("return_hidden",))
-def _forward(graph, state, x, mask=None, keep=None, return_hidden=False):
-    return nnx.merge(graph, state)(x, mask=mask, keep=keep, return_hidden=return_hidden)
-
-
-def run(m: ASTEncoder, x, **kw):
-    """The encoder forward under jit (one compile per shape, shared by tests with equal models)."""
-    graph, state = nnx.split(m)
-    return _forward(graph, state, jnp.asarray(x), **kw)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ Parity with the official PyTorch forward pass is in test_passt_parity.py (needs 
 
 from __future__ import annotations
 
-import functools
 import json
 
 import jax
@@ -13,23 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jit_forward import run
 
 from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder, patchout_keep
 
 # 32 mel bins, patch 8, stride 6 -> 5 frequency rows; 62 frames -> 10 time columns.
 CFG = PaSSTConfig(dim=16, depth=1, num_heads=2, patch=(8, 8), stride=(6, 6), num_mel_bins=32, num_frames=62,
                   pos_grid=(5, 10), num_classes=3)
-
-
-@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("return_hidden",))
-def _forward(graph, state, x, keep=None, time_offset=None, return_hidden=False):
-    return nnx.merge(graph, state)(x, keep=keep, time_offset=time_offset, return_hidden=return_hidden)
-
-
-def run(m: PaSSTEncoder, x, **kw):
-    """The encoder forward under jit (one compile per shape, shared by tests with equal models)."""
-    graph, state = nnx.split(m)
-    return _forward(graph, state, jnp.asarray(x), **kw)
 
 
 @pytest.fixture(scope="module")
