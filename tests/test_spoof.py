@@ -306,6 +306,13 @@ def test_speaker_regex_and_words_csv_fill_the_speaker_and_word_columns(tmp_path)
     ]
 
 
+def test_a_missing_words_csv_is_refused_before_any_work(tmp_path):
+    write_fsdd_like(tmp_path / "in", ["1_cy_0.wav"])
+    with pytest.raises(SpoofError, match="--words .*no such file"):
+        make_spoofs(tmp_path / "in", tmp_path / "out", ["lpc"], words=tmp_path / "words.csv")
+    assert not (tmp_path / "out").exists()
+
+
 def test_limit_spreads_the_chosen_files_over_the_sorted_list(tmp_path):
     write_fsdd_like(tmp_path / "in", [f"{d}_cy_0.wav" for d in range(10)])
     clips = spoof.find_sources(tmp_path / "in", limit=4)
@@ -383,6 +390,13 @@ def test_datasets_spoof_command_writes_the_dataset(tmp_path, capsys):
                  "--attacks", "lpc", "-q"]) == 0
     assert "wrote 2 bona fide clips and 2 spoofs (lpc)" in capsys.readouterr().out
     assert len(read_labels(tmp_path / "df")) == 4
+
+
+def test_datasets_spoof_command_says_when_clips_have_no_speaker(tmp_path, capsys):
+    write_fsdd_like(tmp_path / "in", ["take_a.wav"])
+    assert main(["datasets", "spoof", "--from", str(tmp_path / "in"), "--out", str(tmp_path / "df"),
+                 "--attacks", "lpc", "-q"]) == 0
+    assert "1 source clips have no speaker" in capsys.readouterr().out
 
 
 def test_datasets_spoof_command_reports_a_missing_source_folder_in_one_line(tmp_path, capsys):

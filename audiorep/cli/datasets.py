@@ -312,6 +312,10 @@ def run_spoof(args: argparse.Namespace) -> int:
           f"clips per CPU second per attack: {speed}")
     for message in report.skipped[:20]:
         print(f"skipped: {message}")
+    unknown = sum(not r["speaker"] for r in report.rows if r["label"] == "bonafide")
+    if unknown:
+        print(f"{unknown:,} source clips have no speaker (each is then its own group in speaker-disjoint folds); "
+              "name it with --speaker-regex")
     print(f"probe it: audiorep probe --task deepfake_folder --data-root {report.out} --protocol cross-attack")
     return 0
 

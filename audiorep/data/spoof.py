@@ -614,6 +614,9 @@ def make_spoofs(
     problem = out_problem(out, bonafide_dir, force)
     if problem:
         raise SpoofError(problem + ".")
+    for flag, given in (("--words", words), ("--speaker-meta", None if speaker_meta == "auto" else speaker_meta)):
+        if given is not None and not Path(given).is_file():
+            raise SpoofError(f"{flag} {given}: no such file; pass a CSV file (or leave {flag} out).")
     clips = find_sources(bonafide_dir, speaker_regex=speaker_regex, words=read_words(words) if words else None,
                          limit=limit)
     clips, skipped = check_headers(clips, skip_unreadable)
