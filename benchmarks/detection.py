@@ -20,28 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import feature_reference as ref  # noqa: E402  (tests/: the per-clip references the tests check against)
+from timing import median_seconds  # noqa: E402  (benchmarks/, next to this script)
 
 from audiorep.audio import features as F  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> tuple[float, float]:
-    """(median wall seconds, median CPU seconds of this process, all threads) per call."""
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def make_clips(n: int, seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:

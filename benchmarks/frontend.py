@@ -22,27 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import torch_baseline
+from timing import median_seconds
 
 NAN = float("nan")
-
-
-def median_seconds(fn, repeats: int) -> tuple[float, float]:
-    """(median wall seconds, median CPU seconds of this process, all threads) per call."""
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def rates(clips: int, times: tuple[float, float]) -> tuple[float, float]:
