@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     cells = len(rob["table"]) * len(rob["severities"])
     Console().print(f"{result.metric}: clean {rob['clean']:.4f}, mean over {cells} corrupted cells {result.mean:.4f} "
                     f"(drop {rob['mean_drop']:+.3f}); {report.computed} cells computed, {cells - report.computed} "
-                    f"from {report.state}; {seconds:.1f} s ({seconds / max(report.computed, 1):.1f} s per computed "
-                    f"cell)" + (f"\nheatmap: {report.heatmap}" if report.heatmap else "")
+                    f"from {report.state}; {seconds:.1f} s in all"
+                    + (f", {report.cell_seconds / report.computed:.1f} s per computed cell" if report.computed else "")
+                    + (f"\nheatmap: {report.heatmap}" if report.heatmap else "")
                     + (f"\nrow appended to {args.results}" if args.results else ""), highlight=False)
     return 0
 
@@ -92,12 +93,13 @@ def robustness_table(result):
     aug = f"; probes trained with {', '.join(rob['train_augment'])}" if rob["train_augment"] else ""
     table = Table(title=f"audiorep robustness: {result.model} on {result.task}, {result.metric}"
                         f"{'' if result.higher_is_better else ' ↓'} per corruption x severity{aug}")
-    for col in ("family", "corruption", "unit", "clean", *[f"sev {s}" for s in sev], f"mean {kind}"):
-        table.add_column(col, justify="left" if col in ("family", "corruption", "unit") else "right")
+    for col in ("family", "corruption", "levels", "clean", *[f"sev {s}" for s in sev], f"mean {kind}"):
+        table.add_column(col, justify="left" if col in ("family", "corruption", "levels") else "right",
+                         no_wrap=col == "corruption")
     for name, r in sorted(rob["table"].items(), key=lambda kv: (kv[1]["family"], kv[0])):
         levels = ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in r["levels"])
         drops = [r["drop"][s] for s in sev]
-        table.add_row(r["family"], name, f"{r['unit']} ({levels})", f"{rob['clean']:.4f}",
+        table.add_row(r["family"][:5], name, f"{levels.replace(', ', '/')} {r['unit']}", f"{rob['clean']:.4f}",
                       *[f"{r['values'][s]:.4f}" for s in sev], f"{sum(drops) / len(drops):+.3f}")
     return table
 

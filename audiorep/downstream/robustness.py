@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,7 @@ class SweepReport:
     state: Path
     heatmap: Path | None
     computed: int  # cells computed by this call (the rest came from the state file)
+    cell_seconds: float = 0.0  # wall time of those cells (corrupting, embedding, scoring), without the probes
 
 
 def _targets(records, num_classes: int, multilabel: bool) -> np.ndarray:
@@ -301,6 +303,7 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"robustness {spec.name}", unit="cell",
                    disable=not progress, leave=False)
         for n, s in todo:
+            started = time.perf_counter()
             bar.set_postfix_str(f"{n} @ {s}")
             x = np.asarray(cache.embed(embedder, tested, crop_s=spec.crop_s, progress=progress,
                                        desc=f"embed {n}@{s}", transform=corrupting(n, s, seed, rate, context),
@@ -309,17 +312,19 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
                               num_classes=n_cls, multilabel=multilabel, positive=positive)
                    for h, sp in zip(heads, splits)]
             state["cells"][f"{n}@{s}"] = {"folds": [float(r[spec.metric]) for r in per],
-                                          "scores": {k: float(np.mean([r[k] for r in per])) for k in per[0]}}
+                                          "scores": {k: float(np.mean([r[k] for r in per])) for k in per[0]},
+                                          "seconds": round(time.perf_counter() - started, 3)}
             _write_state(state_path, state)
             bar.update(1)
         bar.close()
     computed = len(todo)
+    seconds = sum(state["cells"][f"{n}@{s}"].get("seconds", 0.0) for n, s in todo)
     result = _result(spec, name, embedder, src, data_root, splits, state, held, levels, augment, train_augment,
                      grid_obj, seed, max_folds, state_path)
     if png is not None:
         draw_heatmap(result.extra["robustness"], png, title=f"{name} · {result.task}")
         result.extra["robustness"]["heatmap_png"] = str(png.resolve())
-    return SweepReport(result, state_path, png, computed)
+    return SweepReport(result, state_path, png, computed, seconds)
 
 
 def _result(spec, name, embedder, src, data_root, splits, state, held, levels, augment, train_augment, grid_obj,
