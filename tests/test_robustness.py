@@ -150,6 +150,12 @@ def test_a_detection_task_reports_eer_per_corruption(tmp_path):
                                                                       - rob["clean"])
 
 
+def test_a_song_task_is_refused_before_any_work(tmp_path):
+    with pytest.raises(R.RobustnessError, match="clip tasks"):
+        R.sweep("sonics", CountingEmbedder(), tmp_path, EmbeddingCache(tmp_path / "cache"), progress=False,
+                out_dir=tmp_path / "out")
+
+
 @pytest.mark.parametrize("text,levels", [("1-5", (1, 2, 3, 4, 5)), ("1,3,5", (1, 3, 5)), ("5,1-2", (1, 2, 5))])
 def test_severities_parse_as_ranges_and_lists(text, levels):
     assert R.parse_severities(text) == levels

@@ -51,6 +51,7 @@ from audiorep.downstream.leaderboard import Result
 from audiorep.downstream.metrics import HIGHER_IS_BETTER
 from audiorep.downstream.tasks.catalog import get_task
 from audiorep.downstream.tasks.runner import model_dir
+from audiorep.downstream.tasks.songs import SongTaskSpec
 from audiorep.downstream.tasks.spec import TaskSpec
 from audiorep.downstream.tasks.splits import TaskError
 from audiorep.pretrain.curves import write_atomically
@@ -231,6 +232,9 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
         raise RobustnessError(f"every corruption asked for ({', '.join(names)}) is in --train-augment "
                               f"{train_augment}; test on others (widen --corruptions).")
     spec = get_task(task) if isinstance(task, str) else task
+    if isinstance(spec, SongTaskSpec):
+        raise RobustnessError(f"{spec.name} scores songs from chunk embeddings with song-level heads; the robustness "
+                              "sweep takes clip tasks (classification or detection). Choose another --task.")
     cache = cache or EmbeddingCache()
     index = spec.read(data_root, **(reader_options or {}))
     spec.check_complete(index, allow_missing)
