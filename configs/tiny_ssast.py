@@ -9,8 +9,7 @@ same command resumes. The encoder is exported to /tmp/w/export (audiorep.load('/
 Same recipe as ssast_patch_base.py, shrunk: 64-d, 2 layers, 256 frames (8 x 16 patches, 100 masked).
 """
 
-import os
-
+import cpu_scale
 import ml_collections
 import ssast_patch_base
 
@@ -18,13 +17,5 @@ import ssast_patch_base
 def get_config(arg=None) -> ml_collections.ConfigDict:
     c = ssast_patch_base.get_config(arg)
     c.model.preset = "ssast-patch-tiny"
-    c.data.dataset = "synthetic"
-    c.data.root = os.path.join(os.environ.get("AUDIOREP_DATA", "~/audiorep_data"), "synthetic_ssast")
-    c.data.split = ""
-    c.data.frames = 256
-    c.data.worker_count = 0
-    c.data.synthetic = ml_collections.ConfigDict(dict(per_class=40, seconds=3.0, seed=0, sample_rate=16000))
     c.objective.masked = 100
-    c.train.update(dict(steps=300, batch_size=8, log_every=10, checkpoint_every=100))
-    c.optim.update(dict(lr=1e-3, schedule="cosine", warmup_steps=30, weight_decay=0.01, clip_norm=1.0))
-    return c
+    return cpu_scale.on_synthetic_corpus(c, corpus="synthetic_ssast", frames=256, sample_rate=16000)
