@@ -70,6 +70,22 @@ def deltas(x: np.ndarray, hlen: int, normalise: bool) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ LFCC
+def linear_cepstra(power: np.ndarray, f: np.ndarray, edges: np.ndarray, n_filter: int, n_coeff: int,
+                   normalise: bool) -> np.ndarray:
+    """The steps extract_lfcc.m and lfcc_bp.m share after the power spectrum f64[frames, len(f)]: triangular
+    filters on `edges`, log10, orthonormal DCT-II (first n_coeff), deltas and double deltas (see `deltas`).
+    -> [stat delta double_delta], f64[frames, 3 * n_coeff]."""
+    filterbank = np.zeros((len(f), n_filter))
+    for i in range(n_filter):
+        filterbank[:, i] = trimf(f, edges[i], edges[i + 1], edges[i + 2])
+    filbanksum = power @ filterbank
+    t = scipy.fft.dct(np.log10(filbanksum.T + EPS), type=2, norm="ortho", axis=0)[:n_coeff]
+    stat = t.T
+    delta = deltas(stat.T, 1, normalise=normalise).T
+    double_delta = deltas(delta.T, 1, normalise=normalise).T
+    return np.concatenate([stat, delta, double_delta], axis=1)
+
+
 def extract_lfcc(speech: np.ndarray, fs: int, window_ms: float, nfft: int, n_filter: int) -> np.ndarray:
     """extract_lfcc.m (ASVspoof 2019): -> [stat delta double_delta], f64[frames, 3 * n_filter]."""
     speech = scipy.signal.lfilter([1, -0.97], 1, np.asarray(speech, np.float64))
@@ -80,15 +96,7 @@ def extract_lfcc(speech: np.ndarray, fs: int, window_ms: float, nfft: int, n_fil
     edges = np.linspace(f.min(), f.max(), n_filter + 2)
     fr_all = np.abs(np.fft.fft(y_framed, nfft, axis=1)) ** 2
     fa_all = fr_all[:, : nfft // 2 + 1]
-    filterbank = np.zeros((nfft // 2 + 1, n_filter))
-    for i in range(n_filter):
-        filterbank[:, i] = trimf(f, edges[i], edges[i + 1], edges[i + 2])
-    filbanksum = fa_all @ filterbank
-    t = scipy.fft.dct(np.log10(filbanksum.T + EPS), type=2, norm="ortho", axis=0)[:n_filter]
-    stat = t.T
-    delta = deltas(stat.T, 1, normalise=False).T
-    double_delta = deltas(delta.T, 1, normalise=False).T
-    return np.concatenate([stat, delta, double_delta], axis=1)
+    return linear_cepstra(fa_all, f, edges, n_filter, n_filter, normalise=False)
 
 
 def lfcc_bp(speech: np.ndarray, fs: int, window_ms: float, nfft: int, n_filter: int, n_coeff: int,
@@ -103,15 +111,7 @@ def lfcc_bp(speech: np.ndarray, fs: int, window_ms: float, nfft: int, n_filter: 
     lo, hi = int(np.argmin(np.abs(f - low_freq))), int(np.argmin(np.abs(f - high_freq)))
     fa_all = fr_all[:, lo:hi + 1]
     f = f[lo:hi + 1]
-    filterbank = np.zeros((len(f), n_filter))
-    for i in range(n_filter):
-        filterbank[:, i] = trimf(f, edges[i], edges[i + 1], edges[i + 2])
-    filbanksum = fa_all @ filterbank
-    t = scipy.fft.dct(np.log10(filbanksum.T + EPS), type=2, norm="ortho", axis=0)[:n_coeff]
-    stat = t.T
-    delta = deltas(stat.T, 1, normalise=True).T
-    double_delta = deltas(delta.T, 1, normalise=True).T
-    return np.concatenate([stat, delta, double_delta], axis=1)
+    return linear_cepstra(fa_all, f, edges, n_filter, n_coeff, normalise=True)
 
 
 # ------------------------------------------------------------------------------------------ MFCC
