@@ -50,16 +50,21 @@ def test_deepfake_folder_with_one_class_only_is_refused(tmp_path):
         read_dataset("deepfake_folder", tmp_path)
 
 
+def write_labels_csv(root: Path, rows: list[str]) -> Path:
+    """A folder with labels.csv = `rows` (a header, then one row per clip) and a short wav at each row's path."""
+    for line in rows[1:]:
+        write_clip(root / line.split(",")[0])
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 def make_deepfake_csv(root: Path) -> Path:
     rows = ["path,label,attack_id,speaker,gender,language,source,word",
             "real/a.wav,bonafide,,spk1,female,en,fsdd,zero",
             "real/b.wav,bona-fide,,spk2,male,de,fsdd,one",
             "fake/a_world.wav,spoof,world,spk1,female,en,fsdd,zero",
             "fake/b_lpc.wav,fake,lpc,spk2,male,de,fsdd,one"]
-    for line in rows[1:]:
-        write_clip(root / line.split(",")[0])
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return write_labels_csv(root, rows)
 
 
 def test_deepfake_labels_csv_carries_every_metadata_column(tmp_path):
@@ -273,10 +278,7 @@ def test_in_the_wild_records_carry_the_speaker(tmp_path):
 def make_labelled_folder(root: Path) -> Path:
     rows = ["path,label,speaker,language", "clips/0_a.wav,dog,alice,en", "clips/1_a.wav,cat,alice,en",
             "clips/0_b.wav,dog,bob,fr", "clips/1_b.wav,cat,bob,fr"]
-    for line in rows[1:]:
-        write_clip(root / line.split(",")[0])
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return write_labels_csv(root, rows)
 
 
 def test_folder_labels_csv_gives_labels_groups_and_metadata(tmp_path):
