@@ -2,50 +2,35 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from vit_placement import assert_placed, block_placement, marked
+from vit_placement import FIXTURES, assert_placed, fixture, fresh_fixture, marked, trunk_placement
 
 from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
 from audiorep.models.convert.passt import IGNORED, encoder_from_state_dict, expected_shapes
 from audiorep.models.passt import PRESETS
 
-FIXTURES = Path(__file__).parent / "fixtures"
 OPTS = dict(num_heads=4, stride=6, num_mel_bins=32)
-
-
-@functools.cache
-def _fixture(name: str) -> dict[str, np.ndarray]:
-    return load_checkpoint(FIXTURES / name, reader="builtin")
 
 
 def official() -> dict[str, np.ndarray]:
     """A fresh copy of the tiny PaSST checkpoint (plain official state dict)."""
-    return {k: np.array(v) for k, v in _fixture("passt_tiny.pt").items()}
+    return fresh_fixture("passt_tiny.pt")
 
 
 def _placement(depth: int) -> dict[str, tuple[str, str]]:
     """Official key -> (our parameter, layout), written from the official module, independent of the converter."""
-    table = {
-        "patch_embed.proj.weight": ("patch_embed.proj.kernel", "conv"),
-        "patch_embed.proj.bias": ("patch_embed.proj.bias", "same"),
-        "cls_token": ("cls_token", "same"),
-        "dist_token": ("dist_token", "same"),
+    table = trunk_placement("", depth)
+    table.update({
         "new_pos_embed": ("new_pos_embed", "same"),
         "freq_new_pos_embed": ("freq_new_pos_embed", "same"),
         "time_new_pos_embed": ("time_new_pos_embed", "same"),
-        "norm.weight": ("norm.scale", "same"),
-        "norm.bias": ("norm.bias", "same"),
         "head.0.weight": ("head.norm.scale", "same"),
         "head.0.bias": ("head.norm.bias", "same"),
         "head.1.weight": ("head.linear.kernel", "linear"),
         "head.1.bias": ("head.linear.bias", "same"),
-    }
-    table.update(block_placement("", depth))
+    })
     return table
 
 
@@ -98,7 +83,7 @@ def test_shape_mismatches_are_listed():
 
 def test_ssast_file_is_named_as_ssast():
     with pytest.raises(CheckpointError, match="It is an SSAST checkpoint.*audiorep convert ssast"):
-        encoder_from_state_dict(_fixture("ssast_patch_tiny.pt"), **OPTS)
+        encoder_from_state_dict(fixture("ssast_patch_tiny.pt"), **OPTS)
 
 
 def test_beats_file_is_named_as_beats():

@@ -3,13 +3,10 @@ clearly (missing / unexpected / mis-shaped keys, another family), fine-tuned AST
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from vit_placement import assert_placed, block_placement, marked, param_at
+from vit_placement import FIXTURES, assert_placed, fixture, fresh_fixture, marked, param_at, trunk_placement
 
 from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
 from audiorep.models.convert.ssast import (
@@ -18,37 +15,21 @@ from audiorep.models.convert.ssast import (
     expected_shapes,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@functools.cache
-def _fixture(name: str) -> dict[str, np.ndarray]:
-    return load_checkpoint(FIXTURES / name, reader="builtin")
-
 
 def official() -> dict[str, np.ndarray]:
     """A fresh copy of the tiny SSAST patch checkpoint (official layout, `module.` keys)."""
-    return {k: np.array(v) for k, v in _fixture("ssast_patch_tiny.pt").items()}
+    return fresh_fixture("ssast_patch_tiny.pt")
 
 
 # Written from the official module layout, independently of the converter's own table:
 # official key -> (our parameter, how the torch tensor is laid out in it).
 def _placement(depth: int) -> dict[str, tuple[str, str]]:
-    table = {
-        "v.patch_embed.proj.weight": ("patch_embed.proj.kernel", "conv"),
-        "v.patch_embed.proj.bias": ("patch_embed.proj.bias", "same"),
-        "v.cls_token": ("cls_token", "same"),
-        "v.dist_token": ("dist_token", "same"),
-        "v.pos_embed": ("pos_embed", "same"),
-        "v.norm.weight": ("norm.scale", "same"),
-        "v.norm.bias": ("norm.bias", "same"),
-        "mask_embed": ("mask_embed", "same"),
-    }
+    table = trunk_placement("v.", depth)
+    table.update({"v.pos_embed": ("pos_embed", "same"), "mask_embed": ("mask_embed", "same")})
     for head in ("cpredlayer", "gpredlayer"):
         for torch_i, ours in (("0", "fc1"), ("2", "fc2")):
             table[f"{head}.{torch_i}.weight"] = (f"{head}.{ours}.kernel", "linear")
             table[f"{head}.{torch_i}.bias"] = (f"{head}.{ours}.bias", "same")
-    table.update(block_placement("v.", depth))
     return table
 
 
@@ -81,7 +62,7 @@ def test_config_is_read_from_the_file():
 
 
 def test_frame_checkpoint_gives_a_frame_model():
-    cfg, _ = encoder_from_state_dict(_fixture("ssast_frame_tiny.pt"), num_heads=4)
+    cfg, _ = encoder_from_state_dict(fixture("ssast_frame_tiny.pt"), num_heads=4)
     assert cfg.patch == (32, 2) and cfg.pos_grid == (1, 10) and cfg.depth == 1
 
 
@@ -129,7 +110,7 @@ def test_positional_grid_that_contradicts_p_input_is_an_error():
 
 def test_passt_file_is_named_as_passt():
     with pytest.raises(CheckpointError, match="It is a PaSST checkpoint.*audiorep convert passt"):
-        encoder_from_state_dict(_fixture("passt_tiny.pt"), num_heads=4)
+        encoder_from_state_dict(fixture("passt_tiny.pt"), num_heads=4)
 
 
 def test_beats_file_is_named_as_beats():

@@ -1,7 +1,26 @@
 """Where each official timm ViT/DeiT tensor must land in our encoders, written from the official module layout
-(independently of the converters' own tables), for the SSAST/AST and PaSST converter tests."""
+(independently of the converters' own tables), and the tiny official checkpoints, for the SSAST/AST and PaSST
+converter tests."""
+
+import functools
+from pathlib import Path
 
 import numpy as np
+
+from audiorep.models.convert.common import load_checkpoint
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@functools.cache
+def fixture(name: str) -> dict[str, np.ndarray]:
+    """The checkpoint tests/fixtures/`name` as read by the built-in reader (cached: do not modify it)."""
+    return load_checkpoint(FIXTURES / name, reader="builtin")
+
+
+def fresh_fixture(name: str) -> dict[str, np.ndarray]:
+    """A copy of `fixture(name)` that a test may change."""
+    return {k: np.array(v) for k, v in fixture(name).items()}
 
 LAYOUTS = {"same": lambda v: v, "linear": lambda v: v.T, "conv": lambda v: v.transpose(2, 3, 1, 0)}
 """How a torch tensor is laid out in our parameter: as is, a Linear weight [out, in], a Conv2d weight [O, I, H, W]."""
@@ -36,6 +55,21 @@ def block_placement(prefix: str, depth: int) -> dict[str, tuple[str, str]]:
         for lin in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
             table[f"{prefix}blocks.{i}.{lin}.weight"] = (f"blocks.{i}.{lin}.kernel", "linear")
             table[f"{prefix}blocks.{i}.{lin}.bias"] = (f"blocks.{i}.{lin}.bias", "same")
+    return table
+
+
+def trunk_placement(prefix: str, depth: int) -> dict[str, tuple[str, str]]:
+    """Official keys of the DeiT trunk SSAST/AST and PaSST share (`{prefix}patch_embed.proj`, cls and dist tokens,
+    blocks, final norm) -> (our parameter, layout)."""
+    table = {
+        f"{prefix}patch_embed.proj.weight": ("patch_embed.proj.kernel", "conv"),
+        f"{prefix}patch_embed.proj.bias": ("patch_embed.proj.bias", "same"),
+        f"{prefix}cls_token": ("cls_token", "same"),
+        f"{prefix}dist_token": ("dist_token", "same"),
+        f"{prefix}norm.weight": ("norm.scale", "same"),
+        f"{prefix}norm.bias": ("norm.bias", "same"),
+    }
+    table.update(block_placement(prefix, depth))
     return table
 
 
