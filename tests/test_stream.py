@@ -232,3 +232,18 @@ def test_an_hour_streams_in_constant_memory(toy):
     growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert steps == 30 and count == 1800
     assert growth_mb < 20, f"peak RSS grew {growth_mb:.1f} MiB over an hour of streaming"
+
+
+def test_stream_names_a_missing_head_folder_in_one_line(tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(300.0, 0.5, 16000), 16000)
+    assert main(["stream", "--model", "toy", "--head", str(tmp_path / "none"), str(wav)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and "--save-head" in err
+
+
+def test_stream_names_an_unreadable_file(tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    assert main(["stream", "--model", "toy", str(bad)]) == 2
+    assert "cannot read it as audio" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`audiorep` — the command line: info, features, datasets, convert, embed, pretrain, probe, leaderboard, demo.
+"""`audiorep` — the command line: info, features, datasets, convert, embed, pretrain, probe, stream, leaderboard, demo.
 
 One module per command group, each with `add_parser(sub)` and the command function(s) it binds with
 `set_defaults(func=...)`. Heavy imports (jax, models, data) happen inside the command functions so `audiorep --help`
