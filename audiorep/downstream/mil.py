@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from audiorep.downstream.probes import HEAR_LRS, ProbeError, Schedule, bucket
+from audiorep.downstream.probes import HEAR_LRS, ProbeError, Schedule, bucket, check_repeats
 
 POOLINGS = ("mean", "max", "attention")
 
@@ -66,14 +66,7 @@ class HeadGrid:
     attention_dim: int = 128
 
     def __post_init__(self):
-        if self.repeats < 1 or not self.points or len(self.points) % self.repeats:
-            raise ProbeError(f"song-head grid {self.name!r}: {len(self.points)} points cannot hold {self.repeats} "
-                             "repeats of the same configurations.")
-        n = self.configs
-        for i, point in enumerate(self.points[n:], n):
-            if dataclasses.replace(point, seed=0) != dataclasses.replace(self.points[i % n], seed=0):
-                raise ProbeError(f"song-head grid {self.name!r}: point {i} should repeat configuration {i % n} "
-                                 "with another seed.")
+        check_repeats(f"song-head grid {self.name!r}", self.points, self.repeats)
 
     @property
     def configs(self) -> int:

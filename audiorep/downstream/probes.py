@@ -79,6 +79,19 @@ class Schedule:
             raise ProbeError(f"every Schedule field must be >= 1, got {self}.")
 
 
+def check_repeats(what: str, points: tuple, repeats: int) -> None:
+    """`points` must be `repeats` repeat-major copies of its first len(points) // repeats configurations that differ
+    only in their `seed` (see `Grid`); otherwise a ProbeError that starts with `what` (e.g. "grid 'fast'")."""
+    if repeats < 1 or not points or len(points) % repeats:
+        raise ProbeError(f"{what}: {len(points)} points cannot hold {repeats} repeats of the same configurations "
+                         "(need repeats >= 1 dividing the number of points).")
+    n = len(points) // repeats
+    for i, point in enumerate(points[n:], n):
+        if dataclasses.replace(point, seed=0) != dataclasses.replace(points[i % n], seed=0):
+            raise ProbeError(f"{what}: point {i} ({point}) should repeat configuration {i % n} ({points[i % n]}) "
+                             "with another seed.")
+
+
 @dataclass(frozen=True)
 class Grid:
     """Probe configurations trained together. With `repeats` R > 1 the points are R copies of the first
@@ -93,14 +106,7 @@ class Grid:
     repeats: int = 1
 
     def __post_init__(self):
-        if self.repeats < 1 or not self.points or len(self.points) % self.repeats:
-            raise ProbeError(f"grid {self.name!r}: {len(self.points)} points cannot hold {self.repeats} repeats of "
-                             "the same configurations (need repeats >= 1 dividing the number of points).")
-        n = self.configs
-        for i, point in enumerate(self.points[n:], n):
-            if dataclasses.replace(point, seed=0) != dataclasses.replace(self.points[i % n], seed=0):
-                raise ProbeError(f"grid {self.name!r}: point {i} ({point}) should repeat configuration {i % n} "
-                                 f"({self.points[i % n]}) with another seed.")
+        check_repeats(f"grid {self.name!r}", self.points, self.repeats)
 
     @property
     def configs(self) -> int:
