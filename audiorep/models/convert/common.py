@@ -47,7 +47,6 @@ import ml_dtypes
 import numpy as np
 
 from audiorep.errors import AudiorepError
-from audiorep.models.model_dir import save_model_dir
 
 
 class CheckpointError(AudiorepError, ValueError):
@@ -375,6 +374,8 @@ def convert_state_dict_checkpoint(ckpt: str | os.PathLike, out_dir: str | os.Pat
     {converted_from, source_sha256, **extra_meta(sd)}. label: the family as messages name it ('PaSST').
     Returns the directory.
     """
+    from audiorep.models.model_dir import save_model_dir  # jax and flax load on first use, as in build_with_params
+
     ckpt = Path(ckpt)
     source = str(ckpt)
     sd = flat_state_dict(load_checkpoint(ckpt, reader=reader), source, family=label)
@@ -525,6 +526,22 @@ def build_with_params(build: Callable[[], Any], values: Mapping[ParamPath, np.nd
         else:
             concrete.append(jax.numpy.zeros(leaf.shape, leaf.dtype))
     return nnx.merge(graphdef, params, jax.tree.unflatten(treedef, concrete), rest)
+
+
+def checked_encoder(state: Mapping[str, np.ndarray], cfg: Any, expected: Mapping[str, tuple[int, ...]], *,
+                    ignored: Iterable[str], encoder_class: Callable[..., Any],
+                    param_values: Callable[[Mapping[str, np.ndarray], Any], Mapping[ParamPath, np.ndarray]],
+                    family: str, source: str) -> tuple[Any, Any]:
+    """(cfg, encoder_class(cfg) holding `param_values(state, cfg)`), once `state` has every `expected` key at its
+    shape and nothing else but the `ignored` classifiers (which must read cfg.dim features). family / source: as
+    `check_state_dict` names them in its messages."""
+    ignore = [k for k in ignored if k in state]
+    check_state_dict(state, expected, family=family, source=source, ignore=ignore)
+    check_dropped_classifiers(state, ignore, cfg.dim, source)
+    from flax import nnx  # loads on first use, as in build_with_params
+
+    encoder = build_with_params(lambda: encoder_class(cfg, rngs=nnx.Rngs(0)), param_values(state, cfg))
+    return cfg, encoder
 
 
 def torch_linear(state: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:

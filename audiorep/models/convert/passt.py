@@ -20,14 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
 from audiorep.audio.frontends import PASST_MEL, PasstMel
 from audiorep.models.convert.common import (
     CheckpointError,
-    build_with_params,
-    check_dropped_classifiers,
-    check_state_dict,
+    checked_encoder,
     classifier_head_params,
     classifier_head_shapes,
     convert_state_dict_checkpoint,
@@ -121,18 +118,13 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
         raise CheckpointError(f"{source}: keys start with `module.` (a DataParallel wrapper); official PaSST "
                               "files are plain state dicts. Strip the prefix (or check the file is PaSST).")
     cfg = config_from_state_dict(state, source=source, **options)
-    ignore = [k for k in IGNORED if k in state]
-    check_state_dict(state, expected_shapes(cfg), family="PaSST", source=source, ignore=ignore)
-    check_dropped_classifiers(state, ignore, cfg.dim, source)
-    encoder = build_with_params(lambda: PaSSTEncoder(cfg, rngs=nnx.Rngs(0)), param_values(state, cfg))
-    return cfg, encoder
+    return checked_encoder(state, cfg, expected_shapes(cfg), ignored=IGNORED, encoder_class=PaSSTEncoder,
+                           param_values=param_values, family="PaSST", source=source)
 
 
 def frontend_for(cfg: PaSSTConfig):
     """The PaSST mel frontend, with the model's number of mel bins."""
-    mel = PASST_MEL if cfg.num_mel_bins == PASST_MEL.num_mel_bins else PASST_MEL.replace(
-        num_mel_bins=cfg.num_mel_bins)
-    return PasstMel(mel, name="passt")
+    return PasstMel(PASST_MEL.replace(num_mel_bins=cfg.num_mel_bins), name="passt")
 
 
 def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False, reader: str = "auto",

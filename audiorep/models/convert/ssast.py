@@ -28,15 +28,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
 from audiorep.audio.frontends import SSAST_FBANK, KaldiFbank
 from audiorep.models.ast import ASTConfig, ASTEncoder
 from audiorep.models.convert.common import (
     CheckpointError,
-    build_with_params,
-    check_dropped_classifiers,
-    check_state_dict,
+    checked_encoder,
     classifier_head_params,
     classifier_head_shapes,
     convert_state_dict_checkpoint,
@@ -169,18 +166,13 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
     cfg = config_from_state_dict(sd, source=source, **options)
     pretrain_file = "p_input_tdim" in sd
     expected = expected_shapes(cfg, pretrain_file=pretrain_file)
-    ignore = [k for k in IGNORED if k in sd]
-    check_state_dict(sd, expected, family="SSAST/AST", source=source, ignore=ignore)
-    check_dropped_classifiers(sd, ignore, cfg.dim, source)
-    encoder = build_with_params(lambda: ASTEncoder(cfg, rngs=nnx.Rngs(0)), param_values(sd, cfg))
-    return cfg, encoder
+    return checked_encoder(sd, cfg, expected, ignored=IGNORED, encoder_class=ASTEncoder, param_values=param_values,
+                           family="SSAST/AST", source=source)
 
 
 def frontend_for(cfg: ASTConfig):
     """The SSAST Kaldi fbank frontend, with the model's number of mel bins."""
-    fb = SSAST_FBANK if cfg.num_mel_bins == SSAST_FBANK.num_mel_bins else SSAST_FBANK.replace(
-        num_mel_bins=cfg.num_mel_bins)
-    return KaldiFbank(fb, name="ssast")
+    return KaldiFbank(SSAST_FBANK.replace(num_mel_bins=cfg.num_mel_bins), name="ssast")
 
 
 def provenance(sd: Mapping[str, np.ndarray]) -> dict:
