@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     spec = get_task(args.task)
     reader_opts = task_reader_options(spec.reader, args)  # before any work: a bad option is one line
     song_task, chunking = song_chunking(spec, args)
+    semi = semisup_options(spec, args, song_task)  # before any work: bad methods or fractions are one line
     root = args.data_root or spec.default_root
     if root is None or not Path(root).expanduser().exists():
         print_error(f"task {spec.name} needs --data-root (the dataset folder); "
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     if song_task:  # a duration x pooling table and one result row per duration
         return run_songs_command(args, spec, model, root, reader_opts, say, chunking)
+    if semi is not None:  # a method x labelled-fraction table, the fraction plot, one row per cell
+        return run_semisup_command(args, spec, model, root, reader_opts, say, semi)
     heads = [] if args.save_head else None
     result = run_task(spec, model, root, EmbeddingCache(args.cache), grid=args.grid, probe=args.probe,
                       seed=args.seed, max_folds=args.max_folds, model_name=args.name, progress=not args.quiet, log=say,
@@ -274,6 +277,85 @@ def run_songs_command(args, spec, model, root, reader_opts, say, chunking) -> in
     return 0
 
 
+def semisup_options(spec, args: argparse.Namespace, song_task: bool):
+    """(methods, fractions, plot path) of --semi-supervised / --labelled-fraction, checked before any work (None
+    without --semi-supervised; --labelled-fraction alone, or with a flag that does not apply, is refused)."""
+    from audiorep.downstream.semisup import FRACTIONS, parse_fractions, parse_methods
+    from audiorep.downstream.tasks.splits import TaskError
+
+    if args.semi_supervised is None:
+        for flag in ("labelled_fraction", "fraction_plot"):
+            if getattr(args, flag) is not None:
+                raise TaskError(f"--{flag.replace('_', '-')} applies with --semi-supervised METHODS; add it or leave "
+                                "the flag out.")
+        return None
+    methods = parse_methods(args.semi_supervised)
+    fractions = FRACTIONS if args.labelled_fraction is None else parse_fractions(args.labelled_fraction)
+    clash = ("a song task" if song_task else "--probe knn" if args.probe != "mlp" else
+             "--protocol" if args.protocol not in (None, "in-domain") else "--save-head" if args.save_head else None)
+    if clash:
+        raise TaskError(f"--semi-supervised trains its own heads on the task's splits; {clash} does not apply with "
+                        "it. Leave one of them out.")
+    if args.fraction_plot is not None:
+        plot = Path(args.fraction_plot).expanduser()
+        problem = (f"{plot} exists (pass --force to replace it)" if plot.exists() and not args.force else None) or \
+            (f"{plot} is a folder" if plot.is_dir() else None) or output_location_problem(plot)
+    else:
+        import datetime as dt
+        import secrets
+
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in (args.name or args.model))[:60]
+        folder = Path(args.results).expanduser().parent if args.results else Path(".")
+        plot = folder / f"semisup-{spec.name}-{slug}-{stamp}-{secrets.token_hex(3)}.png"
+        problem = output_location_problem(plot)
+    if problem:
+        raise TaskError(f"--fraction-plot: {problem}; choose another path for the metric-vs-fraction PNG.")
+    return methods, fractions, plot
+
+
+def run_semisup_command(args, spec, model, root, reader_opts, say, semi) -> int:
+    """`audiorep probe --semi-supervised`: every method and supervised-only at every labelled fraction; print the
+    method x fraction table, write the fraction plot, append one result row per method and fraction."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from audiorep.downstream.cache import EmbeddingCache
+    from audiorep.downstream.leaderboard import append_result, fraction_figure, semisup_curves, semisup_table
+    from audiorep.downstream.semisup import run_semisup
+
+    methods, fractions, plot = semi
+    start = time.time()
+    report = run_semisup(spec, model, root, EmbeddingCache(args.cache), methods=methods, fractions=fractions,
+                         grid=args.semi_grid, seeds=args.semi_seeds, seed=args.seed, max_folds=args.max_folds,
+                         model_name=args.name, progress=not args.quiet, log=say, reader_options=reader_opts,
+                         allow_missing=args.allow_missing, folds=args.folds)
+    seconds = time.time() - start
+    if args.results:
+        for result in report["results"]:
+            append_result(args.results, result)
+    curves = semisup_curves(report["results"])[(report["model"], report["task"])]
+    cols, rows = semisup_table(curves)
+    arrow = "" if report["higher_is_better"] else " ↓"
+    n_splits = len({c.split for c in report["cells"]})
+    table = Table(title=f"audiorep probe --semi-supervised: {report['model']} on {report['task']}, test "
+                        f"{report['metric']}{arrow} by labelled fraction (mean ± std over {n_splits} split(s) x "
+                        f"{args.semi_seeds} seeds)")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+    fig = fraction_figure(curves, f"{report['model']} · {report['task']}")
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plot.with_name(f".{plot.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(plot)
+    Console().print(f"plot: {plot}; {seconds:.1f} s" + (f"; {len(report['results'])} rows appended to "
+                                                        f"{args.results}" if args.results else ""), highlight=False)
+    return 0
+
+
 def short_selection(sel: dict) -> str:
     """The selected grid point in a few words (hidden_layers, lr, init, best_epoch or k)."""
     keys = ("hidden_layers", "lr", "init", "best_epoch", "k")
@@ -345,6 +427,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-head", default=None, metavar="DIR",
                    help="save the selected probe of the first split (plain arrays + JSON) into this new folder, for "
                         "`audiorep stream --head DIR`")
-    p.add_argument("--force", action="store_true", help="with --save-head: replace the head already in DIR")
+    p.add_argument("--force", action="store_true",
+                   help="with --save-head: replace the head already in DIR; with --fraction-plot: replace that PNG")
+    p.add_argument("--semi-supervised", default=None, metavar="METHODS",
+                   help="train semi-supervised heads instead: comma-separated fixmatch, mixmatch, meanteacher, each "
+                        "beside supervised-only on the same labels, at every --labelled-fraction; prints the method x "
+                        "fraction table and writes the metric-vs-fraction plot")
+    p.add_argument("--labelled-fraction", default=None, metavar="F,F,...",
+                   help="with --semi-supervised: labelled fractions of each training split (stratified, seeded; the "
+                        "rest unlabelled), default 0.01,0.05,0.1,0.25,1.0")
+    p.add_argument("--semi-grid", default="semi", choices=("semi", "fast", "full", "linear"),
+                   help="with --semi-supervised: the heads (semi: the fast grid's MLP and linear head, <= 30 epochs)")
+    p.add_argument("--semi-seeds", type=positive_int, default=2,
+                   help="with --semi-supervised: seeds per head (the table's spread is over splits and seeds)")
+    p.add_argument("--fraction-plot", default=None, metavar="PNG",
+                   help="with --semi-supervised: where the plot goes (default: a new semisup-<task>-<model>-<time>.png "
+                        "beside --results, else in the current folder)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=run)

@@ -208,7 +208,7 @@ class Board:
 
     @classmethod
     def from_results(cls, results: list[Result]) -> Board:
-        cells = latest(results)
+        cells = latest([r for r in results if not is_semisup(r)])  # those have their own section
         tasks = sorted({t for _, t in cells})
         models = sorted({m for m, _ in cells})
         board = cls(models, tasks, cells)
@@ -531,6 +531,7 @@ Scores: test split of each task, mean ± std over folds; ↓ marks lower-is-bett
 <h2>Per task</h2><div class="grid">{bars}</div>
 {fairness}
 {robustness_html(results, robustness or {})}
+{semisup_html(results)}
 {plots}
 <h2>All runs</h2>
 <details><summary>{len(results)} runs (probe, grid, seed, selected configuration)</summary>
@@ -718,3 +719,76 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 def higher_is_better(metric: str) -> bool:
     """Direction of a metric name from metrics.py (unknown names: higher is better)."""
     return HIGHER_IS_BETTER.get(metric, True)
+
+
+# ---------------------------------------------------------------------------------------------- semi-supervised
+def is_semisup(r: Result) -> bool:
+    """A semi-supervised head's row (`audiorep probe --semi-supervised`): one method at one labelled fraction."""
+    return isinstance(r.extra, dict) and isinstance(r.extra.get("semisup"), dict)
+
+
+def semisup_curves(results: list[Result]) -> dict[tuple[str, str], dict[str, dict[float, Result]]]:
+    """(model, task) -> method -> labelled fraction -> the latest semi-supervised row."""
+    out: dict = {}
+    for r in latest([r for r in results if is_semisup(r)]).values():
+        s = r.extra["semisup"]
+        out.setdefault((r.model, s["task"]), {}).setdefault(s["method"], {})[float(s["labelled_fraction"])] = r
+    return out
+
+
+def fraction_figure(curves: dict[str, dict[float, Result]], title: str):
+    """The metric vs labelled fraction per method (log x axis; error bars: the spread over splits and seeds),
+    supervised-only dashed and the 100 %-supervised score as a horizontal line. -> a matplotlib Figure."""
+    import matplotlib  # matplotlib: imported on use, `audiorep --help` stays fast
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    metric = next(iter(next(iter(curves.values())).values())).metric
+    full = curves.get("supervised", {}).get(1.0)
+    for method, rows in sorted(curves.items(), key=lambda kv: (kv[0] != "supervised", kv[0])):
+        fr = sorted(f for f in rows if method != "supervised" or f < 1.0 or len(rows) == 1)
+        if not fr:
+            continue
+        ax.errorbar(fr, [rows[f].mean for f in fr], yerr=[rows[f].std for f in fr], marker="o", capsize=3,
+                    label=method, linestyle="--" if method == "supervised" else "-")
+    if full is not None:
+        ax.axhline(full.mean, color="k", linewidth=0.8, linestyle=":", label="100 % supervised")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled fraction of the training split")
+    ax.set_ylabel(metric + ("" if full is None or full.higher_is_better else " (lower is better)"))
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def semisup_table(curves: dict[str, dict[float, Result]]) -> tuple[tuple[str, ...], list[tuple]]:
+    """Method x fraction cells 'mean ± std' (std over splits and seeds), the 100 %-supervised score beside them."""
+    fractions = sorted({f for rows in curves.values() for f in rows if not (f == 1.0 and len(rows) > 1)} |
+                       {f for m, rows in curves.items() if m != "supervised" for f in rows})
+    full = curves.get("supervised", {}).get(1.0)
+    cols = ("method", *[f"{f:g}" for f in fractions], "100 % supervised")
+    rows = []
+    for method, by in sorted(curves.items(), key=lambda kv: (kv[0] != "supervised", kv[0])):
+        rows.append((method, *[f"{by[f].mean:.4f} ± {by[f].std:.4f}" if f in by else "" for f in fractions],
+                     f"{full.mean:.4f}" if full is not None else ""))
+    return cols, rows
+
+
+def semisup_html(results: list[Result]) -> str:
+    """The Semi-supervised section: per (model, task), the method x labelled-fraction table and the fraction plot
+    ('' when the store has no semi-supervised rows)."""
+    e = html.escape
+    parts = []
+    for (model, task), curves in sorted(semisup_curves(results).items()):
+        cols, rows = semisup_table(curves)
+        img = _png(fraction_figure(curves, f"{model} · {task}"))
+        parts.append(f"<h3>{e(model)} · {e(task)}</h3>{_html_table(cols, rows)}"
+                     f'<img alt="metric vs labelled fraction, {e(model)} on {e(task)}" src="{img}">')
+    if not parts:
+        return ""
+    return ("<h2>Semi-supervised heads</h2><p class=sub>FixMatch, MixMatch and Mean Teacher heads on the frozen "
+            "embeddings, trained with a labelled fraction of each training split (the rest unlabelled), beside "
+            "supervised-only heads on the same labels; mean ± std over splits and seeds.</p>" + "".join(parts))

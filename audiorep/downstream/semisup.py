@@ -452,6 +452,12 @@ def fit_semisup(method: str, views_w, views_s, y_train, lab_idx, x_val, y_val, x
     return float(val[best]), dataclasses.asdict(grid.points[best]), tests
 
 
+def row_task(task: str, method: str, fraction: float) -> str:
+    """The result row's task: '<task>@semisup:<method>@<fraction>' (its own leaderboard key per method and
+    fraction; the leaderboard's semi-supervised section groups them back)."""
+    return f"{task}@semisup:{method}@{fraction:g}"
+
+
 def run_semisup(task, embedder, data_root, cache: EmbeddingCache | None = None, *,
                 methods: Sequence[str] = METHODS[1:], fractions: Sequence[float] = FRACTIONS, grid: str = "semi",
                 seeds: int = 2, seed: int = 0, views: int = 2, max_folds: int | None = None,
@@ -499,9 +505,9 @@ def run_semisup(task, embedder, data_root, cache: EmbeddingCache | None = None, 
         y_va = np.array([r.labels[0] for r in sp.validation], np.int32)
         y_te = np.array([r.labels[0] for r in sp.test], np.int32)
         x_va, x_te = emb[[row[r.key] for r in sp.validation]], emb[[row[r.key] for r in sp.test]]
-        for f in fractions:
+        for f in sorted(set(fractions) | {1.0}):  # supervised on every label: the 100 % reference
             lab = labelled_subset([r.key for r in sp.train], y_tr, f, seed)
-            for m in methods:
+            for m in (methods if f in fractions else ("supervised",)):
                 v, sel, tests = fit_semisup(m, vw[ti], vs[ti], y_tr, lab, x_va, y_va, x_te, y_te, grid_obj,
                                             num_classes=n_cls, positive=positive, hyper=hyper)
                 cells.append(Cell(m, f, sp.name, len(lab), len(sp.train) - len(lab), v, sel, tests))
@@ -510,24 +516,24 @@ def run_semisup(task, embedder, data_root, cache: EmbeddingCache | None = None, 
     name = model_name or getattr(embedder, "name", "model")
     src = source_spec(embedder)
     results = []
-    for m in methods:
-        for f in fractions:
-            mine = [c for c in cells if c.method == m and c.fraction == f]
-            per_split = [float(np.mean([t[spec.metric] for t in c.seed_tests])) for c in mine]
-            every = [t[spec.metric] for c in mine for t in c.seed_tests]
-            keys = set.intersection(*(set(t) for c in mine for t in c.seed_tests))
-            results.append(Result(
-                model=name, task=spec.name, metric=spec.metric, mean=float(np.mean(every)),
-                std=float(np.std(every)) if len(every) > 1 else 0.0, folds=per_split,
-                checkpoint=str(src.get("checkpoint", "")), higher_is_better=HIGHER_IS_BETTER.get(spec.metric, True),
-                scores={k: float(np.mean([t[k] for c in mine for t in c.seed_tests])) for k in sorted(keys)
-                        if all(math.isfinite(t[k]) for c in mine for t in c.seed_tests)},
-                probe=f"semisup:{m}", grid=grid_obj.to_dict(), seed=seed,
-                extra={"semisup": {"method": m, "labelled_fraction": f, "hyper": dataclasses.asdict(hyper),
-                                   "views": views, "seeds": seeds, "per_seed": every,
-                                   "labelled": [c.labelled for c in mine], "unlabelled": [c.unlabelled for c in mine],
-                                   "selected": [c.selected for c in mine], "val_scores": [c.val_score for c in mine]},
-                       "splits": [c.split for c in mine], "classes": n_cls, "data_root": str(data_root),
-                       "max_folds": max_folds, "embedding_dim": int(emb.shape[1])}))
+    for m, f in dict.fromkeys((c.method, c.fraction) for c in cells):
+        mine = [c for c in cells if c.method == m and c.fraction == f]
+        per_split = [float(np.mean([t[spec.metric] for t in c.seed_tests])) for c in mine]
+        every = [t[spec.metric] for c in mine for t in c.seed_tests]
+        keys = set.intersection(*(set(t) for c in mine for t in c.seed_tests))
+        results.append(Result(
+            model=name, task=row_task(spec.name, m, f), metric=spec.metric, mean=float(np.mean(every)),
+            std=float(np.std(every)) if len(every) > 1 else 0.0, folds=per_split,
+            checkpoint=str(src.get("checkpoint", "")), higher_is_better=HIGHER_IS_BETTER.get(spec.metric, True),
+            scores={k: float(np.mean([t[k] for c in mine for t in c.seed_tests])) for k in sorted(keys)
+                    if all(math.isfinite(t[k]) for c in mine for t in c.seed_tests)},
+            probe=f"semisup:{m}", grid=grid_obj.to_dict(), seed=seed,
+            extra={"semisup": {"task": spec.name, "method": m, "labelled_fraction": f,
+                               "hyper": dataclasses.asdict(hyper),
+                               "views": views, "seeds": seeds, "per_seed": every,
+                               "labelled": [c.labelled for c in mine], "unlabelled": [c.unlabelled for c in mine],
+                               "selected": [c.selected for c in mine], "val_scores": [c.val_score for c in mine]},
+                   "splits": [c.split for c in mine], "classes": n_cls, "data_root": str(data_root),
+                   "max_folds": max_folds, "embedding_dim": int(emb.shape[1])}))
     return {"cells": cells, "results": results, "metric": spec.metric, "task": spec.name, "model": name,
             "higher_is_better": HIGHER_IS_BETTER.get(spec.metric, True)}
