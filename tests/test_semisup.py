@@ -173,3 +173,50 @@ def test_parse_flags_refuse_unknown_methods_and_bad_fractions():
         S.parse_methods("uda")
     with pytest.raises(S.SemiSupError, match="0.01"):
         S.parse_fractions("0,0.5")
+
+
+def _row(method, fraction, mean, std=0.01):
+    from audiorep.downstream.leaderboard import Result
+
+    return Result(model="m", task=S.row_task("fsdd", method, fraction), metric="accuracy", mean=mean, std=std,
+                  probe=f"semisup:{method}",
+                  extra={"semisup": {"task": "fsdd", "method": method, "labelled_fraction": fraction}})
+
+
+def test_leaderboard_shows_semisup_rows_in_their_own_section_not_on_the_board():
+    from audiorep.downstream import leaderboard as L
+
+    rows = [_row("supervised", 0.1, 0.5), _row("fixmatch", 0.1, 0.6), _row("supervised", 1.0, 0.9),
+            L.Result(model="m", task="fsdd", metric="accuracy", mean=0.95)]
+    board = L.Board.from_results(rows)
+    assert board.tasks == ["fsdd"]
+    cols, table = L.semisup_table(L.semisup_curves(rows)[("m", "fsdd")])
+    assert cols == ("method", "0.1", "100 % supervised")
+    assert table == [("supervised", "0.5000 ± 0.0100", "0.9000"), ("fixmatch", "0.6000 ± 0.0100", "0.9000")]
+    page = L.to_html(rows)
+    assert "Semi-supervised heads" in page and 'alt="metric vs labelled fraction, m on fsdd"' in page
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--semi-supervised", "uda"], "unknown method"),
+    (["--labelled-fraction", "0.1"], "applies with --semi-supervised"),
+    (["--semi-supervised", "fixmatch", "--labelled-fraction", "2"], "in (0, 1]"),
+    (["--semi-supervised", "fixmatch", "--probe", "knn"], "--probe knn does not apply"),
+])
+def test_probe_refuses_bad_semi_supervised_flags_in_one_line_before_any_work(tmp_path, capsys, argv, message):
+    from audiorep.cli import main
+
+    (tmp_path / "a").mkdir()
+    assert main(["probe", "--model", "logmel", "--task", "folder", "--data-root", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_probe_keeps_an_existing_fraction_plot_unless_forced(tmp_path, capsys):
+    from audiorep.cli import main
+
+    plot = tmp_path / "mine.png"
+    plot.write_bytes(b"user data")
+    assert main(["probe", "--model", "logmel", "--task", "folder", "--data-root", str(tmp_path),
+                 "--semi-supervised", "fixmatch", "--fraction-plot", str(plot)]) == 2
+    assert "exists" in capsys.readouterr().err and plot.read_bytes() == b"user data"
