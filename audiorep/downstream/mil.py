@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from audiorep.downstream.probes import HEAR_LRS, ProbeError, Schedule, bucket, check_repeats
+from audiorep.downstream.probes import HEAR_LRS, Grid, ProbeError, Schedule, bucket
 
 POOLINGS = ("mean", "max", "attention")
 
@@ -55,27 +55,17 @@ class HeadPoint:
 
 
 @dataclass(frozen=True)
-class HeadGrid:
-    """Song-head configurations trained together; `repeats` as probes.Grid (repeat-major copies that differ only
-    in their seeds). attention_dim: width A of the attention scorer V (D -> A)."""
+class HeadGrid(Grid):
+    """Song-head configurations trained together: a probes.Grid of `HeadPoint`s (`repeats` as there: repeat-major
+    copies that differ only in their seeds). attention_dim: width A of the attention scorer V (D -> A)."""
 
-    name: str
     points: tuple[HeadPoint, ...]
-    schedule: Schedule
-    repeats: int = 1
     attention_dim: int = 128
 
-    def __post_init__(self):
-        check_repeats(f"song-head grid {self.name!r}", self.points, self.repeats)
-
-    @property
-    def configs(self) -> int:
-        return len(self.points) // self.repeats
+    kind = "song-head grid"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "points": [dataclasses.asdict(p) for p in self.points],
-                "schedule": dataclasses.asdict(self.schedule), "repeats": self.repeats,
-                "attention_dim": self.attention_dim}
+        return {**super().to_dict(), "attention_dim": self.attention_dim}
 
 
 def make_head_grid(name: str = "fast", seed: int = 0, repeats: int = 1, poolings=POOLINGS, **schedule) -> HeadGrid:

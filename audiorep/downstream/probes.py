@@ -105,8 +105,10 @@ class Grid:
     schedule: Schedule
     repeats: int = 1
 
+    kind = "grid"  # what errors call it
+
     def __post_init__(self):
-        check_repeats(f"grid {self.name!r}", self.points, self.repeats)
+        check_repeats(f"{self.kind} {self.name!r}", self.points, self.repeats)
 
     @property
     def configs(self) -> int:
