@@ -20,6 +20,7 @@ from audiorep.models.convert.common import (
     assign_params,
     check_state_dict,
     detect_family,
+    flat_state_dict,
     load_checkpoint,
     read_torch_zip,
     strip_prefix,
@@ -210,6 +211,13 @@ def test_detect_family_recognises_each_layout():
     assert detect_family(["module.v.pos_embed", "module.mask_embed"]) == "ssast"
     assert detect_family(["freq_new_pos_embed", "time_new_pos_embed"]) == "passt"
     assert detect_family(["foo.bar"]) is None
+
+
+@pytest.mark.parametrize("family", ["PaSST", "SSAST/AST"])
+def test_a_beats_file_given_to_a_state_dict_converter_is_named_as_beats(family):
+    beats = FIXTURES / "beats_tiny.pt"
+    with pytest.raises(CheckpointError, match=f"not a {family} state dict.*BEATs"):
+        flat_state_dict(load_checkpoint(beats, reader="builtin"), str(beats), family=family)
 
 
 def test_check_state_dict_lists_missing_unexpected_and_misshaped_keys():

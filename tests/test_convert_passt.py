@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from vit_placement import FIXTURES, assert_placed, fixture, fresh_fixture, marked, trunk_placement
 
-from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
+from audiorep.models.convert.common import CheckpointError
 from audiorep.models.convert.passt import IGNORED, encoder_from_state_dict, expected_shapes
 from audiorep.models.passt import PRESETS
 
@@ -84,14 +84,6 @@ def test_shape_mismatches_are_listed():
 def test_ssast_file_is_named_as_ssast():
     with pytest.raises(CheckpointError, match="It is an SSAST checkpoint.*audiorep convert ssast"):
         encoder_from_state_dict(fixture("ssast_patch_tiny.pt"), **OPTS)
-
-
-def test_beats_file_is_named_as_beats():
-    beats = FIXTURES / "beats_tiny.pt"
-    if not beats.is_file():
-        pytest.skip("BEATs fixture not present")
-    with pytest.raises(CheckpointError, match="BEATs"):
-        flat_state_dict(load_checkpoint(beats, reader="builtin"), str(beats), family="PaSST")
 
 
 def test_dataparallel_prefix_is_explained():

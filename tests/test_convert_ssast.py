@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from vit_placement import FIXTURES, assert_placed, fixture, fresh_fixture, marked, param_at, trunk_placement
 
-from audiorep.models.convert.common import CheckpointError, flat_state_dict, load_checkpoint
+from audiorep.models.convert.common import CheckpointError
 from audiorep.models.convert.ssast import (
     config_from_state_dict,
     encoder_from_state_dict,
@@ -111,14 +111,6 @@ def test_positional_grid_that_contradicts_p_input_is_an_error():
 def test_passt_file_is_named_as_passt():
     with pytest.raises(CheckpointError, match="It is a PaSST checkpoint.*audiorep convert passt"):
         encoder_from_state_dict(fixture("passt_tiny.pt"), num_heads=4)
-
-
-def test_beats_file_is_named_as_beats():
-    beats = FIXTURES / "beats_tiny.pt"
-    if not beats.is_file():
-        pytest.skip("BEATs fixture not present")
-    with pytest.raises(CheckpointError, match="BEATs"):
-        flat_state_dict(load_checkpoint(beats, reader="builtin"), str(beats), family="SSAST/AST")
 
 
 def _fine_tuned(sd: dict[str, np.ndarray], classes: int = 5) -> dict[str, np.ndarray]:
