@@ -122,17 +122,24 @@ VIEWS = {
 }
 
 
+def view_length(n: int) -> int:
+    """The padded length views of an n-sample clip are drawn at: the next power of two, at least 4096 (few shapes,
+    so few compiles, on datasets of varied clip lengths)."""
+    return max(4096, 1 << max(0, int(n) - 1).bit_length())
+
+
 @functools.lru_cache(maxsize=64)
 def _view_fn(kind: str, n: int):
-    """Jitted (keys u32[B, 2], waves f32[B, n]) -> augmented f32[B, n]; one independent draw per clip."""
+    """Jitted (keys u32[B, 2], waves f32[B, n] zero-padded, lengths i32[B]) -> augmented f32[B, n]; one draw per
+    clip. Shifts are fractions of each clip's real length; noise is at the SNR of its real samples' power."""
     v = VIEWS[kind]
 
-    def one(key, w):
+    def one(key, w, length):
         kg, kn, ks, km = jax.random.split(key, 4)
         w = A.random_gain(kg, w[None], -v["gain_db"], v["gain_db"])
-        if v["snr_db"] is not None:
-            w = A.add_noise(kn, w, *v["snr_db"])
-        w = A.time_shift(ks, w, int(v["shift"] * n), roll=False)
+        if v["snr_db"] is not None:  # add_noise measures the power over the padding too: undo that dilution
+            w = w + (A.add_noise(kn, w, *v["snr_db"]) - w) * jnp.sqrt(n / length)
+        w = A.time_shift(ks, w, (v["shift"] * length).astype(jnp.int32), roll=False)
         if v["masks"]:
             w = A.time_mask(km, w[..., None], max(1, int(v["mask"] * n)), v["masks"])[..., 0]
         return w[0]
@@ -144,21 +151,22 @@ def augment_clips(clips: Sequence[np.ndarray], kind: str, index: int, seed: int 
     """Waveform view `index` of kind 'weak' | 'strong' of each clip (VIEWS): same length, f32.
 
     Each clip's draw comes from (seed, index, a hash of its samples), so it does not depend on the batch it is in.
-    Clips are zero-padded to probes.bucket lengths (at most 1/8 more) so few shapes compile; the padding is cut off
-    again (it lowers the power `add_noise` measures by at most that much, well under 1 dB).
+    Clips are zero-padded to `view_length` so few shapes compile, and cut back after (time masks are drawn over
+    the padded length, so a short clip may get a wider or no mask).
     """
     base = jax.random.fold_in(jax.random.PRNGKey(seed), index)
     out: list[np.ndarray | None] = [None] * len(clips)
     by_len: dict[int, list[int]] = {}
     for i, c in enumerate(clips):
-        by_len.setdefault(P.bucket(len(c)), []).append(i)
+        by_len.setdefault(view_length(len(c)), []).append(i)
     for n, members in by_len.items():
         waves = np.zeros((len(members), n), np.float32)
         for j, i in enumerate(members):
             waves[j, :len(clips[i])] = clips[i]
-        keys = jnp.stack([jax.random.fold_in(base, zlib.crc32(np.asarray(clips[i], np.float32).tobytes()))
-                          for i in members])
-        aug = np.asarray(_view_fn(kind, n)(keys, jnp.asarray(waves)))
+        seeds = np.array([zlib.crc32(np.asarray(clips[i], np.float32).tobytes()) for i in members], np.uint32)
+        keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(seeds))
+        lengths = jnp.asarray([len(clips[i]) for i in members], jnp.float32)
+        aug = np.asarray(_view_fn(kind, n)(keys, jnp.asarray(waves), lengths))
         for j, i in enumerate(members):
             out[i] = aug[j, :len(clips[i])]
     return out
@@ -177,7 +185,7 @@ def embed_views(cache: EmbeddingCache, source, records: Sequence, kind: str, k: 
     rate = int(spec["sample_rate"])
     out = []
     for j in range(k):
-        view = {"kind": kind, "index": j, "seed": seed, "recipe": VIEWS[kind]}
+        view = {"kind": kind, "index": j, "seed": seed, "recipe": VIEWS[kind], "padding": "pow2-4096"}
         fn = (lambda clips, j=j: source.scene(augment_clips(clips, kind, j, seed)))
         out.append(np.asarray(cache.embed(fn, records, spec=spec | {"view": view, "sample_rate": rate},
                                           crop_s=crop_s, progress=progress, desc=f"embed {kind} view {j + 1}/{k}"),
