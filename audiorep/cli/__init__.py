@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from audiorep.cli import (
+    continual,
     convert,
     datasets,
     demo,
@@ -29,7 +30,8 @@ from audiorep.cli import (
 from audiorep.cli.common import print_error
 from audiorep.errors import AudiorepError
 
-COMMAND_MODULES = (info, convert, features, datasets, pretrain, embed, probe, robustness, stream, leaderboard, demo)
+COMMAND_MODULES = (info, convert, features, datasets, pretrain, embed, probe, robustness, continual, stream,
+                   leaderboard, demo)
 """The command groups, in the order `audiorep --help` lists them."""
 
 

@@ -1,0 +1,128 @@
+"""`audiorep continual`: train a detection head over a stream of attacks (naive, joint, replay, EWC, RWM) and report
+the EER matrix, average EER and forgetting per method (a table, a PNG and result rows)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+from pathlib import Path
+
+from audiorep.cli.common import output_location_problem, positive_int, print_error
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {value!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    # the cache, the tasks and JAX load here: `audiorep --help` stays instant
+    from rich.console import Console
+    from rich.table import Table
+
+    from audiorep.downstream.cache import EmbeddingCache
+    from audiorep.downstream.continual import METHODS, Settings, run_task, to_result_row, write_heatmaps
+    from audiorep.downstream.leaderboard import append_result
+    from audiorep.downstream.tasks import get_task, resolve_model
+
+    methods, order = _csv(args.methods), _csv(args.order)
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        print_error(f"--methods: unknown {bad or 'empty list'}; choose from {','.join(METHODS)}.")
+        return 2
+    if len(order) < 2:
+        print_error(f"--order names {len(order)} attack(s); a stream needs two or more, e.g. --order world,lpc.")
+        return 2
+    spec = get_task(args.task)
+    root = args.data_root or spec.default_root
+    if root is None or not Path(root).expanduser().exists():
+        print_error(f"task {spec.name} needs --data-root (the detection folder); "
+                    f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
+        return 2
+    for flag, path in (("--results", args.results), ("--plot", args.plot)):
+        if path:
+            p = Path(path).expanduser()
+            problem = (f"{p} is a folder" if p.is_dir() else None) or output_location_problem(p)
+            if flag == "--plot" and p.exists() and not args.force and problem is None:
+                problem = f"{p} exists (pass --force to replace it)"
+            if problem:
+                print_error(f"{flag} {path}: {problem}.")
+                return 2
+    settings = Settings(hidden=args.hidden, steps=args.steps, lr=args.lr, memory=args.memory, policy=args.policy,
+                        ewc_lambda=args.ewc_lambda, rwm_alpha=args.rwm_alpha)
+    model = resolve_model(args.model)
+    console = Console(stderr=True, soft_wrap=True)
+    say = None if args.quiet else (lambda m: console.print(m, highlight=False))
+    results, experiences = run_task(spec, model, root, order, methods=methods, seeds=args.seeds, settings=settings,
+                                    cache=EmbeddingCache(args.cache), progress=not args.quiet, log=say)
+    name = args.name or getattr(model, "name", args.model)
+    out = Console()
+    for res in results:
+        m = res.eer.mean(0)
+        t = Table(title=f"{res.method}: EER after experience (rows) on test set (columns), mean of seeds {res.seeds}")
+        t.add_column("after \\ test", style="bold")
+        for e in res.experiences:
+            t.add_column(e, justify="right")
+        for i, e in enumerate(res.experiences):
+            t.add_row(e, *(f"{m[i, j]:.4f}" for j in range(len(res.experiences))))
+        out.print(t)
+    summary = Table(title=f"audiorep continual: {name} on {spec.name}, order {' -> '.join(order)} "
+                          f"({', '.join(f'{e.name} {len(e.y_train)}/{len(e.y_test)}' for e in experiences)} "
+                          "train/test clips)")
+    for col in ("method", "average EER", "BWT", "forgetting", f"forgetting on {order[0]}", "per seed (avg EER)"):
+        summary.add_column(col, justify="right" if col != "method" else "left")
+    for res in results:
+        s = res.summary()
+        summary.add_row(res.method, f"{s['average_eer']:.4f} ± {s['average_eer_std']:.4f}", f"{s['bwt']:+.4f}",
+                        f"{s['forgetting']:+.4f}", f"{s['forgetting_first']:+.4f}",
+                        " ".join(f"{x['average_eer']:.3f}" for x in res.metrics))
+    out.print(summary)
+    plot = Path(args.plot).expanduser() if args.plot else Path(
+        f"continual-{spec.name}-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.png")
+    write_heatmaps(results, plot, title=f"{name} · {spec.name} · {' -> '.join(order)}")
+    out.print(f"EER matrices: {plot}")
+    if args.results:
+        for res in results:
+            append_result(args.results, to_result_row(res, name, spec.name, settings, str(root)))
+        out.print(f"{len(results)} result row(s) appended to {args.results}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from audiorep.downstream.tasks import TASKS  # the task table names the tasks in --help (numpy, no JAX)
+
+    p = sub.add_parser(
+        "continual", help="train a detection head over a stream of attacks; EER matrix and forgetting per method",
+        description="Experience k = bona fide clips + the clips of the k-th attack of --order; the head on frozen "
+                    "embeddings is trained on each in turn with every --methods (naive fine-tuning, joint "
+                    "training, replay, EWC, Radian Weight Modification) and scored on every experience's test "
+                    "set after each one (speaker-disjoint train/test). Prints the EER matrix per method, the "
+                    "average EER, backward transfer and forgetting; writes a heatmap PNG and result rows.")
+    p.add_argument("--model", required=True, help="registered name, a model directory, or a baseline (logmel, lfcc)")
+    p.add_argument("--task", required=True, choices=sorted(TASKS), help="a detection task with attack ids, e.g. "
+                   "deepfake_folder")
+    p.add_argument("--data-root", default=None, help="the dataset's folder")
+    p.add_argument("--order", required=True,
+                   help="comma-separated attack ids in arrival order, e.g. world,griffinlim,lpc")
+    p.add_argument("--methods", default="naive,joint,replay,ewc,rwm", help="comma-separated methods (default all)")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="head seeds, comma-separated (default 0,1,2)")
+    p.add_argument("--memory", type=int, default=100, help="replay memory in clips (default 100)")
+    p.add_argument("--policy", default="balanced", choices=("balanced", "reservoir"), help="replay memory policy")
+    p.add_argument("--ewc-lambda", type=float, default=1e4, help="EWC penalty weight (default 1e4)")
+    p.add_argument("--rwm-alpha", type=float, default=1.0, help="RWM projector regulariser (default 1)")
+    p.add_argument("--hidden", type=int, default=64, help="hidden units of the head (0 = linear; default 64)")
+    p.add_argument("--steps", type=positive_int, default=300, help="full-batch Adam steps per experience")
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
+    p.add_argument("--results", default=None, help="append one result row per method to this JSONL store")
+    p.add_argument("--plot", default=None, help="heatmap PNG path (default continual-<task>-<time>.png here)")
+    p.add_argument("--force", action="store_true", help="replace an existing --plot")
+    p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
+    p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)

@@ -1,0 +1,493 @@
+"""Continual learning of a detection head over a stream of attacks: naive, joint, replay, EWC and RWM.
+
+A deployed detector meets new generators one after another. Experience k holds bona fide clips and the clips of
+attack k (`--order`); the head on frozen embeddings is trained on experience 1, then updated on experience 2, and so
+on, and after every experience it is scored on the test set of every experience. `run_stream` does that for one
+method on embeddings (f32[N, D], no encoder needed); `run_task` reads a detection task (records carrying
+`attack_id` and a speaker), embeds it through the cache and builds the experiences (`make_experiences`).
+
+Experiences (`make_experiences`): speakers (Record.group; the file where unknown) are split once, seeded, into a
+training and a test side (`test_fraction`), so train and test never share a speaker; bona fide clips of each side
+are dealt out over the K experiences (seeded), so each experience sees its own bona fide clips, as a stream would.
+
+Head: the probe's head shape (probes.py: Xavier-uniform Linear layers, ReLU between; `hidden` 0 = linear) with two
+logits (spoof, bona fide); the detection score is logit(bona fide) - logit(spoof). BatchNorm and dropout of the
+probe grid are left out: running statistics would themselves drift across experiences and blur what each method
+protects. Training is full-batch Adam for a fixed number of steps per experience (no validation split: a stream
+offers no held-out data of future attacks to select on). Every seed (head initialisation, replay draws) is one
+slice of a `jax.vmap`ped, jitted step.
+
+Methods:
+  naive   fine-tune on the current experience only: the forgetting baseline.
+  joint   retrain from the initialisation on the training data of every experience so far: the upper bound.
+  replay  fine-tune on the current experience plus a memory of at most `memory` past training clips:
+          'balanced' (default) keeps an equal share per (experience, class) cell, drawn uniformly inside each cell;
+          'reservoir' is Vitter's algorithm R over the stream of training clips in arrival order.
+  ewc     elastic weight consolidation (Kirkpatrick et al., 2017) with the diagonal empirical Fisher
+          F = mean_n (d log p(y_n | x_n) / d theta)^2 at the weights after each experience; Fishers of the
+          experiences are summed and the anchor is the latest weights (online EWC); penalty lambda/2 sum F (theta -
+          theta*)^2.
+  rwm     Radian Weight Modification (Zhang et al., "What to Remember: Self-Adaptive Continual Learning for Audio
+          Deepfake Detection", AAAI 2024). The paper splits classes by how compact their features are across
+          experiences, measured by the in-class cosine distance, and modifies the gradient of each group along a
+          learned direction. Here (choices where the abstract and our reading leave room): every layer keeps the
+          OWM / RAWM projector P = alpha (R + alpha I)^-1 of the correlation R of its inputs over past experiences
+          (the orthogonal complement of what old data used); the gradient is split into the part from each class,
+          and class c's part becomes cos(phi_c) P g_c + sin(phi_c) g_c with the radian phi_c = (pi / 2) D_c / max D,
+          D_c = 1 - |mean unit feature of class c over every experience so far|^2 its in-class cosine distance. The
+          compact class (bona fide, small D) is updated only where old inputs did not live, so what was learned of
+          it is kept; spread-out classes (the attacks) keep most of their plain gradient, so a new attack is
+          learned. The paper trains the modification direction with a small network; this module sets the radian
+          from the measured distance (no extra training), so it is deterministic given the data. Biases are not
+          projected. No clips are stored: the memory is the D x D projectors and the per-class unit-vector sums.
+
+Metrics (`stream_metrics`), with R[i, j] the EER after experience i on the test set of experience j (K x K, the
+upper triangle is zero-shot performance on attacks not yet seen):
+  average EER   mean_j R[K-1, j], the final head over every attack;
+  BWT           mean_{j<K-1} (R[K-1, j] - R[j, j]), positive = forgetting (EER rose after learning later attacks);
+  forgetting_j  R[K-1, j] - min_{j<=i<K-1} R[i, j], per earlier attack, and their mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from audiorep.downstream.metrics import eer
+from audiorep.downstream.tasks.splits import TaskError, group_of
+
+METHODS = ("naive", "joint", "replay", "ewc", "rwm")
+REPLAY_POLICIES = ("balanced", "reservoir")
+
+
+@dataclass(frozen=True)
+class Experience:
+    """One experience: bona fide clips and one attack's clips. x f32[N, D]; y i32[N], 1 = bona fide, 0 = spoof."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every method trains: `hidden` units of the head's hidden layer (0 = linear), `steps` full-batch Adam
+    steps at `lr` per experience, `memory` clips for replay, `policy` of the memory, `ewc_lambda`, `rwm_alpha` (the
+    projector's regulariser; larger = less protection)."""
+
+    hidden: int = 64
+    steps: int = 300
+    lr: float = 1e-2
+    memory: int = 100
+    policy: str = "balanced"
+    ewc_lambda: float = 1e4
+    rwm_alpha: float = 1.0
+
+    def __post_init__(self):
+        if self.policy not in REPLAY_POLICIES:
+            raise TaskError(f"replay policy must be one of {REPLAY_POLICIES}, got {self.policy!r}.")
+        if self.hidden < 0 or self.steps < 1 or not self.lr > 0 or self.memory < 0 or self.ewc_lambda < 0 or \
+                not self.rwm_alpha > 0:
+            raise TaskError(f"invalid continual settings {self}: need hidden >= 0, steps >= 1, lr > 0, memory >= 0, "
+                            "ewc_lambda >= 0 and rwm_alpha > 0.")
+
+
+@dataclass
+class StreamResult:
+    """One method over one stream: eer f[S, K, K] per seed (after experience i, on test set j)."""
+
+    method: str
+    experiences: list[str]
+    seeds: list[int]
+    eer: np.ndarray
+    metrics: list[dict] = field(default_factory=list)  # stream_metrics per seed
+
+    def summary(self) -> dict:
+        """Mean and std over seeds of average EER, BWT and mean forgetting, plus forgetting on the first attack."""
+        out = {}
+        for k in ("average_eer", "bwt", "forgetting", "forgetting_first"):
+            v = np.array([m[k] for m in self.metrics], float)
+            out[k] = float(v.mean())
+            out[k + "_std"] = float(v.std())
+        return out
+
+
+# --------------------------------------------------------------------------------------------- metrics
+def eer_matrix(score_fn: Callable[[int, np.ndarray], np.ndarray], experiences: Sequence[Experience]) -> np.ndarray:
+    """f[K, K]: entry [i, j] is the EER of `score_fn(i, x)` (bona fide scores of the head after experience i) on
+    the test set of experience j."""
+    k = len(experiences)
+    out = np.zeros((k, k))
+    for i in range(k):
+        for j, e in enumerate(experiences):
+            s = np.asarray(score_fn(i, e.x_test), np.float64)
+            out[i, j] = eer(s[e.y_test == 1], s[e.y_test == 0])[0]
+    return out
+
+
+def stream_metrics(r: np.ndarray) -> dict:
+    """Average EER, backward transfer and forgetting from an EER matrix f[K, K] (see the module docstring)."""
+    r = np.asarray(r, float)
+    k = r.shape[0]
+    last = r[-1]
+    forget = [float(last[j] - r[j:k - 1, j].min()) for j in range(k - 1)]
+    return {"average_eer": float(last.mean()),
+            "bwt": float(np.mean([last[j] - r[j, j] for j in range(k - 1)])) if k > 1 else 0.0,
+            "forgetting": float(np.mean(forget)) if forget else 0.0,
+            "forgetting_per_experience": forget,
+            "forgetting_first": forget[0] if forget else 0.0,
+            "seen_average_eer": [float(r[i, :i + 1].mean()) for i in range(k)]}
+
+
+# ------------------------------------------------------------------------------------------------- head
+def init_head(key, dim: int, hidden: int) -> list[dict]:
+    """Layers [{'w': f32[in, out], 'b': f32[out]}]: Xavier-uniform weights (gain 1, sqrt 2 after a ReLU) and
+    PyTorch's uniform biases, as the probe's head; two logits (spoof, bona fide)."""
+    sizes = [dim] + ([hidden] if hidden else []) + [2]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        key, kw, kb = jax.random.split(key, 3)
+        bound = (1.0 if i == 0 else math.sqrt(2.0)) * math.sqrt(6.0 / (a + b))
+        layers.append({"w": jax.random.uniform(kw, (a, b), jnp.float32, -bound, bound),
+                       "b": jax.random.uniform(kb, (b,), jnp.float32, -1 / math.sqrt(a), 1 / math.sqrt(a))})
+    return layers
+
+
+def layer_inputs(params: list[dict], x):
+    """The input of every layer for x f32[N, D]: [x, relu(x W1 + b1), ...] and the logits f32[N, 2]."""
+    ins, h = [], x
+    for i, layer in enumerate(params):
+        ins.append(h)
+        h = h @ layer["w"] + layer["b"]
+        if i < len(params) - 1:
+            h = jax.nn.relu(h)
+    return ins, h
+
+
+def logits(params, x):
+    return layer_inputs(params, x)[1]
+
+
+def bonafide_scores(params, x) -> jnp.ndarray:
+    """f32[N]: logit(bona fide) - logit(spoof)."""
+    z = logits(params, x)
+    return z[:, 1] - z[:, 0]
+
+
+def nll(params, x, y, w):
+    """Weighted mean cross-entropy; w f32[N] (0 = padding)."""
+    per = optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y)
+    return jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def fisher_diagonal(params, x, y):
+    """The diagonal empirical Fisher at `params`: mean over examples of the squared gradient of log p(y_n | x_n)."""
+    def logp(p, xi, yi):
+        return -optax.softmax_cross_entropy_with_integer_labels(logits(p, xi[None]), yi[None])[0]
+
+    g = jax.vmap(jax.grad(logp), in_axes=(None, 0, 0))(params, jnp.asarray(x), jnp.asarray(y))
+    return jax.tree.map(lambda a: jnp.mean(a ** 2, 0), g)
+
+
+def ewc_penalty(params, anchor, fisher, lam):
+    """lam / 2 * sum F (theta - theta*)^2 over every parameter."""
+    terms = jax.tree.map(lambda p, a, f: jnp.sum(f * (p - a) ** 2), params, anchor, fisher)
+    return 0.5 * lam * sum(jax.tree.leaves(terms))
+
+
+def projector(inputs: np.ndarray, alpha: float, previous: np.ndarray | None = None, seen: int = 0) -> tuple:
+    """The OWM projector alpha (R + alpha I)^-1 for R the mean input correlation over all past inputs (f32[N, D]
+    inputs added to the running mean of `seen` earlier rows, whose correlation is `previous`). Returns (P, R, n)."""
+    inputs = np.asarray(inputs, np.float64)
+    n = seen + len(inputs)
+    r = (inputs.T @ inputs + (previous * seen if previous is not None else 0.0)) / max(n, 1)
+    p = alpha * np.linalg.inv(r + alpha * np.eye(r.shape[0]))
+    return p.astype(np.float32), r, n
+
+
+def cosine_spread(unit_sum: np.ndarray, count: int) -> float:
+    """In-class cosine distance 1 - |mean unit vector|^2 (the mean of 1 - cos over all ordered pairs, self-pairs
+    included) from the sum of a class's unit feature vectors."""
+    return float(1.0 - np.sum((unit_sum / max(count, 1)) ** 2))
+
+
+# --------------------------------------------------------------------------------------------- training
+def _train(params, x, y, w, steps, lr, extra):
+    """`steps` full-batch Adam steps of one seed's head. extra: {'ewc': (anchor, fisher, lam)} or
+    {'rwm': (projectors [per layer], phi f32[2])} or {}. RWM modifies each class's gradient before Adam."""
+    opt = optax.adam(lr)
+
+    def class_loss(q, c):
+        per = optax.softmax_cross_entropy_with_integer_labels(logits(q, x), y)
+        return jnp.sum(per * w * (y == c)) / jnp.maximum(jnp.sum(w), 1.0)
+
+    def grads_of(p):
+        if "rwm" not in extra:
+            return jax.grad(lambda q: nll(q, x, y, w) + (ewc_penalty(q, *extra["ewc"]) if "ewc" in extra else 0.0))(p)
+        projs, phi = extra["rwm"]
+        total = None
+        for c in (0, 1):
+            g = [{"w": jnp.cos(phi[c]) * (pr @ layer["w"]) + jnp.sin(phi[c]) * layer["w"], "b": layer["b"]}
+                 for pr, layer in zip(projs, jax.grad(class_loss)(p, c))]
+            total = g if total is None else jax.tree.map(jnp.add, total, g)
+        return total
+
+    def step(carry, _):
+        p, s = carry
+        updates, s = opt.update(grads_of(p), s, p)
+        return (optax.apply_updates(p, updates), s), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+
+_train_seeds = jax.jit(jax.vmap(_train, in_axes=(0, 0, 0, 0, None, None, 0)), static_argnums=(4, 5))
+
+
+def _pad(arrays: list[np.ndarray], fill=0) -> np.ndarray:
+    n = max(len(a) for a in arrays)
+    return np.stack([np.concatenate([a, np.full((n - len(a),) + a.shape[1:], fill, a.dtype)]) for a in arrays])
+
+
+def _memory_update(memory: tuple, e: Experience, k: int, settings: Settings, rng: np.random.Generator,
+                   seen: int) -> tuple:
+    """A seed's replay memory (x, y, cell) after experience k (`seen` training clips arrived before it)."""
+    x, y, cell = memory
+    if settings.policy == "reservoir":
+        x, y, cell = list(x), list(y), list(cell)
+        for i in range(len(e.x_train)):
+            t = seen + i
+            if len(x) < settings.memory:
+                x.append(e.x_train[i]), y.append(e.y_train[i]), cell.append(2 * k + e.y_train[i])
+            else:
+                j = rng.integers(0, t + 1)
+                if j < settings.memory:
+                    x[j], y[j], cell[j] = e.x_train[i], e.y_train[i], 2 * k + e.y_train[i]
+        d = e.x_train.shape[1]
+        return (np.array(x, np.float32).reshape(-1, d), np.array(y, np.int32), np.array(cell, np.int32))
+    allx = np.concatenate([x, e.x_train]) if len(x) else e.x_train
+    ally = np.concatenate([y, e.y_train]) if len(y) else e.y_train
+    allc = np.concatenate([cell, 2 * k + e.y_train]) if len(cell) else 2 * k + e.y_train
+    cells = np.unique(allc)
+    keep = []
+    quota = settings.memory // max(len(cells), 1)
+    for c in cells:
+        idx = np.flatnonzero(allc == c)
+        keep += rng.permutation(idx)[:quota].tolist()
+    keep = np.array(sorted(keep), int)
+    return allx[keep], ally[keep], allc[keep]
+
+
+def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[int] = (0, 1, 2),
+               settings: Settings = Settings(), heads: list | None = None) -> StreamResult:
+    """Train one method over the experiences in order, for every seed at once; the EER matrix per seed.
+
+    heads: a list that gets, per seed, the final head's layers (numpy) for saving."""
+    if method not in METHODS:
+        raise TaskError(f"unknown continual method {method!r}; methods are {', '.join(METHODS)}.")
+    if not experiences:
+        raise TaskError("a continual stream needs at least one experience (--order names the attacks).")
+    seeds = list(seeds)
+    dim = experiences[0].x_train.shape[1]
+    init = [init_head(jax.random.PRNGKey(s), dim, settings.hidden) for s in seeds]
+    params = jax.tree.map(lambda *a: jnp.stack(a), *init)
+    init_stacked = params
+    rngs = [np.random.default_rng([s, 7]) for s in seeds]
+    memories = [(np.zeros((0, dim), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32)) for _ in seeds]
+    fisher = anchor = None
+    corr: list = [None] * len(init[0])
+    projs = None
+    corr_n = [0] * len(corr)
+    unit_sums, counts = np.zeros((2, dim)), np.zeros(2, int)
+    seen = 0
+    after = []
+    for k, e in enumerate(experiences):
+        extra: dict = {}
+        if method == "joint":
+            xs = [np.concatenate([p.x_train for p in experiences[:k + 1]])] * len(seeds)
+            ys = [np.concatenate([p.y_train for p in experiences[:k + 1]])] * len(seeds)
+            params = init_stacked
+        elif method == "replay":
+            xs = [np.concatenate([e.x_train, m[0]]) for m in memories]
+            ys = [np.concatenate([e.y_train, m[1]]) for m in memories]
+        else:
+            xs, ys = [e.x_train] * len(seeds), [e.y_train] * len(seeds)
+        if method == "ewc" and fisher is not None:
+            extra = {"ewc": (anchor, fisher, jnp.full(len(seeds), settings.ewc_lambda, jnp.float32))}
+        feats = e.x_train / np.maximum(np.linalg.norm(e.x_train, axis=1, keepdims=True), 1e-12)
+        for c in (0, 1):
+            unit_sums[c] += feats[e.y_train == c].sum(0)
+            counts[c] += int(np.sum(e.y_train == c))
+        if method == "rwm":
+            spread = np.array([cosine_spread(unit_sums[c], counts[c]) for c in (0, 1)])
+            phi = (np.pi / 2) * spread / max(spread.max(), 1e-12)
+            if projs is None:  # the first experience: nothing to protect yet
+                projs = [np.stack([np.eye(m["w"].shape[1], dtype=np.float32)] * len(seeds)) for m in params]
+            extra = {"rwm": (projs, jnp.asarray(np.stack([phi] * len(seeds)), jnp.float32))}
+        w = [np.ones(len(a), np.float32) for a in xs]
+        params = _train_seeds(params, jnp.asarray(_pad(xs)), jnp.asarray(_pad(ys)), jnp.asarray(_pad(w)),
+                              settings.steps, settings.lr, extra)
+        after.append(params)
+        if method == "replay":
+            memories = [_memory_update(m, e, k, settings, rng, seen) for m, rng in zip(memories, rngs)]
+        if method == "ewc":
+            f = jax.vmap(fisher_diagonal, in_axes=(0, None, None))(params, e.x_train, e.y_train)
+            fisher = f if fisher is None else jax.tree.map(jnp.add, fisher, f)
+            anchor = params
+        if method == "rwm":
+            new_projs = []
+            for li in range(len(params)):
+                ps = []
+                for si in range(len(seeds)):
+                    ins = layer_inputs(jax.tree.map(lambda a, si=si: a[si], params), e.x_train)[0][li]
+                    prev = corr[li][si] if corr[li] is not None else None
+                    p, r, n = projector(np.asarray(ins), settings.rwm_alpha, prev, corr_n[li])
+                    ps.append((p, r, n))
+                corr[li] = [t[1] for t in ps]
+                corr_n[li] = ps[0][2]
+                new_projs.append(np.stack([t[0] for t in ps]))
+            projs = new_projs
+        seen += len(e.x_train)
+    mats = []
+    for si in range(len(seeds)):
+        def score(i, x, si=si):
+            return np.asarray(bonafide_scores(jax.tree.map(lambda a: a[si], after[i]), jnp.asarray(x)))
+        mats.append(eer_matrix(score, experiences))
+        if heads is not None:
+            heads.append([{k: np.asarray(v[si]) for k, v in layer.items()} for layer in after[-1]])
+    mats = np.stack(mats)
+    return StreamResult(method, [e.name for e in experiences], seeds, mats, [stream_metrics(m) for m in mats])
+
+
+# ---------------------------------------------------------------------------------------- from a task
+def make_experiences(records: Sequence, emb: np.ndarray, order: Sequence[str], bonafide: int, seed: int = 0,
+                     test_fraction: float = 0.3) -> list[Experience]:
+    """Experiences from labelled records (Record.info['attack_id'] on spoofs) and their embeddings f32[N, D], in
+    `order`; speaker-disjoint train/test and bona fide dealt across experiences (module docstring). TaskError
+    names a missing attack or an experience lacking a class."""
+    attacks = sorted({r.info.get("attack_id") for r in records if r.labels[0] != bonafide and r.info.get("attack_id")})
+    missing = [a for a in order if a not in attacks]
+    if missing:
+        raise TaskError(f"--order names {missing}, which the data lacks; its attacks are {attacks}.")
+    if len(set(order)) != len(order):
+        raise TaskError(f"--order repeats an attack: {list(order)}; name each once.")
+    rng = np.random.default_rng([seed, 22])
+    units = sorted({group_of(r) for r in records})
+    test_units = set(rng.permutation(units)[:max(1, int(round(test_fraction * len(units))))].tolist())
+    out = []
+    bona = {side: [i for i, r in enumerate(records) if r.labels[0] == bonafide and
+                   (group_of(r) in test_units) == (side == "test")] for side in ("train", "test")}
+    deal = {side: np.array_split(rng.permutation(idx), len(order)) if idx else [[]] * len(order)
+            for side, idx in bona.items()}
+    for k, a in enumerate(order):
+        parts = {}
+        for side in ("train", "test"):
+            spoof = [i for i, r in enumerate(records) if r.info.get("attack_id") == a and r.labels[0] != bonafide
+                     and (group_of(r) in test_units) == (side == "test")]
+            idx = np.array(sorted(list(deal[side][k]) + spoof), int)
+            y = np.array([1 if records[i].labels[0] == bonafide else 0 for i in idx], np.int32)
+            if len(set(y.tolist())) < 2:
+                raise TaskError(f"experience {a!r}: its {side} side holds only "
+                                f"{'bona fide' if len(y) and y[0] else 'spoofed' if len(y) else 'no'} clips "
+                                "(too few speakers or bona fide clips for this many attacks); use fewer attacks "
+                                "in --order or more data.")
+            parts[side] = (np.asarray(emb[idx], np.float32), y)
+        out.append(Experience(a, *parts["train"], *parts["test"]))
+    return out
+
+
+def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str], *, methods=("naive", "replay"),
+             seeds=(0, 1, 2), settings: Settings = Settings(), cache=None, reader_options: dict | None = None,
+             split_seed: int = 0, progress: bool = True, log: Callable[[str], None] | None = None
+             ) -> tuple[list[StreamResult], list[Experience]]:
+    """Read a detection task, embed its clips (through the cache), build the experiences and run every method."""
+    from audiorep.downstream.cache import EmbeddingCache
+    from audiorep.downstream.tasks.catalog import get_task
+
+    spec = get_task(task) if isinstance(task, str) else task
+    say = log or (lambda s: None)
+    index = spec.read(data_root, **(reader_options or {}))
+    spec = spec.for_index(index)
+    if spec.positive is None or len(index.classes) != 2:
+        raise TaskError(f"{spec.name} is not a two-class detection task; continual learning needs bona fide and "
+                        "spoofed clips with attack ids (e.g. --task deepfake_folder).")
+    records = [r for r in index.records if r.labels and (r.labels[0] == spec.positive or
+                                                         r.info.get("attack_id") in set(order))]
+    say(f"{spec.name}: {len(records):,} clips for attacks {', '.join(order)}")
+    cache = cache or EmbeddingCache()
+    emb = np.asarray(cache.embed(embedder, records, crop_s=spec.crop_s, progress=progress,
+                                 desc=f"embed {spec.name}"), np.float32)
+    experiences = make_experiences(records, emb, order, spec.positive, split_seed)
+    results = []
+    for m in methods:
+        res = run_stream(experiences, m, seeds, settings)
+        s = res.summary()
+        say(f"{m}: average EER {s['average_eer']:.4f}, BWT {s['bwt']:+.4f}, forgetting {s['forgetting']:+.4f}")
+        results.append(res)
+    return results, experiences
+
+
+def to_result_row(res: StreamResult, model: str, task: str, settings: Settings, data_root: str = ""):
+    """A leaderboard Result for one method: the final average EER over attacks (mean +- std over seeds), its seeds
+    as folds, the EER matrices, BWT and forgetting in extra."""
+    from audiorep.downstream.leaderboard import Result
+
+    s = res.summary()
+    finals = [m["average_eer"] for m in res.metrics]
+    return Result(model=model, task=f"{task}@continual:{res.method}", metric="eer", mean=s["average_eer"],
+                  std=s["average_eer_std"], folds=finals, higher_is_better=False,
+                  scores={"eer": s["average_eer"], "bwt": s["bwt"], "forgetting": s["forgetting"],
+                          "forgetting_first": s["forgetting_first"]},
+                  probe="continual", grid=dataclasses.asdict(settings), seed=res.seeds[0],
+                  extra={"method": res.method, "order": res.experiences, "seeds": res.seeds,
+                         "eer_matrix": res.eer.tolist(), "metrics": res.metrics, "data_root": str(data_root)})
+
+
+def write_heatmaps(results: Sequence[StreamResult], path: str | os.PathLike, title: str = "") -> Path:
+    """A PNG with one heatmap per method of the seed-mean EER matrix (rows: after experience i; columns: test
+    set j), written atomically (temp file + os.replace)."""
+    import matplotlib  # matplotlib: imported on use, `audiorep --help` stays fast
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results) + 0.8, 3.4), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        m = res.eer.mean(0)
+        ax.imshow(m, vmin=0, vmax=0.5, cmap="viridis_r")
+        names = res.experiences
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if m[i, j] > 0.25 else "black")
+        s = res.summary()
+        ax.set_title(f"{res.method}\navg {s['average_eer']:.3f} · BWT {s['bwt']:+.3f}", fontsize=8)
+        ax.set_xlabel("test set of experience", fontsize=7)
+    axes[0][0].set_ylabel("after experience", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["METHODS", "REPLAY_POLICIES", "Experience", "Settings", "StreamResult", "bonafide_scores",
+           "cosine_spread", "eer_matrix", "ewc_penalty", "fisher_diagonal", "init_head", "make_experiences",
+           "projector", "run_stream", "run_task", "stream_metrics", "to_result_row", "write_heatmaps"]

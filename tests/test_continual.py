@@ -1,0 +1,183 @@
+"""Continual learning over a stream of attacks (downstream/continual.py): the EER matrix and its summaries, naive
+fine-tuning forgetting, replay and RWM forgetting less, EWC's penalty and Fisher, and `audiorep continual` end to
+end on a generated deepfake folder with the log-mel baseline."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_tasks_detection import ATTACKS, make_deepfake_folder
+
+from audiorep.downstream import continual as C
+from audiorep.downstream.tasks.splits import TaskError
+
+SEEDS = (0, 1, 2)
+SETTINGS = C.Settings(hidden=64, steps=200, memory=40)
+
+
+def clusters(seed: int = 0, d: int = 8, n: int = 60) -> list[C.Experience]:
+    """Three experiences on f32[., 8]: bona fide a compact cluster, each attack a cluster on another side of it, so
+    that learning attack 2 alone pushes the head to call attack 1 bona fide (the paper's picture: compact bona fide,
+    spread-out fakes)."""
+    rng = np.random.default_rng(seed)
+    eye, base = np.eye(d), 4.0 * np.eye(d)[-1]
+    shifts = [3 * eye[0], -3 * eye[0] + 3 * eye[1], -3 * eye[0] + 3 * eye[2]]
+
+    def part(shift):
+        bona = base + 0.5 * rng.standard_normal((n, d))
+        spoof = base + shift + 0.5 * rng.standard_normal((n, d))
+        return np.concatenate([bona, spoof]).astype(np.float32), np.r_[np.ones(n), np.zeros(n)].astype(np.int32)
+
+    return [C.Experience(f"attack{k}", *part(s), *part(s)) for k, s in enumerate(shifts)]
+
+
+@pytest.fixture(scope="module")
+def stream():
+    exps = clusters()
+    return exps, {m: C.run_stream(exps, m, SEEDS, SETTINGS) for m in ("naive", "replay", "rwm")}
+
+
+def test_eer_matrix_entry_is_the_eer_of_head_i_on_test_set_j():
+    x = np.array([[0.0], [1.0], [2.0], [3.0]], np.float32)
+    exps = [C.Experience("a", x, np.array([1, 1, 0, 0]), x, np.array([1, 1, 0, 0])),
+            C.Experience("b", x, np.array([0, 0, 1, 1]), x, np.array([0, 0, 1, 1]))]
+    # head 0 scores low x as bona fide, head 1 high x: each is perfect on its own test set, wrong on the other
+    r = C.eer_matrix(lambda i, v: -v[:, 0] if i == 0 else v[:, 0], exps)
+    assert r.shape == (2, 2)
+    np.testing.assert_allclose(r, [[0.0, 1.0], [1.0, 0.0]])
+    m = C.stream_metrics(r)
+    assert m["average_eer"] == 0.5 and m["bwt"] == 1.0 and m["forgetting_first"] == 1.0
+
+
+def test_stream_metrics_follow_their_definitions_on_a_hand_checked_matrix():
+    r = np.array([[0.1, 0.5, 0.4], [0.2, 0.05, 0.3], [0.3, 0.1, 0.02]])
+    m = C.stream_metrics(r)
+    assert m["average_eer"] == pytest.approx((0.3 + 0.1 + 0.02) / 3)
+    assert m["bwt"] == pytest.approx(((0.3 - 0.1) + (0.1 - 0.05)) / 2)
+    assert m["forgetting_per_experience"] == pytest.approx([0.3 - 0.1, 0.1 - 0.05])
+    assert m["seen_average_eer"] == pytest.approx([0.1, 0.125, 0.14])
+
+
+def test_naive_fine_tuning_forgets_the_first_attack(stream):
+    _, res = stream
+    naive = res["naive"]
+    assert naive.eer.shape == (3, 3, 3)
+    assert np.all(naive.eer[:, 0, 0] < 0.05)  # learned attack 0 ...
+    assert all(m["forgetting_first"] > 0.2 for m in naive.metrics)  # ... and lost it, on every seed
+
+
+@pytest.mark.parametrize("method", ["replay", "rwm"])
+def test_replay_and_rwm_forget_less_than_naive_on_every_seed(stream, method):
+    _, res = stream
+    naive, other = res["naive"], res[method]
+    for n, o in zip(naive.metrics, other.metrics):
+        assert o["forgetting"] < n["forgetting"]
+    assert other.summary()["forgetting_first"] < naive.summary()["forgetting_first"]
+
+
+def test_replay_memory_respects_its_budget_under_both_policies():
+    exps = clusters(n=30)
+    for policy in C.REPLAY_POLICIES:
+        s = C.Settings(memory=10, policy=policy)
+        memory = (np.zeros((0, 8), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32))
+        rng, seen = np.random.default_rng(0), 0
+        for k, e in enumerate(exps):
+            memory = C._memory_update(memory, e, k, s, rng, seen)
+            seen += len(e.x_train)
+            assert len(memory[0]) <= 10 and len(memory[0]) == len(memory[1]) == len(memory[2])
+        if policy == "balanced":  # an equal share per (experience, class) cell: 6 cells of 1
+            assert sorted(np.unique(memory[2], return_counts=True)[1].tolist()) == [1] * 6
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it():
+    params = C.init_head(jax.random.PRNGKey(0), 3, 4)
+    fisher = jax.tree.map(lambda a: jnp.ones_like(a), params)
+    assert float(C.ewc_penalty(params, params, fisher, 10.0)) == 0.0
+    moved = jax.tree.map(lambda a: a + 0.1, params)
+    n = sum(a.size for a in jax.tree.leaves(params))
+    assert float(C.ewc_penalty(moved, params, fisher, 10.0)) == pytest.approx(0.5 * 10.0 * n * 0.01, rel=1e-4)
+
+
+def test_ewc_fisher_equals_the_hand_computed_squared_log_likelihood_gradient():
+    params = C.init_head(jax.random.PRNGKey(1), 2, 0)  # linear: logits = x W + b, W f32[2, 2]
+    x = np.array([[1.0, -2.0], [0.5, 0.3], [-1.0, 1.0]], np.float32)
+    y = np.array([1, 0, 1], np.int32)
+    w, b = np.asarray(params[0]["w"], np.float64), np.asarray(params[0]["b"], np.float64)
+    z = x @ w + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    delta = np.eye(2)[y] - p  # d log p(y|x) / d z
+    f_w = np.mean([np.outer(x[i], delta[i]) ** 2 for i in range(3)], 0)
+    f_b = np.mean(delta ** 2, 0)
+    f = C.fisher_diagonal(params, x, y)
+    np.testing.assert_allclose(np.asarray(f[0]["w"]), f_w, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(f[0]["b"]), f_b, rtol=1e-5, atol=1e-7)
+
+
+def test_rwm_projector_removes_directions_old_inputs_used():
+    inputs = np.zeros((50, 3), np.float32)
+    inputs[:, 0] = np.random.default_rng(0).standard_normal(50) * 3
+    p, _, n = C.projector(inputs, alpha=0.01)
+    assert n == 50
+    assert abs(float((p @ np.array([1.0, 0, 0]))[0])) < 0.01  # the used direction is (almost) blocked
+    np.testing.assert_allclose(p @ np.array([0.0, 1, 0]), [0, 1, 0], atol=1e-6)  # an unused one passes
+
+
+def test_cosine_spread_is_small_for_a_compact_class_and_large_for_a_spread_one():
+    compact = np.tile([1.0, 0.0], (10, 1))
+    spread = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    assert C.cosine_spread(compact.sum(0), 10) == pytest.approx(0.0)
+    assert C.cosine_spread(spread.sum(0), 4) == pytest.approx(1.0)
+
+
+def test_make_experiences_keeps_speakers_apart_and_deals_bona_fide_across_experiences(tmp_path):
+    from audiorep.downstream.tasks import get_task
+
+    spec = get_task("deepfake_folder")
+    index = spec.read(make_deepfake_folder(tmp_path / "df"))
+    records = [r for r in index.records if r.labels]
+    emb = np.arange(len(records), dtype=np.float32)[:, None]  # the embedding names the record
+    exps = C.make_experiences(records, emb, list(ATTACKS), spec.for_index(index).positive)
+    train = {int(v) for e in exps for v in e.x_train[:, 0]}
+    test = {int(v) for e in exps for v in e.x_test[:, 0]}
+    assert not {records[i].group for i in train} & {records[i].group for i in test}
+    bona = [{int(v) for v, y in zip(e.x_train[:, 0], e.y_train) if y == 1} for e in exps]
+    assert all(bona) and not (bona[0] & bona[1]) and not (bona[1] & bona[2])
+    for e, attack in zip(exps, ATTACKS):
+        assert {records[int(v)].info.get("attack_id") for v, y in zip(e.x_test[:, 0], e.y_test) if y == 0} == {attack}
+    with pytest.raises(TaskError, match="lacks"):
+        C.make_experiences(records, emb, ["world", "tts"], 0)
+
+
+@pytest.mark.slow
+def test_continual_command_prints_the_matrix_and_forgetting_and_writes_plot_and_rows(tmp_path, capsys, monkeypatch):
+    from audiorep.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables unwrapped
+    from audiorep.downstream.leaderboard import read_results
+
+    root = make_deepfake_folder(tmp_path / "df")
+    store, plot = tmp_path / "results.jsonl", tmp_path / "cl.png"
+    rc = main(["continual", "--model", "logmel", "--task", "deepfake_folder", "--data-root", str(root), "--order",
+               "world,griffinlim,lpc", "--methods", "naive,replay", "--seeds", "0,1", "--steps", "10",
+               "--memory", "6", "--cache", str(tmp_path / "cache"), "--results", str(store), "--plot", str(plot),
+               "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "naive: EER after experience" in out and "forgetting on world" in out and "replay" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_results(store)
+    assert [r.task for r in rows] == ["deepfake_folder@continual:naive", "deepfake_folder@continual:replay"]
+    assert np.asarray(rows[0].extra["eer_matrix"]).shape == (2, 3, 3) and "forgetting" in rows[0].scores
+
+
+def test_continual_command_refuses_an_existing_plot_without_force(tmp_path, capsys):
+    from audiorep.cli import main
+
+    plot = tmp_path / "cl.png"
+    plot.write_text("mine")
+    rc = main(["continual", "--model", "logmel", "--task", "deepfake_folder", "--data-root", str(tmp_path),
+               "--order", "world,lpc", "--plot", str(plot)])
+    assert rc == 2 and "exists" in capsys.readouterr().err and plot.read_text() == "mine"
