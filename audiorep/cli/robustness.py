@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     Console().print(f"{result.metric}: clean {rob['clean']:.4f}, mean over {cells} corrupted cells {result.mean:.4f} "
                     f"(drop {rob['mean_drop']:+.3f}); {report.computed} cells computed, {cells - report.computed} "
                     f"from {report.state}; {seconds:.1f} s in all"
-                    + (f", {report.cell_seconds / report.computed:.1f} s per computed cell" if report.computed else "")
+                    + (f", {report.cell_seconds / report.computed:.2f} s per computed cell" if report.computed else "")
                     + (f"\nheatmap: {report.heatmap}" if report.heatmap else "")
                     + (f"\nrow appended to {args.results}" if args.results else ""), highlight=False)
     return 0
