@@ -181,3 +181,10 @@ def test_continual_command_refuses_an_existing_plot_without_force(tmp_path, caps
     rc = main(["continual", "--model", "logmel", "--task", "deepfake_folder", "--data-root", str(tmp_path),
                "--order", "world,lpc", "--plot", str(plot)])
     assert rc == 2 and "exists" in capsys.readouterr().err and plot.read_text() == "mine"
+
+
+def test_standardise_uses_the_first_experience_training_statistics_for_every_experience():
+    exps = C.standardise(clusters(n=20))
+    np.testing.assert_allclose(exps[0].x_train.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(exps[0].x_train.std(0), 1.0, atol=1e-4)
+    assert np.abs(exps[1].x_train.mean(0)).max() > 0.5  # a later attack keeps its offset: no peeking at its stats

@@ -9,6 +9,7 @@ method on embeddings (f32[N, D], no encoder needed); `run_task` reads a detectio
 Experiences (`make_experiences`): speakers (Record.group; the file where unknown) are split once, seeded, into a
 training and a test side (`test_fraction`), so train and test never share a speaker; bona fide clips of each side
 are dealt out over the K experiences (seeded), so each experience sees its own bona fide clips, as a stream would.
+Embeddings are z-scored with the first experience's training statistics (`standardise`).
 
 Head: the probe's head shape (probes.py: Xavier-uniform Linear layers, ReLU between; `hidden` 0 = linear) with two
 logits (spoof, bona fide); the detection score is logit(bona fide) - logit(spoof). BatchNorm and dropout of the
@@ -407,6 +408,15 @@ def make_experiences(records: Sequence, emb: np.ndarray, order: Sequence[str], b
     return out
 
 
+def standardise(experiences: Sequence[Experience]) -> list[Experience]:
+    """Every experience's embeddings z-scored per dimension with the mean and std of the first experience's training
+    clips: the only data a deployed head has at its start (the probe's BatchNorm plays this part in `probe`)."""
+    mean = experiences[0].x_train.mean(0)
+    std = np.maximum(experiences[0].x_train.std(0), 1e-6)
+    z = lambda a: ((a - mean) / std).astype(np.float32)
+    return [dataclasses.replace(e, x_train=z(e.x_train), x_test=z(e.x_test)) for e in experiences]
+
+
 def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str], *, methods=("naive", "replay"),
              seeds=(0, 1, 2), settings: Settings = Settings(), cache=None, reader_options: dict | None = None,
              split_seed: int = 0, progress: bool = True, log: Callable[[str], None] | None = None
@@ -428,7 +438,7 @@ def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str],
     cache = cache or EmbeddingCache()
     emb = np.asarray(cache.embed(embedder, records, crop_s=spec.crop_s, progress=progress,
                                  desc=f"embed {spec.name}"), np.float32)
-    experiences = make_experiences(records, emb, order, spec.positive, split_seed)
+    experiences = standardise(make_experiences(records, emb, order, spec.positive, split_seed))
     results = []
     for m in methods:
         res = run_stream(experiences, m, seeds, settings)
@@ -490,4 +500,4 @@ def write_heatmaps(results: Sequence[StreamResult], path: str | os.PathLike, tit
 
 __all__ = ["METHODS", "REPLAY_POLICIES", "Experience", "Settings", "StreamResult", "bonafide_scores",
            "cosine_spread", "eer_matrix", "ewc_penalty", "fisher_diagonal", "init_head", "make_experiences",
-           "projector", "run_stream", "run_task", "stream_metrics", "to_result_row", "write_heatmaps"]
+           "projector", "run_stream", "run_task", "standardise", "stream_metrics", "to_result_row", "write_heatmaps"]
