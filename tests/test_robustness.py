@@ -201,3 +201,19 @@ def test_cli_refuses_a_bad_severity_in_one_line(fsdd, capsys):
     code = main(["robustness", "--model", "logmel", "--task", "fsdd", "--data-root", str(fsdd), "--severities", "9"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "1..5" in err
+
+
+def test_cli_refuses_an_unknown_corruption_in_one_line(fsdd, capsys):
+    code = main(["robustness", "--model", "logmel", "--task", "fsdd", "--data-root", str(fsdd), "--corruptions",
+                 "white_noise,hum"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "unknown corruption 'hum'" in err
+
+
+def test_cli_keeps_an_existing_heatmap_unless_forced(fsdd, tmp_path, capsys):
+    png = tmp_path / "mine.png"
+    png.write_bytes(b"not yours")
+    code = main(["robustness", "--model", "logmel", "--task", "fsdd", "--data-root", str(fsdd), "--heatmap", str(png),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--force" in err and png.read_bytes() == b"not yours" and not (tmp_path / "out").exists()

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     # rich, the cache, the tasks, the corruptions and the probes (JAX) load here: `audiorep --help` stays instant
     from rich.console import Console
 
+    from audiorep.audio import corruptions
     from audiorep.cli.probe import task_reader_options
     from audiorep.downstream.cache import EmbeddingCache
     from audiorep.downstream.leaderboard import append_result
@@ -31,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     spec = get_task(args.task)
     reader_opts = task_reader_options(spec.reader, args)
-    levels = parse_severities(args.severities)  # before any work: a bad level is one line
+    levels = parse_severities(args.severities)  # before any work: a bad level or name is one line
+    for chosen in (args.corruptions, args.train_augment):
+        if chosen:
+            corruptions.select(chosen)
     root = args.data_root or spec.default_root
     if root is None or not Path(root).expanduser().exists():
         print_error(f"task {spec.name} needs --data-root (the dataset folder); "
