@@ -122,6 +122,15 @@ def test_a_killed_sweep_resumes_at_the_first_missing_cell(fsdd, tmp_path, monkey
     assert resumed.result.extra["robustness"]["table"] == whole.result.extra["robustness"]["table"]
 
 
+def test_cells_another_run_of_the_same_sweep_stored_meanwhile_are_kept(fsdd, tmp_path):
+    first = _sweep(fsdd, tmp_path, corruptions=["white_noise"])
+    state = json.loads(first.state.read_text())
+    state["cells"]["low_pass@1"] = {"folds": [0.5, 0.5], "scores": {"accuracy": 0.5}, "seconds": 0.0}
+    R.write_state(first.state, state)  # what a second process of the same sweep wrote
+    R.write_state(first.state, json.loads(first.state.read_text()) | {"cells": {}})
+    assert sorted(json.loads(first.state.read_text())["cells"]) == ["low_pass@1", "white_noise@1", "white_noise@5"]
+
+
 def test_train_augment_trains_on_corrupted_copies_and_tests_the_held_out_corruptions(fsdd, tmp_path):
     report = _sweep(fsdd, tmp_path, CountingEmbedder(), corruptions=["white_noise", "low_pass", "mu_law"],
                     train_augment="low_pass")

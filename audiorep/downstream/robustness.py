@@ -34,6 +34,7 @@ draws the full table and heatmap from that row.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -170,7 +171,9 @@ def _slug(text: str, n: int = 60) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:n]
 
 
-def _read_state(path: Path, fingerprint: str) -> dict:
+def read_state(path: Path, fingerprint: str) -> dict:
+    """A sweep's state file ({'format', 'fingerprint', 'clean': per-split scores, 'cells': {'name@severity': ...}}),
+    empty when there is none; RobustnessError when it is unreadable or another sweep's."""
     if not path.is_file():
         return {"format": STATE_FORMAT, "fingerprint": fingerprint, "cells": {}}
     try:
@@ -182,8 +185,19 @@ def _read_state(path: Path, fingerprint: str) -> dict:
     return state
 
 
-def _write_state(path: Path, state: dict) -> None:
-    write_atomically(path, json.dumps(state, indent=1, sort_keys=True).encode())
+def write_state(path: Path, state: dict) -> None:
+    """Merge `state` into the file (cells another process of the same sweep stored meanwhile are kept; the
+    file's clean scores win) under an exclusive lock, and write it atomically; `state` gets the merged cells."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            on_disk = read_state(path, state["fingerprint"])
+            state["cells"] = on_disk["cells"] | state["cells"]
+            if "clean" in on_disk:
+                state["clean"] = on_disk["clean"]
+            write_atomically(path, json.dumps(state, indent=1, sort_keys=True).encode())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: EmbeddingCache | None = None, *,
@@ -268,7 +282,7 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
     stem = f"{_slug(spec.name)}{_slug(aug_tag)}-{_slug(name)}-{fingerprint}"
     state_path = out / f"{stem}.json"
     png = Path(heatmap).expanduser() if heatmap else (None if heatmap == "" else out / f"{stem}.png")
-    state = _read_state(state_path, fingerprint)
+    state = read_state(state_path, fingerprint)
     out.mkdir(parents=True, exist_ok=True)
     cells = [(n, s) for n in held for s in levels]
     todo = [(n, s) for n, s in cells if f"{n}@{s}" not in state["cells"]]
@@ -303,7 +317,7 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
             say(f"note: the retrained probes score {np.mean(clean):.4f} clean, the stored cells' probes "
                 f"{np.mean(state['clean']):.4f}; the stored cells are kept")
         state.setdefault("clean", [float(v) for v in clean])
-        _write_state(state_path, state)
+        write_state(state_path, state)
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"robustness {spec.name}", unit="cell",
                    disable=not progress, leave=False)
         for n, s in todo:
@@ -318,7 +332,7 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
             state["cells"][f"{n}@{s}"] = {"folds": [float(r[spec.metric]) for r in per],
                                           "scores": {k: float(np.mean([r[k] for r in per])) for k in per[0]},
                                           "seconds": round(time.perf_counter() - started, 3)}
-            _write_state(state_path, state)
+            write_state(state_path, state)
             bar.update(1)
         bar.close()
     computed = len(todo)
