@@ -195,6 +195,14 @@ def test_leaderboard_shows_semisup_rows_in_their_own_section_not_on_the_board():
     assert table == [("supervised", "0.5000 ± 0.0100", "0.9000"), ("fixmatch", "0.6000 ± 0.0100", "0.9000")]
     page = L.to_html(rows)
     assert "Semi-supervised heads" in page and 'alt="metric vs labelled fraction, m on fsdd"' in page
+    assert "| fixmatch | 0.6000 ± 0.0100 | 0.9000 |" in L.to_markdown(rows)
+
+
+def test_a_store_of_only_semisup_rows_writes_every_page(tmp_path):
+    from audiorep.downstream import leaderboard as L
+
+    files = L.write_leaderboard([_row("supervised", 0.1, 0.5), _row("supervised", 1.0, 0.9)], tmp_path / "board")
+    assert "Semi-supervised heads" in files["html"].read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -256,7 +256,8 @@ def format_number(x: float, digits: int = 3) -> str:
 
 def to_markdown(results: list[Result]) -> str:
     """A markdown table: one row per model, one column per task (primary metric), plus mean normalised score;
-    then, when rows carry them, the per-group table and the cross-domain protocol table."""
+    then, when rows carry them, the per-group table, the cross-domain protocol table and the semi-supervised
+    method x labelled-fraction tables."""
     b = Board.from_results(results)
     head = ["Model"] + [f"{t} ({b.metric(t)}{'' if _hib(b, t) else ' ↓'})" for t in b.tasks] + ["Mean norm."]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -268,6 +269,10 @@ def to_markdown(results: list[Result]) -> str:
         if rows:
             lines += ["", f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    for (model, task), curves in sorted(semisup_curves(results).items()):  # semi-supervised heads per fraction
+        cols, rows = semisup_table(curves)
+        lines += ["", f"## Semi-supervised heads: {model} on {task}", "", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * len(cols)] + ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -527,7 +532,7 @@ Scores: test split of each task, mean ± std over folds; ↓ marks lower-is-bett
 <table class="sortable"><thead><tr><th>Model</th>{head}<th>Mean normalised</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
 <p class=sub>Click a header to sort. Normalised score: per task, (score − worst) / (best − worst); 1 = best model.</p>
-<h2>Normalised scores</h2><img alt="heatmap" src="{_heatmap(b)}">
+{f'<h2>Normalised scores</h2><img alt="heatmap" src="{_heatmap(b)}">' if b.tasks else ""}
 <h2>Per task</h2><div class="grid">{bars}</div>
 {fairness}
 {robustness_html(results, robustness or {})}
