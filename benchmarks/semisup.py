@@ -80,8 +80,7 @@ TORCH_SIDE = textwrap.dedent('''
                     perm = torch.randperm(len(xs))
                     xm, ym = lam * xs + (1 - lam) * xs[perm], lam * ys + (1 - lam) * ys[perm]
                     logits = model(xm)
-                    loss = -(ym[:b] * logits[:b].log_softmax(-1)).sum(-1).mean() + \\
-                        ((logits[b:].softmax(-1) - ym[b:]) ** 2).mean()
+                    loss = -(ym * logits.log_softmax(-1)).sum(-1).mean()  # soft CE, both parts
                 else:
                     xa = torch.cat([x, view(xu, iu)])
                     xb = torch.cat([view(xl, il), view(xu, iu)])

@@ -14,7 +14,8 @@ Pellegrini 2022, github.com/Labbeti/SSLH) trains them end to end:
 - MixMatch (Berthelot et al. 2019): the guess is the mean softmax over K=2 weak views of an unlabelled clip,
   sharpened with T=0.5; labelled (one weak view, one-hot) and unlabelled (both views, the guess) rows are mixed with
   partners from a shuffle of their union, lam ~ Beta(0.75, 0.75), lam = max(lam, 1 - lam) (one per batch);
-  soft CE on the labelled mix + lambda_u * MSE(softmax, mixed guess) on the unlabelled mix; lambda_u 1.
+  soft CE on the labelled mix + lambda_u * soft CE against the mixed guess on the unlabelled mix, lambda_u 1 (SSLH's
+  defaults; the paper's L2 term needs lambda_u ~ 100).
 - Mean Teacher (Tarvainen & Valpola 2017): CE(student, labelled) + w(t) * MSE(softmax(student(view a)),
   softmax(teacher(view b))) over labelled and unlabelled rows, w(t) = exp(-5 (1 - t/T)^2) for t < T (sigmoid
   ramp-up, t in epochs), teacher = EMA of the student (decay 0.999) after every step, BatchNorm statistics likewise.
@@ -272,7 +273,7 @@ def method_loss(method: str, hyper: Hyper, num_classes: int):
                                         hyper.alpha)
             logits, st = _fwd(params, stats, xm, b["rate"], kd)
             sup = jnp.mean(optax.softmax_cross_entropy(logits[:bsz], ym[:bsz]))
-            unl = jnp.mean((jax.nn.softmax(logits[bsz:], -1) - ym[bsz:]) ** 2)
+            unl = jnp.mean(optax.softmax_cross_entropy(logits[bsz:], ym[bsz:]))  # SSLH's criterion_u
             return sup + hyper.lambda_u * unl, st
         if method == "meanteacher":
             xa = jnp.concatenate([xl, take(b["xu"], va)])
