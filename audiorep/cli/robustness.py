@@ -97,9 +97,10 @@ def robustness_table(result):
     aug = f"; probes trained with {', '.join(rob['train_augment'])}" if rob["train_augment"] else ""
     table = Table(title=f"audiorep robustness: {result.model} on {result.task}, {result.metric}"
                         f"{'' if result.higher_is_better else ' ↓'} per corruption x severity{aug}")
-    for col in ("family", "corruption", "levels", "clean", *[f"sev {s}" for s in sev], f"mean {kind}"):
+    table.caption = f"drop: the mean {kind} over the severities shown"
+    for col in ("family", "corruption", "levels", "clean", *[f"sev {s}" for s in sev], "drop"):
         table.add_column(col, justify="left" if col in ("family", "corruption", "levels") else "right",
-                         no_wrap=col == "corruption")
+                         no_wrap=col != "levels", overflow="fold")
     for name, r in sorted(rob["table"].items(), key=lambda kv: (kv[1]["family"], kv[0])):
         levels = ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in r["levels"])
         drops = [r["drop"][s] for s in sev]
