@@ -62,17 +62,19 @@ def test_mean_teacher_teacher_is_the_ema_of_the_student_after_n_steps():
     point = P.GridPoint(hidden_layers=1, hidden_dim=4, lr=1e-2, dropout=0.0, seed=1)
     params, stats = P.init_params(point, 3, 2)
     opt = S.optax.scale_by_adam().init(params)
-    state = {"params": params, "opt": opt, "stats": stats, "teacher": {"params": params, "stats": stats}}
+    state = {"params": params, "opt": opt, "stats": stats, "teacher": {"params": params, "stats": stats},
+             "step": jnp.int32(0)}
     step = jax.jit(S.make_step("meanteacher", S.Hyper(ema=0.9), 2))
     rng = np.random.default_rng(0)
     expected = jax.tree.map(np.asarray, {"params": params, "stats": stats})
-    for i in range(5):
+    for i in range(12):
         b = {"xl": jnp.asarray(rng.normal(size=(4, 2, 3)), jnp.float32), "yl": jnp.array([0, 1, 0, 1]),
              "xu": jnp.asarray(rng.normal(size=(4, 2, 3)), jnp.float32),
              "su": jnp.asarray(rng.normal(size=(4, 2, 3)), jnp.float32), "rate": 0.0}
         state = step(state, b, 1e-2, jax.random.PRNGKey(i), float(i))
         student = jax.tree.map(np.asarray, {"params": state["params"], "stats": state["stats"]})
-        expected = jax.tree.map(lambda t, s: 0.9 * t + 0.1 * s, expected, student)
+        decay = min(1 - 1 / (i + 1), 0.9)  # the warm-up: 0, 1/2, 2/3, 3/4, then 0.9
+        expected = jax.tree.map(lambda t, s, d=decay: d * t + (1 - d) * s, expected, student)
     got = jax.tree.map(np.asarray, state["teacher"])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, expected)
     assert not np.allclose(got["params"]["layers"][0]["w"], state["params"]["layers"][0]["w"])

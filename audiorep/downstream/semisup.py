@@ -18,7 +18,9 @@ Pellegrini 2022, github.com/Labbeti/SSLH) trains them end to end:
   defaults; the paper's L2 term needs lambda_u ~ 100).
 - Mean Teacher (Tarvainen & Valpola 2017): CE(student, labelled) + w(t) * MSE(softmax(student(view a)),
   softmax(teacher(view b))) over labelled and unlabelled rows, w(t) = exp(-5 (1 - t/T)^2) for t < T (sigmoid
-  ramp-up, t in epochs), teacher = EMA of the student (decay 0.999) after every step, BatchNorm statistics likewise.
+  ramp-up, t in epochs), teacher = EMA of the student after every step, BatchNorm statistics likewise, with the
+  official code's warm-up decay min(1 - 1/(step + 1), 0.999) (a plain mean of the students early on); the teacher
+  is the model selected and scored, as SSLH predicts with it.
 
 Training mirrors probes.train_grid: the points of one head shape are stacked and `jax.vmap`ped inside one jitted
 round (`check_every` epochs as `lax.scan` over steps, then validation accuracy and early stopping keeping the best
@@ -293,7 +295,8 @@ _adam = optax.scale_by_adam()
 
 
 def make_step(method: str, hyper: Hyper, num_classes: int):
-    """One training step of one point: (state, batch, key, t) -> state. state: params, opt, stats, teacher
+    """One training step of one point: (state, batch, key, t) -> state. state: params, opt, stats, step (i32, steps
+    taken), teacher
     ({'params', 'stats'}, the EMA of the student after the update; unused but carried for the other methods)."""
     loss = method_loss(method, hyper, num_classes)
 
@@ -303,8 +306,9 @@ def make_step(method: str, hyper: Hyper, num_classes: int):
         params = jax.tree.map(lambda p, u: p - lr * u, state["params"], updates)
         teacher = state["teacher"]
         if method == "meanteacher":
-            teacher = ema_update(teacher, {"params": params, "stats": stats}, hyper.ema)
-        return state | {"params": params, "opt": opt, "stats": stats, "teacher": teacher}
+            decay = jnp.minimum(1.0 - 1.0 / (state["step"] + 1.0), hyper.ema)
+            teacher = ema_update(teacher, {"params": params, "stats": stats}, decay)
+        return state | {"params": params, "opt": opt, "stats": stats, "teacher": teacher, "step": state["step"] + 1}
 
     return step
 
@@ -329,15 +333,15 @@ def _make_round(method: str, hyper: Hyper, num_classes: int, check_every: int):
             return step(carry, b, hp["lr"], ks, e + s / steps)
 
         cur = jax.lax.fori_loop(0, check_every * steps, one, st["cur"])
-        logits, _ = P.forward(cur["params"], cur["stats"], data["xv"], train=False)
+        model = cur["teacher"] if method == "meanteacher" else {"params": cur["params"], "stats": cur["stats"]}
+        logits, _ = P.forward(model["params"], model["stats"], data["xv"], train=False)
         score = jnp.sum(data["v_real"] * (jnp.argmax(logits, -1) == data["yv"])) / jnp.sum(data["v_real"])
         active = st["active"]
         cur = jax.tree.map(lambda a, b: jnp.where(active, a, b), cur, st["cur"])
         improved = active & (score > st["best_score"])
         bad = jnp.where(improved, 0, st["bad"] + active)
         return {"cur": cur,
-                "best": jax.tree.map(lambda a, b: jnp.where(improved, a, b),
-                                     {"params": cur["params"], "stats": cur["stats"]}, st["best"]),
+                "best": jax.tree.map(lambda a, b: jnp.where(improved, a, b), model, st["best"]),
                 "best_score": jnp.where(improved, score, st["best_score"]),
                 "bad": bad, "active": active & (bad < patience)}
 
@@ -388,7 +392,8 @@ def train_method(method: str, xl, yl, xu, su, x_val, y_val, grid: P.Grid, *, num
         p0 = jax.tree.map(lambda *a: jnp.stack(a), *[i[0] for i in inits])
         s0 = jax.tree.map(lambda *a: jnp.stack(a), *[i[1] for i in inits])
         n = len(pts)
-        cur = {"params": p0, "opt": jax.vmap(_adam.init)(p0), "stats": s0, "teacher": {"params": p0, "stats": s0}}
+        cur = {"params": p0, "opt": jax.vmap(_adam.init)(p0), "stats": s0, "teacher": {"params": p0, "stats": s0},
+               "step": jnp.zeros(n, jnp.int32)}
         state = {"cur": cur, "best": {"params": p0, "stats": s0}, "best_score": jnp.full(n, -jnp.inf),
                  "bad": jnp.zeros(n, jnp.int32), "active": jnp.ones(n, bool)}
         hp = {"lr": jnp.array([p.lr for p in pts], jnp.float32),
