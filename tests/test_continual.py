@@ -151,28 +151,6 @@ def test_make_experiences_keeps_speakers_apart_and_deals_bona_fide_across_experi
         C.make_experiences(records, emb, ["world", "tts"], 0)
 
 
-@pytest.mark.slow
-def test_continual_command_prints_the_matrix_and_forgetting_and_writes_plot_and_rows(tmp_path, capsys, monkeypatch):
-    from audiorep.cli import main
-
-    monkeypatch.setenv("COLUMNS", "200")  # rich tables unwrapped
-    from audiorep.downstream.leaderboard import read_results
-
-    root = make_deepfake_folder(tmp_path / "df")
-    store, plot = tmp_path / "results.jsonl", tmp_path / "cl.png"
-    rc = main(["continual", "--model", "logmel", "--task", "deepfake_folder", "--data-root", str(root), "--order",
-               "world,griffinlim,lpc", "--methods", "naive,replay", "--seeds", "0,1", "--steps", "10",
-               "--memory", "6", "--cache", str(tmp_path / "cache"), "--results", str(store), "--plot", str(plot),
-               "--quiet"])
-    out = capsys.readouterr().out
-    assert rc == 0
-    assert "naive: EER after experience" in out and "forgetting on world" in out and "replay" in out
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = read_results(store)
-    assert [r.task for r in rows] == ["deepfake_folder@continual:naive", "deepfake_folder@continual:replay"]
-    assert np.asarray(rows[0].extra["eer_matrix"]).shape == (2, 3, 3) and "forgetting" in rows[0].scores
-
-
 def test_continual_command_refuses_an_existing_plot_without_force(tmp_path, capsys):
     from audiorep.cli import main
 
@@ -188,3 +166,45 @@ def test_standardise_uses_the_first_experience_training_statistics_for_every_exp
     np.testing.assert_allclose(exps[0].x_train.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(exps[0].x_train.std(0), 1.0, atol=1e-4)
     assert np.abs(exps[1].x_train.mean(0)).max() > 0.5  # a later attack keeps its offset: no peeking at its stats
+
+
+def test_a_continual_head_saved_as_a_probe_head_scores_as_the_trained_head(tmp_path):
+    from audiorep.downstream.heads import Head
+
+    exps = clusters(n=20)
+    trained: list = []
+    C.run_stream(C.standardise(exps), "naive", (0,), C.Settings(steps=30), heads=trained)
+    embedder = type("Emb", (), {"name": "fake"})()
+    head = C.to_head(trained[0], exps[0], embedder, ["bonafide", "spoof"], 0, {"task": "t"})
+    loaded = Head.load(head.save(tmp_path / "head"))
+    z = C.standardise(exps)[2].x_test
+    want = np.asarray(C.bonafide_scores(jax.tree.map(jnp.asarray, trained[0]), z))
+    got = loaded.logits(exps[2].x_test)
+    np.testing.assert_allclose(got[:, 0] - got[:, 1], want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_continual_command_prints_matrices_writes_plot_rows_and_a_head_stream_can_load(tmp_path, capsys,
+                                                                                      monkeypatch):
+    import audiorep
+    from audiorep.cli import main
+    from audiorep.downstream.heads import Head
+    from audiorep.downstream.leaderboard import read_results
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables unwrapped
+    root = make_deepfake_folder(tmp_path / "df")
+    store, plot = tmp_path / "results.jsonl", tmp_path / "cl.png"
+    rc = main(["continual", "--model", "beats-tiny", "--task", "deepfake_folder", "--data-root", str(root), "--order",
+               "world,griffinlim,lpc", "--methods", "naive,rwm", "--seeds", "0,1", "--steps", "5", "--cache",
+               str(tmp_path / "c"), "--results", str(store), "--plot", str(plot), "--save-head", str(tmp_path / "head"),
+               "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "naive: EER after experience" in out and "forgetting on world" in out and "rwm head" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_results(store)
+    assert [r.task for r in rows] == ["deepfake_folder@continual:naive", "deepfake_folder@continual:rwm"]
+    assert np.asarray(rows[0].extra["eer_matrix"]).shape == (2, 3, 3) and "forgetting" in rows[0].scores
+    head = Head.load(tmp_path / "head")
+    assert head.info["method"] == "rwm" and head.classes == ["bonafide", "spoof"] and head.positive == 0
+    head.check_embedder(audiorep.load("beats-tiny"))  # tied to the model it was trained on

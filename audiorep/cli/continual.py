@@ -54,13 +54,26 @@ def run(args: argparse.Namespace) -> int:
             if problem:
                 print_error(f"{flag} {path}: {problem}.")
                 return 2
+    head_method = args.head_method or methods[-1]
+    if args.save_head:  # the head is saved after the training: check its folder first
+        from audiorep.downstream.heads import check_head_dir
+
+        check_head_dir(args.save_head, overwrite=args.force)
+        if head_method not in methods:
+            print_error(f"--head-method {head_method} is not among --methods {','.join(methods)}; add it there.")
+            return 2
+        if args.model.startswith(("logmel", "lfcc", "mfcc", "cqcc")):
+            print_error("--save-head: a hand-crafted baseline is not a model `audiorep stream` can load; leave "
+                        "--save-head out.")
+            return 2
     settings = Settings(hidden=args.hidden, steps=args.steps, lr=args.lr, memory=args.memory, policy=args.policy,
                         ewc_lambda=args.ewc_lambda, rwm_alpha=args.rwm_alpha)
     model = resolve_model(args.model)
     console = Console(stderr=True, soft_wrap=True)
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
+    heads: dict | None = {} if args.save_head else None
     results, experiences = run_task(spec, model, root, order, methods=methods, seeds=args.seeds, settings=settings,
-                                    cache=EmbeddingCache(args.cache), progress=not args.quiet, log=say)
+                                    cache=EmbeddingCache(args.cache), progress=not args.quiet, log=say, heads=heads)
     name = args.name or getattr(model, "name", args.model)
     out = Console()
     for res in results:
@@ -87,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         f"continual-{spec.name}-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.png")
     write_heatmaps(results, plot, title=f"{name} · {spec.name} · {' -> '.join(order)}")
     out.print(f"EER matrices: {plot}")
+    if heads:
+        saved = heads[head_method].save(args.save_head, overwrite=args.force)
+        out.print(f"{head_method} head (seed {args.seeds[0]}, after {order[-1]}) saved to {saved} "
+                  f"(`audiorep stream --model {args.model} --head {saved}`)")
     if args.results:
         for res in results:
             append_result(args.results, to_result_row(res, name, spec.name, settings, str(root)))
@@ -121,7 +138,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
     p.add_argument("--results", default=None, help="append one result row per method to this JSONL store")
     p.add_argument("--plot", default=None, help="heatmap PNG path (default continual-<task>-<time>.png here)")
-    p.add_argument("--force", action="store_true", help="replace an existing --plot")
+    p.add_argument("--save-head", default=None, metavar="DIR",
+                   help="save one method's final head (first seed) here, for `audiorep stream --head DIR`")
+    p.add_argument("--head-method", default=None, help="the method whose head --save-head saves (default: the last "
+                   "of --methods)")
+    p.add_argument("--force", action="store_true", help="replace an existing --plot / --save-head head")
     p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
     p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
     p.add_argument("--quiet", action="store_true", help="no progress output")

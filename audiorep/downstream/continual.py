@@ -419,9 +419,11 @@ def standardise(experiences: Sequence[Experience]) -> list[Experience]:
 
 def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str], *, methods=("naive", "replay"),
              seeds=(0, 1, 2), settings: Settings = Settings(), cache=None, reader_options: dict | None = None,
-             split_seed: int = 0, progress: bool = True, log: Callable[[str], None] | None = None
-             ) -> tuple[list[StreamResult], list[Experience]]:
-    """Read a detection task, embed its clips (through the cache), build the experiences and run every method."""
+             split_seed: int = 0, progress: bool = True, log: Callable[[str], None] | None = None,
+             heads: dict | None = None) -> tuple[list[StreamResult], list[Experience]]:
+    """Read a detection task, embed its clips (through the cache), build the experiences and run every method.
+
+    heads: a dict that gets, per method, the first seed's final head as a heads.Head (for `--save-head`)."""
     from audiorep.downstream.cache import EmbeddingCache
     from audiorep.downstream.tasks.catalog import get_task
 
@@ -438,14 +440,42 @@ def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str],
     cache = cache or EmbeddingCache()
     emb = np.asarray(cache.embed(embedder, records, crop_s=spec.crop_s, progress=progress,
                                  desc=f"embed {spec.name}"), np.float32)
-    experiences = standardise(make_experiences(records, emb, order, spec.positive, split_seed))
+    raw = make_experiences(records, emb, order, spec.positive, split_seed)
+    experiences = standardise(raw)
     results = []
     for m in methods:
-        res = run_stream(experiences, m, seeds, settings)
+        trained: list = []
+        res = run_stream(experiences, m, seeds, settings, heads=trained)
+        if heads is not None:
+            heads[m] = to_head(trained[0], raw[0], embedder, [str(c) for c in index.classes], spec.positive,
+                               {"task": spec.name, "method": m, "order": list(order), "seed": seeds[0],
+                                "crop_s": spec.crop_s, "settings": dataclasses.asdict(settings)})
         s = res.summary()
         say(f"{m}: average EER {s['average_eer']:.4f}, BWT {s['bwt']:+.4f}, forgetting {s['forgetting']:+.4f}")
         results.append(res)
     return results, experiences
+
+
+def to_head(layers: list[dict], first: Experience, embedder, classes: list[str], positive: int, info: dict):
+    """A heads.Head (what `audiorep stream --head` loads) from a continual head's layers: the z-scoring of the first
+    experience, identity BatchNorm between layers (gamma 1, beta 0, running mean 0, var 1 - 1e-5 against the
+    eps 1e-5) and the logits reordered from (spoof, bona fide) to the task's class order."""
+    from audiorep.downstream.heads import Head, model_of  # heads -> probes: loaded with the head only
+
+    mean = first.x_train.mean(0).astype(np.float32)
+    std = np.maximum(first.x_train.std(0), 1e-6).astype(np.float32)
+    out, stats = [], []
+    for i, layer in enumerate(layers):
+        w, b = np.asarray(layer["w"], np.float32), np.asarray(layer["b"], np.float32)
+        if i == len(layers) - 1:
+            order = [1, 0] if positive == 0 else [0, 1]  # column `positive` = bona fide = our logit 1
+            w, b = w[:, order], b[order]
+            out.append({"w": w, "b": b})
+        else:
+            n = w.shape[1]
+            out.append({"w": w, "b": b, "gamma": np.ones(n, np.float32), "beta": np.zeros(n, np.float32)})
+            stats.append({"mean": np.zeros(n, np.float32), "var": np.full(n, 1.0 - 1e-5, np.float32)})
+    return Head(out, stats, mean, std, classes, positive, False, model_of(embedder), info)
 
 
 def to_result_row(res: StreamResult, model: str, task: str, settings: Settings, data_root: str = ""):
@@ -500,4 +530,5 @@ def write_heatmaps(results: Sequence[StreamResult], path: str | os.PathLike, tit
 
 __all__ = ["METHODS", "REPLAY_POLICIES", "Experience", "Settings", "StreamResult", "bonafide_scores",
            "cosine_spread", "eer_matrix", "ewc_penalty", "fisher_diagonal", "init_head", "make_experiences",
-           "projector", "run_stream", "run_task", "standardise", "stream_metrics", "to_result_row", "write_heatmaps"]
+           "projector", "run_stream", "run_task", "standardise", "stream_metrics", "to_head", "to_result_row",
+           "write_heatmaps"]
