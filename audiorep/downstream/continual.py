@@ -42,6 +42,8 @@ Methods:
           from the measured distance (no extra training), so it is deterministic given the data. Biases are not
           projected. No clips are stored: the memory is the D x D projectors and the per-class unit-vector sums.
 
+`to_head` turns a final head into a heads.Head (the probe head format `audiorep stream --head` loads).
+
 Metrics (`stream_metrics`), with R[i, j] the EER after experience i on the test set of experience j (K x K, the
 upper triangle is zero-shot performance on attacks not yet seen):
   average EER   mean_j R[K-1, j], the final head over every attack;
