@@ -436,6 +436,11 @@ def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str],
     if spec.positive is None or len(index.classes) != 2:
         raise TaskError(f"{spec.name} is not a two-class detection task; continual learning needs bona fide and "
                         "spoofed clips with attack ids (e.g. --task deepfake_folder).")
+    known = sorted({r.info.get("attack_id") for r in index.records if r.labels and r.labels[0] != spec.positive
+                    and r.info.get("attack_id")})
+    if any(a not in known for a in order):  # before the embedding: a typo costs nothing
+        raise TaskError(f"--order names {[a for a in order if a not in known]}, which the data lacks; its attacks "
+                        f"are {known}.")
     records = [r for r in index.records if r.labels and (r.labels[0] == spec.positive or
                                                          r.info.get("attack_id") in set(order))]
     say(f"{spec.name}: {len(records):,} clips for attacks {', '.join(order)}")
