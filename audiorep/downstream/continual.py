@@ -49,6 +49,10 @@ upper triangle is zero-shot performance on attacks not yet seen):
   average EER   mean_j R[K-1, j], the final head over every attack;
   BWT           mean_{j<K-1} (R[K-1, j] - R[j, j]), positive = forgetting (EER rose after learning later attacks);
   forgetting_j  R[K-1, j] - min_{j<=i<K-1} R[i, j], per earlier attack, and their mean.
+
+Not yet: RWM's learned modification direction (the paper trains it; here the radian is set from the measured
+cosine distance); a run with a pretrained full-size encoder on the FSDD spoof folder (docs/probing.md has the
+hand-crafted baselines' and beats-tiny's numbers, where RWM does not beat naive fine-tuning).
 """
 
 from __future__ import annotations
