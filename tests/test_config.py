@@ -12,7 +12,8 @@ from audiorep.pretrain import config as config_lib
 from audiorep.pretrain import trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.py"))
+# experiment files define get_config(); other modules there (cpu_scale.py) are pieces the experiments import
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py") if "\ndef get_config(" in p.read_text())
 
 
 def _cfg() -> ml_collections.ConfigDict:
