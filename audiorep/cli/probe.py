@@ -373,8 +373,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "grid at once), select on validation, score the test split. Tasks: "
                     + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values()) + ".")
     p.add_argument("--model", required=True,
-                   help="registered name (audiorep.list_models()), a model directory, or logmel[-beats|-ssast|-passt] "
-                        "(the log-mel mean/std baseline)")
+                   help="registered name (audiorep.list_models()), a model directory, logmel[-beats|-ssast|-passt] "
+                        "(the log-mel mean/std baseline) or a hand-crafted cepstral baseline: lfcc, mfcc, cqcc, "
+                        "lfcc-asvspoof2021, cqcc-asvspoof2021")
     p.add_argument("--task", required=True, choices=sorted(TASKS), help="probing task")
     p.add_argument("--data-root", default=None, help="the dataset's folder (fsdd defaults to ../shared/data/fsdd)")
     p.add_argument("--allow-missing", action="store_true",
