@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # `audiorep` commands run by tests keep no compile cache in the user's home (tests/test_frontends_cli.py checks it)
@@ -43,3 +44,14 @@ def tone(freq: float = 440.0, seconds: float = 1.0, rate: int = 16000, amp: floa
     """A sine tone, f32[seconds * rate]."""
     t = np.arange(int(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def tiny_fsdd(root):
+    """Six speakers x three digits x two takes of 0.5 s tones at 8 kHz, in FSDD's file naming."""
+    rec = root / "recordings"
+    rec.mkdir(parents=True)
+    for spk in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler"):
+        for digit in range(3):
+            for k in range(2):
+                sf.write(rec / f"{digit}_{spk}_{k}.wav", tone(300.0 + 300 * digit, 0.5, 8000), 8000)
+    return root

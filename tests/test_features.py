@@ -11,8 +11,7 @@ import feature_reference as ref
 import numpy as np
 import pytest
 import scipy.fft
-import soundfile as sf
-from conftest import tone
+from conftest import tiny_fsdd, tone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -224,16 +223,6 @@ def test_without_librosa_cqcc_names_the_extra_to_install(monkeypatch):
         FeatureBaseline("cqcc").cache_spec()
     assert FeatureBaseline("lfcc").scene([voiced(4000)]).shape == (1, 120)  # numpy/scipy only
 
-
-def tiny_fsdd(root):
-    """Six speakers x three digits x two takes of 0.5 s tones at 8 kHz, in FSDD's file naming."""
-    rec = root / "recordings"
-    rec.mkdir(parents=True)
-    for spk in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler"):
-        for digit in range(3):
-            for k in range(2):
-                sf.write(rec / f"{digit}_{spk}_{k}.wav", tone(300.0 + 300 * digit, 0.5, 8000), 8000)
-    return root
 
 
 def test_lfcc_probes_a_task_through_the_cache_like_any_model(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import toy_encoder  # noqa: F401  (registers the 'toy' models)
-from conftest import tone
+from conftest import tiny_fsdd, tone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -162,16 +162,6 @@ def test_saving_a_head_into_a_folder_with_files_needs_force(trained, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def tiny_fsdd(root):
-    """Six speakers x three digits x two takes of 0.5 s tones at 8 kHz, in FSDD's file naming."""
-    rec = root / "recordings"
-    rec.mkdir(parents=True)
-    for spk in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler"):
-        for digit in range(3):
-            for k in range(2):
-                sf.write(rec / f"{digit}_{spk}_{k}.wav", tone(300.0 + 300 * digit, 0.5, 8000), 8000)
-    return root
-
 
 def test_the_task_runner_hands_back_the_selected_head_of_each_split(toy, tmp_path):
     root = tiny_fsdd(tmp_path / "fsdd")

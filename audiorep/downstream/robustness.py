@@ -51,7 +51,7 @@ from audiorep.downstream.cache import EmbeddingCache, records_hash, source_spec
 from audiorep.downstream.leaderboard import Result
 from audiorep.downstream.metrics import HIGHER_IS_BETTER
 from audiorep.downstream.tasks.catalog import get_task
-from audiorep.downstream.tasks.runner import model_dir
+from audiorep.downstream.tasks.runner import model_dir, targets
 from audiorep.downstream.tasks.songs import SongTaskSpec
 from audiorep.downstream.tasks.spec import TaskSpec
 from audiorep.downstream.tasks.splits import TaskError
@@ -156,15 +156,6 @@ class SweepReport:
     heatmap: Path | None
     computed: int  # cells computed by this call (the rest came from the state file)
     cell_seconds: float = 0.0  # wall time of those cells (corrupting, embedding, scoring), without the probes
-
-
-def _targets(records, num_classes: int, multilabel: bool) -> np.ndarray:
-    if multilabel:
-        y = np.zeros((len(records), num_classes), np.float32)
-        for i, r in enumerate(records):
-            y[i, list(r.labels)] = 1.0
-        return y
-    return np.array([r.labels[0] for r in records], np.int32)
 
 
 def _slug(text: str, n: int = 60) -> str:
@@ -301,12 +292,12 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
         heads, clean = [], []
         for sp in splits:
             tr = [row[r.key] for r in sp.train]
-            x_train, y_train = emb[tr], _targets(sp.train, n_cls, multilabel)
+            x_train, y_train = emb[tr], targets(sp.train, n_cls, multilabel)
             if aug_emb is not None:
                 x_train, y_train = np.concatenate([x_train, aug_emb[tr]]), np.concatenate([y_train, y_train])
             res = P.fit_probe(x_train, y_train, emb[[row[r.key] for r in sp.validation]],
-                              _targets(sp.validation, n_cls, multilabel), emb[[row[r.key] for r in sp.test]],
-                              _targets(sp.test, n_cls, multilabel), num_classes=n_cls, multilabel=multilabel,
+                              targets(sp.validation, n_cls, multilabel), emb[[row[r.key] for r in sp.test]],
+                              targets(sp.test, n_cls, multilabel), num_classes=n_cls, multilabel=multilabel,
                               grid=grid_obj, seed=seed, progress=progress, positive=positive)
             if spec.metric not in res.test:
                 raise TaskError(f"{spec.name}: the probe report has no {spec.metric!r} (it has {sorted(res.test)}).")
@@ -326,7 +317,7 @@ def sweep(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: E
             x = np.asarray(cache.embed(embedder, tested, crop_s=spec.crop_s, progress=progress,
                                        desc=f"embed {n}@{s}", transform=corrupting(n, s, seed, rate, context),
                                        transform_key=transform_key(n, s, seed, context)), np.float32)
-            per = [score_head(h, x[[trow[r.key] for r in sp.test]], _targets(sp.test, n_cls, multilabel),
+            per = [score_head(h, x[[trow[r.key] for r in sp.test]], targets(sp.test, n_cls, multilabel),
                               num_classes=n_cls, multilabel=multilabel, positive=positive)
                    for h, sp in zip(heads, splits)]
             state["cells"][f"{n}@{s}"] = {"folds": [float(r[spec.metric]) for r in per],

@@ -23,7 +23,8 @@ from audiorep.downstream.tasks.spec import TaskSpec
 from audiorep.downstream.tasks.splits import TaskError
 
 
-def _targets(records: Sequence[Record], num_classes: int, multilabel: bool) -> np.ndarray:
+def targets(records: Sequence[Record], num_classes: int, multilabel: bool) -> np.ndarray:
+    """The probe targets of `records`: int32[N] class ids, or f32[N, num_classes] multi-hot when multilabel."""
     if multilabel:
         y = np.zeros((len(records), num_classes), np.float32)
         for i, r in enumerate(records):
@@ -119,7 +120,7 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     for sp in splits:
         data = []
         for part in (sp.train, sp.validation, sp.test):
-            data += [emb[[row[r.key] for r in part]], _targets(part, n_cls, index.multilabel)]
+            data += [emb[[row[r.key] for r in part]], targets(part, n_cls, index.multilabel)]
         positive = 1 if spec.positive is None else spec.positive  # a detection task's target: its bona fide class
         if probe == "knn":
             res = P.knn_probe(*data, num_classes=n_cls, multilabel=index.multilabel, seed=seed, positive=positive)
