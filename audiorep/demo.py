@@ -13,11 +13,11 @@
 Everything lands in one output folder; running the demo again reuses the corpus, resumes or reuses the
 training run, and appends fresh result rows (the leaderboard shows the newest row per model and task).
 
-Measured 2026-11-27 (commit 940213e, 2-core CPU): FSDD pretrained 0.701 vs log-mel 0.639 and random-init 0.603
-(ahead on 3 of 3 folds); synthetic pretrained 0.529 vs random-init 0.483 and log-mel 0.475 (ahead on 4 of 5 folds,
-within fold noise; ahead under every probe and probe seed measured, and with --repeats 3). --seed 2 is ahead on
-both too; --seed 1 trails its strong random initialisation (synthetic 0.529 vs 0.544; with --repeats 3 behind on
-both tasks by 0.01-0.02). docs/results.md has these results, dated, with the commands that reproduce them.
+Measured 2026-12-05 (commit 4e11041, 2-core CPU, 5 min 41 s): FSDD pretrained 0.697 vs log-mel 0.639 and
+random-init 0.613 (ahead on 3 of 3 folds, within fold noise); synthetic pretrained 0.571 vs log-mel 0.475 and
+random-init 0.473 (ahead on 5 of 5 folds). Other seeds were last measured before embeddings were made
+independent of bucket padding: --seed 2 ahead on both, --seed 1 behind its strong random initialisation.
+docs/results.md has these results, dated, with the commands that reproduce them.
 """
 
 from __future__ import annotations
