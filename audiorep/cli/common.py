@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
 # models.bundle's POOLINGS / FREQUENCY_MODES, spelled out so building the parser imports no JAX
 # (tests/test_registry.py checks they agree)
@@ -55,16 +53,3 @@ def one_line(err: BaseException | str) -> str:
 def print_error(err: BaseException | str) -> None:
     """`error: <message>` on stderr, one line."""
     print(f"error: {one_line(err)}", file=sys.stderr)
-
-
-def output_location_problem(path: Path) -> str | None:
-    """Why a new file or folder cannot be created at `path` (its nearest existing ancestor is a file, or a folder
-    this process cannot write), or None. Checked before a command's work, so a bad output costs nothing."""
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{path} lies under the file {existing}; choose a path under a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"the folder {existing} is not writable; choose a path you can write"
-    return None

@@ -7,7 +7,8 @@ import argparse
 import datetime as _dt
 from pathlib import Path
 
-from audiorep.cli.common import output_location_problem, positive_int, print_error
+from audiorep.cli.common import positive_int, print_error
+from audiorep.paths import output_location_problem
 
 
 def _csv(value: str) -> list[str]:

@@ -6,7 +6,8 @@ import argparse
 import importlib
 from pathlib import Path
 
-from audiorep.cli.common import output_location_problem, positive_int, print_error
+from audiorep.cli.common import positive_int, print_error
+from audiorep.paths import output_location_problem
 
 CONVERT_FAMILIES = ("beats", "ssast", "passt")
 

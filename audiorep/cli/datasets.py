@@ -7,7 +7,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from audiorep.cli.common import nonnegative_int, output_location_problem, positive_int, print_error
+from audiorep.cli.common import nonnegative_int, positive_int, print_error
+from audiorep.paths import output_location_problem
 
 
 def coerce_option(value: str, param) -> object:

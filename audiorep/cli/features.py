@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from audiorep.cli.common import output_location_problem, print_error
+from audiorep.cli.common import print_error
+from audiorep.paths import output_location_problem
 
 FEATURE_FRONTENDS = ("beats", "ssast", "passt")
 

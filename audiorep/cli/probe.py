@@ -6,14 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from audiorep.cli.common import (
-    FREQUENCY_CHOICES,
-    POOLINGS_CHOICES,
-    output_location_problem,
-    parse_layer,
-    positive_int,
-    print_error,
-)
+from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, parse_layer, positive_int, print_error
+from audiorep.paths import output_location_problem
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ import argparse
 import time
 from pathlib import Path
 
-from audiorep.cli.common import POOLINGS_CHOICES, output_location_problem, parse_layer, positive_int, print_error
+from audiorep.cli.common import POOLINGS_CHOICES, parse_layer, positive_int, print_error
+from audiorep.paths import output_location_problem
 
 
 def out_dir_for(results: str | None) -> Path:

@@ -61,6 +61,7 @@ import soundfile as sf
 from audiorep.audio.io import AudioError, load_audio, resample, save_audio
 from audiorep.data.sources.common import read_csv_rows
 from audiorep.errors import AudiorepError
+from audiorep.paths import nearest_existing
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 # FSDD file names: <digit>_<speaker>_<take>.wav
@@ -511,9 +512,7 @@ def out_problem(out: Path, bonafide_dir: Path, force: bool) -> str | None:
         return f"--out {out} overlaps --from {bonafide_dir}; write the spoofed dataset to a separate folder"
     if out.exists() and not out.is_dir():
         return f"--out {out} is a file; pass the folder to write the dataset into"
-    existing = out.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(out.parent)
     if not existing.is_dir():
         return f"--out {out} lies under the file {existing}; choose a path under a folder"
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -76,6 +76,7 @@ from audiorep.downstream.stream import Streamer
 from audiorep.errors import AudiorepError
 from audiorep.models.bundle import FREQUENCY_MODES, POOLINGS, ModelBundle, samples_for_frames
 from audiorep.models.registry import get_bundle
+from audiorep.paths import nearest_existing
 
 
 class EmbedError(AudiorepError, ValueError):
@@ -787,9 +788,7 @@ def check_npz_output(out: str | os.PathLike, *, overwrite: bool = False) -> Path
     if out.exists() and not overwrite:
         raise EmbedError(f"--out {out} already exists; choose another name, or pass --force (overwrite=True) to "
                          f"replace it.")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(out.parent)
     if not parent.is_dir():
         raise EmbedError(f"--out {out}: {parent} is a file, not a folder; choose an output path under a folder.")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -28,6 +28,7 @@ import numpy as np
 
 from audiorep.downstream import probes
 from audiorep.errors import AudiorepError
+from audiorep.paths import nearest_existing
 
 HEAD_FORMAT = 1
 FILES = ("head.npz", "head.json")
@@ -238,9 +239,7 @@ def check_head_dir(folder: str | os.PathLike, *, overwrite: bool = False) -> Pat
         if not os.access(folder, os.W_OK | os.X_OK):
             raise HeadError(f"--save-head {folder} is not writable; choose a folder you can write.")
         return folder
-    parent = folder.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(folder.parent)
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise HeadError(f"--save-head {folder}: {parent} is not a writable folder; choose a head folder you can "
                         "write.")

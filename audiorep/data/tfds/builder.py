@@ -44,6 +44,7 @@ from etils import epath
 from audiorep.audio.io import AudioError, check_sample_rate, load_audio
 from audiorep.data.sources import READERS, Reader, read_dataset
 from audiorep.errors import AudiorepError
+from audiorep.paths import nearest_existing
 
 DATASET_VERSION = "1.0.0"
 PCM16_SCALE = 32768.0  # soundfile's convention: int16 sample / 32768 -> float in [-1, 1)
@@ -384,9 +385,7 @@ def stale_builds(data_dir: str | Path) -> list[Path]:
 def check_out_dir(out_dir: Path) -> None:
     """Raise PrepareError unless `out_dir` is a folder or can be made one (checked before any work): not a file,
     not under a file, and its nearest existing folder writable."""
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(out_dir)
     if not existing.is_dir():
         where = "is a file" if existing == out_dir else f"lies under the file {existing}"
         raise PrepareError(f"--out {out_dir} {where}; --out is the TFDS data folder to build into: pass a folder "

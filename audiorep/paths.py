@@ -1,0 +1,29 @@
+"""Where an output may go: one check, shared by every command that writes a file or folder.
+
+Commands check their outputs before any work, so a bad path costs nothing. Imports nothing of audiorep, so every
+layer may use it (as errors.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` itself when it exists, else its nearest existing ancestor (the folder a new output would go into)."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
+def output_location_problem(path: Path) -> str | None:
+    """Why a new file or folder cannot be created at `path` (its nearest existing ancestor is a file, or a folder
+    this process cannot write), or None. Checked before a command's work, so a bad output costs nothing."""
+    existing = nearest_existing(Path(path).parent)
+    if not existing.is_dir():
+        return f"{path} lies under the file {existing}; choose a path under a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"the folder {existing} is not writable; choose a path you can write"
+    return None
