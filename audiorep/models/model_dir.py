@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,9 @@ from audiorep.models.families import ModelDirError, get_family, saved_state, see
 
 __all__ = [
     "EXTRA_DIR", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_JSON", "PARAMS_DIR", "TRAINING_EXPORT", "ModelDirError",
-    "flat_arrays", "is_model_dir", "load_model_dir", "params_sha256", "read_model_json", "resolve_model_dir",
-    "save_model_dir", "shape_report",
+    "flat_arrays", "frontend_from_json", "is_model_dir", "json_dict", "load_model_dir", "orbax_checkpointer",
+    "params_sha256", "read_model_json", "resolve_model_dir", "restore_checked", "save_model_dir", "shape_report",
+    "write_dir_atomically",
 ]
 
 MODEL_JSON = "audiorep_model.json"
@@ -51,7 +52,8 @@ FORMAT_NAME = "audiorep-model"
 FORMAT_VERSION = 1
 
 
-def _as_dict(obj, what: str) -> dict:
+def json_dict(obj, what: str) -> dict:
+    """`obj` (a mapping, or an object with to_dict(), or a dataclass) as a JSON-able dict, else ModelDirError."""
     if isinstance(obj, Mapping):
         d = dict(obj)
     elif hasattr(obj, "to_dict"):
@@ -117,7 +119,8 @@ def shape_report(expected: Mapping[str, Any], found: Mapping[str, Any], limit: i
 
 # orbax is imported on first save/load, not at the top: it adds about a second to `import audiorep.models...`
 # and a registered (random-init) model never needs it.
-def _checkpointer():
+def orbax_checkpointer():
+    """orbax's StandardCheckpointer (the params/ and extra/ folders of model and tokenizer directories)."""
     import orbax.checkpoint as ocp
 
     return ocp.StandardCheckpointer()
@@ -180,9 +183,9 @@ def save_model_dir(
         raise ModelDirError(f"{path} already exists; choose a new directory or pass overwrite=True to replace it.")
     if path.exists() and not (path / MODEL_JSON).is_file():
         raise ModelDirError(f"{path} exists and is not an audiorep model directory; refusing to replace it.")
-    cfg_dict = _as_dict(encoder_config, "encoder_config")
-    frontend_dict = _as_dict(frontend, "frontend")
-    meta_dict = _as_dict(meta or {}, "meta")
+    cfg_dict = json_dict(encoder_config, "encoder_config")
+    frontend_dict = json_dict(frontend, "frontend")
+    meta_dict = json_dict(meta or {}, "meta")
     if window_frames is not None and (isinstance(window_frames, bool) or int(window_frames) <= 0):
         raise ModelDirError(f"window_frames must be a positive number of frames, got {window_frames!r}.")
 
@@ -215,18 +218,29 @@ def save_model_dir(
     if extra_state is not None:
         doc["extra_sha256"] = params_sha256(extra_state)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    trash = None
-    try:
-        tmp.mkdir()
-        ckptr = _checkpointer()
+    def fill(tmp: Path) -> None:
+        ckptr = orbax_checkpointer()
         ckptr.save((tmp / PARAMS_DIR).absolute(), params)
         if extra_state is not None:
             ckptr.save((tmp / EXTRA_DIR).absolute(), extra_state)
         ckptr.wait_until_finished()
         (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-        if path.exists():  # overwrite=True: move the old one aside, put the new one in, then delete the old
+
+    return write_dir_atomically(path, fill)
+
+
+def write_dir_atomically(path: Path, fill: Callable[[Path], None]) -> Path:
+    """Create the directory `path` whole or not at all: `fill` writes into a fresh temp sibling, which is then
+    renamed into place. An existing `path` (the caller has checked it may be replaced) is moved aside and deleted
+    only after the new one is in place; a failed `fill` leaves `path` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    trash = None
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        if path.exists():  # overwrite: move the old one aside, put the new one in, then delete the old
             trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(path, trash)
         os.replace(tmp, path)
@@ -272,11 +286,13 @@ def read_model_json(path: str | os.PathLike) -> dict:
     return doc
 
 
-def _restore(ckpt_dir: Path, target_state, what: str):
-    """Restore an orbax checkpoint into `target_state`'s shapes after checking names/shapes/dtypes."""
+def restore_checked(ckpt_dir: Path, target_state, what: str, *, described_by: str = MODEL_JSON):
+    """Restore an orbax checkpoint into `target_state`'s shapes after checking names/shapes/dtypes.
+
+    described_by: the JSON file of the directory (named in the error when the arrays do not fit it)."""
     if not ckpt_dir.is_dir():
-        raise ModelDirError(f"{ckpt_dir} is missing; the model directory is incomplete, re-export it.")
-    ckptr = _checkpointer()
+        raise ModelDirError(f"{ckpt_dir} is missing; the directory is incomplete, re-export it.")
+    ckptr = orbax_checkpointer()
     try:
         stored = ckptr.metadata(ckpt_dir.absolute()).item_metadata
         stored = getattr(stored, "tree", stored)
@@ -286,7 +302,7 @@ def _restore(ckpt_dir: Path, target_state, what: str):
     report = shape_report(flat_arrays(abstract), flat_arrays(stored))
     if report:
         raise ModelDirError(
-            f"{ckpt_dir}: the stored {what} do not fit the model described by {MODEL_JSON}:\n{report}\n"
+            f"{ckpt_dir}: the stored {what} do not fit the model described by {described_by}:\n{report}\n"
             "The JSON config and the checkpoint come from different models; re-export the directory."
         )
     try:
@@ -298,7 +314,8 @@ def _restore(ckpt_dir: Path, target_state, what: str):
         ) from err
 
 
-def _frontend_from_dict(d: Mapping[str, Any]):
+def frontend_from_json(d: Mapping[str, Any]):
+    """The frontend object a directory's JSON describes (ModelDirError when the description is not valid)."""
     try:
         return frontends.frontend_from_dict(dict(d))
     except (TypeError, ValueError, KeyError) as err:
@@ -331,9 +348,9 @@ def load_model_dir(path: str | os.PathLike, *, verify: bool = True) -> ModelBund
     doc = read_model_json(path)
     fam = get_family(doc["family"])
     cfg = fam.config_from_dict(doc["encoder_config"])
-    frontend = _frontend_from_dict(doc["frontend"])
+    frontend = frontend_from_json(doc["frontend"])
     graphdef, abstract_state, abstract_rng = fam.abstract(cfg)
-    restored = _restore(path / PARAMS_DIR, abstract_state, "parameters")
+    restored = restore_checked(path / PARAMS_DIR, abstract_state, "parameters")
     digest = params_sha256(restored) if verify else doc["params_sha256"]
     if digest != doc["params_sha256"]:
         raise ModelDirError(
@@ -346,7 +363,7 @@ def load_model_dir(path: str | os.PathLike, *, verify: bool = True) -> ModelBund
         extra_dir = path / EXTRA_DIR
         if not extra_dir.is_dir():
             raise ModelDirError(f"{extra_dir} is missing although {MODEL_JSON} records extra state; re-export it.")
-        extra = _checkpointer().restore(extra_dir.absolute())
+        extra = orbax_checkpointer().restore(extra_dir.absolute())
     pooling = doc["pooling"]
     if pooling not in POOLINGS:
         raise ModelDirError(f"{path}: pooling {pooling!r} in {MODEL_JSON} is not one of {POOLINGS}.")
