@@ -1,0 +1,171 @@
+"""BEATs' self-distilled acoustic tokenizer (arXiv 2212.09058 section 3.2; official `beats/Tokenizers.py`).
+
+The tokenizer is a BEATs-style Transformer over 16x16 fbank patches (`encoder`, a models.beats.BEATsEncoder),
+a quantize layer (`quantize_layer`: Linear(D, D) -> tanh -> Linear(D, quant_dim)) and a NormEMA codebook
+(`quantize`, tokenizers/vq.py). A patch's label is the index of the codeword nearest to its quantize-layer
+output (official `extract_labels`); labels are time-major (token n = t * F + f), like the encoder's tokens.
+
+    tok = AcousticTokenizer(TOKENIZER_PRESETS['beats-tokenizer-tiny'], rngs=nnx.Rngs(0))
+    labels = tok.labels(feats)          # f32[B, frames, 128] ('beats' frontend) -> i32[B, (frames // 16) * 8]
+
+Official checkpoints (Tokenizer_iter3.pt ...) load into it through models/convert/beats_tokenizer.py; trained
+ones are written as tokenizer directories (tokenizers/tokenizer_dir.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from audiorep.models.beats import BEATsConfig, BEATsEncoder
+from audiorep.models.layers import Linear, torch_linear_init
+from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """The tokenizer's architecture; field names are the official `TokenizersConfig` names (plus
+    `layer_wise_gradient_decay_ratio`, which the shared backbone reads, and `num_mel_bins`).
+
+    Defaults are the released BEATs checkpoints' encoder architecture with the official 1024 x 256 codebook, not
+    the official class defaults (`from_official` applies those to a checkpoint's cfg).
+    """
+
+    input_patch_size: int = 16
+    embed_dim: int = 512
+    conv_bias: bool = False
+    encoder_layers: int = 12
+    encoder_embed_dim: int = 768
+    encoder_ffn_embed_dim: int = 3072
+    encoder_attention_heads: int = 12
+    activation_fn: str = "gelu"
+    layer_norm_first: bool = False
+    deep_norm: bool = True
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    encoder_layerdrop: float = 0.0
+    dropout_input: float = 0.0
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+    relative_position_embedding: bool = True
+    num_buckets: int = 320
+    max_distance: int = 800
+    gru_rel_pos: bool = True
+    quant_n: int = 1024
+    quant_dim: int = 256
+    layer_wise_gradient_decay_ratio: float = 1.0
+    num_mel_bins: int = 128
+
+    def __post_init__(self):
+        if self.quant_n < 2 or self.quant_dim < 1:
+            raise ValueError(f"quant_n={self.quant_n}, quant_dim={self.quant_dim}: the codebook needs quant_n >= 2 "
+                             f"codes of quant_dim >= 1 values (official 1024 x 256).")
+        self.beats_config()  # validates the encoder fields
+
+    def beats_config(self) -> BEATsConfig:
+        """The encoder's BEATsConfig (same field values; no fine-tuning head)."""
+        names = {f.name for f in dataclasses.fields(BEATsConfig)}
+        return BEATsConfig(**{k: v for k, v in self.to_dict().items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
+        """Strict: an unknown field is an error (our own JSON configs)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TokenizerConfig fields {unknown}; known: {sorted(names)}.")
+        return cls(**d)
+
+    @classmethod
+    def from_official(cls, cfg: dict[str, Any]) -> TokenizerConfig:
+        """From the `cfg` dict of an official tokenizer checkpoint; missing fields take the official
+        `TokenizersConfig` class defaults, unknown ones are ignored with a warning (the official model ignores
+        them too)."""
+        official_defaults = dict(
+            input_patch_size=-1, deep_norm=False, dropout=0.1, attention_dropout=0.1,
+            relative_position_embedding=False, max_distance=1280, gru_rel_pos=False)
+        names = {f.name for f in dataclasses.fields(cls)} - {"num_mel_bins"}
+        unknown = sorted(set(cfg) - names)
+        if unknown:
+            warnings.warn(f"tokenizer cfg fields {unknown} are not used by the tokenizer; ignored.", stacklevel=2)
+        values = {**official_defaults, **{k: v for k, v in cfg.items() if k in names}}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        cast = {"int": int, "float": float, "bool": bool, "str": str}
+        return cls(**{k: cast[types[k]](v) for k, v in values.items()})
+
+
+TOKENIZER_BASE = TokenizerConfig()
+"""The released size: a BEATs-base Transformer (12 x 768) and a 1024 x 256 codebook."""
+
+TOKENIZER_TINY = TokenizerConfig(embed_dim=32, encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
+                                 encoder_attention_heads=4, conv_pos=16, conv_pos_groups=4, num_buckets=32,
+                                 max_distance=64, quant_n=128, quant_dim=32)
+"""Same structure, tiny sizes (the `beats-tiny` encoder, 128 x 32 codebook), for CPU tests and the demo."""
+
+TOKENIZER_PRESETS = {"beats-tokenizer": TOKENIZER_BASE, "beats-tokenizer-tiny": TOKENIZER_TINY}
+
+
+class QuantizeLayer(nnx.Module):
+    """Linear(D, D) -> tanh -> Linear(D, quant_dim) (official `quantize_layer.0` / `.2`).  f32[..., D] -> f32[..., q]
+    """
+
+    def __init__(self, dim: int, out_dim: int, *, rngs: nnx.Rngs):
+        k, b = torch_linear_init(dim)
+        self.fc1 = Linear(dim, dim, kernel_init=k, bias_init=b, rngs=rngs)
+        self.fc2 = Linear(dim, out_dim, kernel_init=k, bias_init=b, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(jnp.tanh(self.fc1(x)))
+
+
+class AcousticTokenizer(nnx.Module):
+    """BEATs' tokenizer: fbank f32[B, frames, mels] -> labels i32[B, N] (see module docstring).
+
+    restart_dead / restart_threshold: the codebook's dead-code restart for training (tokenizers/vq.py; off in
+    the official code). The codebook starts empty and takes k-means of the first training batch (official
+    kmeans_init); labels of a tokenizer never trained nor loaded are all 0.
+    """
+
+    def __init__(self, cfg: TokenizerConfig = TOKENIZER_BASE, *, rngs: nnx.Rngs, restart_dead: bool = False,
+                 restart_threshold: float = 1.0):
+        self.cfg = cfg
+        self.encoder = BEATsEncoder(cfg.beats_config(), rngs=rngs)
+        self.quantize_layer = QuantizeLayer(cfg.encoder_embed_dim, cfg.quant_dim, rngs=rngs)
+        self.quantize = NormEMAVectorQuantizer(cfg.quant_n, cfg.quant_dim, decay=0.99, beta=1.0, kmeans_init=True,
+                                               restart_dead=restart_dead, restart_threshold=restart_threshold,
+                                               rngs=rngs)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.cfg.quant_n
+
+    def grid_for(self, frames: int) -> tuple[int, int]:
+        """(F, T) patch grid of `frames` input frames."""
+        return self.encoder.grid_for(frames)
+
+    def quantize_input(self, feats: jax.Array, *, padding_mask: jax.Array | None = None,
+                       deterministic: bool = True) -> jax.Array:
+        """The vectors the codebook quantises.  f32[B, frames, mels] -> f32[B, N, quant_dim]."""
+        x = self.encoder(feats, padding_mask=padding_mask, deterministic=deterministic).tokens
+        return self.quantize_layer(x)
+
+    def labels(self, feats: jax.Array, *, padding_mask: jax.Array | None = None) -> jax.Array:
+        """Official `extract_labels` on features: f32[B, frames, mels] -> i32[B, N], time-major.
+
+        padding_mask: bool[B, frames], True on padded frames (official convention); padded tokens still get labels.
+        """
+        return self.quantize.codes(self.quantize_input(feats, padding_mask=padding_mask))
+
+    def __call__(self, feats: jax.Array, *, train: bool = False, rng: jax.Array | None = None) -> VQOutput:
+        """Training forward: quantised vectors (straight-through), labels, commitment loss and codebook metrics;
+        with train=True the codebook state is updated from this batch.  f32[B, frames, mels] -> VQOutput."""
+        return self.quantize(self.quantize_input(feats, deterministic=not train), train=train, rng=rng)
