@@ -1,4 +1,4 @@
-"""`audiorep` — the command line: info, features, datasets, convert, embed, pretrain, probe, stream, leaderboard, demo.
+"""`audiorep` — the command line: one module per command group (`COMMAND_MODULES` lists them in help order).
 
 One module per command group, each with `add_parser(sub)` and the command function(s) it binds with
 `set_defaults(func=...)`. Heavy imports (jax, models, data) happen inside the command functions so `audiorep --help`
@@ -26,11 +26,12 @@ from audiorep.cli import (
     robustness,
     runtime,
     stream,
+    tokens,
 )
 from audiorep.cli.common import print_error
 from audiorep.errors import AudiorepError
 
-COMMAND_MODULES = (info, convert, features, datasets, pretrain, embed, probe, robustness, continual, stream,
+COMMAND_MODULES = (info, convert, features, datasets, pretrain, tokens, embed, probe, robustness, continual, stream,
                    leaderboard, demo)
 """The command groups, in the order `audiorep --help` lists them."""
 

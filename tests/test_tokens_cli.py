@@ -1,0 +1,162 @@
+"""`audiorep tokens extract | bpe` and the token file (tokenizers/token_file.py) on a few generated clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import tone
+
+from audiorep.audio.io import save_audio
+from audiorep.cli import main
+from audiorep.data.synthetic import write_corpus
+from audiorep.tokenizers.bpe import AcousticBPE
+from audiorep.tokenizers.token_file import (
+    RandomProjectionLabeler,
+    TokenError,
+    extract_tokens,
+    load_tokens,
+    parse_random_projection,
+)
+
+
+def error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Twelve 1-s synthetic clips (one per class)."""
+    root = tmp_path_factory.mktemp("synth")
+    write_corpus(root, per_class=1, seconds=1.0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def token_file(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tokens") / "tokens.npz"
+    assert main(["tokens", "extract", "--tokenizer", "random-projection:codes=64", str(corpus), "--out", str(out),
+                 "-q"]) == 0
+    return out
+
+
+def test_extract_writes_time_major_codes_of_every_clip(token_file):
+    tokens = load_tokens(token_file)
+    assert len(tokens) == 12 and not tokens.failed
+    assert tokens.codebook_size == 64 and tokens.tokens_per_step == 8
+    assert tokens.tokenizer == "random-projection:codes=64,seed=0,dim=16"
+    # 1 s at 16 kHz: 98 fbank frames -> 6 time patches x 8 frequency patches
+    assert np.diff(tokens.offsets).tolist() == [48] * 12
+    assert tokens.tokens_per_second == pytest.approx(48.0)
+    assert tokens.files == sorted(tokens.files) and tokens.files[0].endswith(".wav")
+
+
+def test_the_token_file_reads_without_pickle(token_file):
+    with np.load(token_file, allow_pickle=False) as z:
+        assert str(z["format"]) == "audiorep-tokens" and z["codes"].dtype == np.int32
+
+
+def test_bpe_prints_tokens_per_second_before_and_after_and_writes_a_model_that_round_trips(token_file, tmp_path,
+                                                                                           capsys):
+    out = tmp_path / "bpe.model"
+    assert main(["tokens", "bpe", str(token_file), "--vocab", "100", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "codes/s" in printed and "pieces/s" in printed and "48.00" in printed
+    ratio = float(printed.split("x │")[0].split()[-1])
+    tokens = load_tokens(token_file)
+    model = AcousticBPE.load(out)
+    pieces = model.encode_batch(tokens.sequences())
+    assert ratio == pytest.approx(tokens.codes.size / sum(p.size for p in pieces), abs=1e-3) and ratio > 1
+    for seq, ids in zip(tokens.sequences(), pieces):
+        np.testing.assert_array_equal(model.decode(ids), seq)
+
+
+def test_bpe_reports_a_held_out_file(token_file, tmp_path, capsys):
+    assert main(["tokens", "bpe", str(token_file), "--vocab", "80", "--out", str(tmp_path / "m.model"),
+                 "--eval", str(token_file)]) == 0
+    assert "held out" in capsys.readouterr().out
+
+
+def test_a_clip_padded_in_a_batch_gets_the_codes_it_gets_alone(tmp_path):
+    short, long = tmp_path / "a.wav", tmp_path / "b.wav"
+    save_audio(short, tone(300, 0.7), 16000)
+    save_audio(long, tone(900, 2.3) + 0.1 * tone(200, 2.3), 16000)
+    labeler = RandomProjectionLabeler(codebook_size=64)
+    together = extract_tokens(labeler, [short, long], batch_size=2)
+    alone = extract_tokens(labeler, [short], batch_size=1)
+    assert together.clip(0).size == labeler.num_tokens(int(0.7 * 16000)) == 32
+    np.testing.assert_array_equal(together.clip(0), alone.clip(0))
+
+
+def test_a_clip_shorter_than_one_token_is_listed_not_coded(tmp_path, capsys):
+    save_audio(tmp_path / "ok.wav", tone(440, 1.0), 16000)
+    save_audio(tmp_path / "blip.wav", tone(440, 0.1), 16000)
+    out = tmp_path / "t.npz"
+    assert main(["tokens", "extract", "--tokenizer", "random-projection", str(tmp_path), "--out", str(out),
+                 "-q"]) == 0
+    tokens = load_tokens(out)
+    assert tokens.files == ["ok.wav"] and tokens.failed[0][0] == "blip.wav"
+    assert "shorter than one token" in capsys.readouterr().out
+
+
+def test_extract_of_an_empty_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["tokens", "extract", "--tokenizer", "random-projection", str(tmp_path / "empty"), "--out",
+                 str(tmp_path / "t.npz"), "-q"]) == 2
+    assert "no audio files" in error_line(capsys)
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_extract_refuses_to_replace_a_file_without_force(corpus, tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    out.write_bytes(b"the user's file")
+    assert main(["tokens", "extract", "--tokenizer", "random-projection", str(corpus), "--out", str(out), "-q"]) == 2
+    assert "already exists" in error_line(capsys) and out.read_bytes() == b"the user's file"
+
+
+def test_extract_refuses_an_output_that_is_not_npz(corpus, tmp_path, capsys):
+    assert main(["tokens", "extract", "--tokenizer", "random-projection", str(corpus), "--out",
+                 str(tmp_path / "t.txt"), "-q"]) == 2
+    assert ".npz name" in error_line(capsys)
+
+
+def test_extract_names_a_missing_tokenizer_directory(corpus, tmp_path, capsys):
+    assert main(["tokens", "extract", "--tokenizer", str(tmp_path / "nope"), str(corpus), "--out",
+                 str(tmp_path / "t.npz"), "-q"]) == 2
+    assert "no such tokenizer directory" in error_line(capsys)
+
+
+def test_a_random_projection_spec_with_an_unknown_option_is_refused():
+    assert parse_random_projection("random-projection:codes=256,seed=3") == RandomProjectionLabeler(256, seed=3)
+    with pytest.raises(TokenError, match="options are codes=N"):
+        parse_random_projection("random-projection:size=256")
+
+
+def test_bpe_of_a_missing_file_is_one_line(tmp_path, capsys):
+    assert main(["tokens", "bpe", str(tmp_path / "none.npz"), "--vocab", "100", "--out", str(tmp_path / "m")]) == 2
+    assert "does not exist" in error_line(capsys)
+
+
+def test_bpe_refuses_a_file_that_is_not_a_token_file(tmp_path, capsys):
+    emb = tmp_path / "emb.npz"
+    np.savez(emb, embeddings=np.zeros((2, 3), np.float32))
+    text = tmp_path / "notes.npz"
+    text.write_text("not an archive")
+    for path, words in ((emb, "not a token file (no format"), (text, "not a NumPy .npz")):
+        assert main(["tokens", "bpe", str(path), "--vocab", "100", "--out", str(tmp_path / "m.model")]) == 2
+        assert words in error_line(capsys)
+    assert not (tmp_path / "m.model").exists()
+
+
+def test_bpe_refuses_a_vocab_smaller_than_the_codebook(token_file, tmp_path, capsys):
+    assert main(["tokens", "bpe", str(token_file), "--vocab", "64", "--out", str(tmp_path / "m.model")]) == 2
+    assert "must be at least 65" in error_line(capsys)
+    assert not (tmp_path / "m.model").exists()
+
+
+def test_bpe_refuses_to_replace_a_model_without_force(token_file, tmp_path, capsys):
+    out = tmp_path / "m.model"
+    out.write_text("keep")
+    assert main(["tokens", "bpe", str(token_file), "--vocab", "100", "--out", str(out)]) == 2
+    assert "already exists" in error_line(capsys) and out.read_text() == "keep"
