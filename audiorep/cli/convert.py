@@ -1,4 +1,5 @@
-"""`audiorep convert`: an official PyTorch checkpoint -> an audiorep model directory."""
+"""`audiorep convert`: an official PyTorch checkpoint -> an audiorep model directory (a tokenizer directory for
+`beats-tokenizer`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 from audiorep.cli.common import positive_int, print_error
 from audiorep.paths import output_location_problem
 
-CONVERT_FAMILIES = ("beats", "ssast", "passt")
+CONVERT_FAMILIES = ("beats", "beats-tokenizer", "ssast", "passt")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Official PyTorch checkpoint -> audiorep model directory (audiorep.models.convert.<family>.convert)."""
+    """Official PyTorch checkpoint -> audiorep model or tokenizer directory (audiorep.models.convert.<family>)."""
     # the converters (numpy, jax, flax) load here: `audiorep --help` stays instant
     from audiorep.models.convert.common import CheckpointError
 
@@ -25,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print_error(f"OUT_DIR {problem}.")
         return 2
-    module = importlib.import_module(f"audiorep.models.convert.{args.family}")
+    module = importlib.import_module(f"audiorep.models.convert.{args.family.replace('-', '_')}")
     shape = {"num_heads": args.num_heads, "stride": tuple(args.stride) if args.stride else None,
              "num_frames": args.frames, "num_mel_bins": args.mel_bins}
     shape = {k: v for k, v in shape.items() if v is not None}
-    if shape and args.family == "beats":
+    if shape and args.family.startswith("beats"):
         print_error("--num-heads/--stride/--frames/--mel-bins are for ssast and passt files; a BEATs checkpoint "
                     "stores its whole config.")
         return 2
@@ -38,15 +39,19 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError) as err:  # a file that is not a usable checkpoint: exit 1
         print_error(err)
         return 1
-    print(f"wrote {path}  (load it with audiorep.load({str(path)!r}))")
+    if args.family == "beats-tokenizer":
+        print(f"wrote {path}  (a tokenizer directory: audiorep.tokenizers.load_tokenizer_dir({str(path)!r}))")
+    else:
+        print(f"wrote {path}  (load it with audiorep.load({str(path)!r}))")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="official BEATs / SSAST / PaSST checkpoint -> audiorep model directory")
+    p = sub.add_parser("convert", help="official BEATs / SSAST / PaSST checkpoint -> audiorep model directory; "
+                                       "official BEATs tokenizer -> tokenizer directory")
     p.add_argument("family", choices=CONVERT_FAMILIES, help="model family of the checkpoint")
     p.add_argument("ckpt", help="the official .pt/.pth file (read with weights_only safety; torch not required)")
-    p.add_argument("out_dir", help="model directory to create (must not exist unless --force)")
+    p.add_argument("out_dir", help="model (or tokenizer) directory to create (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     p.add_argument("--reader", choices=("auto", "torch", "builtin"), default="auto",
                    help="checkpoint reader: torch.load(weights_only=True) when installed (auto), or the built-in one")

@@ -409,8 +409,8 @@ def describe_family(family: str | None) -> str:
     """A sentence that says what the file is and how to convert it."""
     return {
         "beats": "It is a BEATs encoder checkpoint: convert it with `audiorep convert beats`.",
-        "beats-tokenizer": ("It is a BEATs *tokenizer* checkpoint (quantize.* keys): tokenizer conversion is part "
-                            "of the BEATs-iterations work (audiorep.tokenizers), not the encoder converter."),
+        "beats-tokenizer": ("It is a BEATs *tokenizer* checkpoint (quantize.* keys): convert it with "
+                            "`audiorep convert beats-tokenizer`."),
         "ssast": "It is an SSAST checkpoint (module.v.* / mask_embed keys): convert it with `audiorep convert ssast`.",
         "ast": "It is an AST (ViT on spectrograms, v.* keys) checkpoint: convert it with `audiorep convert ssast`.",
         "passt": "It is a PaSST checkpoint (freq_new_pos_embed keys): convert it with `audiorep convert passt`.",
