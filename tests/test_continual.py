@@ -1,6 +1,7 @@
 """Continual learning over a stream of attacks (downstream/continual.py): the EER matrix and its summaries, naive
-fine-tuning forgetting, replay and RWM forgetting less, EWC's penalty and Fisher, and `audiorep continual` end to
-end on a generated deepfake folder with the log-mel baseline."""
+fine-tuning forgetting, replay forgetting less, the replay memory and its loss share, EWC's penalty and Fisher,
+RWM's radian, projector and modified step on hand-checked cases, and `audiorep continual` end to end on a generated
+deepfake folder."""
 
 from __future__ import annotations
 
@@ -68,13 +69,58 @@ def test_naive_fine_tuning_forgets_the_first_attack(stream):
     assert all(m["forgetting_first"] > 0.2 for m in naive.metrics)  # ... and lost it, on every seed
 
 
-@pytest.mark.parametrize("method", ["replay", "rwm"])
-def test_replay_and_rwm_forget_less_than_naive_on_every_seed(stream, method):
+def test_replay_forgets_less_than_naive_on_every_seed(stream):
     _, res = stream
-    naive, other = res["naive"], res[method]
-    for n, o in zip(naive.metrics, other.metrics):
+    naive, replay = res["naive"], res["replay"]
+    for n, o in zip(naive.metrics, replay.metrics):
         assert o["forgetting"] < n["forgetting"]
-    assert other.summary()["forgetting_first"] < naive.summary()["forgetting_first"]
+    assert replay.summary()["forgetting_first"] < naive.summary()["forgetting_first"]
+
+
+def test_rwm_finds_bona_fide_the_compact_class_once_two_attacks_are_seen(stream):
+    spreads = stream[1]["rwm"].info["cosine_spread"]  # per experience: [spoof, bona fide]
+    assert len(spreads) == 3 and all(bona < spoof for spoof, bona in spreads[1:])
+
+
+def test_rwm_radian_is_pi_over_4_plus_half_the_signed_arcsines_of_the_batch_softmax():
+    z = jnp.array([[0.0, 1.0], [2.0, 0.0], [0.0, 0.0], [5.0, 5.0]])
+    y = jnp.array([1, 0, 1, 0])
+    w = jnp.array([1.0, 1.0, 1.0, 0.0])  # the last row is padding: left out
+    t = np.array([1.0, 2.0, 0.0])  # true-class logits of the three clips
+    p = np.exp(t) / np.exp(t).sum()
+    want = np.pi / 4 + 0.5 * (np.arcsin(p[0]) - np.arcsin(p[1]) + np.arcsin(p[2]))  # bona fide (1) compact: +1
+    got = C.rwm_radian(z, y, w, jnp.array([-1.0, 1.0]))
+    assert float(got) == pytest.approx(want, rel=1e-6)
+    assert want < np.pi / 4  # the spoof holds most of the mass: the step leans away from old inputs
+
+
+def test_rwm_step_keeps_what_old_inputs_use_scaled_by_tan_theta_and_passes_the_rest():
+    p = np.diag([1.0, 0.0]).astype(np.float32)  # direction 0 unused by old inputs, direction 1 used
+    u = [{"w": jnp.array([[1.0, 2.0], [3.0, 4.0]]), "b": jnp.array([5.0, 6.0])}]
+    out = C.rwm_modify(u, [jnp.asarray(p)], jnp.arctan(0.5))
+    np.testing.assert_allclose(np.asarray(out[0]["w"]), [[1.0, 2.0], [1.5, 2.0]], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(out[0]["b"]), [5.0, 6.0])  # biases are not modified
+    same = C.rwm_modify(u, [jnp.asarray(p)], jnp.pi / 4)  # tan(pi/4) = 1: P + Q = I, the plain step
+    np.testing.assert_allclose(np.asarray(same[0]["w"]), np.asarray(u[0]["w"]), rtol=1e-6)
+
+
+def test_rwm_step_at_radian_zero_leaves_a_linear_head_unchanged_on_old_inputs():
+    rng = np.random.default_rng(0)
+    old = (rng.standard_normal((40, 2)) @ np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])).astype(np.float32)
+    p, _, _ = C.projector(old, alpha=1e-6)  # old inputs live in the first two of four dimensions
+    head = C.init_head(jax.random.PRNGKey(0), 4, 0)
+    u = [{"w": jnp.asarray(rng.standard_normal((4, 2)), jnp.float32), "b": jnp.zeros(2)}]
+    moved = jax.tree.map(jnp.add, head, C.rwm_modify(u, [jnp.asarray(p)], 0.0))
+    np.testing.assert_allclose(np.asarray(C.logits(moved, old)), np.asarray(C.logits(head, old)), atol=1e-4)
+    new = np.array([[0.0, 0.0, 1.0, 0.0]], np.float32)  # a direction old inputs never used still learns
+    assert np.abs(np.asarray(C.logits(moved, new) - C.logits(head, new))).max() > 0.1
+
+
+def test_replay_memory_gets_its_share_of_the_loss_whatever_its_size():
+    w = C.replay_weights(300, 20, 0.5)
+    assert w.shape == (320,) and w.sum() == pytest.approx(320)
+    assert w[300:].sum() == pytest.approx(w[:300].sum())  # the 20 replayed clips weigh as much as the 300 new ones
+    np.testing.assert_array_equal(C.replay_weights(30, 0, 0.5), np.ones(30))  # no memory yet: plain mean
 
 
 def test_replay_memory_respects_its_budget_under_both_policies():
@@ -87,8 +133,8 @@ def test_replay_memory_respects_its_budget_under_both_policies():
             memory = C._memory_update(memory, e, k, s, rng, seen)
             seen += len(e.x_train)
             assert len(memory[0]) <= 10 and len(memory[0]) == len(memory[1]) == len(memory[2])
-        if policy == "balanced":  # an equal share per (experience, class) cell: 6 cells of 1
-            assert sorted(np.unique(memory[2], return_counts=True)[1].tolist()) == [1] * 6
+        if policy == "balanced":  # an equal share per (experience, class) cell, the whole budget used: 10 = 6 cells
+            assert sorted(np.unique(memory[2], return_counts=True)[1].tolist()) == [1, 1, 2, 2, 2, 2]
 
 
 def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it():

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                         "--save-head out.")
             return 2
     settings = Settings(hidden=args.hidden, steps=args.steps, lr=args.lr, memory=args.memory, policy=args.policy,
-                        ewc_lambda=args.ewc_lambda, rwm_alpha=args.rwm_alpha)
+                        ewc_lambda=args.ewc_lambda, rwm_alpha=args.rwm_alpha, replay_share=args.replay_share)
     model = resolve_model(args.model)
     console = Console(stderr=True, soft_wrap=True)
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
@@ -132,8 +132,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="head seeds, comma-separated (default 0,1,2)")
     p.add_argument("--memory", type=int, default=100, help="replay memory in clips (default 100)")
     p.add_argument("--policy", default="balanced", choices=("balanced", "reservoir"), help="replay memory policy")
+    p.add_argument("--replay-share", type=float, default=0.5,
+                   help="share of the loss the replay memory gets (default 0.5: as much as the current experience)")
     p.add_argument("--ewc-lambda", type=float, default=1e4, help="EWC penalty weight (default 1e4)")
-    p.add_argument("--rwm-alpha", type=float, default=1.0, help="RWM projector regulariser (default 1)")
+    p.add_argument("--rwm-alpha", type=float, default=1.0, help="RWM projector regulariser, relative to the mean "
+                   "eigenvalue of a layer's input correlation (default 1; larger = less protection)")
     p.add_argument("--hidden", type=int, default=64, help="hidden units of the head (0 = linear; default 64)")
     p.add_argument("--steps", type=positive_int, default=300, help="full-batch Adam steps per experience")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")

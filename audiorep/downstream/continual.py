@@ -21,26 +21,43 @@ slice of a `jax.vmap`ped, jitted step.
 Methods:
   naive   fine-tune on the current experience only: the forgetting baseline.
   joint   retrain from the initialisation on the training data of every experience so far: the upper bound.
-  replay  fine-tune on the current experience plus a memory of at most `memory` past training clips:
-          'balanced' (default) keeps an equal share per (experience, class) cell, drawn uniformly inside each cell;
-          'reservoir' is Vitter's algorithm R over the stream of training clips in arrival order.
+  replay  experience replay (Chaudhry et al., 2019, "On Tiny Episodic Memories in Continual Learning"): fine-tune on
+          the current experience plus a memory of at most `memory` past training clips, the memory weighted to
+          `replay_share` of the loss (default 0.5: as much as the current experience, as replay that draws a memory
+          batch as large as the stream batch does; by count, 100 clips would be 4 % of a 2,700-clip experience).
+          'balanced' (default) keeps an equal share per (experience, class) cell, the remainder of the budget to
+          the first cells, drawn uniformly inside each cell; 'reservoir' is Vitter's algorithm R over the stream of
+          training clips in arrival order.
   ewc     elastic weight consolidation (Kirkpatrick et al., 2017) with the diagonal empirical Fisher
           F = mean_n (d log p(y_n | x_n) / d theta)^2 at the weights after each experience; Fishers of the
           experiences are summed and the anchor is the latest weights (online EWC); penalty lambda/2 sum F (theta -
           theta*)^2.
   rwm     Radian Weight Modification (Zhang et al., "What to Remember: Self-Adaptive Continual Learning for Audio
-          Deepfake Detection", AAAI 2024). The paper splits classes by how compact their features are across
-          experiences, measured by the in-class cosine distance, and modifies the gradient of each group along a
-          learned direction. Here (choices where the abstract and our reading leave room): every layer keeps the
-          OWM / RAWM projector P = alpha (R + alpha I)^-1 of the correlation R of its inputs over past experiences
-          (the orthogonal complement of what old data used); the gradient is split into the part from each class,
-          and class c's part becomes cos(phi_c) P g_c + sin(phi_c) g_c with the radian phi_c = (pi / 2) D_c / max D,
-          D_c = 1 - |mean unit feature of class c over every experience so far|^2 its in-class cosine distance. The
-          compact class (bona fide, small D) is updated only where old inputs did not live, so what was learned of
-          it is kept; spread-out classes (the attacks) keep most of their plain gradient, so a new attack is
-          learned. The paper trains the modification direction with a small network; this module sets the radian
-          from the measured distance (no extra training), so it is deterministic given the data. Biases are not
-          projected. No clips are stored: the memory is the D x D projectors and the per-class unit-vector sums.
+          Deepfake Detection", AAAI 2024), read from the paper and the authors' code (Cecile-hi/Evolving-FAD-CL-
+          Benchmark, avalanche/training/plugins/rwm.py). Every layer keeps P, a projector away from the inputs of
+          past experiences (OWM, as RAWM before it), and Q = I - P, the part of the input space they used. Each
+          step's weight update u becomes (P + tan(theta) Q) u: theta = pi/4 leaves it unchanged, a smaller theta
+          damps the part that would move the outputs on old inputs, a larger one amplifies it. The radian is
+          computed at every step from the head's own outputs on the batch (`rwm_radian`): the true-class logits are
+          softmaxed over the examples, p_i, and theta = pi/4 + 1/2 sum_i s_i arcsin(p_i), with s = +1 for the class
+          whose features are compact across experiences and -1 for the spread-out one; the classes are told apart
+          by their in-class cosine distance 1 - |mean unit feature|^2 over every experience so far (`cosine_spread`;
+          bona fide once two attacks are seen, in the paper's picture). So the direction moves with the head as it
+          trains (no parameters of its own; no gradient flows through theta, as in the authors' code); batches where
+          the compact (genuine) class dominates are learned in the old input plane, batches dominated by fakes
+          mostly orthogonally to it. Choices where the paper and code leave room or disagree:
+            - P = alpha (R / m + alpha I)^-1 from the mean correlation R of a layer's inputs over all past
+              experiences' training clips (computed once after each experience), m = trace(R) / D so one
+              `rwm_alpha` (default 1, as the authors' alpha) fits every layer. The authors' code updates P
+              recursively from mini-batch means during training and divides P and Q by their Frobenius norms; its Q
+              = I - P (P^T P)^-1 P^T is zero up to rounding for a full-rank P. Here Q = I - P, so theta = pi/4 is the
+              plain step.
+            - The modification applies to Adam's step, not to the raw gradient: Adam's per-coordinate scaling
+              would otherwise undo most of it (for plain SGD the two are the same). Every layer's weights are
+              modified (the authors' code has one linear layer); biases are not, as there.
+            - Two classes (bona fide, spoof) and one radian per step, as in the authors' code.
+          No clips are stored: the memory is the D x D projectors and the per-class unit-vector sums.
+          `StreamResult.info['cosine_spread']` records the spreads per experience.
 
 `to_head` turns a final head into a heads.Head (the probe head format `audiorep stream --head` loads).
 
@@ -50,9 +67,8 @@ upper triangle is zero-shot performance on attacks not yet seen):
   BWT           mean_{j<K-1} (R[K-1, j] - R[j, j]), positive = forgetting (EER rose after learning later attacks);
   forgetting_j  R[K-1, j] - min_{j<=i<K-1} R[i, j], per earlier attack, and their mean.
 
-Not yet: RWM's learned modification direction (the paper trains it; here the radian is set from the measured
-cosine distance); a run with a pretrained full-size encoder on the FSDD spoof folder (docs/probing.md has the
-hand-crafted baselines' and beats-tiny's numbers, where RWM does not beat naive fine-tuning).
+Not yet: a run with a pretrained full-size encoder on the FSDD spoof folder (docs/probing.md has the hand-crafted
+baselines' and a small demo encoder's numbers).
 """
 
 from __future__ import annotations
@@ -90,8 +106,9 @@ class Experience:
 @dataclass(frozen=True)
 class Settings:
     """How every method trains: `hidden` units of the head's hidden layer (0 = linear), `steps` full-batch Adam
-    steps at `lr` per experience, `memory` clips for replay, `policy` of the memory, `ewc_lambda`, `rwm_alpha` (the
-    projector's regulariser; larger = less protection)."""
+    steps at `lr` per experience, `memory` clips for replay, `policy` of the memory, `replay_share` of the loss the
+    memory gets, `ewc_lambda`, `rwm_alpha` (the projector's regulariser, relative to the mean eigenvalue of the input
+    correlation; larger = less protection)."""
 
     hidden: int = 64
     steps: int = 300
@@ -100,14 +117,15 @@ class Settings:
     policy: str = "balanced"
     ewc_lambda: float = 1e4
     rwm_alpha: float = 1.0
+    replay_share: float = 0.5
 
     def __post_init__(self):
         if self.policy not in REPLAY_POLICIES:
             raise TaskError(f"replay policy must be one of {REPLAY_POLICIES}, got {self.policy!r}.")
         if self.hidden < 0 or self.steps < 1 or not self.lr > 0 or self.memory < 0 or self.ewc_lambda < 0 or \
-                not self.rwm_alpha > 0:
+                not self.rwm_alpha > 0 or not 0 < self.replay_share < 1:
             raise TaskError(f"invalid continual settings {self}: need hidden >= 0, steps >= 1, lr > 0, memory >= 0, "
-                            "ewc_lambda >= 0 and rwm_alpha > 0.")
+                            "ewc_lambda >= 0, rwm_alpha > 0 and 0 < replay_share < 1.")
 
 
 @dataclass
@@ -119,6 +137,7 @@ class StreamResult:
     seeds: list[int]
     eer: np.ndarray
     metrics: list[dict] = field(default_factory=list)  # stream_metrics per seed
+    info: dict = field(default_factory=dict)  # what a method measured on the way (RWM: the in-class spreads)
 
     def summary(self) -> dict:
         """Mean and std over seeds of average EER, BWT and mean forgetting, plus forgetting on the first attack."""
@@ -214,12 +233,15 @@ def ewc_penalty(params, anchor, fisher, lam):
 
 
 def projector(inputs: np.ndarray, alpha: float, previous: np.ndarray | None = None, seen: int = 0) -> tuple:
-    """The OWM projector alpha (R + alpha I)^-1 for R the mean input correlation over all past inputs (f32[N, D]
-    inputs added to the running mean of `seen` earlier rows, whose correlation is `previous`). Returns (P, R, n)."""
+    """The OWM projector P = alpha (R / m + alpha I)^-1 for R the mean input correlation over all past inputs
+    (f32[N, D] inputs added to the running mean of `seen` earlier rows, whose correlation is `previous`) and m =
+    trace(R) / D its mean eigenvalue, so that one alpha fits layers whatever the scale of their inputs: directions
+    old inputs used much (eigenvalue >> alpha m) are blocked, unused ones pass. Returns (P f32[D, D], R, n)."""
     inputs = np.asarray(inputs, np.float64)
     n = seen + len(inputs)
     r = (inputs.T @ inputs + (previous * seen if previous is not None else 0.0)) / max(n, 1)
-    p = alpha * np.linalg.inv(r + alpha * np.eye(r.shape[0]))
+    m = max(float(np.trace(r)) / r.shape[0], 1e-12)
+    p = alpha * np.linalg.inv(r / m + alpha * np.eye(r.shape[0]))
     return p.astype(np.float32), r, n
 
 
@@ -230,29 +252,43 @@ def cosine_spread(unit_sum: np.ndarray, count: int) -> float:
 
 
 # --------------------------------------------------------------------------------------------- training
+def rwm_radian(z, y, w, signs):
+    """RWM's radian for one step, from the head's logits z f32[N, 2] on the batch (labels y i32[N], weights w
+    f32[N], 0 = padding): the true-class logits are softmaxed over the examples, p_i = exp(z_i,y_i) / sum_j
+    exp(z_j,y_j); theta = pi/4 + 1/2 sum_i s_(y_i) arcsin(p_i) with s f32[2] = +1 for the compact class, -1 for the
+    spread-out one. f32[], in [0, pi/2); no gradient flows through it. pi/4 leaves the step unchanged."""
+    t = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
+    p = jax.nn.softmax(jnp.where(w > 0, t, -jnp.inf))
+    theta = jnp.pi / 4 + 0.5 * jnp.sum(jnp.where(w > 0, signs[y] * jnp.arcsin(jnp.clip(p, 0.0, 1.0)), 0.0))
+    return jax.lax.stop_gradient(jnp.clip(theta, 0.0, jnp.pi / 2 - 1e-2))
+
+
+def rwm_modify(updates: list[dict], projectors: list, theta) -> list[dict]:
+    """The radian-modified step: every layer's weight step u f32[in, out] becomes (P + tan(theta) Q) u, with P the
+    layer's projector f32[in, in] away from the inputs of past experiences (`projector`) and Q = I - P the part
+    they used; biases are left as they are."""
+    out = []
+    for pr, u in zip(projectors, updates):
+        pu = pr @ u["w"]
+        out.append({"w": pu + jnp.tan(theta) * (u["w"] - pu), "b": u["b"]})
+    return out
+
+
 def _train(params, x, y, w, steps, lr, extra):
     """`steps` full-batch Adam steps of one seed's head. extra: {'ewc': (anchor, fisher, lam)} or
-    {'rwm': (projectors [per layer], phi f32[2])} or {}. RWM modifies each class's gradient before Adam."""
+    {'rwm': (projectors [per layer], signs f32[2])} or {}. RWM modifies Adam's step (`rwm_modify`) with the radian
+    of the current head's outputs (`rwm_radian`), recomputed at every step."""
     opt = optax.adam(lr)
 
-    def class_loss(q, c):
-        per = optax.softmax_cross_entropy_with_integer_labels(logits(q, x), y)
-        return jnp.sum(per * w * (y == c)) / jnp.maximum(jnp.sum(w), 1.0)
-
-    def grads_of(p):
-        if "rwm" not in extra:
-            return jax.grad(lambda q: nll(q, x, y, w) + (ewc_penalty(q, *extra["ewc"]) if "ewc" in extra else 0.0))(p)
-        projs, phi = extra["rwm"]
-        total = None
-        for c in (0, 1):
-            g = [{"w": jnp.cos(phi[c]) * (pr @ layer["w"]) + jnp.sin(phi[c]) * layer["w"], "b": layer["b"]}
-                 for pr, layer in zip(projs, jax.grad(class_loss)(p, c))]
-            total = g if total is None else jax.tree.map(jnp.add, total, g)
-        return total
+    def loss(q):
+        return nll(q, x, y, w) + (ewc_penalty(q, *extra["ewc"]) if "ewc" in extra else 0.0)
 
     def step(carry, _):
         p, s = carry
-        updates, s = opt.update(grads_of(p), s, p)
+        updates, s = opt.update(jax.grad(loss)(p), s, p)
+        if "rwm" in extra:
+            projs, signs = extra["rwm"]
+            updates = rwm_modify(updates, projs, rwm_radian(logits(p, x), y, w, signs))
         return (optax.apply_updates(p, updates), s), None
 
     (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
@@ -260,6 +296,16 @@ def _train(params, x, y, w, steps, lr, extra):
 
 
 _train_seeds = jax.jit(jax.vmap(_train, in_axes=(0, 0, 0, 0, None, None, 0)), static_argnums=(4, 5))
+
+
+def replay_weights(current: int, memory: int, share: float) -> np.ndarray:
+    """f32[current + memory] loss weights of a replay batch (the experience's clips, then the memory's): the memory
+    gets `share` of the loss whatever its size (0.5: as much as the experience, as experience replay draws a memory
+    batch as large as the stream batch); without a memory every clip weighs 1. They sum to current + memory."""
+    if memory == 0:
+        return np.ones(current, np.float32)
+    n = current + memory
+    return np.r_[np.full(current, (1 - share) * n / current), np.full(memory, share * n / memory)].astype(np.float32)
 
 
 def _pad(arrays: list[np.ndarray], fill=0) -> np.ndarray:
@@ -288,10 +334,10 @@ def _memory_update(memory: tuple, e: Experience, k: int, settings: Settings, rng
     allc = np.concatenate([cell, 2 * k + e.y_train]) if len(cell) else 2 * k + e.y_train
     cells = np.unique(allc)
     keep = []
-    quota = settings.memory // max(len(cells), 1)
-    for c in cells:
+    quota, extra = divmod(settings.memory, max(len(cells), 1))
+    for i, c in enumerate(cells):
         idx = np.flatnonzero(allc == c)
-        keep += rng.permutation(idx)[:quota].tolist()
+        keep += rng.permutation(idx)[:quota + (i < extra)].tolist()
     keep = np.array(sorted(keep), int)
     return allx[keep], ally[keep], allc[keep]
 
@@ -317,6 +363,7 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
     projs = None
     corr_n = [0] * len(corr)
     unit_sums, counts = np.zeros((2, dim)), np.zeros(2, int)
+    spreads: list = []
     seen = 0
     after = []
     for k, e in enumerate(experiences):
@@ -330,6 +377,8 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
             ys = [np.concatenate([e.y_train, m[1]]) for m in memories]
         else:
             xs, ys = [e.x_train] * len(seeds), [e.y_train] * len(seeds)
+        w = [replay_weights(len(e.x_train), len(m[0]), settings.replay_share) for m in memories] \
+            if method == "replay" else [np.ones(len(a), np.float32) for a in xs]
         if method == "ewc" and fisher is not None:
             extra = {"ewc": (anchor, fisher, jnp.full(len(seeds), settings.ewc_lambda, jnp.float32))}
         feats = e.x_train / np.maximum(np.linalg.norm(e.x_train, axis=1, keepdims=True), 1e-12)
@@ -337,12 +386,11 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
             unit_sums[c] += feats[e.y_train == c].sum(0)
             counts[c] += int(np.sum(e.y_train == c))
         if method == "rwm":
-            spread = np.array([cosine_spread(unit_sums[c], counts[c]) for c in (0, 1)])
-            phi = (np.pi / 2) * spread / max(spread.max(), 1e-12)
-            if projs is None:  # the first experience: nothing to protect yet
+            spreads.append([cosine_spread(unit_sums[c], counts[c]) for c in (0, 1)])
+            signs = np.where(np.arange(2) == int(np.argmin(spreads[-1])), 1.0, -1.0)
+            if projs is None:  # the first experience: nothing to protect yet (P = I, Q = 0: the plain step)
                 projs = [np.stack([np.eye(m["w"].shape[1], dtype=np.float32)] * len(seeds)) for m in params]
-            extra = {"rwm": (projs, jnp.asarray(np.stack([phi] * len(seeds)), jnp.float32))}
-        w = [np.ones(len(a), np.float32) for a in xs]
+            extra = {"rwm": (projs, jnp.asarray(np.stack([signs] * len(seeds)), jnp.float32))}
         params = _train_seeds(params, jnp.asarray(_pad(xs)), jnp.asarray(_pad(ys)), jnp.asarray(_pad(w)),
                               settings.steps, settings.lr, extra)
         after.append(params)
@@ -374,7 +422,10 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
         if heads is not None:
             heads.append([{k: np.asarray(v[si]) for k, v in layer.items()} for layer in after[-1]])
     mats = np.stack(mats)
-    return StreamResult(method, [e.name for e in experiences], seeds, mats, [stream_metrics(m) for m in mats])
+    res = StreamResult(method, [e.name for e in experiences], seeds, mats, [stream_metrics(m) for m in mats])
+    if spreads:
+        res.info["cosine_spread"] = spreads  # per experience: [spoof, bona fide] over every experience so far
+    return res
 
 
 # ---------------------------------------------------------------------------------------- from a task
@@ -541,5 +592,5 @@ def write_heatmaps(results: Sequence[StreamResult], path: str | os.PathLike, tit
 
 __all__ = ["METHODS", "REPLAY_POLICIES", "Experience", "Settings", "StreamResult", "bonafide_scores",
            "cosine_spread", "eer_matrix", "ewc_penalty", "fisher_diagonal", "init_head", "make_experiences",
-           "projector", "run_stream", "run_task", "standardise", "stream_metrics", "to_head", "to_result_row",
-           "write_heatmaps"]
+           "projector", "replay_weights", "run_stream", "run_task", "rwm_modify", "rwm_radian", "standardise",
+           "stream_metrics", "to_head", "to_result_row", "write_heatmaps"]
