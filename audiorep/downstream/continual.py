@@ -553,7 +553,8 @@ def to_result_row(res: StreamResult, model: str, task: str, settings: Settings, 
                           "forgetting_first": s["forgetting_first"]},
                   probe="continual", grid=dataclasses.asdict(settings), seed=res.seeds[0],
                   extra={"method": res.method, "order": res.experiences, "seeds": res.seeds,
-                         "eer_matrix": res.eer.tolist(), "metrics": res.metrics, "data_root": str(data_root)})
+                         "eer_matrix": res.eer.tolist(), "metrics": res.metrics, "data_root": str(data_root),
+                         **({"info": res.info} if res.info else {})})
 
 
 def write_heatmaps(results: Sequence[StreamResult], path: str | os.PathLike, title: str = "") -> Path:
