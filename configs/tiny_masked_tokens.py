@@ -60,6 +60,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                              keep_checkpoints=2))
     c.optim = ml_collections.ConfigDict(dict(lr=1e-3, schedule="cosine", warmup_steps=min(100, a.steps // 10),
                                              weight_decay=0.01, clip_norm=1.0))
+    # later iterations (--config.iterations.count=2): k-means codes of the previous encoder; the distilled tokenizer
+    # labels BEATs' 16 x 16 grid, not this encoder's 16 x 4 patches
+    c.iterations = ml_collections.ConfigDict(dict(tokenizer="kmeans"))
     c.export_pooling = "mean+std"
     c.export_frequency = "stack"
     return c

@@ -1,10 +1,11 @@
-"""BEATs-style iterations: iteration k > 1 learns k-means codes of encoder k-1; reruns resume, never retrain."""
+"""BEATs iterations: the stage sequence, its checks, the label table; reruns resume and never retrain."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from audiorep import cli
@@ -14,8 +15,8 @@ from audiorep.pretrain import iterations, trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(tmp_path: Path, *overrides: str):
-    cfg = trainer.with_defaults(config_lib.load_config(str(ROOT / "configs" / "tiny_masked_tokens.py")))
+def _config(tmp_path: Path, *overrides: str, name: str = "tiny_masked_tokens.py"):
+    cfg = trainer.with_defaults(config_lib.load_config(str(ROOT / "configs" / name)))
     config_lib.apply_overrides(cfg, [f"data.root={tmp_path / 'syn'}", "data.synthetic.per_class=4",
                                      "train.progress=false", "train.log_every=1", *overrides])
     return cfg
@@ -42,8 +43,95 @@ def test_iteration_fields_are_checked_with_a_clear_error(tmp_path):
     assert str(iterations.iteration_dir("gs://bucket/run", 2)) == "gs://bucket/run/iter2"  # pods train on gs://
 
 
+@pytest.mark.parametrize("override, message", [
+    ("iterations.tokenizer=vq", "'distilled' .* or 'kmeans'"),
+    ("iterations.tokenizer_steps=5,5,5", "one positive step count for every tokenizer"),
+    ("iterations.tokenizer_steps=0", "one positive step count for every tokenizer"),
+    ("iterations.agreement_clips=0", "at least one clip"),
+    ("iterations.encoder_init=/no/such/model", "is not a directory"),
+    ("iterations.tokenizer_init=/no/tokenizer", "does not read"),  # the SSAST recipe iterates with k-means
+])
+def test_each_bad_iteration_field_names_itself_and_the_fix(tmp_path, override, message):
+    cfg = _config(tmp_path, "iterations.count=3", override)
+    with pytest.raises(config_lib.ConfigError, match=message):
+        iterations.check(cfg)
+
+
+def test_the_distilled_tokenizer_is_refused_for_an_ssast_encoder_naming_kmeans(tmp_path):
+    cfg = _config(tmp_path, "iterations.count=2", "iterations.tokenizer=distilled")
+    with pytest.raises(config_lib.ConfigError, match="--config.iterations.tokenizer=kmeans"):
+        iterations.check(cfg)
+
+
+def test_distilled_iterations_alternate_tokenizer_and_encoder_stages(tmp_path):
+    cfg = _config(tmp_path, "iterations.count=3", "iterations.tokenizer=distilled", "iterations.steps=30,20,10",
+                  "iterations.tokenizer_steps=7")
+    cfg.model.family = "beats"  # the plan needs no model: the family is what allows a distilled tokenizer
+    plan = iterations.stages(cfg, tmp_path / "w")
+    assert [(s.kind, s.iteration, s.steps) for s in plan] == [
+        ("encoder", 1, 30), ("tokenizer", 2, 7), ("encoder", 2, 20), ("tokenizer", 3, 7), ("encoder", 3, 10)]
+    assert plan[1].workdir == str(tmp_path / "w" / "iter2" / "tokenizer")
+    assert plan[1].export == str(tmp_path / "w" / "iter2" / "tokenizer" / "export")
+    assert plan[2].export == str(tmp_path / "w" / "iter2" / "export")
+    encoder = iterations.iteration_config(cfg, 2, teacher=plan[0].export, tokenizer=plan[1].export)
+    assert (encoder.objective.tokenizer, encoder.objective.tokenizer_dir, encoder.train.steps) == (
+        "distilled", plan[1].export, 20)
+
+
+def test_given_directories_stand_in_for_their_stages(tmp_path):
+    given_encoder, given_tokenizer = tmp_path / "official_encoder", tmp_path / "official_tokenizer"
+    given_encoder.mkdir()
+    given_tokenizer.mkdir()
+    cfg = _config(tmp_path, "iterations.count=3", "iterations.tokenizer=distilled",
+                  f"iterations.encoder_init={given_encoder}", f"iterations.tokenizer_init={given_tokenizer}")
+    cfg.model.family = "beats"
+    plan = iterations.stages(cfg, tmp_path / "w")
+    assert [(s.name, iterations.stage_done(s)) for s in plan] == [
+        ("encoder 1", True), ("tokenizer 2", True), ("encoder 2", False), ("tokenizer 3", False), ("encoder 3", False)]
+    assert iterations.stage_output(plan[0]) == str(given_encoder)
+    assert iterations.stage_output(plan[1]) == str(given_tokenizer)
+    assert iterations.stage_output(plan[3]) == str(tmp_path / "w" / "iter3" / "tokenizer" / "export")
+
+
+def test_a_stage_is_done_only_at_its_step_count_with_its_export_written(tmp_path):
+    stage = iterations.Stage(2, "tokenizer", str(tmp_path / "t"), str(tmp_path / "t" / "export"), steps=10)
+    ckpts = tmp_path / "t" / "checkpoints"
+    (ckpts / "5").mkdir(parents=True)
+    (ckpts / "5" / "commit_success.txt").write_text("")
+    assert not iterations.stage_done(stage)  # half way: the rerun resumes it
+    (ckpts / "10").mkdir()
+    (ckpts / "10" / "commit_success.txt").write_text("")
+    assert not iterations.stage_done(stage)  # killed between the last checkpoint and the export: export again
+    (tmp_path / "t" / "export").mkdir()
+    assert iterations.stage_done(stage)
+
+
+def test_label_agreement_is_one_for_renamed_labels_and_near_zero_for_independent_ones():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 16, size=20_000)
+    assert iterations.label_agreement(a, (a * 7 + 3) % 16) == pytest.approx(1.0)
+    assert iterations.label_agreement(a, rng.integers(0, 16, size=20_000)) < 0.01
+    coarse = a // 4  # b is a function of a: part of a's information
+    assert 0.5 < iterations.label_agreement(a, coarse) < 1.0
+    with pytest.raises(ValueError, match="same patches"):
+        iterations.label_agreement(a, a[:10])
+
+
+def test_code_stats_count_the_codebook_share_and_the_perplexity():
+    stats = iterations.code_stats(np.array([[0, 0, 1, 1], [2, 2, 3, 3]]), codebook_size=8)
+    assert stats == {"codes_used": 0.5, "perplexity": pytest.approx(4.0)}
+
+
+def test_final_metrics_average_the_last_logged_steps(tmp_path):
+    rows = [{"step": s, "loss": float(s), "acc": 0.01 * s} for s in range(1, 21)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert iterations.final_metrics(tmp_path) == {"steps": 20, "loss": pytest.approx(15.5),
+                                                  "masked_acc": pytest.approx(0.155)}
+    assert iterations.final_metrics(tmp_path / "nothing") == {}
+
+
 @pytest.mark.slow
-def test_two_iterations_through_the_cli_then_a_rerun_trains_nothing(tmp_path, capsys):
+def test_two_kmeans_iterations_through_the_cli_then_a_rerun_trains_nothing(tmp_path, capsys):
     work = tmp_path / "w"
     argv = ["pretrain", "--config", str(ROOT / "configs" / "tiny_masked_tokens.py"), "--workdir", str(work),
             f"--config.data.root={tmp_path / 'syn'}", "--config.data.synthetic.per_class=4",
@@ -51,7 +139,9 @@ def test_two_iterations_through_the_cli_then_a_rerun_trains_nothing(tmp_path, ca
             "--config.iterations.count=2", "--config.iterations.steps=12,8", "--config.iterations.codebook_size=32",
             "--config.iterations.init_from_teacher=true", "--config.objective.kmeans_batches=2"]
     assert cli.main(argv) == 0
-    assert f"encoder exported to {work / 'iter2' / 'export'}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"encoder exported to {work / 'iter2' / 'export'}" in out
+    assert "| 2 | tokenizer |" in out and "NMI vs previous labels" in out  # the per-iteration table
     from audiorep.models import model_dir
 
     meta = model_dir.load_model_dir(work / "iter2" / "export").meta
@@ -60,8 +150,12 @@ def test_two_iterations_through_the_cli_then_a_rerun_trains_nothing(tmp_path, ca
     assert model_dir.load_model_dir(work / "iter1" / "export").meta["objective"]["tokenizer"] == "random_projection"
     lines = [len((work / f"iter{k}" / "metrics.jsonl").read_text().splitlines()) for k in (1, 2)]
     assert lines == [12, 8]
-    assert json.loads((work / "iter2" / "metrics.jsonl").read_text().splitlines()[0])["codes_used"] > 0
-    assert cli.main(argv) == 0  # both iterations are at their last step: nothing is trained again
+    rows = json.loads((work / "iterations.json").read_text())["rows"]
+    assert [(r["iteration"], r["stage"]) for r in rows] == [(1, "tokenizer"), (1, "encoder"), (2, "tokenizer"),
+                                                            (2, "encoder")]
+    assert rows[2]["codebook_size"] == 32 and 0 < rows[2]["nmi_previous"] < 1  # new labels, not a renaming
+    assert rows[3]["steps"] == 8 and 0 <= rows[3]["masked_acc"] <= 1
+    assert cli.main(argv) == 0  # every stage is finished: nothing is trained again
     assert [len((work / f"iter{k}" / "metrics.jsonl").read_text().splitlines()) for k in (1, 2)] == lines
     assert cli.main([*argv, "--export-only", "--export-dir", str(tmp_path / "again")]) == 0
     assert model_dir.load_model_dir(tmp_path / "again").meta["objective"]["tokenizer"] == "teacher"

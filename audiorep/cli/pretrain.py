@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if result.status != "done":
         print(f"stopped at step {result.step}; run the same command to resume.", file=sys.stderr)
         return 130
+    if int(cfg.iterations.count) > 1:
+        print(iterations.read_table(args.workdir))
     if result.export_dir:
         print(f"done: step {result.step}; encoder exported to {result.export_dir} "
               f"(audiorep.load({result.export_dir!r}))")
@@ -53,10 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "pretrain", help="train an encoder from an experiment file (configs/*.py); resumable",
         description="Train from an experiment file. Any config field can be overridden with "
                     "--config.<field>=<value> (e.g. --config.train.steps=100). Re-running the same command "
-                    "resumes from the last checkpoint in WORKDIR; Ctrl-C saves and exits. BEATs-style "
-                    "iterations (masked token recipes): --config.iterations.count=2 "
-                    "--config.iterations.steps=3000,1500 trains WORKDIR/iter1, then WORKDIR/iter2 on k-means "
-                    "codes of the first encoder.")
+                    "resumes from the last checkpoint in WORKDIR; Ctrl-C saves and exits. BEATs iterations (masked "
+                    "token recipes): --config.iterations.count=2 trains encoder 1 in WORKDIR/iter1, distils "
+                    "tokenizer 2 from it in WORKDIR/iter2/tokenizer (--config.iterations.tokenizer=kmeans: "
+                    "k-means codes instead), trains encoder 2 on its labels in WORKDIR/iter2, and prints the "
+                    "per-iteration table (WORKDIR/iterations.md).")
     p.add_argument("--config", required=True, help="experiment file, e.g. configs/tiny_ssast.py (or file.py:arg)")
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events (local or gs://)")
     p.add_argument("--show-config", action="store_true", help="print every field (with overrides) and exit")

@@ -137,9 +137,12 @@ def default_train_config() -> ml_collections.ConfigDict:
         rampdown_steps=50_000,
         passt_last_ratio=0.01,
     ))
-    # BEATs-style iterations (pretrain/iterations.py): count > 1 trains WORKDIR/iter1..iterN, iteration k > 1 on
-    # k-means codes of encoder k-1 (masked_tokens only); steps: one count per iteration (empty: train.steps each)
-    c.iterations = ml_collections.ConfigDict(dict(count=1, steps=(), init_from_teacher=False, codebook_size=0))
+    # BEATs iterations (pretrain/iterations.py; masked_tokens only): count > 1 trains WORKDIR/iter1..iterN, encoder
+    # k > 1 on the labels of a tokenizer distilled from encoder k-1 ('distilled') or on k-means codes of its outputs
+    # ('kmeans'); steps / tokenizer_steps: one count per iteration (empty: train.steps each)
+    c.iterations = ml_collections.ConfigDict(dict(count=1, steps=(), tokenizer="distilled", tokenizer_steps=(),
+                                                  init_from_teacher=False, codebook_size=0, encoder_init="",
+                                                  tokenizer_init=(), agreement_clips=8))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
     c.distributed = ml_collections.ConfigDict(dict(mode="auto", coordinator_address="", num_processes=0,
                                                    process_id=-1))
