@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tone
+from flax import nnx
 
-from audiorep.audio.io import save_audio
+from audiorep.audio.frontends import get_frontend
+from audiorep.audio.io import load_audio, save_audio
 from audiorep.cli import main
 from audiorep.data.synthetic import write_corpus
+from audiorep.models.families import seed_rng_state
 from audiorep.tokenizers.bpe import AcousticBPE
+from audiorep.tokenizers.distilled import TOKENIZER_TINY
 from audiorep.tokenizers.token_file import (
     RandomProjectionLabeler,
     TokenError,
     extract_tokens,
+    load_labeler,
     load_tokens,
     parse_random_projection,
 )
+from audiorep.tokenizers.tokenizer_dir import abstract_tokenizer, save_tokenizer_dir
+
+
+def random_tiny_tokenizer():
+    """The tiny acoustic tokenizer with random arrays, built without running its initialisers (seconds, not tens)."""
+    graphdef, state, rng_state = abstract_tokenizer(TOKENIZER_TINY)
+    rs = np.random.RandomState(0)
+    state = jax.tree.map(lambda a: jnp.asarray(0.2 * rs.standard_normal(a.shape), a.dtype), state)
+    return nnx.merge(graphdef, state, seed_rng_state(rng_state, 0))
 
 
 def error_line(capsys) -> str:
@@ -87,6 +103,23 @@ def test_a_clip_padded_in_a_batch_gets_the_codes_it_gets_alone(tmp_path):
     alone = extract_tokens(labeler, [short], batch_size=1)
     assert together.clip(0).size == labeler.num_tokens(int(0.7 * 16000)) == 32
     np.testing.assert_array_equal(together.clip(0), alone.clip(0))
+
+
+def test_a_tokenizer_directory_codes_each_clip_as_it_codes_the_clip_alone(tmp_path):
+    tok_dir = tmp_path / "tok"
+    save_tokenizer_dir(tok_dir, random_tiny_tokenizer(), config=TOKENIZER_TINY, frontend=get_frontend("beats"))
+    waves = {"a.wav": tone(300, 0.6), "b.wav": tone(700, 1.1), "c.wav": tone(500, 1.1) + 0.2 * tone(90, 1.1)}
+    for name, wave in waves.items():
+        save_audio(tmp_path / name, wave, 16000)
+    labeler = load_labeler(str(tok_dir))  # what `tokens extract --tokenizer DIR` uses
+    tokens = extract_tokens(labeler, [tmp_path / n for n in waves], names=list(waves), batch_size=3)
+    assert tokens.files == ["a.wav", "b.wav", "c.wav"] and tokens.codebook_size == TOKENIZER_TINY.quant_n
+    read = {n: load_audio(tmp_path / n, 16000)[0] for n in waves}
+    # the 0.6-s clip is never padded to its 1.1-s neighbours' length: its codes are those of the clip alone
+    np.testing.assert_array_equal(tokens.clip(0), np.asarray(labeler.labels_from_audio(read["a.wav"][None]))[0])
+    both = np.asarray(labeler.labels_from_audio(np.stack([read["b.wav"], read["c.wav"]])))
+    np.testing.assert_array_equal(np.stack([tokens.clip(1), tokens.clip(2)]), both)
+    assert tokens.clip(0).size == labeler.num_tokens(read["a.wav"].size) == 3 * 8
 
 
 def test_a_clip_shorter_than_one_token_is_listed_not_coded(tmp_path, capsys):

@@ -3,10 +3,11 @@
 
 A labeler turns audio into codes: `labels_from_audio(audio f32[B, samples]) -> i32[B, N]` (time-major tokens, as
 BEATs' tokenizers give them), with `sample_rate`, `codebook_size`, `tokens_per_step` (tokens per time step: the
-frequency patches) and `description`. `RandomProjectionLabeler` is BEATs' iteration-1 tokenizer as a labeler: the
-'beats' fbank cut into the BEATs encoder's 16x16 patches, coded by the frozen random projection
-(tokenizers/random_projection.py); it needs no checkpoint, so token extraction works out of the box. A tokenizer
-directory (tokenizers/tokenizer_dir.py: a converted official or a distilled tokenizer) is the other kind.
+frequency patches), `num_tokens(samples)`, `context_free` (a clip's codes do not change when it is end-padded) and
+`description`. `RandomProjectionLabeler` is BEATs' iteration-1 tokenizer as a labeler: the 'beats' fbank cut into
+the BEATs encoder's 16x16 patches, coded by the frozen random projection (tokenizers/random_projection.py); it
+needs no checkpoint, so token extraction works out of the box. `TokenizerDirLabeler` wraps a tokenizer directory
+(tokenizers/tokenizer_dir.py: a converted official or a distilled tokenizer).
 
 The token file (.npz; np.load(path, allow_pickle=False) reads it):
   format            str  'audiorep-tokens'; format_version int64 (1)
@@ -41,6 +42,7 @@ from audiorep.audio.io import load_audio
 from audiorep.errors import AudiorepError
 from audiorep.paths import output_location_problem
 from audiorep.tokenizers.random_projection import RandomProjectionTokenizer
+from audiorep.tokenizers.tokenizer_dir import TokenizerBundle, load_tokenizer_dir
 
 TOKEN_FORMAT = "audiorep-tokens"
 TOKEN_FORMAT_VERSION = 1
@@ -243,6 +245,40 @@ def parse_random_projection(spec: str) -> RandomProjectionLabeler:
     return RandomProjectionLabeler(**kwargs)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class TokenizerDirLabeler:
+    """A tokenizer directory (tokenizers/tokenizer_dir.py) as a labeler: its frontend, then its tokenizer (official
+    `extract_labels`). Its codes depend on the whole clip (a Transformer), so clips are batched by equal length."""
+
+    bundle: TokenizerBundle
+    context_free = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self.bundle.sample_rate
+
+    @property
+    def codebook_size(self) -> int:
+        return self.bundle.codebook_size
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.bundle.config.num_mel_bins // self.bundle.config.input_patch_size
+
+    @property
+    def description(self) -> str:
+        return f"{self.bundle.path} (sha256 {self.bundle.digest[:12]})"
+
+    def num_tokens(self, samples: int) -> int:
+        """Codes of a clip of `samples` samples (0 when it is shorter than one patch of frames)."""
+        return self.bundle.frontend.num_frames(int(samples)) // self.bundle.config.input_patch_size \
+            * self.tokens_per_step
+
+    def labels_from_audio(self, audio) -> jax.Array:
+        """f32[B, samples] -> i32[B, N], time-major."""
+        return self.bundle.labels_from_audio(audio)
+
+
 def load_labeler(spec: str):
     """A --tokenizer spec -> its labeler: 'random-projection[:codes=K,seed=S,dim=D]' or a tokenizer directory."""
     if spec.partition(":")[0].strip() == RANDOM_PROJECTION:
@@ -251,8 +287,7 @@ def load_labeler(spec: str):
     if not path.exists():
         raise TokenError(f"--tokenizer {spec}: no such tokenizer directory; give one written by `audiorep convert "
                          f"beats-tokenizer`, or {RANDOM_PROJECTION}[:codes=1024,seed=0] for BEATs' iteration-1 codes.")
-    raise TokenError(f"--tokenizer {spec}: not a tokenizer directory; give one written by `audiorep convert "
-                     f"beats-tokenizer`, or {RANDOM_PROJECTION}[:codes=1024,seed=0] for BEATs' iteration-1 codes.")
+    return TokenizerDirLabeler(load_tokenizer_dir(path))
 
 
 # --------------------------------------------------------------------------------------------- extraction
@@ -335,20 +370,18 @@ def extract_tokens(labeler, files: Sequence[str | os.PathLike], *, names: Sequen
 
 def _label_run(labeler, run, rate, context_free, names, codes, durations, failed) -> None:
     """Label one batch of (index, wave) and store each clip's codes (or why it has none)."""
-    if context_free:
-        keep = []
-        for i, wave in run:
-            if labeler.num_tokens(wave.size):
-                keep.append((i, wave))
-            else:
-                failed.append((names[i], f"{wave.size / rate:.3f} s is shorter than one token; the tokenizer needs "
-                                         f"longer clips"))
-        run = keep
-        if not run:
-            return
-        width = -(-max(w.size for _, w in run) // rate) * rate  # a whole second: few distinct shapes to compile
-    else:
-        width = run[0][1].size
+    keep = []
+    for i, wave in run:
+        if labeler.num_tokens(wave.size):
+            keep.append((i, wave))
+        else:
+            failed.append((names[i], f"{wave.size / rate:.3f} s is shorter than one token; the tokenizer needs "
+                                     f"longer clips"))
+    run = keep
+    if not run:
+        return
+    # context-free: end-padded to a whole second (few distinct shapes to compile); else all of one length
+    width = -(-max(w.size for _, w in run) // rate) * rate if context_free else run[0][1].size
     batch = np.zeros((len(run), width), np.float32)
     for row, (_, wave) in enumerate(run):
         batch[row, : wave.size] = wave
@@ -358,14 +391,14 @@ def _label_run(labeler, run, rate, context_free, names, codes, durations, failed
         failed.extend((names[i], str(err)) for i, _ in run)
         return
     for row, (i, wave) in enumerate(run):
-        n = labeler.num_tokens(wave.size) if context_free else labels.shape[1]
-        if n == 0:
-            failed.append((names[i], f"{wave.size / rate:.3f} s gave no tokens; the tokenizer needs longer clips"))
-            continue
+        n = labeler.num_tokens(wave.size)
+        if n != labels.shape[1] and not context_free:
+            raise TokenError(f"the tokenizer gave {labels.shape[1]} codes for a clip of {wave.size} samples where its "
+                             f"geometry says {n}; the tokenizer directory does not match its config, re-export it.")
         codes[i] = labels[row, :n].astype(np.int32)
         durations[i] = wave.size / rate
 
 
 __all__ = ["RANDOM_PROJECTION", "TOKEN_FORMAT", "TOKEN_FORMAT_VERSION", "RandomProjectionLabeler", "TokenError",
-           "TokenFile", "check_token_output", "extract_tokens", "load_labeler", "load_tokens",
+           "TokenFile", "TokenizerDirLabeler", "check_token_output", "extract_tokens", "load_labeler", "load_tokens",
            "parse_random_projection", "save_tokens"]
