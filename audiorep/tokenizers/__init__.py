@@ -5,11 +5,24 @@ teacher: a later iteration's targets, k-means codes of a pretrained teacher enco
 in context). BEATs' own later tokenizers are trained by self-distillation with a VQ codebook (vq, distilled).
 tokenizer_dir: the on-disk tokenizer directory (official checkpoints converted by `audiorep convert
 beats-tokenizer`, distilled tokenizers' exports): `load_tokenizer_dir(path).labels_from_audio(audio)`.
+token_file: codes of a folder of audio in one .npz (`audiorep tokens extract`); bpe: sentencepiece BPE over them,
+an exact round trip to shorter sequences (`audiorep tokens bpe`).
 """
 
+from audiorep.tokenizers.bpe import AcousticBPE, BPEError
 from audiorep.tokenizers.random_projection import RandomProjectionTokenizer
 from audiorep.tokenizers.teacher import TeacherTokenizer, spherical_kmeans
+from audiorep.tokenizers.token_file import (
+    RandomProjectionLabeler,
+    TokenError,
+    TokenFile,
+    extract_tokens,
+    load_labeler,
+    load_tokens,
+    save_tokens,
+)
 from audiorep.tokenizers.tokenizer_dir import TokenizerBundle, load_tokenizer_dir, save_tokenizer_dir
 
-__all__ = ["RandomProjectionTokenizer", "TeacherTokenizer", "TokenizerBundle", "load_tokenizer_dir",
-           "save_tokenizer_dir", "spherical_kmeans"]
+__all__ = ["AcousticBPE", "BPEError", "RandomProjectionLabeler", "RandomProjectionTokenizer", "TeacherTokenizer",
+           "TokenError", "TokenFile", "TokenizerBundle", "extract_tokens", "load_labeler", "load_tokenizer_dir",
+           "load_tokens", "save_tokenizer_dir", "save_tokens", "spherical_kmeans"]
