@@ -281,3 +281,10 @@ def test_cli_missing_key_is_one_line_naming_the_key(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing keys (1): quantize_layer.2.bias" in err
     assert not (tmp_path / "t").exists()
+
+
+def test_loading_a_tokenizer_directory_as_a_model_names_it_a_tokenizer(tok_dir):
+    from audiorep.models.model_dir import ModelDirError, load_model_dir
+
+    with pytest.raises(ModelDirError, match="tokenizer directory, not a model"):
+        load_model_dir(tok_dir)

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 MODEL_JSON = "audiorep_model.json"
+TOKENIZER_JSON = "audiorep_tokenizer.json"  # a tokenizer directory's (tokenizers/tokenizer_dir.py), named in errors
 PARAMS_DIR = "params"
 EXTRA_DIR = "extra"
 FORMAT_NAME = "audiorep-model"
@@ -261,6 +262,10 @@ def read_model_json(path: str | os.PathLike) -> dict:
         raise ModelDirError(f"{path} is a file, not a model directory; pass the directory that holds {MODEL_JSON}.")
     file = path / MODEL_JSON
     if not file.is_file():
+        if (path / TOKENIZER_JSON).is_file():
+            raise ModelDirError(f"{path} is an acoustic tokenizer directory, not a model (encoder) directory; it "
+                                "gives labels (audiorep tokens extract --tokenizer, objective.tokenizer_dir), not "
+                                "embeddings.")
         inner = sorted(p.parent.name for p in path.glob(f"*/{MODEL_JSON}"))
         hint = f" It contains model directories: {', '.join(inner)}." if inner else (
             " Make one with `audiorep convert ...` or export a training run; pass that directory."

@@ -40,6 +40,7 @@ from audiorep.models.families import ModelDirError, saved_state, seed_rng_state
 from audiorep.models.model_dir import (
     MODEL_JSON,
     PARAMS_DIR,
+    TOKENIZER_JSON,
     flat_arrays,
     frontend_from_json,
     json_dict,
@@ -55,7 +56,6 @@ from audiorep.tokenizers.distilled import AcousticTokenizer, TokenizerConfig
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TOKENIZER_JSON", "TokenizerBundle", "TokenizerDirError",
            "is_tokenizer_dir", "load_tokenizer_dir", "read_tokenizer_json", "save_tokenizer_dir"]
 
-TOKENIZER_JSON = "audiorep_tokenizer.json"
 FORMAT_NAME = "audiorep-tokenizer"
 FORMAT_VERSION = 1
 KIND = "acoustic"  # BEATs' Transformer + quantize layer + NormEMA codebook (tokenizers/distilled.py)
