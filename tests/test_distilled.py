@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
-from audiorep.models.beats import BEATsEncoder
-from audiorep.tokenizers.distilled import TOKENIZER_PRESETS, AcousticTokenizer, TokenizerConfig
+from audiorep.audio.frontends import get_frontend
+from audiorep.models import model_dir
+from audiorep.models.ast import PRESETS as AST_PRESETS
+from audiorep.models.ast import ASTEncoder
+from audiorep.models.beats import BEATS_TINY, BEATsEncoder
+from audiorep.pretrain import distill, trainer
+from audiorep.pretrain.config import ConfigError
+from audiorep.tokenizers.distilled import TOKENIZER_PRESETS, AcousticTokenizer, FrozenWeight, TokenizerConfig
+from audiorep.tokenizers.tokenizer_dir import load_tokenizer_dir
 from audiorep.tokenizers.vq import NormEMAVectorQuantizer
 
 TINY = TOKENIZER_PRESETS["beats-tokenizer-tiny"]
@@ -72,3 +82,77 @@ def test_config_round_trips_and_rejects_unknown_fields():
 def test_released_preset_has_the_official_codebook():
     cfg = TOKENIZER_PRESETS["beats-tokenizer"]
     assert (cfg.quant_n, cfg.quant_dim, cfg.input_patch_size, cfg.encoder_embed_dim) == (1024, 256, 16, 768)
+
+
+# ------------------------------------------------------------------------------------ distillation
+def _teacher_dir(tmp_path) -> str:
+    path = tmp_path / "teacher"
+    enc = BEATsEncoder(BEATS_TINY, rngs=nnx.Rngs(3))
+    model_dir.save_model_dir(path, family="beats", encoder=enc, encoder_config=BEATS_TINY,
+                             frontend=get_frontend("beats"), window_frames=32)
+    return str(path)
+
+
+def _distill_config(tmp_path, steps: int, **distill) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.data = ml_collections.ConfigDict(dict(
+        dataset="synthetic", root=str(tmp_path / "syn"), split="", frames=32, worker_count=0,
+        options=ml_collections.ConfigDict(), balance="none",
+        synthetic=ml_collections.ConfigDict(dict(per_class=2, seconds=1.0, seed=0, sample_rate=16000))))
+    c.train = ml_collections.ConfigDict(dict(steps=steps, batch_size=4, log_every=1, checkpoint_every=4,
+                                             progress=False, async_checkpoints=False))
+    c.optim = ml_collections.ConfigDict(dict(lr=3e-3, schedule="constant", warmup_steps=0, weight_decay=0.0))
+    c.distill = ml_collections.ConfigDict(dict(preset="beats-tokenizer-tiny", estimator_depth=1,
+                                               overrides=ml_collections.ConfigDict(dict(quant_n=16)), **distill))
+    return trainer.with_defaults(c)
+
+
+def _rows(workdir) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_distillation_raises_the_cosine_to_the_teacher_and_exports_a_tokenizer(tmp_path):
+    teacher = _teacher_dir(tmp_path)
+    cfg = distill.stage_config(_distill_config(tmp_path, 24), teacher=teacher)
+    result = distill.train(cfg, tmp_path / "w")
+    rows = _rows(tmp_path / "w")
+    assert np.mean([r["cosine"] for r in rows[-4:]]) > np.mean([r["cosine"] for r in rows[:4]]) + 0.05
+    assert all(0 < r["vq_usage"] <= 1 for r in rows)
+    bundle = load_tokenizer_dir(result.export_dir)
+    audio = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32) * 0.1
+    labels = bundle.labels_from_audio(audio)
+    assert labels.shape == (2, 8 * 6) and int(labels.max()) < 16
+
+
+@pytest.mark.slow
+def test_resumed_distillation_keeps_the_codebook_state(tmp_path):
+    teacher = _teacher_dir(tmp_path)
+    cfg = distill.stage_config(_distill_config(tmp_path, 8), teacher=teacher)
+    straight = distill.train(cfg, tmp_path / "straight")
+    half = _distill_config(tmp_path, 4)
+    distill.train(distill.stage_config(half, teacher=teacher), tmp_path / "resumed")  # stops at step 4
+    resumed = distill.train(cfg, tmp_path / "resumed")  # the same run asked for 8 steps: resumes at 4
+    assert resumed.step == 8
+    a, b = load_tokenizer_dir(straight.export_dir).tokenizer, load_tokenizer_dir(resumed.export_dir).tokenizer
+    assert float(b.quantize.initted[...]) == 1.0
+    np.testing.assert_allclose(a.quantize.embedding[...], b.quantize.embedding[...], atol=1e-5)
+    np.testing.assert_allclose(a.quantize.cluster_size[...], b.quantize.cluster_size[...], atol=1e-5)
+    assert _rows(tmp_path / "resumed")[-1]["loss"] == pytest.approx(_rows(tmp_path / "straight")[-1]["loss"], rel=1e-5)
+
+
+def test_the_teacher_is_carried_frozen_not_trained(tmp_path):
+    task, _ = distill.build(distill.stage_config(_distill_config(tmp_path, 1), teacher=_teacher_dir(tmp_path)))
+    params = nnx.state(task.model, nnx.Param)
+    assert "teacher" not in params and "tokenizer" in params and "estimator" in params
+    assert jax.tree.leaves(nnx.state(task.model.teacher, FrozenWeight))
+
+
+def test_a_teacher_with_another_patch_grid_is_refused(tmp_path):
+    path = tmp_path / "ast_teacher"
+    ast_cfg = AST_PRESETS["ssast-frame-tiny"]  # 128 x 2 patches: a 1 x 16 grid where the tokenizer has 8 x 2
+    model_dir.save_model_dir(path, family="ast", encoder=ASTEncoder(ast_cfg, rngs=nnx.Rngs(0)),
+                             encoder_config=ast_cfg, frontend=get_frontend("beats"))
+    with pytest.raises(ConfigError, match="grid"):
+        distill.build(distill.stage_config(_distill_config(tmp_path, 1), teacher=str(path)))

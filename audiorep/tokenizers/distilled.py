@@ -23,8 +23,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from audiorep.models.beats import BEATsConfig, BEATsEncoder
-from audiorep.models.layers import Linear, torch_linear_init
-from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput
+from audiorep.models.layers import LayerNorm, Linear, TransformerBlock, torch_linear_init, trunc_normal_02
+from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput, l2norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,9 @@ TOKENIZER_PRESETS = {"beats-tokenizer": TOKENIZER_BASE, "beats-tokenizer-tiny": 
 
 
 class QuantizeLayer(nnx.Module):
-    """Linear(D, D) -> tanh -> Linear(D, quant_dim) (official `quantize_layer.0` / `.2`).  f32[..., D] -> f32[..., q]
+    """Linear(D, D) -> tanh -> Linear(D, quant_dim): official `quantize_layer.0` / `.2`.
+
+    f32[..., D] -> f32[..., quant_dim].
     """
 
     def __init__(self, dim: int, out_dim: int, *, rngs: nnx.Rngs):
@@ -169,3 +171,126 @@ class AcousticTokenizer(nnx.Module):
         """Training forward: quantised vectors (straight-through), labels, commitment loss and codebook metrics;
         with train=True the codebook state is updated from this batch.  f32[B, frames, mels] -> VQOutput."""
         return self.quantize(self.quantize_input(feats, deterministic=not train), train=train, rng=rng)
+
+
+# ------------------------------------------------------------------------------------------ training
+def sincos_positions(n: int, dim: int) -> jax.Array:
+    """Fixed sinusoidal embeddings of token indices 0..n-1 (Vaswani et al., 2017).  -> f32[n, dim]."""
+    half = dim // 2
+    freq = jnp.exp(-jnp.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / max(half, 1))
+    angle = jnp.arange(n, dtype=jnp.float32)[:, None] * freq[None, :]
+    pe = jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+    return jnp.pad(pe, ((0, 0), (0, dim - 2 * half)))
+
+
+class Estimator(nnx.Module):
+    """The tokenizer estimator (paper section 3.2): a small Transformer that reconstructs the teacher's last layer
+    from the quantised codes.  f32[B, N, in_dim] -> f32[B, N, out_dim].
+
+    Linear(in_dim, dim) + fixed sinusoidal embeddings of the (time-major) token index -> `depth` pre-LN blocks
+    -> LayerNorm -> Linear(dim, out_dim). The paper gives no more detail than a small Transformer; the sinusoidal
+    positions are our choice (no length limit, no parameters), so the estimator can mix codes by where they sit.
+    """
+
+    def __init__(self, in_dim: int, dim: int, num_heads: int, depth: int, out_dim: int, *, rngs: nnx.Rngs):
+        self.proj = Linear(in_dim, dim, kernel_init=trunc_normal_02, rngs=rngs)
+        self.blocks = nnx.List([TransformerBlock(dim, num_heads, 4 * dim, pre_norm=True, kernel_init=trunc_normal_02,
+                                                 rngs=rngs) for _ in range(depth)])
+        self.norm = LayerNorm(dim, rngs=rngs)
+        self.head = Linear(dim, out_dim, kernel_init=trunc_normal_02, rngs=rngs)
+
+    def __call__(self, codes: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        x = self.proj(codes)
+        x = x + sincos_positions(x.shape[1], x.shape[2]).astype(x.dtype)
+        for blk in self.blocks:
+            x = blk(x, deterministic=deterministic)
+        return self.head(self.norm(x))
+
+
+class FrozenWeight(nnx.Variable):
+    """A weight of the frozen teacher: carried with the model's state, never differentiated nor optimised."""
+
+
+def freeze(module: nnx.Module) -> nnx.Module:
+    """Every nnx.Param of `module` becomes a FrozenWeight, in place (the trainer trains nnx.Param only)."""
+    for path, node in list(nnx.iter_graph(module)):
+        if not isinstance(node, nnx.Param):
+            continue
+        parent = module
+        for name in path[:-1]:
+            parent = parent[name] if isinstance(parent, (list, nnx.List)) else getattr(parent, name)
+        if isinstance(parent, (list, nnx.List)):
+            parent[path[-1]] = FrozenWeight(node[...])
+        else:
+            setattr(parent, path[-1], FrozenWeight(node[...]))
+    if jax.tree.leaves(nnx.state(module, nnx.Param)):
+        raise ValueError("could not freeze every parameter of the teacher (a parameter shared between modules?).")
+    return module
+
+
+def time_major_tokens(out) -> jax.Array:
+    """An EncoderOutput's full-grid tokens in time-major order (token n = t * F + f).  -> f32[B, N, D]."""
+    if out.time_major:
+        return out.tokens
+    b, _, d = out.tokens.shape
+    return out.tokens_by_time().reshape(b, -1, d)
+
+
+class DistillationModel(nnx.Module):
+    """What tokenizer distillation trains, plus the frozen teacher it reads.
+
+    tokenizer: AcousticTokenizer (trained; its codebook by EMA). estimator: Estimator (trained; thrown away at
+    export). teacher: an encoder whose parameters are FrozenWeight (see `freeze`), so the trainer carries them as
+    state, checkpoints them with the run, and never updates them.
+    """
+
+    def __init__(self, tokenizer: AcousticTokenizer, teacher: nnx.Module, teacher_dim: int, *, estimator_depth: int = 3,
+                 seed: int = 0):
+        self.tokenizer = tokenizer
+        cfg = tokenizer.cfg
+        self.estimator = Estimator(cfg.quant_dim, cfg.encoder_embed_dim, cfg.encoder_attention_heads,
+                                   int(estimator_depth), int(teacher_dim),
+                                   rngs=nnx.Rngs(jax.random.fold_in(jax.random.PRNGKey(seed), 7)))
+        self.teacher = freeze(teacher)
+
+
+class Distillation:
+    """Tokenizer distillation (BEATs, arXiv 2212.09058 section 3.2): batch {'audio': f32[B, samples]} -> (loss,
+    metrics), the trainer's objective signature.
+
+    The frontend turns the audio into features, which the frozen teacher encoder and the tokenizer both read (so
+    they share the patch grid); the tokenizer quantises its patches (the VQ updates its codebook from the batch),
+    the estimator maps the quantised vectors (straight-through) to the teacher's last layer, and
+    loss = mean over patches of (1 - cos(estimate, teacher)) + the VQ commitment loss (beta = 1).
+    Metrics: cosine (mean cosine similarity), vq_loss, vq_usage, vq_perplexity (and vq_restarted with restart).
+    frames: cut or pad the features to this many frames (None: as the frontend gives them).
+    """
+
+    def __init__(self, frontend, *, frames: int | None = None):
+        self.frontend, self.frames = frontend, frames
+
+    def features(self, audio: jax.Array, key: jax.Array) -> jax.Array:
+        feats = self.frontend(audio, key=key, train=True)
+        if self.frames is None or feats.shape[1] == self.frames:
+            return feats
+        if feats.shape[1] > self.frames:
+            return feats[:, :self.frames]
+        return jnp.pad(feats, ((0, 0), (0, self.frames - feats.shape[1]), (0, 0)))
+
+    def targets(self, model: DistillationModel, feats: jax.Array) -> jax.Array:
+        """The teacher's last layer, never differentiated.  f32[B, frames, mels] -> f32[B, N, D_teacher]."""
+        out = model.teacher(feats, deterministic=True)
+        return jax.lax.stop_gradient(time_major_tokens(out).astype(jnp.float32))
+
+    def __call__(self, model: DistillationModel, batch, rng: jax.Array):
+        k_front, k_vq = jax.random.split(rng)
+        feats = self.features(batch["audio"], k_front)
+        target = self.targets(model, feats)
+        vq = model.tokenizer(feats, train=True, rng=k_vq)
+        if vq.quantized.shape[:2] != target.shape[:2]:
+            raise ValueError(f"the teacher gives {target.shape[1]} tokens per clip and the tokenizer "
+                             f"{vq.quantized.shape[1]}: they must cut the features into the same patch grid.")
+        estimate = model.estimator(vq.quantized, deterministic=False).astype(jnp.float32)
+        cosine = jnp.mean(jnp.sum(l2norm(estimate) * l2norm(target), axis=-1))
+        loss = (1.0 - cosine) + vq.loss
+        return loss, dict(vq.metrics, cosine=cosine)
