@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -144,15 +145,23 @@ def load_tokens(path: str | os.PathLike) -> TokenFile:
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise TokenError(f"{path} {what}; give the .npz file `audiorep tokens extract --out` wrote.")
+    if not zipfile.is_zipfile(path):
+        raise TokenError(f"{path} is not a token file (not a NumPy .npz archive); give the file "
+                         f"`audiorep tokens extract` wrote.")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as err:  # not a zip / not .npy members / pickled members
-        raise TokenError(f"{path} is not a token file (not a NumPy .npz: {err}); give the file "
-                         f"`audiorep tokens extract` wrote.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged members, or pickled (object) arrays
+        raise TokenError(f"{path} is not a token file (a .npz whose arrays cannot be read without pickle); give "
+                         f"the file `audiorep tokens extract` wrote.") from None
     if str(data.get("format", "")) != TOKEN_FORMAT:
         raise TokenError(f"{path} is a .npz but not a token file (no format={TOKEN_FORMAT!r}; an embeddings file?); "
                          f"make one with `audiorep tokens extract`.")
+    missing = [k for k in ("format_version", "codes", "offsets", "files", "durations_s", "codebook_size",
+                           "tokenizer", "sample_rate", "tokens_per_step", "failed_files", "failed_errors")
+               if k not in data]
+    if missing:
+        raise TokenError(f"{path}: a token file without {', '.join(missing)} (damaged); extract the tokens again.")
     if int(data["format_version"]) > TOKEN_FORMAT_VERSION:
         raise TokenError(f"{path} is a token file of format version {int(data['format_version'])}, newer than this "
                          f"audiorep reads ({TOKEN_FORMAT_VERSION}); upgrade audiorep.")
@@ -357,7 +366,7 @@ def extract_tokens(labeler, files: Sequence[str | os.PathLike], *, names: Sequen
         bar.update(len(batch))
     bar.close()
     if not codes:
-        reasons = "; ".join(err for _, err in sorted(failed)[:3])
+        reasons = "; ".join(err.rstrip(". ") for _, err in sorted(failed)[:3])
         raise TokenError(f"none of the {len(files)} audio file(s) gave tokens: {reasons}.")
     order = sorted(codes, key=lambda i: names[i])
     lengths_out = np.array([codes[i].size for i in order], np.int64)
