@@ -336,7 +336,7 @@ def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_m
     assert isinstance(obj, objectives.MaskedTokens) and obj.frames == 64
     assert obj.tokenizer.to_dict() == dict(in_dim=64, codebook_size=256, code_dim=8, seed=2)
     _, beats_cfg = experiment.encoder_config(dict(family="beats", preset="beats-tiny"))
-    with pytest.raises(ValueError, match="trains an SSAST encoder"):
+    with pytest.raises(ValueError, match="a BEATs encoder has none .* set objective.predictor_depth >= 1"):
         experiment.make_objective(c, get_frontend("beats"), beats_cfg)
     _, no_mask_cfg = experiment.encoder_config(dict(family="ast", preset="ssast-patch-tiny", overrides=dict(
         patch=(16, 4), stride=(16, 4), pretrain_heads=False, mask_embed=False)))
@@ -349,7 +349,7 @@ def test_masked_tokens_is_built_from_the_config_and_refuses_encoders_without_a_m
         experiment.make_objective(c, get_frontend("ssast"), no_mask_cfg)
     c.objective.predictor_depth = 0
     c.objective.tokenizer = "vq"
-    with pytest.raises(ValueError, match="objective.tokenizer='vq': 'random_projection' .* or 'teacher'"):
+    with pytest.raises(ValueError, match="objective.tokenizer='vq': 'random_projection' .*'teacher'"):
         experiment.make_objective(c, get_frontend("ssast"), ast_cfg)
 
 

@@ -122,6 +122,31 @@ class BEATsConfig:
         """DeepNorm init gain for v/out/fc1/fc2: (8L)^(-1/4)."""
         return math.pow(8 * self.encoder_layers, -0.25)
 
+    # The generic names the pretraining code reads from every encoder config (ASTConfig has them as fields).
+    @property
+    def dim(self) -> int:
+        """Token width (encoder_embed_dim)."""
+        return self.encoder_embed_dim
+
+    @property
+    def num_heads(self) -> int:
+        return self.encoder_attention_heads
+
+    @property
+    def depth(self) -> int:
+        """Number of transformer layers (encoder_layers)."""
+        return self.encoder_layers
+
+    @property
+    def patch_values(self) -> int:
+        """Values in one 16x16 patch (the random-projection tokenizer's input size)."""
+        return self.input_patch_size * self.input_patch_size
+
+    def grid_for(self, frames: int) -> tuple[int, int]:
+        """(F, T) patch grid for `frames` input frames: (mels // patch, frames // patch)."""
+        p = self.input_patch_size
+        return self.num_mel_bins // p, frames // p
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -167,6 +192,22 @@ PRESETS = {"beats": BEATS_BASE, "beats-tiny": BEATS_TINY, "base": BEATS_BASE, "t
 
 
 # ------------------------------------------------------------------------------------------- pieces
+def relative_position_bias(table: jax.Array, n: int, num_buckets: int, max_distance: int,
+                           keep: jax.Array | None = None) -> jax.Array:
+    """T5-bucketed relative position bias from a bucket table f32[buckets, H] over a sequence of n tokens.
+
+    -> f32[1, H, n, n], or f32[B, H, K, K] for the kept token indices keep i32[B, K] (buckets of their original
+    distances, key index - query index). Buckets come from an exact host-side table.
+    """
+    if keep is None:
+        pos = np.arange(n)
+        buckets = relative_position_buckets(pos[None, :] - pos[:, None], num_buckets, max_distance)
+        return jnp.take(table, jnp.asarray(buckets), axis=0).transpose(2, 0, 1)[None]
+    lut = jnp.asarray(relative_position_buckets(np.arange(-(n - 1), n), num_buckets, max_distance))
+    rel = keep[:, None, :] - keep[:, :, None]  # key - query
+    return jnp.take(table, lut[rel + (n - 1)], axis=0).transpose(0, 3, 1, 2)
+
+
 def _grad_multiply(x: jax.Array, factor: float) -> jax.Array:
     """Identity forward; gradient scaled by `factor` (fairseq GradMultiply, layer-wise gradient decay)."""
     if factor == 1.0:
@@ -250,6 +291,8 @@ class BEATsLayer(TransformerBlock):
 class BEATsEncoder(nnx.Module):
     """BEATs: fbank f32[B, frames, mels] -> EncoderOutput (time-major patch tokens, grid (mels/16, frames/16))."""
 
+    time_major = True  # token n = t * F + f (AST / SSAST / PaSST are frequency-major)
+
     def __init__(self, cfg: BEATsConfig = BEATS_BASE, *, rngs: nnx.Rngs):
         self.cfg = cfg
         p, d = cfg.input_patch_size, cfg.encoder_embed_dim
@@ -274,8 +317,20 @@ class BEATsEncoder(nnx.Module):
     # ---- geometry
     def grid_for(self, frames: int) -> tuple[int, int]:
         """(F, T) patch grid for `frames` input frames: (mels // patch, frames // patch)."""
+        return self.cfg.grid_for(frames)
+
+    def patches(self, features: jax.Array) -> jax.Array:
+        """The raw 16x16 patches the patch conv reads, in token order (time-major: token n = t * F + f).
+
+        f32[B, frames, mels] -> f32[B, T * F, p * p], each patch's values ordered (frame, mel bin) as in the
+        features; frames past the last whole patch are dropped, as the patch conv drops them. The input of the
+        random-projection tokenizer in masked token prediction (pretrain/objectives.py).
+        """
         p = self.cfg.input_patch_size
-        return self.cfg.num_mel_bins // p, frames // p
+        f, t = self.grid_for(features.shape[1])
+        b = features.shape[0]
+        x = features[:, : t * p, : f * p].reshape(b, t, p, f, p)
+        return x.transpose(0, 1, 3, 2, 4).reshape(b, t * f, p * p)
 
     # ---- relative positions
     def position_bias(self, n: int, keep: jax.Array | None = None) -> jax.Array | None:
@@ -283,15 +338,8 @@ class BEATsEncoder(nnx.Module):
         keep i32[B, K] (buckets of their original distances). Buckets come from an exact host-side table."""
         if self.relative_attention_bias is None:
             return None
-        table = self.relative_attention_bias[...]  # [buckets, H]
-        cfg = self.cfg
-        if keep is None:
-            pos = np.arange(n)
-            buckets = relative_position_buckets(pos[None, :] - pos[:, None], cfg.num_buckets, cfg.max_distance)
-            return jnp.take(table, jnp.asarray(buckets), axis=0).transpose(2, 0, 1)[None]
-        lut = jnp.asarray(relative_position_buckets(np.arange(-(n - 1), n), cfg.num_buckets, cfg.max_distance))
-        rel = keep[:, None, :] - keep[:, :, None]  # key - query
-        return jnp.take(table, lut[rel + (n - 1)], axis=0).transpose(0, 3, 1, 2)
+        return relative_position_bias(self.relative_attention_bias[...], n, self.cfg.num_buckets,
+                                      self.cfg.max_distance, keep)
 
     # ---- forward
     def embed_patches(self, features: jax.Array) -> jax.Array:

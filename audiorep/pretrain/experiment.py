@@ -27,10 +27,19 @@ from jax.experimental import multihost_utils
 from audiorep.audio import frontends
 from audiorep.data import pipeline, sources, synthetic
 from audiorep.models import families, model_dir
+from audiorep.models.beats import BEATsConfig
 from audiorep.models.bundle import samples_for_frames
 from audiorep.pretrain import distributed
 from audiorep.pretrain.config import ConfigError
-from audiorep.pretrain.objectives import MSPM, MaskedTokens, Supervised, TokenPredictor, check_masked_count, fit_frames
+from audiorep.pretrain.objectives import (
+    MSPM,
+    MaskedTokens,
+    Supervised,
+    TokenPredictor,
+    check_masked_count,
+    fit_frames,
+    patch_values,
+)
 from audiorep.pretrain.trainer import Task, Trainer, TrainError, TrainResult, check_train_config, check_workdir
 from audiorep.tokenizers import RandomProjectionTokenizer, TeacherTokenizer
 
@@ -92,12 +101,20 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
                     visible_weight=o.get("visible_weight", 0.0))
     if o.name == "masked_tokens":
         depth = int(o.get("predictor_depth", 0))
-        if not hasattr(enc_cfg, "patch") or not hasattr(enc_cfg, "mask_embed"):
-            raise ConfigError(f"objective.name='masked_tokens' trains an SSAST encoder (family 'ast'); got "
-                              f"{type(enc_cfg).__name__}.")
+        beats = isinstance(enc_cfg, BEATsConfig)
+        if not beats and (not hasattr(enc_cfg, "patch") or not hasattr(enc_cfg, "mask_embed")):
+            raise ConfigError(f"objective.name='masked_tokens' trains an SSAST encoder (family 'ast') or a BEATs "
+                              f"encoder (family 'beats'); got {type(enc_cfg).__name__}.")
         if depth < 0:
             raise ConfigError(f"objective.predictor_depth={depth}: 0 (BEST-RQ form) or the number of "
                               f"label-predictor blocks (BEATs form).")
+        if beats and depth == 0:
+            raise ConfigError("objective.predictor_depth=0 is the BEST-RQ form, which replaces masked patches by the "
+                              "encoder's mask embedding; a BEATs encoder has none (BEATs pretraining runs the "
+                              "encoder on the visible patches only): set objective.predictor_depth >= 1.")
+        if beats and (o.get("visible_mse_weight", 0.0) or o.get("visible_weight", 0.0)):
+            raise ConfigError("objective.visible_weight / visible_mse_weight belong to SSAST encoders (BEST-RQ "
+                              "form, or the encoder's gpredlayer); a BEATs encoder has neither: set them to 0.")
         if depth == 0 and not enc_cfg.mask_embed:
             raise ConfigError("objective.name='masked_tokens' with predictor_depth=0 (BEST-RQ form) needs an "
                               "encoder with a mask embedding (model.overrides.mask_embed=True), or use the BEATs "
@@ -111,7 +128,7 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
             raise ConfigError("objective.tokenizer='teacher' is fitted on the training data: build the task with "
                               "experiment.build(config) (or pass tokenizer=TeacherTokenizer.fit(...)).")
         if kind == "random_projection":
-            tokenizer = RandomProjectionTokenizer(in_dim=int(enc_cfg.patch[0] * enc_cfg.patch[1]),
+            tokenizer = RandomProjectionTokenizer(in_dim=patch_values(enc_cfg),
                                                   codebook_size=int(o.get("codebook_size", 1024)),
                                                   code_dim=int(o.get("code_dim", 16)),
                                                   seed=int(o.get("tokenizer_seed", 0)))
@@ -192,8 +209,18 @@ def data_source(data: ml_collections.ConfigDict, sample_rate: int):
     return source, tuple(index.classes), bool(index.multilabel)
 
 
+def patch_grid(cfg) -> str:
+    """How an encoder config cuts features into tokens, in words (teacher and student must agree)."""
+    if isinstance(cfg, BEATsConfig):
+        p = cfg.input_patch_size
+        return f"{p}x{p} patches of {cfg.num_mel_bins} mel bins, time-major tokens"
+    patch, stride = getattr(cfg, "patch", "?"), getattr(cfg, "stride", "?")
+    return f"{tuple(patch)} patches, stride {tuple(stride)}, frequency-major tokens"
+
+
 def load_teacher(config: ml_collections.ConfigDict, frontend, enc_cfg):
-    """The exported encoder named by objective.teacher, checked to read what the student reads."""
+    """The exported encoder named by objective.teacher, checked to read what the student reads: the same family
+    (SSAST or BEATs: the token order), patch grid and frontend."""
     path = config.objective.get("teacher")
     if not path:
         raise ConfigError("objective.tokenizer='teacher' needs objective.teacher: the model directory (or training "
@@ -203,11 +230,11 @@ def load_teacher(config: ml_collections.ConfigDict, frontend, enc_cfg):
     except (FileNotFoundError, model_dir.ModelDirError) as err:
         raise ConfigError(f"objective.teacher={path!r} is not a usable model directory: {err}") from err
     t_cfg = bundle.encoder_config
-    if bundle.family != "ast" or (tuple(t_cfg.patch), tuple(t_cfg.stride)) != (tuple(enc_cfg.patch),
-                                                                               tuple(enc_cfg.stride)):
-        raise ConfigError(f"objective.teacher={path!r} is a {bundle.family} encoder with "
-                          f"{getattr(t_cfg, 'patch', '?')} patches; the teacher must be an SSAST encoder with the "
-                          f"student's patch grid ({tuple(enc_cfg.patch)} patches, stride {tuple(enc_cfg.stride)}).")
+    student = str(config.model.family)
+    if bundle.family != student or patch_grid(t_cfg) != patch_grid(enc_cfg):
+        raise ConfigError(f"objective.teacher={path!r} is a {bundle.family} encoder with {patch_grid(t_cfg)}; the "
+                          f"teacher must code the student's patches in the student's token order: a {student} "
+                          f"encoder with {patch_grid(enc_cfg)}.")
     if bundle.frontend.to_dict() != frontend.to_dict():
         raise ConfigError(f"objective.teacher={path!r} was trained on other features ({bundle.frontend.name}) than "
                           f"config.frontend ({frontend.name}); train the student with the teacher's frontend.")

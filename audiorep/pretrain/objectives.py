@@ -13,9 +13,11 @@ itself, inside the jitted step.
   unmasked patches (the encoder sees the masked ones plus that fraction of the rest).
 - `MaskedTokens`: masked token prediction (BEATs, BEST-RQ): a frozen tokenizer (tokenizers/) codes every
   patch -- random projection for BEATs' first iteration, or k-means codes of the outputs of an encoder
-  pretrained in the previous iteration (tokenizers/teacher.py); the model predicts the codes of the masked
-  patches (`TokenPredictor`: BEST-RQ form with the encoder's mask embedding, or BEATs' form with the encoder
-  over the visible patches and a label predictor); cross-entropy, optionally plus patch reconstruction terms.
+  pretrained in the previous iteration (tokenizers/teacher.py), or any tokenizer object with `input='features'`,
+  `codebook_size` and `__call__(feats) -> i32[B, N]`; the model predicts the codes of the masked patches
+  (`TokenPredictor`: BEST-RQ form with the encoder's mask embedding, or BEATs' form with the encoder over the
+  visible patches and a label predictor); cross-entropy, optionally plus patch reconstruction terms. Trains
+  SSAST encoders (both forms) and BEATs encoders (BEATs' form; time-major tokens).
 - `Supervised`: multi-label BCE or multi-class CE on the encoder's head, optional mixup (PaSST's symmetric
   Beta mixup on features), PaSST structured / unstructured patchout via `keep`.
 
@@ -24,6 +26,7 @@ Which objective a config asks for, with which tokenizer and data, is assembled b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 import jax
@@ -32,6 +35,7 @@ import optax
 from flax import nnx
 
 from audiorep.audio import augment
+from audiorep.models.beats import relative_position_bias
 from audiorep.models.layers import LayerNorm, Linear, TransformerBlock, trunc_normal_02
 from audiorep.pretrain import masking
 from audiorep.pretrain.config import ConfigError
@@ -88,14 +92,15 @@ def info_nce(targets: jax.Array, preds: jax.Array) -> tuple[jax.Array, jax.Array
     return nce, acc
 
 
-def mask_function(kind: str) -> MaskFn:
-    """Masked-patch draw of pretrain/masking.py: (key, grid, batch, count) -> i32[B, count] (frequency-major).
+def mask_function(kind: str, *, time_major: bool = False) -> MaskFn:
+    """Masked-patch draw of pretrain/masking.py: (key, grid, batch, count) -> i32[B, count], flat indices in the
+    encoder's token order (frequency-major for AST / SSAST, `time_major=True` for BEATs).
 
-    'cluster': SSAST patch masking (squares of side 3-5); 'random': uniform (SSAST frame masking);
+    'cluster': SSAST patch masking (squares of side 3-5); 'random': uniform (SSAST frame masking, BEATs);
     'frame': whole time columns (count must then be a multiple of the frequency patches).
     """
     if kind == "cluster":
-        return masking.cluster_mask_indices
+        return functools.partial(masking.cluster_mask_indices, time_major=time_major)
     if kind == "random":
         return masking.random_mask_indices
     if kind == "frame":
@@ -103,7 +108,7 @@ def mask_function(kind: str) -> MaskFn:
             if count % grid[0]:
                 raise ConfigError(f"objective.masked={count} is not a whole number of time columns of {grid[0]} "
                                   f"patches; use a multiple of {grid[0]} with mask='frame'.")
-            return masking.frame_mask_indices(key, grid, batch, count // grid[0])
+            return masking.frame_mask_indices(key, grid, batch, count // grid[0], time_major=time_major)
 
         return frames
     raise ConfigError(f"objective.mask={kind!r}: use 'cluster' (16x16 patches), 'random' (128x2 frames) or 'frame'.")
@@ -218,53 +223,118 @@ class LabelPredictor(nnx.Module):
     """BEATs' label predictor: a small Transformer that fills the masked positions back in.
 
     The encoder saw only the visible patches; their outputs go back to their grid positions, every masked
-    position gets the learned `mask_token`, all get the encoder's patch positional embeddings, and `depth`
-    pre-LN blocks of the encoder's width mix them.  f32[B, K, dim] (+ keep i32[B, K]) -> f32[B, N, dim].
+    position gets the learned `mask_token`, and `depth` pre-LN blocks of the encoder's width mix them. How the
+    blocks know where each position is depends on the encoder:
+    - absolute (AST / SSAST): the encoder's patch positional embeddings `pos` are added to every position;
+    - relative (BEATs, `relative=(num_buckets, max_distance)`): BEATs has no absolute positional embedding, so
+      the predictor carries its own T5-bucketed relative position bias (one table f32[num_buckets, heads]
+      shared by its blocks, as BEATs' encoder shares one across its layers) over the flat token indices of the
+      full grid -- the same distances the encoder's bias measures. The paper gives the label predictor the
+      encoded patches with mask embeddings at the masked positions and does not say how it sees positions;
+      the relative bias is our choice (it keeps the encoder's notion of position and needs no new input).
+    f32[B, K, dim] (+ keep i32[B, K]) -> f32[B, N, dim].
     """
 
-    def __init__(self, dim: int, num_heads: int, depth: int, *, rngs: nnx.Rngs):
+    def __init__(self, dim: int, num_heads: int, depth: int, *, rngs: nnx.Rngs,
+                 relative: tuple[int, int] | None = None):
         self.mask_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, dim)))
         self.blocks = nnx.List([TransformerBlock(dim, num_heads, 4 * dim, pre_norm=True, kernel_init=trunc_normal_02,
                                                  rngs=rngs) for _ in range(depth)])
         self.norm = LayerNorm(dim, rngs=rngs)
+        self.relative = None if relative is None else (int(relative[0]), int(relative[1]))
+        self.relative_attention_bias = (None if relative is None else nnx.Param(
+            0.02 * jax.random.normal(rngs.params(), (self.relative[0], num_heads))))
 
-    def __call__(self, visible: jax.Array, keep: jax.Array, pos: jax.Array, *,
+    def position_bias(self, n: int) -> jax.Array | None:
+        """The relative position bias over the full grid of n positions, f32[1, H, n, n] (None: absolute form)."""
+        if self.relative_attention_bias is None:
+            return None
+        return relative_position_bias(self.relative_attention_bias[...], n, *self.relative)
+
+    def __call__(self, visible: jax.Array, keep: jax.Array, pos: jax.Array | None = None, *, n: int | None = None,
                  deterministic: bool = True) -> jax.Array:
-        """visible f32[B, K, dim] at grid indices keep i32[B, K]; pos f32[N, dim] -> f32[B, N, dim]."""
+        """visible f32[B, K, dim] at grid indices keep i32[B, K] -> f32[B, N, dim].
+
+        Absolute form: pos f32[N, dim] (N = its length). Relative form: n = N, the full grid's token count, in
+        the encoder's token order (time-major for BEATs).
+        """
         b, _, dim = visible.shape
-        n = pos.shape[0]
+        if (pos is None) == (self.relative_attention_bias is None):
+            raise ValueError("this label predictor reads positions " + (
+                "from its relative position bias: pass n=N (the grid's token count), not pos."
+                if self.relative_attention_bias is not None else
+                "as absolute embeddings: pass pos f32[N, dim] (the encoder's patch_pos_embed(grid))."))
+        if pos is not None:
+            n = pos.shape[0]
+        elif n is None:
+            raise ValueError("the relative label predictor needs n, the grid's token count.")
         x = jnp.broadcast_to(self.mask_token[...].astype(visible.dtype), (b, n, dim))
-        x = x.at[jnp.arange(b)[:, None], keep].set(visible) + pos.astype(visible.dtype)
+        x = x.at[jnp.arange(b)[:, None], keep].set(visible)
+        if pos is not None:
+            x = x + pos.astype(visible.dtype)
+        bias = self.position_bias(n)
         for blk in self.blocks:
-            x = blk(x, deterministic=deterministic)
+            x = blk(x, bias=bias, deterministic=deterministic)
         return self.norm(x)
+
+
+def has_mask_embedding(encoder: nnx.Module) -> bool:
+    """Whether the encoder can replace masked patches by its own mask embedding (SSAST's `mask_embed`)."""
+    return bool(getattr(encoder.cfg, "mask_embed", False))
+
+
+def patch_values(cfg) -> int:
+    """Values in one raw patch of an encoder config: ASTConfig `patch` (freq, time), BEATsConfig 16 x 16."""
+    if hasattr(cfg, "patch"):
+        return int(cfg.patch[0] * cfg.patch[1])
+    return int(cfg.patch_values)
 
 
 class TokenPredictor(nnx.Module):
     """An encoder plus what predicts tokenizer codes from its outputs: a linear softmax head, and with
     `predictor_depth > 0` BEATs' label predictor (`LabelPredictor`) in front of it.
 
+    AST / SSAST encoders: both forms (predictor_depth = 0 needs the encoder's mask embedding). BEATs encoders
+    (no mask embedding, no absolute positions): the BEATs form only, with a relative-position label predictor.
     Pretraining trains all of it; `export` writes the encoder alone (the rest exists only for the pretext task).
     """
 
     def __init__(self, encoder: nnx.Module, codebook_size: int, *, seed: int = 0, predictor_depth: int = 0,
                  patch_head: bool = False):
-        dim = int(encoder.cfg.dim)
+        cfg = encoder.cfg
+        dim = int(cfg.dim)
         self.encoder = encoder
+        absolute = hasattr(encoder, "patch_pos_embed")
+        if predictor_depth <= 0 and not has_mask_embedding(encoder):
+            what = ("a BEATs encoder has no mask embedding: BEATs pretraining is the label-predictor form"
+                    if not absolute else "this encoder has no mask embedding (model.overrides.mask_embed=True)")
+            raise ConfigError(f"masked token prediction in BEST-RQ form (objective.predictor_depth=0) replaces the "
+                              f"masked patches by the encoder's mask embedding, but {what}; set "
+                              f"objective.predictor_depth >= 1 (the encoder then sees only the visible patches).")
         self.head = Linear(dim, int(codebook_size), rngs=nnx.Rngs(params=jax.random.fold_in(
             jax.random.PRNGKey(seed), 1)))
         if patch_head and predictor_depth <= 0:
             raise ConfigError("a patch head (objective.masked_mse_weight > 0) reconstructs the masked patches from "
                               "the label predictor's outputs: set objective.predictor_depth >= 1 (BEATs form).")
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 2)
-        self.predictor = (LabelPredictor(dim, int(encoder.cfg.num_heads), int(predictor_depth),
+        relative = None
+        if not absolute:  # BEATs: positions by relative bias, bucketed as the encoder buckets them
+            relative = (int(cfg.num_buckets), int(cfg.max_distance))
+        self.predictor = (LabelPredictor(dim, int(cfg.num_heads), int(predictor_depth), relative=relative,
                                          rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
                           if predictor_depth > 0 else None)
         # MAE's generative target beside the codes (`masked_mse_weight`): the label predictor's outputs at the
         # masked positions -> their raw patches.
-        patch_dim = int(encoder.cfg.patch[0] * encoder.cfg.patch[1])
-        self.patch_head = (Linear(dim, patch_dim, rngs=nnx.Rngs(params=jax.random.fold_in(
+        self.patch_head = (Linear(dim, patch_values(cfg), rngs=nnx.Rngs(params=jax.random.fold_in(
             jax.random.PRNGKey(seed), 3))) if patch_head else None)
+
+    def fill(self, visible: jax.Array, keep: jax.Array, grid: tuple[int, int], *,
+             deterministic: bool = True) -> jax.Array:
+        """The label predictor over the full grid: encoder outputs f32[B, K, dim] of the kept patches keep
+        i32[B, K] -> f32[B, F * T, dim] in the encoder's token order."""
+        if self.predictor.relative is not None:
+            return self.predictor(visible, keep, n=grid[0] * grid[1], deterministic=deterministic)
+        return self.predictor(visible, keep, self.encoder.patch_pos_embed(grid), deterministic=deterministic)
 
 
 class MaskedTokens:
@@ -284,6 +354,11 @@ class MaskedTokens:
       `visible_mse_weight` (as above: the encoder's outputs keep the detail of their own patches) and
       `masked_mse_weight` (MAE's generative target beside the codes: the model's `patch_head` maps the label
       predictor's outputs at the masked positions to their raw patches).
+    A BEATs encoder (models/beats.py: no mask embedding, no absolute positions, time-major tokens n = t * F + f)
+    trains in the BEATs form only: its raw patches (`BEATsEncoder.patches`), the tokenizer's codes, the mask
+    draw (`mask_function(..., time_major=True)` for 'cluster' / 'frame'; 'random', the paper's, is order-free)
+    and every gather use its time-major order; the encoder runs on the visible patches with its relative
+    position bias over their original indices, and the label predictor's relative bias spans the full grid.
     target_norm='patch' codes each patch after removing its mean (codes then ignore the recording level);
     gain_db > 0 scales each clip by a random gain in [-gain_db, gain_db] dB before the frontend.
     """
@@ -305,7 +380,8 @@ class MaskedTokens:
         self.visible_weight, self.visible_mse_weight = float(visible_weight), float(visible_mse_weight)
         self.masked_mse_weight = float(masked_mse_weight)
         self.target_norm, self.gain_db = target_norm, float(gain_db)
-        self.mask_fn = mask_fn or mask_function(mask)
+        mask_function(mask)  # refuse an unknown kind now; the draw itself follows the encoder's token order
+        self.mask, self.mask_fn = mask, mask_fn
 
     def features(self, audio: jax.Array, key: jax.Array) -> jax.Array:
         return fit_frames(self.frontend(audio, key=key, train=True), self.frames)
@@ -333,8 +409,13 @@ class MaskedTokens:
         codes = self._codes_of(feats, patches)
         b, n = codes.shape
         grid = enc.grid_for(feats.shape[1])
+        if n != grid[0] * grid[1] or patches.shape[1] != n:
+            raise ValueError(f"the tokenizer coded {n} patches and the encoder cut {patches.shape[1]}, but the "
+                             f"{grid[0]}x{grid[1]} grid has {grid[0] * grid[1]}: the tokenizer must read the "
+                             f"student's patch grid (same patch size, mel bins and frontend).")
         check_masked_count(self.masked, grid)
-        idx = self.mask_fn(k_mask, grid, b, self.masked)  # i32[B, M]
+        mask_fn = self.mask_fn or mask_function(self.mask, time_major=bool(getattr(enc, "time_major", False)))
+        idx = mask_fn(k_mask, grid, b, self.masked)  # i32[B, M], flat indices in the encoder's token order
         masked = masking.indices_to_mask(idx, n)
         used = jnp.zeros(self.tokenizer.codebook_size, bool).at[codes.reshape(-1)].set(True)
         metrics = {"codes_used": jnp.mean(used.astype(jnp.float32))}
@@ -352,7 +433,7 @@ class MaskedTokens:
                                  "outputs are trained already: set it to 0.")
             keep = masking.unmasked_indices(idx, n)
             out = enc(feats, keep=keep, deterministic=False)
-            tokens = model.predictor(out.tokens, keep, enc.patch_pos_embed(grid), deterministic=False)
+            tokens = model.fill(out.tokens, keep, grid, deterministic=False)
             visible_patches = gather_tokens(patches, keep)  # the encoder's outputs are the visible ones, in keep order
         else:
             out = enc(feats, mask=masked, deterministic=False)
