@@ -22,19 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from audiorep.audio.frontends import PASST_MEL, PasstMel
-from audiorep.models.convert.common import (
-    CheckpointError,
-    checked_encoder,
-    classifier_head_params,
-    classifier_head_shapes,
-    convert_state_dict_checkpoint,
-    deit_trunk_params,
-    deit_trunk_shapes,
-    describe_family,
-    detect_family,
-    vit_layout,
-    vit_num_heads,
-)
+from audiorep.models.convert import common
+from audiorep.models.convert.common import CheckpointError
 from audiorep.models.passt import PRESETS, PaSSTConfig, PaSSTEncoder
 
 FAMILY = "passt"
@@ -58,7 +47,7 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
         if key not in sd:
             raise CheckpointError(f"{source} has no {key}; it is not a PaSST checkpoint "
                                   f"(first keys: {sorted(sd)[:6]}).")
-    vit = vit_layout(sd, "", source=source)
+    vit = common.vit_layout(sd, "", source=source)
     patch = vit.patch
     fpe, tpe = np.shape(sd["freq_new_pos_embed"]), np.shape(sd["time_new_pos_embed"])
     if len(fpe) != 4 or fpe[3] != 1 or len(tpe) != 4 or tpe[2] != 1:
@@ -76,7 +65,7 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
                               "releases) and the number of mel bins.")
     if num_frames is None:
         num_frames = default_frames(patch, stride, pos_grid)
-    num_heads = vit_num_heads(vit.dim, num_heads, source=source)
+    num_heads = common.vit_num_heads(vit.dim, num_heads, source=source)
     num_classes = int(np.shape(sd["head.1.weight"])[0]) if "head.1.weight" in sd else 0
     return PaSSTConfig(dim=vit.dim, depth=vit.depth, num_heads=num_heads, mlp_ratio=vit.mlp_ratio,
                        qkv_bias=vit.qkv_bias, patch=patch, stride=stride,
@@ -87,21 +76,21 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
 def expected_shapes(cfg: PaSSTConfig) -> dict[str, tuple[int, ...]]:
     """{official key: shape} for a config (159 keys for PaSST-S, head_dist not included)."""
     d, (f, t) = cfg.dim, cfg.pos_grid
-    e = deit_trunk_shapes("", cfg)
+    e = common.deit_trunk_shapes("", cfg)
     e.update({"new_pos_embed": (1, cfg.num_special, d), "freq_new_pos_embed": (1, d, f, 1),
               "time_new_pos_embed": (1, d, 1, t)})
     if cfg.num_classes:
-        e.update(classifier_head_shapes("head", d, cfg.num_classes))
+        e.update(common.classifier_head_shapes("head", d, cfg.num_classes))
     return e
 
 
 def param_values(sd: Mapping[str, np.ndarray], cfg: PaSSTConfig) -> dict[tuple, np.ndarray]:
     """{PaSSTEncoder parameter path: array} from an official state dict (torch layouts transposed to flax)."""
-    out = deit_trunk_params(sd, "", cfg)
+    out = common.deit_trunk_params(sd, "", cfg)
     for k in ("new_pos_embed", "freq_new_pos_embed", "time_new_pos_embed"):
         out[(k,)] = np.asarray(sd[k], dtype=np.float32)
     if cfg.num_classes:
-        out.update(classifier_head_params(sd, "head", "head"))
+        out.update(common.classifier_head_params(sd, "head", "head"))
     return out
 
 
@@ -111,15 +100,15 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
 
     options: num_heads, stride, num_mel_bins, num_frames (see `config_from_state_dict`).
     """
-    fam = detect_family(state.keys())
+    fam = common.detect_family(state.keys())
     if fam != "passt":
-        raise CheckpointError(f"{source} is not a PaSST checkpoint. {describe_family(fam)}")
+        raise CheckpointError(f"{source} is not a PaSST checkpoint. {common.describe_family(fam)}")
     if any(k.startswith("module.") for k in state):
         raise CheckpointError(f"{source}: keys start with `module.` (a DataParallel wrapper); official PaSST "
                               "files are plain state dicts. Strip the prefix (or check the file is PaSST).")
     cfg = config_from_state_dict(state, source=source, **options)
-    return checked_encoder(state, cfg, expected_shapes(cfg), ignored=IGNORED, encoder_class=PaSSTEncoder,
-                           param_values=param_values, family="PaSST", source=source)
+    return common.checked_encoder(state, cfg, expected_shapes(cfg), ignored=IGNORED, encoder_class=PaSSTEncoder,
+                                  param_values=param_values, family="PaSST", source=source)
 
 
 def frontend_for(cfg: PaSSTConfig):
@@ -139,7 +128,7 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     CheckpointError when the file is unreadable, of another family, or does not fit (every missing,
     unexpected and mis-shaped key listed).
     """
-    return convert_state_dict_checkpoint(
+    return common.convert_state_dict_checkpoint(
         ckpt, out_dir, family=FAMILY, label="PaSST", encoder_from_state_dict=encoder_from_state_dict,
         frontend_for=frontend_for, extra_meta=lambda sd: {"dropped_keys": [k for k in IGNORED if k in sd]},
         pooling=pooling, force=force, reader=reader, num_heads=num_heads, stride=stride, num_frames=num_frames,

@@ -31,30 +31,17 @@ import numpy as np
 
 from audiorep.audio.frontends import SSAST_FBANK, KaldiFbank
 from audiorep.models.ast import ASTConfig, ASTEncoder
-from audiorep.models.convert.common import (
-    CheckpointError,
-    checked_encoder,
-    classifier_head_params,
-    classifier_head_shapes,
-    convert_state_dict_checkpoint,
-    deit_trunk_params,
-    deit_trunk_shapes,
-    describe_family,
-    detect_family,
-    strip_prefix,
-    vit_layout,
-    vit_linear,
-    vit_num_heads,
-)
+from audiorep.models.convert import common
+from audiorep.models.convert.common import CheckpointError
 
 FAMILY = "ast"
 IGNORED = ("v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias")
 
 
 def _check_family(sd: Mapping[str, np.ndarray], source: str) -> None:
-    fam = detect_family(sd.keys())
+    fam = common.detect_family(sd.keys())
     if fam not in ("ssast", "ast"):
-        raise CheckpointError(f"{source} is not an SSAST/AST checkpoint. {describe_family(fam)}")
+        raise CheckpointError(f"{source} is not an SSAST/AST checkpoint. {common.describe_family(fam)}")
 
 
 def _scalar(sd: Mapping[str, np.ndarray], key: str, source: str) -> int:
@@ -78,9 +65,9 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
         if key not in sd:
             raise CheckpointError(f"{source} has no {key}; it is not an SSAST/AST checkpoint "
                                   f"(first keys: {sorted(sd)[:6]}).")
-    vit = vit_layout(sd, "v.", source=source)
+    vit = common.vit_layout(sd, "v.", source=source)
     dim, patch = vit.dim, vit.patch
-    num_heads = vit_num_heads(dim, num_heads, source=source)
+    num_heads = common.vit_num_heads(dim, num_heads, source=source)
     num_special = 2 if "v.dist_token" in sd else 1
     pretrain = "p_input_tdim" in sd
     if pretrain:
@@ -122,7 +109,7 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray], *, source: str = "check
 def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[int, ...]]:
     """{official key (no `module.`): shape} for a config; pretrain_file adds p_input_fdim / p_input_tdim."""
     d = cfg.dim
-    e = deit_trunk_shapes("v.", cfg)
+    e = common.deit_trunk_shapes("v.", cfg)
     e["v.pos_embed"] = (1, cfg.num_special + cfg.num_patches, d)
     if cfg.mask_embed:
         e["mask_embed"] = (1, 1, d)
@@ -131,7 +118,7 @@ def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[i
             e.update({f"{head}.0.weight": (d, d), f"{head}.0.bias": (d,), f"{head}.2.weight": (cfg.pred_dim, d),
                       f"{head}.2.bias": (cfg.pred_dim,)})
     if cfg.num_classes:
-        e.update(classifier_head_shapes("mlp_head", d, cfg.num_classes))
+        e.update(common.classifier_head_shapes("mlp_head", d, cfg.num_classes))
     if pretrain_file:
         e["p_input_fdim"] = ()
         e["p_input_tdim"] = ()
@@ -141,9 +128,9 @@ def expected_shapes(cfg: ASTConfig, *, pretrain_file: bool) -> dict[str, tuple[i
 def param_values(sd: Mapping[str, np.ndarray], cfg: ASTConfig) -> dict[tuple, np.ndarray]:
     """{ASTEncoder parameter path: array} from an official state dict (torch layouts transposed to flax)."""
     f32 = lambda k: np.asarray(sd[k], dtype=np.float32)  # noqa: E731
-    out = deit_trunk_params(sd, "v.", cfg)
+    out = common.deit_trunk_params(sd, "v.", cfg)
     out[("pos_embed",)] = f32("v.pos_embed")
-    linear = lambda path, name: out.update(vit_linear(sd, path, name))  # noqa: E731
+    linear = lambda path, name: out.update(common.vit_linear(sd, path, name))  # noqa: E731
     if cfg.mask_embed:
         out[("mask_embed",)] = f32("mask_embed")
     if cfg.pretrain_heads:
@@ -151,7 +138,7 @@ def param_values(sd: Mapping[str, np.ndarray], cfg: ASTConfig) -> dict[tuple, np
             linear((head, "fc1"), f"{head}.0")
             linear((head, "fc2"), f"{head}.2")
     if cfg.num_classes:
-        out.update(classifier_head_params(sd, "mlp_head", "mlp_head"))
+        out.update(common.classifier_head_params(sd, "mlp_head", "mlp_head"))
     return out
 
 
@@ -161,13 +148,13 @@ def encoder_from_state_dict(state: Mapping[str, np.ndarray], *, source: str = "c
 
     options: num_heads, stride, num_frames, num_mel_bins (see `config_from_state_dict`).
     """
-    sd = strip_prefix(state, "module.")
+    sd = common.strip_prefix(state, "module.")
     _check_family(sd, source)
     cfg = config_from_state_dict(sd, source=source, **options)
     pretrain_file = "p_input_tdim" in sd
     expected = expected_shapes(cfg, pretrain_file=pretrain_file)
-    return checked_encoder(sd, cfg, expected, ignored=IGNORED, encoder_class=ASTEncoder, param_values=param_values,
-                           family="SSAST/AST", source=source)
+    return common.checked_encoder(sd, cfg, expected, ignored=IGNORED, encoder_class=ASTEncoder,
+                                  param_values=param_values, family="SSAST/AST", source=source)
 
 
 def frontend_for(cfg: ASTConfig):
@@ -193,7 +180,7 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     family, or does not fit the model its own tensors describe (every missing, unexpected and mis-shaped
     key listed).
     """
-    return convert_state_dict_checkpoint(
+    return common.convert_state_dict_checkpoint(
         ckpt, out_dir, family=FAMILY, label="SSAST/AST", encoder_from_state_dict=encoder_from_state_dict,
         frontend_for=frontend_for, extra_meta=provenance, pooling=pooling, force=force, reader=reader,
         num_heads=num_heads, stride=stride, num_frames=num_frames, num_mel_bins=num_mel_bins)
