@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from audiorep.cli.common import positive_int
+from audiorep.cli.common import nonnegative_int, positive_int
 
 
 def extract(args: argparse.Namespace) -> int:
@@ -106,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="output .npz (written atomically; must not exist unless --force)")
     e.add_argument("--force", action="store_true", help="replace --out if it exists")
     e.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass")
-    e.add_argument("--max-list", type=positive_int, default=20, help="most skipped files to list on screen")
+    e.add_argument("--max-list", type=nonnegative_int, default=20, help="most skipped files to list on screen")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=extract)
 
