@@ -13,7 +13,9 @@ from audiorep.audio.frontends import get_frontend
 from audiorep.audio.io import load_audio, save_audio
 from audiorep.cli import main
 from audiorep.data.synthetic import write_corpus
+from audiorep.models.beats import BEATS_TINY, BEATsEncoder
 from audiorep.models.families import seed_rng_state
+from audiorep.tokenizers import RandomProjectionTokenizer
 from audiorep.tokenizers.bpe import AcousticBPE
 from audiorep.tokenizers.distilled import TOKENIZER_TINY
 from audiorep.tokenizers.token_file import (
@@ -92,6 +94,16 @@ def test_bpe_reports_a_held_out_file(token_file, tmp_path, capsys):
     assert main(["tokens", "bpe", str(token_file), "--vocab", "80", "--out", str(tmp_path / "m.model"),
                  "--eval", str(token_file)]) == 0
     assert "held out" in capsys.readouterr().out
+
+
+def test_random_projection_codes_are_the_labels_a_beats_encoder_is_pretrained_on():
+    # configs/beats_iter.py's iteration 1: 1024 codes of 16 dimensions, seed 0, raw patches in the encoder's order
+    encoder = nnx.eval_shape(lambda: BEATsEncoder(BEATS_TINY, rngs=nnx.Rngs(0)))  # patches() reads only the config
+    frontend = get_frontend("beats")
+    audio = np.stack([tone(440, 1.3), 0.3 * tone(2000, 1.3) + 0.1 * tone(90, 1.3)])
+    objective_labels = RandomProjectionTokenizer(in_dim=256, codebook_size=1024, code_dim=16, seed=0)(
+        encoder.patches(frontend(audio)))
+    np.testing.assert_array_equal(RandomProjectionLabeler().labels_from_audio(audio), objective_labels)
 
 
 def test_a_clip_padded_in_a_batch_gets_the_codes_it_gets_alone(tmp_path):
