@@ -22,6 +22,7 @@ from audiorep.models.layers import (
     crop_axis,
     fit_pos_embed,
     gelu,
+    grouped_conv1d,
     interpolate_axes,
     layer_norm,
     real_time_patches,
@@ -184,6 +185,23 @@ def test_patch_embedding_rejects_input_smaller_than_a_patch():
     pe = PatchEmbed2d(4, (16, 16), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="smaller than one 16x16 patch"):
         pe(jnp.zeros((1, 10, 128)))
+
+
+@pytest.mark.parametrize("groups,kernel", [(2, 4), (3, 5)])
+def test_grouped_conv1d_value_and_gradients_equal_xla_convolution(groups, kernel):
+    x = jax.random.normal(jax.random.key(0), (2, 9, 6 * groups))
+    w = jax.random.normal(jax.random.key(1), (6 * groups, 6, kernel))
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1,), [(kernel // 2, kernel // 2)],
+                                            dimension_numbers=("NWC", "OIW", "NWC"), feature_group_count=groups)
+
+    np.testing.assert_allclose(grouped_conv1d(x, w, groups, kernel // 2), xla(x, w), rtol=1e-6, atol=1e-6)
+    want = jax.grad(lambda x, w: jnp.sum(jnp.sin(xla(x, w))), argnums=(0, 1))(x, w)
+    got = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(grouped_conv1d(x, w, groups, kernel // 2))),
+                           argnums=(0, 1)))(x, w)
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
 def test_drop_path_is_identity_when_deterministic_and_drops_whole_examples_in_training():
