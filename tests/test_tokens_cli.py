@@ -117,6 +117,7 @@ def test_a_clip_padded_in_a_batch_gets_the_codes_it_gets_alone(tmp_path):
     np.testing.assert_array_equal(together.clip(0), alone.clip(0))
 
 
+@pytest.mark.slow  # a tokenizer directory written and read, two compiles of the Transformer tokenizer
 def test_a_tokenizer_directory_codes_each_clip_as_it_codes_the_clip_alone(tmp_path):
     tok_dir = tmp_path / "tok"
     save_tokenizer_dir(tok_dir, random_tiny_tokenizer(), config=TOKENIZER_TINY, frontend=get_frontend("beats"))
