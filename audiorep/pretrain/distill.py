@@ -29,7 +29,8 @@ frontend (the tokenizer must read what the teacher reads).
   batch_size         clips per step (0 keeps train.batch_size)
   frames             feature frames per training window (0: data.frames, else 1024 = 10.24 s, BEATs' window)
   restart_dead       re-seed codes whose EMA count falls below restart_threshold (not in the official code;
-                     tokenizers/vq.py); restart_threshold (1.0: used less than once per batch on average)
+                     tokenizers/vq.py); restart_threshold (0.1: a code counts as dead below a tenth of the
+                     average code's count per batch)
 
 The teacher must cut the features into the tokenizer's patch grid: a BEATs encoder with 16 x 16 patches, or any
 encoder (an AST with 16 x 16 patches, stride 16, on the same frontend) whose token grid is the same; its tokens
@@ -70,7 +71,7 @@ def default_distill_config() -> ml_collections.ConfigDict:
     """The `config.distill` fields with their defaults (see the module docstring)."""
     return ml_collections.ConfigDict(dict(
         teacher="", preset="", overrides=ml_collections.ConfigDict(), estimator_depth=3, lr=0.0, warmup_steps=-1,
-        batch_size=0, frames=0, restart_dead=False, restart_threshold=1.0))
+        batch_size=0, frames=0, restart_dead=False, restart_threshold=0.1))
 
 
 def distill_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -138,7 +138,7 @@ class AcousticTokenizer(nnx.Module):
     """
 
     def __init__(self, cfg: TokenizerConfig = TOKENIZER_BASE, *, rngs: nnx.Rngs, restart_dead: bool = False,
-                 restart_threshold: float = 1.0):
+                 restart_threshold: float = 0.1):
         self.cfg = cfg
         self.encoder = BEATsEncoder(cfg.beats_config(), rngs=rngs)
         self.quantize_layer = QuantizeLayer(cfg.encoder_embed_dim, cfg.quant_dim, rngs=rngs)

@@ -22,8 +22,15 @@ with the batch sharded over the mesh's data axis XLA reduces them across devices
 `all_reduce` on them): the update is the same on 1 and on N devices (tests/test_vq.py).
 
 Dead-code restart (`restart_dead`, not in the official code; Jukebox's, Dhariwal et al. 2020): after the update,
-every code whose EMA count is below `restart_threshold` gets a random unit input of the current batch as its
-codeword (and `restart_threshold` as its count). Measured on the synthetic corpus in tests/test_vq.py.
+every code whose EMA count is below `restart_threshold` x the average code's count (M / K for M input vectors
+per batch) gets a random unit input of the current batch as its codeword and that floor as its count. A floor
+relative to M / K matters: with an absolute one (Jukebox's 1.0) a 1024-code book fed 384 vectors a batch counts
+every code as dead and re-rolls them all each step. Measured on the synthetic corpus (2026-12-05; 48 one-second
+clips, 2304 mean-removed 16 x 16 fbank patches randomly projected to 32-d, 300 steps of 8 clips, usage = share of
+codes nearest to at least one of the 2304 vectors): 1024 codes: 0.769 without restart, 0.993 with it (threshold
+0.1; 0.986 with 0.01); 512 codes: 0.945 / 1.000; 128 codes: 1.000 / 1.000 (k-means init alone suffices when a
+batch holds more vectors than codes). tests/test_vq.py asserts a usage floor of 0.9 with restart on half that
+corpus (1152 vectors, 512 codes, 200 steps of 4 clips: measured 0.971 with restart, 0.779 without).
 
 State: `embedding` f32[K, D], `cluster_size` f32[K], `embed_avg` f32[K, D], `initted` f32[] are `CodebookState`
 variables (not `nnx.Param`), so pretrain/trainer.py carries them as non-trained state: the loss's forward writes
@@ -113,11 +120,12 @@ class NormEMAVectorQuantizer(nnx.Module):
 
     decay: EMA decay of the codewords and statistics (official 0.99). beta: commitment weight (official 1.0).
     kmeans_init: codebook from k-means on the first training batch (official True); False starts from random
-      unit vectors. restart_dead / restart_threshold: re-seed codes whose EMA count falls below the threshold.
+      unit vectors. restart_dead / restart_threshold: re-seed codes whose EMA count falls below restart_threshold
+      x the average code's count (module docstring).
     """
 
     def __init__(self, num_codes: int, dim: int, *, decay: float = 0.99, beta: float = 1.0, kmeans_init: bool = True,
-                 kmeans_iters: int = 10, restart_dead: bool = False, restart_threshold: float = 1.0,
+                 kmeans_iters: int = 10, restart_dead: bool = False, restart_threshold: float = 0.1,
                  rngs: nnx.Rngs):
         if num_codes < 2 or dim < 1:
             raise ValueError(f"a codebook needs num_codes >= 2 and dim >= 1, got num_codes={num_codes}, dim={dim}.")
@@ -185,10 +193,11 @@ class NormEMAVectorQuantizer(nnx.Module):
 
     def _restart(self, key: jax.Array, zf: jax.Array, emb: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Codes whose EMA count is below the threshold get a random current input; -> (codebook, count f32[])."""
-        dead = self.cluster_size[...] < self.restart_threshold
+        floor = self.restart_threshold * zf.shape[0] / self.num_codes  # a fraction of the average code's count
+        dead = self.cluster_size[...] < floor
         fresh = zf[jax.random.randint(key, (self.num_codes,), 0, zf.shape[0])]
-        self.cluster_size[...] = jnp.where(dead, self.restart_threshold, self.cluster_size[...])
-        self.embed_avg[...] = jnp.where(dead[:, None], fresh * self.restart_threshold, self.embed_avg[...])
+        self.cluster_size[...] = jnp.where(dead, floor, self.cluster_size[...])
+        self.embed_avg[...] = jnp.where(dead[:, None], fresh * floor, self.embed_avg[...])
         return jnp.where(dead[:, None], fresh, emb), dead.sum().astype(jnp.float32)
 
 
