@@ -10,12 +10,15 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 from audiorep.audio.frontends import get_frontend
 from audiorep.data import synthetic
+from audiorep.pretrain import trainer
 from audiorep.tokenizers.vq import CodebookState, NormEMAVectorQuantizer, usage_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,3 +212,37 @@ def test_dead_code_restart_keeps_a_large_codebook_in_use_on_the_synthetic_corpus
     without, with_restart = _usage_after_training(z, 512, False), _usage_after_training(z, 512, True)
     assert with_restart >= 0.9  # the stated floor (measured 2026-12-05: 0.971 with restart, 0.779 without)
     assert with_restart > without + 0.1
+
+
+class _Quantised(nnx.Module):
+    def __init__(self):
+        self.scale = nnx.Param(jnp.ones((3,)))
+        self.vq = NormEMAVectorQuantizer(2, 3, rngs=nnx.Rngs(0))
+
+
+def _vq_loss(model, batch, rng):
+    out = model.vq(batch["z"] * model.scale[...], train=True, rng=rng)
+    return out.loss * batch["factor"], out.metrics
+
+
+def test_the_trainer_step_writes_the_codebook_and_its_nan_guard_keeps_it():
+    model = _Quantised()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    cfg = trainer.with_defaults(ml_collections.ConfigDict())
+    tx = optax.sgd(0.1)
+    step = jax.jit(trainer.build_step(graphdef, _vq_loss, tx, optax.constant_schedule(0.1), cfg))
+    state = dict(params=params, rest=rest, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
+                 key=jax.random.PRNGKey(0))
+    z = jnp.asarray(np.stack([A, A, B1, B2]))
+    state, out = step(state, dict(z=z, factor=jnp.ones(())))
+    assert float(out["finite"]) == 1.0
+    written = nnx.merge(graphdef, state["params"], state["rest"]).vq
+    assert float(written.initted[...]) == 1.0 and float(jnp.abs(written.embedding[...]).sum()) > 0
+    before = jax.tree.map(np.asarray, state["rest"])
+    other = jnp.asarray([[0.6, 0.8, 0.0], [0.0, 0.8, 0.6], [0.0, 0.8, 0.6], [1.0, 0.0, 0.0]])
+    finite, _ = step(jax.tree.map(jnp.copy, state), dict(z=other, factor=jnp.ones(())))
+    assert not np.allclose(finite["rest"]["vq"]["embedding"][...], before["vq"]["embedding"][...])  # it would move
+    state, out = step(state, dict(z=other, factor=jnp.asarray(np.nan)))
+    assert float(out["finite"]) == 0.0
+    for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(state["rest"])):
+        np.testing.assert_array_equal(x, y)
