@@ -48,6 +48,7 @@ from audiorep.models.layers import (
     TransformerBlock,
     check_padding_mask,
     gelu,
+    grouped_conv1d,
     real_time_patches,
     relative_position_buckets,
 )
@@ -238,9 +239,7 @@ class WeightNormConv1d(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         pad = self.kernel // 2
-        y = jax.lax.conv_general_dilated(
-            x, self.weight().astype(x.dtype), window_strides=(1,), padding=[(pad, pad)],
-            dimension_numbers=("NWC", "OIW", "NWC"), feature_group_count=self.groups)
+        y = grouped_conv1d(x, self.weight().astype(x.dtype), self.groups, pad)
         if self.kernel % 2 == 0:  # SamePad: an even kernel gives one extra frame
             y = y[:, :-1]
         return gelu(y + self.bias[...])
