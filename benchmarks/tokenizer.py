@@ -16,7 +16,8 @@ r"""Acoustic tokenizers' labels per second, and the BEATs masked-token train ste
    The frontend alone is timed too, so each tokenizer's own cost is the difference.
 2. The BEATs masked-token train step: BEATs base (12 x 768, 90 M parameters) with the label predictor and a
    1024-way head, batch 2 x 10 s, 75 % of the 496 patches masked (the encoder sees the other 124), random-
-   projection targets, cross-entropy over the masked codes, AdamW with grad-norm clipping, fp32:
+   projection targets, cross-entropy over the masked codes, AdamW with grad-norm clipping; fp32 on both sides
+   (configs/beats_iter.py trains in bf16):
    - audiorep: the masked_tokens objective on family 'beats' (pretrain/objectives.py, settings from
      configs/beats_iter.py) through the trainer's jitted step (pretrain/trainer.py `build_step`, which also
      carries the NaN guard), median of --steps after one warm-up step (compile excluded);
@@ -50,7 +51,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SAMPLE_RATE = 16000
 CODEBOOK = 1024
-MASK_RATIO = 0.75
 
 
 def clips(batch: int, seconds: float) -> np.ndarray:
@@ -132,15 +132,15 @@ def bench_labels(batch: int, seconds: float, repeats: int) -> list[tuple[str, fl
 
 # ----------------------------------------------------------------------------------------- the train step
 def step_config(predictor_depth: int | None):
-    """configs/beats_iter.py with the benchmark's shapes: batch 2, 10 s clips (998 frames, all 496 patches),
-    75 % masked, random-projection targets."""
+    """configs/beats_iter.py (992 frames = 62 x 8 patches, 372 masked, random-projection targets, label predictor,
+    its AdamW settings) with fp32 compute, as the PyTorch side computes."""
     sys.path.insert(0, str(ROOT / "configs"))
     import beats_iter
 
     from audiorep.pretrain import trainer
 
     config = trainer.with_defaults(beats_iter.get_config())
-    config.data.frames = None  # the whole 10 s clip: 998 frames -> 62 x 8 patches
+    config.train.compute_dtype = "float32"
     config.objective.tokenizer = "random_projection"
     if predictor_depth is not None:
         config.objective.predictor_depth = predictor_depth
@@ -160,8 +160,6 @@ def bench_audiorep_step(config, batch: int, seconds: float, steps: int) -> tuple
 
     fam, enc_cfg = experiment.encoder_config(config.model)
     frontend = experiment.build_frontend(config.frontend)
-    n = int(np.prod(enc_cfg.grid_for(frontend.num_frames(int(seconds * SAMPLE_RATE)))))
-    config.objective.masked = int(round(MASK_RATIO * n))
     objective = experiment.make_objective(config, frontend, enc_cfg)
     model = TokenPredictor(fam.build(enc_cfg, seed=0), objective.tokenizer.codebook_size, seed=0,
                            predictor_depth=int(config.objective.predictor_depth))
@@ -184,15 +182,20 @@ def bench_audiorep_step(config, batch: int, seconds: float, steps: int) -> tuple
     return wall, first, {k: float(v) for k, v in holder["metrics"].items()}
 
 
-def bench_torch_step(batch: int, seconds: float, steps: int, predictor_depth: int) -> dict | None:
+def bench_torch_step(config, batch: int, seconds: float, steps: int) -> dict | None:
+    """PyTorch's s/step for the same shapes and optimiser settings (benchmarks/torch_beats_step.py), or None."""
     py = torch_baseline.python()
     if py is None:
         print(f"  PyTorch step skipped: no torch interpreter (set {torch_baseline.ENV} to a Python with torch).")
         return None
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
+    o, opt = config.objective, config.optim
+    patches = (int(config.data.frames) // 16) * 8
     cmd = [py, str(ROOT / "benchmarks" / "torch_beats_step.py"), "--batch", str(batch), "--seconds", str(seconds),
-           "--steps", str(steps), "--mask-ratio", str(MASK_RATIO), "--predictor-depth", str(predictor_depth),
-           "--codebook-size", str(CODEBOOK)]
+           "--frames", str(config.data.frames), "--steps", str(steps), "--mask-ratio", str(o.masked / patches),
+           "--predictor-depth", str(o.predictor_depth), "--codebook-size", str(o.codebook_size),
+           "--lr", str(opt.lr), "--b1", str(opt.b1), "--b2", str(opt.b2), "--eps", str(opt.eps),
+           "--weight-decay", str(opt.weight_decay), "--clip-norm", str(opt.clip_norm)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
@@ -233,14 +236,15 @@ def main() -> int:
             print(f"{name:<50} {wall:8.3f} {cpu:8.3f} {rate} {audio_s / wall:10.1f}")
     if not args.skip_step:
         config = step_config(args.predictor_depth)
-        depth = int(config.objective.predictor_depth)
-        print(f"BEATs masked-token train step: BEATs base, batch {args.step_batch} x {args.seconds:g} s, "
-              f"{MASK_RATIO:.0%} masked, label predictor {depth} layer(s), {CODEBOOK} codes, AdamW; "
-              f"median of {steps}", flush=True)
+        o = config.objective
+        print(f"BEATs masked-token train step: BEATs base, batch {args.step_batch} x {args.seconds:g} s "
+              f"({config.data.frames} frames), {o.masked} of {(config.data.frames // 16) * 8} patches masked, label "
+              f"predictor {o.predictor_depth} blocks, {o.codebook_size} codes, AdamW, fp32; median of {steps}",
+              flush=True)
         t_jax, first, metrics = bench_audiorep_step(config, args.step_batch, args.seconds, steps)
         print(f"  audiorep (JAX, trainer step, jit)          {t_jax:8.3f} s/step   (compile + first step "
               f"{first:.1f} s; loss {metrics['loss']:.3f})", flush=True)
-        res = None if args.skip_torch else bench_torch_step(args.step_batch, args.seconds, steps, depth)
+        res = None if args.skip_torch else bench_torch_step(config, args.step_batch, args.seconds, steps)
         if res is not None:
             print(f"  PyTorch {res['torch']:<12} eager ({res['threads']} threads) {res['seconds']:8.3f} s/step   "
                   f"(loss {res['loss']:.3f}; {res['params'] / 1e6:.1f} M parameters)")

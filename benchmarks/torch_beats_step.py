@@ -21,10 +21,12 @@ objective does (pretrain/objectives.py), written here in torch:
 - 75 % of the patches masked uniformly at random per clip; the encoder sees the visible ones: the dropped
   patches are zeroed before the conv positional embedding (as the official encoder zeroes padding), only the
   kept tokens enter the layers, and the relative position buckets use their original grid distances;
-- the label predictor: the encoder outputs back at their positions, `mask_token` at the masked ones,
-  `--predictor-depth` post-LN BEATs layers with their own relative position bias over the full grid, then a
-  Linear(768, codebook) head at the masked positions; cross-entropy over the masked codes;
-- grad-norm clipping at 1.0 and AdamW (lr 1e-4, weight decay 0.05 on matrices only), as the trainer's defaults.
+- the label predictor as audiorep builds it for BEATs (`LabelPredictor` below; the paper's has no released
+  code): the encoder outputs back at their positions, `mask_token` at the masked ones, `--predictor-depth`
+  pre-LN blocks (scaled_dot_product_attention) sharing one relative position bias over the full grid, a final
+  LayerNorm, then a Linear(768, codebook) head at the masked positions; cross-entropy over the masked codes;
+- grad-norm clipping and AdamW with weight decay on matrices only, with configs/beats_iter.py's settings (the
+  defaults here; benchmarks/tokenizer.py passes them from the config).
 
 Prints one line `RESULT {json}`: median seconds per step after warm-up steps, the loss, torch version, threads.
 """
@@ -266,23 +268,52 @@ class BEATs(nn.Module):
         return self.encoder(self.post_extract_proj(self.layer_norm(feats)), keep)
 
 
+class PredictorBlock(nn.Module):
+    """Pre-LN transformer block (fused qkv, GELU MLP 4x, LayerNorm eps 1e-6) with an additive attention bias."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """f32[B, N, D], bias f32[1, H, N, N] -> f32[B, N, D]."""
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias)
+        x = x + self.proj(attn.transpose(1, 2).reshape(b, n, d))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
 class LabelPredictor(nn.Module):
-    """Encoder outputs at their grid positions, mask_token elsewhere, `depth` BEATs layers over the full grid.
-    f32[B, K, D] at i64[B, K] -> f32[B, N, D]."""
+    """audiorep's label predictor for BEATs (pretrain/objectives.py; the paper's, whose code is not released):
+    the encoder outputs back at their grid positions, `mask_token` at the masked ones, `depth` pre-LN blocks
+    sharing one T5-bucketed relative position bias over the full grid (BEATs has no absolute positions), a final
+    LayerNorm.  f32[B, K, D] at i64[B, K] -> f32[B, N, D]."""
 
     def __init__(self, cfg: dict, depth: int):
         super().__init__()
-        self.mask_token = nn.Parameter(torch.randn(1, 1, cfg["encoder_embed_dim"]) * 0.02)
-        self.layers = shared_bias_layers(dict(cfg, encoder_layers=depth), depth)
+        d, h = cfg["encoder_embed_dim"], cfg["encoder_attention_heads"]
+        self.num_buckets, self.max_distance = cfg["num_buckets"], cfg["max_distance"]
+        self.mask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.relative_attention_bias = nn.Parameter(torch.randn(cfg["num_buckets"], h) * 0.02)
+        self.blocks = nn.ModuleList([PredictorBlock(d, h) for _ in range(depth)])
+        self.norm = nn.LayerNorm(d, eps=1e-6)
 
     def forward(self, visible: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
         b, _, d = visible.shape
         x = self.mask_token.expand(b, n, d).scatter(1, keep[..., None].expand(-1, -1, d), visible)
-        bias = self.layers[0].self_attn.compute_bias(torch.arange(n).expand(b, n))
-        x = x.transpose(0, 1)
-        for layer in self.layers:
-            x = layer(x, bias)
-        return x.transpose(0, 1)
+        pos = torch.arange(n)
+        buckets = relative_buckets(pos[None, :] - pos[:, None], self.num_buckets, self.max_distance)
+        bias = self.relative_attention_bias[buckets].permute(2, 0, 1)[None]  # 1, H, N, N
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.norm(x)
 
 
 class MaskedTokenStep(nn.Module):
@@ -297,9 +328,9 @@ class MaskedTokenStep(nn.Module):
         self.frontend = KaldiFbank(cfg["num_mel_bins"])
         self.tokenizer = RandomProjection(p * p, codebook_size)
 
-    def loss(self, audio: torch.Tensor, mask_ratio: float) -> torch.Tensor:
+    def loss(self, audio: torch.Tensor, mask_ratio: float, frames: int) -> torch.Tensor:
         with torch.no_grad():
-            fbank = self.frontend(audio)
+            fbank = self.frontend(audio)[:, :frames]
             codes = self.tokenizer(patches(fbank))  # i64[B, N]
             b, n = codes.shape
             order = torch.rand(b, n).argsort(dim=-1)
@@ -313,25 +344,33 @@ class MaskedTokenStep(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), codes.gather(1, idx).reshape(-1))
 
 
-def adamw(model: nn.Module, lr: float = 1e-4, weight_decay: float = 0.05) -> torch.optim.AdamW:
+def adamw(model: nn.Module, *, lr: float, betas: tuple[float, float], eps: float,
+          weight_decay: float) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (audiorep's trainer: not biases, norms, embeddings)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if p.ndim >= 2 and "relative_attention_bias" not in n and "norm" not in n]
     ids = {id(p) for p in decay}
     rest = [p for _, p in named if id(p) not in ids]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.999), eps=1e-8)
+                             lr=lr, betas=betas, eps=eps)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--frames", type=int, default=992, help="fbank frames kept (992: whole 16-frame patches of 10 s)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--mask-ratio", type=float, default=0.75)
     ap.add_argument("--predictor-depth", type=int, default=1)
     ap.add_argument("--codebook-size", type=int, default=1024)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--b1", type=float, default=0.9)
+    ap.add_argument("--b2", type=float, default=0.98)
+    ap.add_argument("--eps", type=float, default=1e-6)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--clip-norm", type=float, default=10.0, help="0: no clipping")
     ap.add_argument("--layers", type=int, default=BASE["encoder_layers"], help="encoder layers (12 = ViT-B)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
@@ -340,15 +379,16 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = dict(BASE, encoder_layers=args.layers)
     model = MaskedTokenStep(cfg, args.codebook_size, args.predictor_depth)
-    opt = adamw(model)
+    opt = adamw(model, lr=args.lr, betas=(args.b1, args.b2), eps=args.eps, weight_decay=args.weight_decay)
     audio = torch.randn(args.batch, int(args.seconds * SAMPLE_RATE)) * 0.1
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
-        loss = model.loss(audio, args.mask_ratio)
+        loss = model.loss(audio, args.mask_ratio, args.frames)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if args.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, args.clip_norm)
         opt.step()
         return float(loss.detach())
 
