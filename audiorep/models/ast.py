@@ -29,41 +29,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from audiorep.models.deit import (
-    ClassifierHead,
-    DeiTEncoder,
-    as_pair,
-    check_features,
-    conv_grid,
-    conv_patch_embed,
-    deit_blocks,
-)
-from audiorep.models.layers import (
-    EncoderOutput,
-    JsonConfig,
-    LayerNorm,
-    Linear,
-    fit_pos_embed,
-    torch_linear_init,
-    trunc_normal_02,
-)
+from audiorep.models import deit
+from audiorep.models.layers import EncoderOutput, LayerNorm, Linear, fit_pos_embed, torch_linear_init, trunc_normal_02
 
 
 @dataclasses.dataclass(frozen=True)
-class ASTConfig(JsonConfig):
-    """Shape of an SSAST/AST encoder.
+class ASTConfig(deit.DeiTConfig):
+    """Shape of an SSAST/AST encoder: the DeiT trunk (`DeiTConfig`: dim, depth, num_heads, mlp_ratio, qkv_bias,
+    eps, drop, attn_drop, drop_path; SSAST-Base is DeiT-B) and what is SSAST's own.
 
     Attributes:
-      dim / depth / num_heads / mlp_ratio / qkv_bias: the ViT (DeiT-B: 768 / 12 / 12 / 4 / True).
       patch: (freq, time) patch size, SSAST's (fshape, tshape): (16, 16) or (128, 2).
       stride: (freq, time) patch stride (fstride, tstride); None = patch (no overlap, as in pretraining).
       num_mel_bins: mel bins of the input features (input_fdim).
       num_frames: frames the model was trained on (input_tdim); the embedding window of the model.
       pos_grid: (F, T) grid of the stored positional embedding (the pretraining grid, p_f_dim x p_t_dim).
       num_special: tokens before the patches: 2 (cls + dist, DeiT distilled) or 1 (cls).
-      eps: LayerNorm eps inside the transformer (timm DeiT: 1e-6).
-      drop / attn_drop / drop_path: dropout after pos-embed/proj/MLP, on attention weights, stochastic depth
-        (linearly increasing to drop_path over the depth, as timm).
       mask_embed: keep the learned mask embedding (needed for `mask`).
       pretrain_heads: keep SSAST's `cpredlayer` / `gpredlayer`.
       pred_dim: output size of the pretraining heads (the flattened raw patch; 256 for both SSAST models).
@@ -71,21 +52,12 @@ class ASTConfig(JsonConfig):
       head_eps: LayerNorm eps of `mlp_head` (PyTorch default, 1e-5).
     """
 
-    dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
     patch: tuple[int, int] = (16, 16)
     stride: tuple[int, int] | None = None
     num_mel_bins: int = 128
     num_frames: int = 1024
     pos_grid: tuple[int, int] = (8, 64)
     num_special: int = 2
-    eps: float = 1e-6
-    drop: float = 0.0
-    attn_drop: float = 0.0
-    drop_path: float = 0.0
     mask_embed: bool = True
     pretrain_heads: bool = True
     pred_dim: int = 256
@@ -93,11 +65,10 @@ class ASTConfig(JsonConfig):
     head_eps: float = 1e-5
 
     def __post_init__(self):
-        object.__setattr__(self, "patch", as_pair(self.patch))
-        object.__setattr__(self, "stride", as_pair(self.stride if self.stride is not None else self.patch))
-        object.__setattr__(self, "pos_grid", as_pair(self.pos_grid))
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}.")
+        object.__setattr__(self, "patch", deit.as_pair(self.patch))
+        object.__setattr__(self, "stride", deit.as_pair(self.stride if self.stride is not None else self.patch))
+        object.__setattr__(self, "pos_grid", deit.as_pair(self.pos_grid))
+        super().__post_init__()
         if self.num_special not in (1, 2):
             raise ValueError(f"num_special must be 1 (cls) or 2 (cls + dist), got {self.num_special}.")
         if self.patch[0] > self.num_mel_bins:
@@ -114,7 +85,7 @@ class ASTConfig(JsonConfig):
 
     def grid_for(self, frames: int) -> tuple[int, int]:
         """(F, T) patch grid of an input with `frames` frames (conv arithmetic, trailing frames dropped)."""
-        return conv_grid(self.num_mel_bins, frames, self.patch, self.stride)
+        return deit.conv_grid(self.num_mel_bins, frames, self.patch, self.stride)
 
     @classmethod
     def preset(cls, name: str) -> ASTConfig:
@@ -157,16 +128,16 @@ def unfold_patches(features: jax.Array, patch: tuple[int, int], stride: tuple[in
     f32[B, frames, mels] -> f32[B, F * T, pf * pt]: patches frequency-major, each patch flattened
     frequency-major (entry i * pt + j = mel f*sf + i, frame t*st + j).
     """
-    (pf, pt), (sf, st) = as_pair(patch), as_pair(stride)
+    (pf, pt), (sf, st) = deit.as_pair(patch), deit.as_pair(stride)
     _, frames, mels = features.shape
-    nf, nt = conv_grid(mels, frames, (pf, pt), (sf, st))
+    nf, nt = deit.conv_grid(mels, frames, (pf, pt), (sf, st))
     fi = (np.arange(nf)[:, None] * sf + np.arange(pf)[None, :])  # [F, pf]
     tj = (np.arange(nt)[:, None] * st + np.arange(pt)[None, :])  # [T, pt]
     x = features[:, tj[None, :, None, :], fi[:, None, :, None]]  # [B, F, T, pf, pt]
     return x.reshape(features.shape[0], nf * nt, pf * pt)
 
 
-class ASTEncoder(DeiTEncoder):
+class ASTEncoder(deit.DeiTEncoder):
     """SSAST/AST encoder.  f32[B, frames, mels] -> EncoderOutput (tokens frequency-major, cls = [cls, dist]).
 
     Parameters mirror the official names: `patch_embed.proj`, `cls_token`, `dist_token`, `pos_embed`
@@ -177,19 +148,20 @@ class ASTEncoder(DeiTEncoder):
     def __init__(self, cfg: ASTConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         d = cfg.dim
-        self.patch_embed = conv_patch_embed(d, cfg.patch, cfg.stride, rngs=rngs)
+        self.patch_embed = deit.conv_patch_embed(d, cfg.patch, cfg.stride, rngs=rngs)
         self.cls_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, d)))
         self.dist_token = nnx.Param(trunc_normal_02(rngs.params(), (1, 1, d))) if cfg.num_special == 2 else None
         self.pos_embed = nnx.Param(trunc_normal_02(rngs.params(), (1, cfg.num_special + cfg.num_patches, d)))
         self.pos_drop = nnx.Dropout(cfg.drop, rngs=rngs)
-        self.blocks = deit_blocks(cfg, rngs=rngs)
+        self.blocks = deit.deit_blocks(cfg, rngs=rngs)
         self.norm = LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
         # xavier_normal on a (1, 1, dim) tensor: fan_in = fan_out = dim.
         self.mask_embed = (nnx.Param(jax.random.normal(rngs.params(), (1, 1, d)) * np.sqrt(1.0 / d))
                            if cfg.mask_embed else None)
         self.cpredlayer = PredHead(d, cfg.pred_dim, rngs=rngs) if cfg.pretrain_heads else None
         self.gpredlayer = PredHead(d, cfg.pred_dim, rngs=rngs) if cfg.pretrain_heads else None
-        self.mlp_head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, rngs=rngs) if cfg.num_classes else None
+        self.mlp_head = (deit.ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, rngs=rngs) if cfg.num_classes
+                         else None)
 
     # ------------------------------------------------------------------------------------------ helpers
     def grid_for(self, frames: int) -> tuple[int, int]:
@@ -248,7 +220,7 @@ class ASTEncoder(DeiTEncoder):
           tokens do not depend on how far it was padded. None: fitted to the input's own grid (SSAST's rule).
         """
         cfg = self.cfg
-        check_features(features, cfg.num_mel_bins, "SSAST", "the matching frontend")
+        deit.check_features(features, cfg.num_mel_bins, "SSAST", "the matching frontend")
         b, frames, _ = features.shape
         grid = cfg.grid_for(frames)
         n = grid[0] * grid[1]

@@ -3,14 +3,16 @@
 Both families project spectrogram patches with a conv, add their own positional embeddings (that part differs:
 one table fitted per grid in SSAST, separable time/frequency tables in PaSST), then run the same trunk: keep
 (patchout) the chosen grid indices, prepend the cls (+ dist) tokens with their positions, dropout, pre-LN
-blocks, final norm. This module holds that trunk (`DeiTEncoder.encode_grid`), its construction
-(`conv_patch_embed`, `deit_blocks`) and the fine-tuning head, so the two encoders only differ where the models do.
+blocks, final norm. This module holds that trunk (`DeiTEncoder.encode_grid`), its shape (`DeiTConfig`, which
+both families' configs extend), its construction (`conv_patch_embed`, `deit_blocks`) and the fine-tuning head, so
+the two encoders only differ where the models do.
 Parameter names and the order of initialisation are the official ones (timm attribute names), so checkpoints
 convert unchanged and seeded initialisation draws the same values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -20,6 +22,7 @@ from flax import nnx
 
 from audiorep.models.layers import (
     EncoderOutput,
+    JsonConfig,
     LayerNorm,
     Linear,
     PatchEmbed2d,
@@ -29,6 +32,33 @@ from audiorep.models.layers import (
     torch_linear_init,
     trunc_normal_02,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class DeiTConfig(JsonConfig):
+    """The trunk's shape, shared by `ASTConfig` and `PaSSTConfig` (their fields come first).
+
+    Attributes:
+      dim / depth / num_heads / mlp_ratio / qkv_bias: the ViT (DeiT-B, SSAST-Base and PaSST-S: 768 / 12 / 12 / 4 /
+        True).
+      eps: LayerNorm eps inside the transformer (timm DeiT: 1e-6).
+      drop / attn_drop / drop_path: dropout after pos-embed/proj/MLP, on attention weights, stochastic depth
+        (linearly increasing to drop_path over the depth, as timm).
+    """
+
+    dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    eps: float = 1e-6
+    drop: float = 0.0
+    attn_drop: float = 0.0
+    drop_path: float = 0.0
+
+    def __post_init__(self):
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}.")
 
 
 def as_pair(v: Any) -> tuple[int, int]:
@@ -68,12 +98,8 @@ def conv_patch_embed(dim: int, patch: tuple[int, int], stride: tuple[int, int], 
     return embed
 
 
-def deit_blocks(cfg: Any, *, rngs: nnx.Rngs) -> nnx.List:
-    """`cfg.depth` pre-LN timm blocks, stochastic depth rising linearly to `cfg.drop_path` (as timm).
-
-    cfg: an `ASTConfig` or `PaSSTConfig` (dim, depth, num_heads, mlp_ratio, qkv_bias, eps, drop, attn_drop,
-    drop_path).
-    """
+def deit_blocks(cfg: DeiTConfig, *, rngs: nnx.Rngs) -> nnx.List:
+    """`cfg.depth` pre-LN timm blocks, stochastic depth rising linearly to `cfg.drop_path` (as timm)."""
     d = cfg.dim
     rates = np.linspace(0.0, cfg.drop_path, cfg.depth) if cfg.depth else []
     return nnx.List([

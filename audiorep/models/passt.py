@@ -28,51 +28,33 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from audiorep.models.deit import (
-    ClassifierHead,
-    DeiTEncoder,
-    as_pair,
-    check_features,
-    conv_grid,
-    conv_patch_embed,
-    deit_blocks,
-)
-from audiorep.models.layers import EncoderOutput, JsonConfig, LayerNorm, trunc_normal_02
+from audiorep.models import deit
+from audiorep.models.layers import EncoderOutput, LayerNorm, trunc_normal_02
 
 
 @dataclasses.dataclass(frozen=True)
-class PaSSTConfig(JsonConfig):
-    """Shape of a PaSST encoder.
+class PaSSTConfig(deit.DeiTConfig):
+    """Shape of a PaSST encoder: the DeiT trunk (`DeiTConfig`: dim, depth, num_heads, mlp_ratio, qkv_bias, eps,
+    drop, attn_drop, drop_path; PaSST-S is DeiT-B) and what is PaSST's own.
 
     Attributes:
-      dim / depth / num_heads / mlp_ratio / qkv_bias: the ViT (PaSST-S: 768 / 12 / 12 / 4 / True).
       patch / stride: (freq, time) patch size and stride; PaSST-S: 16 and 10 (overlapping).
       num_mel_bins / num_frames: input size; num_frames is the embedding window (PaSST-S: 1000 frames = 10 s at
         32 kHz; the official models were trained on 998, and every length from 996 to 1005 gives the 99 columns).
       pos_grid: (F, T) sizes of `freq_new_pos_embed` / `time_new_pos_embed` (PaSST-S: 12 x 99).
       distilled: cls + dist tokens (all released PaSST models) or cls only.
-      eps: LayerNorm eps in the transformer (1e-6). drop / attn_drop / drop_path: as timm.
       num_classes: classes of `head` (0: no head). head_eps: LayerNorm eps of `head` (1e-5).
       s_patchout_t / s_patchout_f / u_patchout: the training recipe's patchout (time columns, frequency
         rows, single patches dropped), read by `patchout_keep` and the objectives; the forward pass itself
         only follows `keep`.
     """
 
-    dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
     patch: tuple[int, int] = (16, 16)
     stride: tuple[int, int] = (10, 10)
     num_mel_bins: int = 128
     num_frames: int = 1000
     pos_grid: tuple[int, int] = (12, 99)
     distilled: bool = True
-    eps: float = 1e-6
-    drop: float = 0.0
-    attn_drop: float = 0.0
-    drop_path: float = 0.0
     num_classes: int = 527
     head_eps: float = 1e-5
     s_patchout_t: int = 0
@@ -81,9 +63,8 @@ class PaSSTConfig(JsonConfig):
 
     def __post_init__(self):
         for k in ("patch", "stride", "pos_grid"):
-            object.__setattr__(self, k, as_pair(getattr(self, k)))
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}.")
+            object.__setattr__(self, k, deit.as_pair(getattr(self, k)))
+        super().__post_init__()
         f = (self.num_mel_bins - self.patch[0]) // self.stride[0] + 1
         if f != self.pos_grid[0]:
             raise ValueError(f"{self.num_mel_bins} mel bins with patch {self.patch[0]} / stride {self.stride[0]} give "
@@ -95,7 +76,7 @@ class PaSSTConfig(JsonConfig):
 
     def grid_for(self, frames: int) -> tuple[int, int]:
         """(F, T) patch grid the encoder uses for `frames` frames (time cut to the positional grid)."""
-        f, t = conv_grid(self.num_mel_bins, frames, self.patch, self.stride)
+        f, t = deit.conv_grid(self.num_mel_bins, frames, self.patch, self.stride)
         return f, min(t, self.pos_grid[1])
 
     @classmethod
@@ -138,7 +119,7 @@ def patchout_keep(key: jax.Array, grid: tuple[int, int], batch: int, *, drop_t: 
     return jnp.broadcast_to(idx.astype(jnp.int32), (batch, idx.shape[0]))
 
 
-class PaSSTEncoder(DeiTEncoder):
+class PaSSTEncoder(deit.DeiTEncoder):
     """PaSST encoder.  f32[B, frames, mels] -> EncoderOutput (tokens frequency-major, cls = [cls, dist]).
 
     Parameters mirror the official names: `patch_embed.proj`, `cls_token`, `dist_token`, `new_pos_embed`,
@@ -149,7 +130,7 @@ class PaSSTEncoder(DeiTEncoder):
     def __init__(self, cfg: PaSSTConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         d, (f, t) = cfg.dim, cfg.pos_grid
-        self.patch_embed = conv_patch_embed(d, cfg.patch, cfg.stride, rngs=rngs)
+        self.patch_embed = deit.conv_patch_embed(d, cfg.patch, cfg.stride, rngs=rngs)
         init = lambda shape: nnx.Param(trunc_normal_02(rngs.params(), shape))  # noqa: E731
         self.cls_token = init((1, 1, d))
         self.dist_token = init((1, 1, d)) if cfg.distilled else None
@@ -157,11 +138,11 @@ class PaSSTEncoder(DeiTEncoder):
         self.freq_new_pos_embed = init((1, d, f, 1))
         self.time_new_pos_embed = init((1, d, 1, t))
         self.pos_drop = nnx.Dropout(cfg.drop, rngs=rngs)
-        self.blocks = deit_blocks(cfg, rngs=rngs)
+        self.blocks = deit.deit_blocks(cfg, rngs=rngs)
         self.norm = LayerNorm(d, epsilon=cfg.eps, rngs=rngs)
         # timm's _init_vit_weights via .apply(): trunc_normal(0.02) weights, zero bias for every Linear, head included.
-        self.head = ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, kernel_init=trunc_normal_02,
-                                   bias_init=nnx.initializers.zeros_init(), rngs=rngs) if cfg.num_classes else None
+        self.head = deit.ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, kernel_init=trunc_normal_02,
+                                        bias_init=nnx.initializers.zeros_init(), rngs=rngs) if cfg.num_classes else None
         self.rngs = rngs.fork()
 
     def grid_for(self, frames: int) -> tuple[int, int]:
@@ -195,7 +176,7 @@ class PaSSTEncoder(DeiTEncoder):
         if mask is not None:
             raise ValueError("PaSST has no mask embedding, so it cannot take `mask`; drop patches with `keep` "
                              "(patchout) instead, or use an SSAST/BEATs model for masked prediction.")
-        check_features(features, cfg.num_mel_bins, "PaSST", "the PaSST frontend")
+        deit.check_features(features, cfg.num_mel_bins, "PaSST", "the PaSST frontend")
         b, frames, _ = features.shape
         grid = cfg.grid_for(frames)
         f, t = grid
