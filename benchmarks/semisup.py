@@ -121,7 +121,7 @@ def main() -> int:
     xl, xu, su = centres[yl][:, None] + noise(len(yl)), centres[yu][:, None] + noise(len(yu)), \
         centres[yu][:, None] + 2 * noise(len(yu))
     xv, yv = xl[:, 0], yl
-    hyper = S.Hyper()
+    hyper = S.Hyper(lr_schedule="constant")  # the PyTorch side keeps Adam's lr fixed
     steps = -(-max(args.labelled, args.unlabelled) // hyper.batch)
     points = tuple(P.GridPoint(hidden_layers=1, hidden_dim=args.hidden, lr=1e-3, seed=s) for s in range(args.points))
     grid = P.Grid("bench", points, P.Schedule(max_epochs=1, check_every=1, patience=1), repeats=args.points)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
+import toy_encoder  # noqa: F401  (registers the 'toy' models)
 
 from audiorep.data.sources import Record
 from audiorep.downstream import probes as P
@@ -145,6 +146,79 @@ def test_augmented_views_are_cached_once_per_view(tmp_path):
     assert len(calls) == 2  # read back, no encoder pass
     assert not np.allclose(views[:, 0], views[:, 1])
 
+
+
+def test_feature_masks_set_whole_bands_and_spans_to_the_row_mean_within_the_widths():
+    rng = np.random.default_rng(0)
+    feats = jnp.asarray(rng.normal(size=(3, 50, 20)), jnp.float32)
+    waves = jnp.asarray(rng.normal(size=(3, 800)), jnp.float32)
+    out = np.asarray(S.feature_masks("strong", 0)(feats, waves))
+    v = S.VIEWS["strong"]
+    for f, o in zip(np.asarray(feats), out):
+        changed = o != f
+        spans, bands = changed.all(1), changed.all(0)
+        np.testing.assert_array_equal(changed, spans[:, None] | bands[None, :])  # nothing but whole bands/spans
+        assert 0 < spans.sum() <= v["spec_masks"] * (int(v["spec_time"] * 50) - 1)
+        assert 0 < bands.sum() <= v["spec_masks"] * (int(v["spec_freq"] * 20) - 1)
+        np.testing.assert_allclose(o[changed], f.mean(), rtol=1e-5)
+
+
+def test_feature_masks_follow_the_samples_not_the_batch_or_the_padding():
+    rng = np.random.default_rng(1)
+    feats = jnp.asarray(rng.normal(size=(2, 40, 16)), jnp.float32)
+    waves = jnp.asarray(rng.normal(size=(2, 600)), jnp.float32)
+    masks = S.feature_masks("strong", 0)
+    both = np.asarray(masks(feats, waves))
+    padded = jnp.concatenate([waves[1:], jnp.zeros((1, 200))], 1)
+    np.testing.assert_array_equal(np.asarray(masks(feats[1:], padded))[0], both[1])
+    assert not np.array_equal(np.asarray(S.feature_masks("strong", 1)(feats, waves)), both)
+
+
+def test_log_mel_views_mask_features_before_the_statistics_and_leave_the_source_alone():
+    from audiorep.downstream.tasks import resolve_model
+
+    logmel = resolve_model("logmel")
+    clips = [np.random.default_rng(i).normal(size=12000).astype(np.float32) * 0.1 for i in range(3)]
+    plain = logmel.scene(clips)
+    masked = S.masked_source(logmel, "strong", 0).scene(clips)
+    assert masked.shape == plain.shape and not np.allclose(masked, plain)
+    np.testing.assert_allclose(S.masked_source(logmel, "strong", 0).scene(clips[1:2])[0], masked[1], rtol=1e-5)
+    np.testing.assert_array_equal(logmel.scene(clips), plain)
+
+
+def test_encoder_views_mask_the_frontend_features_before_the_encoder():
+    import audiorep
+
+    toy = audiorep.load("toy", batch_size=4)
+    clip = [np.random.default_rng(0).normal(size=8000).astype(np.float32) * 0.1]
+    seen = []
+    twin = toy.with_feature_transform(lambda f, w: seen.append(f.shape) or jnp.zeros_like(f))
+    zeroed = twin.scene(clip)
+    assert seen and seen[0][-1] == toy.frontend.num_mel_bins
+    assert not np.allclose(zeroed, toy.scene(clip))
+    np.testing.assert_allclose(twin.scene([clip[0][::-1].copy()]), zeroed, rtol=1e-5)  # the encoder saw zeros only
+
+
+def test_sources_without_features_get_waveform_views_only():
+    class Plain:
+        def scene(self, clips):
+            return np.zeros((len(clips), 2), np.float32)
+
+    assert S.masked_source(Plain(), "strong", 0) is None
+
+
+def test_cosine_schedule_decays_to_cos_7pi_16_and_constant_stays():
+    assert float(S.lr_factor(0.0, "cosine")) == pytest.approx(1.0)
+    assert float(S.lr_factor(0.5, "cosine")) == pytest.approx(np.cos(7 * np.pi / 32))
+    assert float(S.lr_factor(2.0, "cosine")) == pytest.approx(np.cos(7 * np.pi / 16))
+    assert float(S.lr_factor(0.7, "constant")) == 1.0
+    with pytest.raises(S.SemiSupError, match="cosine"):
+        S.lr_factor(0.5, "step")
+
+
+def test_semi_grid_trains_every_epoch_and_keeps_the_best_checkpoint():
+    sched = S.make_semisup_grid().schedule
+    assert sched.max_epochs >= 60 and sched.patience * sched.check_every >= sched.max_epochs  # never stops early
 
 def _blobs(n, rng, centers):
     y = rng.integers(0, len(centers), n)

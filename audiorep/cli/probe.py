@@ -432,7 +432,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --semi-supervised: labelled fractions of each training split (stratified, seeded; the "
                         "rest unlabelled), default 0.01,0.05,0.1,0.25,1.0")
     p.add_argument("--semi-grid", default="semi", choices=("semi", "fast", "full", "linear"),
-                   help="with --semi-supervised: the heads (semi: the fast grid's MLP and linear head, <= 30 epochs)")
+                   help="with --semi-supervised: the heads (semi: the fast grid's MLP and linear head, 60 epochs, best "
+                        "validation checkpoint)")
     p.add_argument("--semi-seeds", type=positive_int, default=2,
                    help="with --semi-supervised: seeds per head (the table's spread is over splits and seeds)")
     p.add_argument("--fraction-plot", default=None, metavar="PNG",

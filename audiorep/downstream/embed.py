@@ -55,6 +55,7 @@ norm; negative counts from the end), a list of ints (concatenated along features
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -355,6 +356,7 @@ class Embedder:
         # Encoders that fit positions to the input's grid (AST/SSAST) are told the window each chunk starts.
         self._encoder_kwargs = {"window_frames": self.window_frames} if "window_frames" in accepts else {}
 
+        self.feature_transform = None  # with_feature_transform: features -> features before the encoder
         self._graphdef, self._state = nnx.split(bundle.encoder)
         self.devices = list(jax.local_devices() if devices is None else devices)
         if not self.devices:
@@ -381,6 +383,17 @@ class Embedder:
             )
         self.scene_embedding_size = int(probe * len(self.pooling.split("+")))
         self._jitted = {}
+
+    def with_feature_transform(self, transform) -> Embedder:
+        """A copy whose encoder sees `transform(feats, waves)` instead of the frontend's features: transform maps
+        (f32[B, frames, mels], the rows' samples f32[B, L]) -> f32[B, frames, mels] and runs inside the jitted
+        forward (e.g. SpecAugment-style masks for the augmented views of downstream/semisup.py). The copy shares
+        the weights; its `cache_spec` is the original's, so the caller adds to the cache key what the transform
+        does."""
+        twin = copy.copy(self)
+        twin.feature_transform = transform
+        twin._jitted = {}
+        return twin
 
     # ------------------------------------------------------------------------------------- set-up
     def _hidden_count(self) -> int:
@@ -449,6 +462,8 @@ class Embedder:
         if self.framing.context:
             frames = feats.shape[1] - 2 * self.framing.context
             feats = jax.vmap(lambda f, s: jax.lax.dynamic_slice_in_dim(f, s, frames, axis=0))(feats, shift)
+        if self.feature_transform is not None:
+            feats = self.feature_transform(feats, waves)
         # Frames past the last valid patch are padding (a whole padded row when valid = 0: batch filler).
         end = jnp.where(valid > 0, (valid - 1) * self.stride + self.kernel, 0)
         padding = jnp.arange(feats.shape[1])[None, :] >= end[:, None]

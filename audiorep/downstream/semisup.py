@@ -3,10 +3,13 @@ labels, across labelled fractions.
 
 What is left of the semi-supervised gain on top of a frozen encoder? Every method trains the probe grid's heads
 (downstream/probes.py: Linear -> BatchNorm -> Dropout -> ReLU blocks, its init, Adam) on `labelled` clips and, for
-the semi-supervised ones, on the rest of the training split without labels. Views are augmented AUDIO through the
-frozen encoder: `embed_views` embeds K weak and K strong waveform views of every training clip once, through the
-embedding cache, so an epoch costs no encoder pass. The methods follow the papers, as SSLH (Cances, Labbé,
-Pellegrini 2022, github.com/Labbeti/SSLH) trains them end to end:
+the semi-supervised ones, on the rest of the training split without labels. Views are augmented audio through the
+frozen encoder: `embed_views` embeds K weak and K strong views of every training clip once, through the embedding
+cache, so an epoch costs no encoder pass. A view is a waveform augmentation (gain, noise, time shift, time masks)
+and, where the source exposes its frontend (encoders and the log-mel baseline: `with_feature_transform`),
+SpecAugment-style frequency and time masks on the features between the frontend and the frozen encoder. The
+methods follow the papers, as SSLH (Cances, Labbé, Pellegrini 2022, github.com/Labbeti/SSLH) trains them end to
+end:
 
 - supervised: cross-entropy on a weak view of the labelled clips.
 - FixMatch (Sohn et al. 2020): CE(labelled weak) + lambda_u * mean_u[mask * CE(strong view, argmax of the weak view)],
@@ -23,17 +26,19 @@ Pellegrini 2022, github.com/Labbeti/SSLH) trains them end to end:
   is the model selected and scored, as SSLH predicts with it.
 
 Training mirrors probes.train_grid: the points of one head shape are stacked and `jax.vmap`ped inside one jitted
-round (`check_every` epochs as `lax.scan` over steps, then validation accuracy and early stopping keeping the best
-weights); a step draws `batch` labelled and `batch` unlabelled rows with replacement (SSLH's equal batches), and an
-epoch is ceil(max(labelled, unlabelled) / batch) steps. Selection: the configuration with the best validation
+round (`check_every` epochs as `lax.scan` over steps, then validation accuracy, keeping the best weights); a step
+draws `batch` labelled and `batch` unlabelled rows with replacement (SSLH's equal batches), an epoch is
+ceil(max(labelled, unlabelled) / batch) steps, and Adam's learning rate follows FixMatch's cosine
+lr * cos(7 pi t / 16 T) (SSLH's CosineScheduler). The 'semi' grid trains 60 epochs without early stopping
+(`make_semisup_grid`). Selection: the configuration with the best validation
 score averaged over its seeds (the task's validation split, fully labelled); the test split is scored once with it.
 Labelled subsets (`labelled_subset`) are stratified and seeded from the record keys alone, so every method and every
 encoder sees the same labelled clips, and a smaller fraction's clips are part of a larger one's.
 
-Not yet: multi-label tasks (refused with a TaskError); spectrogram-domain views (the masks are applied to the
-waveform, time only, since the frontend sits inside the frozen encoder); the label-fraction curves are measured on
-the synthetic corpus with the log-mel baseline only (docs/probing.md: at 10 % labels no method beats supervised-only
-by more than the seed-to-seed spread), not yet with pretrained encoders on real tasks.
+Not yet: multi-label tasks (refused with a TaskError); feature masks for hand-crafted baselines (lfcc / mfcc /
+cqcc get waveform views only); MixMatch's linear lambda_u ramp-up over 16k steps (SSLH, the paper) is left out,
+as a head's whole run is a few hundred steps. Measured gains over supervised-only (synthetic corpus, log-mel and a
+pretrained encoder): docs/probing.md; not yet on real tasks with full-size pretrained encoders.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ class Hyper:
     lambda_cons: float = 1.0  # Mean Teacher consistency weight after ramp-up
     rampup_epochs: float = 10.0  # Mean Teacher sigmoid ramp-up length
     batch: int = 64  # labelled and unlabelled rows per step
+    lr_schedule: str = "cosine"  # FixMatch's lr * cos(7 pi t / (16 T)) over the run (SSLH's), or "constant"
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -121,10 +127,47 @@ def labelled_subset(keys: Sequence[str], labels: Sequence[int], fraction: float,
 
 # ------------------------------------------------------------------------------------------- views
 VIEWS = {
-    # gain (dB), noise SNR (dB) or None, max shift and time-mask width as fractions of the clip, masks
-    "weak": {"gain_db": 6.0, "snr_db": None, "shift": 0.05, "mask": 0.0, "masks": 0},
-    "strong": {"gain_db": 6.0, "snr_db": (10.0, 30.0), "shift": 0.25, "mask": 0.1, "masks": 2},
+    # waveform: gain (dB), noise SNR (dB) or None, max shift and time-mask width as fractions of the clip, masks;
+    # features (SpecAugment-style, between the frontend and the frozen encoder, `feature_masks`): masks per axis,
+    # each up to `spec_freq` of the mel bins / `spec_time` of the frames
+    "weak": {"gain_db": 6.0, "snr_db": None, "shift": 0.05, "mask": 0.0, "masks": 0,
+             "spec_masks": 1, "spec_freq": 0.1, "spec_time": 0.1},
+    "strong": {"gain_db": 6.0, "snr_db": (10.0, 30.0), "shift": 0.25, "mask": 0.1, "masks": 2,
+               "spec_masks": 2, "spec_freq": 0.2, "spec_time": 0.2},
 }
+
+
+def feature_masks(kind: str, index: int, seed: int = 0) -> Callable:
+    """The feature-domain part of view `index` of kind 'weak' | 'strong': (feats f32[B, frames, mels], the rows'
+    samples f32[B, L]) -> f32[B, frames, mels], with VIEWS[kind]['spec_masks'] frequency bands (each up to
+    'spec_freq' of the bins) and as many time spans (up to 'spec_time' of the frames) per row set to that row's
+    mean feature value (SpecAugment, Park et al. 2019, drawn as torchaudio draws it; SSLH cuts spectrogram patches
+    out the same way). Each row's draw comes from (seed, kind, index, the wrapping sum of its samples' bit
+    patterns: exact, so zero padding and the batch it is in do not change it). Traceable: runs inside the
+    encoder's jit (Embedder / LogMelBaseline `with_feature_transform`)."""
+    v = VIEWS[kind]
+    base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), index), zlib.crc32(kind.encode()))
+
+    def one(key, f):  # f32[frames, mels]
+        frames, mels = f.shape
+        return A.spec_augment(key, f[None], max(1, int(v["spec_freq"] * mels)), max(1, int(v["spec_time"] * frames)),
+                              v["spec_masks"], v["spec_masks"], jnp.mean(f))[0]
+
+    def transform(feats, waves):
+        digest = jnp.sum(jax.lax.bitcast_convert_type(waves.astype(jnp.float32), jnp.uint32), 1, dtype=jnp.uint32)
+        keys = jax.vmap(lambda d: jax.random.fold_in(base, d))(digest)
+        return jax.vmap(one)(keys, feats)
+
+    return transform
+
+
+def masked_source(source, kind: str, index: int, seed: int = 0):
+    """`source` with view `index`'s feature masks between its frontend and its encoder, or None when the source
+    does not expose its features (no `with_feature_transform`: hand-crafted baselines, plain callables)."""
+    hook = getattr(source, "with_feature_transform", None)
+    if hook is None or not VIEWS[kind]["spec_masks"]:
+        return None
+    return hook(feature_masks(kind, index, seed))
 
 
 def view_length(n: int) -> int:
@@ -181,8 +224,10 @@ def embed_views(cache: EmbeddingCache, source, records: Sequence, kind: str, k: 
                 crop_s: float | None = None, progress: bool = False) -> np.ndarray:
     """K augmented views of every record through the frozen encoder, cached: f32[len(records), k, D].
 
-    Each view is one cache entry keyed by the source's spec plus the view recipe, kind, index and seed, so it is
-    computed once and every method, fraction and fold reads it back.
+    A view is the waveform augmentation (`augment_clips`) and, where the source exposes its features
+    (`masked_source`), SpecAugment-style masks on them before the encoder. Each view is one cache entry keyed by
+    the source's spec plus the view recipe, kind, index and seed, so it is computed once and every method,
+    fraction and fold reads it back.
     """
     if kind not in VIEWS:
         raise SemiSupError(f"view kind must be one of {sorted(VIEWS)}, got {kind!r}.")
@@ -190,8 +235,10 @@ def embed_views(cache: EmbeddingCache, source, records: Sequence, kind: str, k: 
     rate = int(spec["sample_rate"])
     out = []
     for j in range(k):
-        view = {"kind": kind, "index": j, "seed": seed, "recipe": VIEWS[kind], "padding": "pow2-4096"}
-        fn = (lambda clips, j=j: source.scene(augment_clips(clips, kind, j, seed)))
+        masked = masked_source(source, kind, j, seed)
+        view = {"kind": kind, "index": j, "seed": seed, "recipe": VIEWS[kind], "padding": "pow2-4096",
+                "features": "masked" if masked is not None else "as computed"}
+        fn = (lambda clips, j=j, src=masked or source: src.scene(augment_clips(clips, kind, j, seed)))
         out.append(np.asarray(cache.embed(fn, records, spec=spec | {"view": view, "sample_rate": rate},
                                           crop_s=crop_s, progress=progress, desc=f"embed {kind} view {j + 1}/{k}"),
                               np.float32))
@@ -234,6 +281,16 @@ def sigmoid_rampup(t, length: float):
         return jnp.ones_like(jnp.asarray(t, jnp.float32))
     phase = 1.0 - jnp.clip(jnp.asarray(t, jnp.float32) / length, 0.0, 1.0)
     return jnp.exp(-5.0 * phase * phase)
+
+
+def lr_factor(progress, schedule: str):
+    """The learning rate's factor at `progress` = t / T of the run: cos(7 pi progress / 16) for 'cosine'
+    (FixMatch, Sohn et al. 2020; SSLH's CosineScheduler), 1 for 'constant'."""
+    if schedule == "constant":
+        return jnp.float32(1.0)
+    if schedule != "cosine":
+        raise SemiSupError(f"lr_schedule must be 'cosine' or 'constant', got {schedule!r}.")
+    return jnp.cos(7.0 * jnp.pi / 16.0 * jnp.clip(progress, 0.0, 1.0))
 
 
 def _ce(logits, y):
@@ -321,16 +378,17 @@ def _make_round(method: str, hyper: Hyper, num_classes: int, check_every: int):
     step = make_step(method, hyper, num_classes)
     bsz = hyper.batch
 
-    def point_round(st, hp, data, first_epoch, patience, steps):
+    def point_round(st, hp, data, first_epoch, patience, steps, total_epochs):
         def one(i, carry):
             e, s = first_epoch + i // steps, i % steps
+            t = e + s / steps
             key = jax.random.fold_in(hp["key"], e * steps + s)
             kl, ku, ks = jax.random.split(key, 3)
             rl = jax.random.randint(kl, (bsz,), 0, data["n_l"])
             ru = jax.random.randint(ku, (bsz,), 0, data["n_u"])
             b = {"xl": data["xl"][rl], "yl": data["yl"][rl], "xu": data["xu"][ru], "su": data["su"][ru],
                  "rate": hp["dropout"]}
-            return step(carry, b, hp["lr"], ks, e + s / steps)
+            return step(carry, b, hp["lr"] * lr_factor(t / total_epochs, hyper.lr_schedule), ks, t)
 
         cur = jax.lax.fori_loop(0, check_every * steps, one, st["cur"])
         model = cur["teacher"] if method == "meanteacher" else {"params": cur["params"], "stats": cur["stats"]}
@@ -345,7 +403,7 @@ def _make_round(method: str, hyper: Hyper, num_classes: int, check_every: int):
                 "best_score": jnp.where(improved, score, st["best_score"]),
                 "bad": bad, "active": active & (bad < patience)}
 
-    return jax.jit(jax.vmap(point_round, in_axes=(0, 0, None, None, None, None)))
+    return jax.jit(jax.vmap(point_round, in_axes=(0, 0, None, None, None, None, None)))
 
 
 @dataclass
@@ -401,7 +459,7 @@ def train_method(method: str, xl, yl, xu, su, x_val, y_val, grid: P.Grid, *, num
               "key": jnp.stack([jax.random.fold_in(jax.random.PRNGKey(p.seed), 7) for p in pts])}
         for r in range(max(1, sched.max_epochs // sched.check_every)):
             state = round_fn(state, hp, data, jnp.int32(r * sched.check_every), jnp.int32(sched.patience),
-                             jnp.int32(steps))
+                             jnp.int32(steps), jnp.float32(sched.max_epochs))
             if not np.asarray(state["active"]).any():
                 break
         scores = np.asarray(state["best_score"])
@@ -413,14 +471,18 @@ def train_method(method: str, xl, yl, xu, su, x_val, y_val, grid: P.Grid, *, num
 
 def make_semisup_grid(name: str = "semi", seeds: int = 2, seed: int = 0, **schedule) -> P.Grid:
     """The heads trained per method: 'semi' = the fast grid's MLP (1 x 1024, lr 1e-3, Xavier uniform) and linear
-    (lr 1e-3) heads x `seeds` seeds, at most 30 epochs, validation every 3, patience 4; any probes grid name
-    ('fast', 'full', 'linear') trains that grid's heads instead."""
+    (lr 1e-3) heads x `seeds` seeds, 60 epochs (an epoch covers the unlabelled set once), validation every 3,
+    no early stopping (patience = every check): the best validation checkpoint is kept, as SSLH trains (300
+    epochs end to end, best checkpoint). A consistency term needs many passes over the unlabelled rows, and FixMatch's
+    confident pseudo-labels appear only once the head is sure, so early stopping on a few labels' validation
+    accuracy cuts the semi-supervised methods short. Any probes grid name ('fast', 'full', 'linear') trains that
+    grid's heads instead."""
     if name != "semi":
         return P.make_grid(name, seed, repeats=seeds, **schedule)
     shapes = [(1, 1e-3), (0, 1e-3)]
     points = tuple(P.GridPoint(hidden_layers=h, lr=lr, seed=seed * 1000 + r * len(shapes) + i)
                    for r in range(seeds) for i, (h, lr) in enumerate(shapes))
-    sched = dataclasses.replace(P.Schedule(max_epochs=30, check_every=3, patience=4), **schedule)
+    sched = dataclasses.replace(P.Schedule(max_epochs=60, check_every=3, patience=20), **schedule)
     return P.Grid("semi", points, sched, seeds)
 
 

@@ -10,6 +10,8 @@ sample_rate / name / cache_spec).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 import audiorep
@@ -48,6 +50,17 @@ class LogMelBaseline:
         self.pooling = pooling
         self.scene_embedding_size = len(pooling.split("+")) * int(self.frontend.num_mel_bins)
         self._fn = None
+        self.feature_transform = None
+
+    def with_feature_transform(self, transform) -> LogMelBaseline:
+        """A copy whose statistics are taken over `transform(feats, waves)` ((f32[B, frames, mels], the clips'
+        zero-padded samples f32[B, L]) -> f32[B, frames, mels], jax-traceable; e.g. SpecAugment-style masks for
+        augmented views). Its `cache_spec` is the original's: the caller adds to
+        the cache key what the transform does."""
+        twin = copy.copy(self)
+        twin.feature_transform = transform
+        twin._fn = None
+        return twin
 
     def cache_spec(self) -> dict:
         return {"model": self.name, "checkpoint": "none", "frontend": self.frontend.to_dict(),
@@ -58,11 +71,13 @@ class LogMelBaseline:
             import jax  # imported on use, as above
             import jax.numpy as jnp
 
-            frontend = self.frontend
+            frontend, transform = self.frontend, self.feature_transform
 
             @jax.jit
             def stats(waves, n_frames):
                 feats = frontend(waves)  # f32[B, T, M]
+                if transform is not None:
+                    feats = transform(feats, waves)
                 mask = (jnp.arange(feats.shape[1])[None, :] < n_frames[:, None])[..., None]
                 n = jnp.maximum(n_frames, 1)[:, None].astype(jnp.float32)
                 mean = jnp.sum(feats * mask, 1) / n
