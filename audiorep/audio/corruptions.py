@@ -370,6 +370,13 @@ def _quantization(x, rate, bits, rng, context):
 # ------------------------------------------------------------------------------------------------ compression
 
 
+def _decoded(stream: bytes, rate: int, n: int, *, skip: int = 0) -> np.ndarray:
+    """An encoded stream (a format libsndfile reads) decoded, its first `skip` samples (codec delay) dropped, back at
+    `rate` Hz (soxr) and cropped or padded to `n` samples.  -> f32[n]."""
+    y, stream_rate = sf.read(io.BytesIO(stream), dtype="float32")
+    return _fit(resample(y[skip:], stream_rate, rate), n)
+
+
 @_register("mp3", "compression", "kbit/s", (40, 32, 24, 16, 8), ("lameenc", "soundfile", "soxr"),
            "MP3 at a constant bit rate (the paper's mp3 levels; LAME via lameenc encodes, libsndfile via soundfile "
            "decodes; LAME resamples by itself when a bit rate is below what the rate allows), encoder+decoder delay "
@@ -384,9 +391,7 @@ def _mp3(x, rate, kbps, rng, context):
     encoder.set_channels(1)
     encoder.set_quality(2)
     stream = encoder.encode(np.round(pcm * 32767.0).astype(np.int16).tobytes()) + encoder.flush()
-    y, stream_rate = sf.read(io.BytesIO(bytes(stream)), dtype="float32")
-    y = y[LAME_DELAY_SAMPLES:]
-    return _fit(resample(y, stream_rate, rate), x.shape[0])
+    return _decoded(bytes(stream), rate, x.shape[0], skip=LAME_DELAY_SAMPLES)
 
 
 @_register("opus", "compression", "kbit/s", (32, 16, 12, 8, 6), ("soundfile", "soxr"),
@@ -398,9 +403,7 @@ def _opus(x, rate, kbps, rng, context):
     buf = io.BytesIO()
     level = min(max(1.0 - (kbps - 6.0) / 250.0, 0.0), 1.0)
     sf.write(buf, resample(x, rate, codec_rate), codec_rate, format="OGG", subtype="OPUS", compression_level=level)
-    buf.seek(0)
-    y, stream_rate = sf.read(buf, dtype="float32")
-    return _fit(resample(y, stream_rate, rate), x.shape[0])
+    return _decoded(buf.getvalue(), rate, x.shape[0])
 
 
 @_register("mu_law", "compression", "bits", (8, 7, 6, 5, 4), ("soxr", "numpy"),
