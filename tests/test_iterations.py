@@ -159,3 +159,48 @@ def test_two_kmeans_iterations_through_the_cli_then_a_rerun_trains_nothing(tmp_p
     assert [len((work / f"iter{k}" / "metrics.jsonl").read_text().splitlines()) for k in (1, 2)] == lines
     assert cli.main([*argv, "--export-only", "--export-dir", str(tmp_path / "again")]) == 0
     assert model_dir.load_model_dir(tmp_path / "again").meta["objective"]["tokenizer"] == "teacher"
+
+
+# ------------------------------------------------------------------- the 'distilled' targets of encoder k
+def _tokenizer_dir(path: Path, frontend: str) -> Path:
+    from flax import nnx
+
+    from audiorep.audio.frontends import get_frontend
+    from audiorep.tokenizers import save_tokenizer_dir
+    from audiorep.tokenizers.distilled import TOKENIZER_TINY, AcousticTokenizer
+
+    save_tokenizer_dir(path, AcousticTokenizer(TOKENIZER_TINY, rngs=nnx.Rngs(0)), config=TOKENIZER_TINY,
+                       frontend=get_frontend(frontend))
+    return path
+
+
+def _beats_objective(tmp_path: Path, tokenizer_dir: str):
+    from audiorep.pretrain import experiment
+
+    cfg = _config(tmp_path, "objective.tokenizer=distilled", name="tiny_beats.py")
+    cfg.objective.tokenizer_dir = tokenizer_dir
+    _, enc_cfg = experiment.encoder_config(cfg.model)
+    return experiment.make_objective(cfg, experiment.build_frontend(cfg.frontend), enc_cfg)
+
+
+def test_distilled_targets_are_the_labels_of_the_tokenizer_directory(tmp_path):
+    import jax.numpy as jnp
+
+    from audiorep.tokenizers.tokenizer_dir import read_tokenizer_json
+
+    path = _tokenizer_dir(tmp_path / "tok", "beats")
+    objective = _beats_objective(tmp_path, str(path))
+    tok = objective.tokenizer
+    assert (tok.codebook_size, tok.input, tok.bundle.path) == (128, "features", path)
+    assert tok.bundle.digest == read_tokenizer_json(path)["params_sha256"]  # the directory's arrays, verified
+    labels = np.asarray(tok(jnp.zeros((2, 160, 128), jnp.float32)))
+    assert labels.shape == (2, 10 * 8) and labels.dtype == np.int32  # time x frequency patches of the window
+
+
+def test_distilled_targets_need_a_tokenizer_directory_on_the_students_features(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="needs objective.tokenizer_dir"):
+        _beats_objective(tmp_path, "")
+    with pytest.raises(config_lib.ConfigError, match="not a usable tokenizer directory"):
+        _beats_objective(tmp_path, str(tmp_path))
+    with pytest.raises(config_lib.ConfigError, match="reads other features"):
+        _beats_objective(tmp_path, str(_tokenizer_dir(tmp_path / "tok", "ssast")))

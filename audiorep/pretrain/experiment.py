@@ -41,7 +41,8 @@ from audiorep.pretrain.objectives import (
     patch_values,
 )
 from audiorep.pretrain.trainer import Task, Trainer, TrainError, TrainResult, check_train_config, check_workdir
-from audiorep.tokenizers import RandomProjectionTokenizer, TeacherTokenizer
+from audiorep.tokenizers import RandomProjectionTokenizer, TeacherTokenizer, load_tokenizer_dir
+from audiorep.tokenizers.tokenizer_dir import TokenizerDirError
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,12 @@ def make_objective(config: ml_collections.ConfigDict, frontend, enc_cfg, *, num_
                               "form (objective.predictor_depth >= 1), where the encoder sees only the visible "
                               "patches.")
         kind = o.get("tokenizer", "random_projection")
-        if kind not in ("random_projection", "teacher"):
-            raise ConfigError(f"objective.tokenizer={kind!r}: 'random_projection' (BEATs iteration 1) or 'teacher' "
-                              f"(a later iteration: k-means codes of objective.teacher's outputs).")
+        if kind not in ("random_projection", "teacher", "distilled"):
+            raise ConfigError(f"objective.tokenizer={kind!r}: 'random_projection' (BEATs iteration 1), 'teacher' "
+                              f"(a later iteration: k-means codes of objective.teacher's outputs) or 'distilled' "
+                              f"(the labels of the tokenizer directory objective.tokenizer_dir).")
+        if kind == "distilled" and tokenizer is None:
+            tokenizer = distilled_tokenizer(config, frontend, enc_cfg)
         if kind == "teacher" and tokenizer is None:
             raise ConfigError("objective.tokenizer='teacher' is fitted on the training data: build the task with "
                               "experiment.build(config) (or pass tokenizer=TeacherTokenizer.fit(...)).")
@@ -241,6 +245,41 @@ def load_teacher(config: ml_collections.ConfigDict, frontend, enc_cfg):
     return bundle
 
 
+class DirectoryTokenizer:
+    """The labels of a tokenizer directory (tokenizers/tokenizer_dir.py) as MaskedTokens' targets: it reads the
+    features (`input = 'features'`).  f32[B, frames, mels] -> i32[B, N], time-major."""
+
+    input = "features"
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+        self.codebook_size = int(bundle.codebook_size)
+
+    def __call__(self, feats: jax.Array) -> jax.Array:
+        return self.bundle.labels(feats)
+
+
+def distilled_tokenizer(config: ml_collections.ConfigDict, frontend, enc_cfg) -> DirectoryTokenizer:
+    """The tokenizer directory named by objective.tokenizer_dir (a distilled or a converted official tokenizer),
+    checked to label the student's patch grid on the student's features."""
+    path = config.objective.get("tokenizer_dir")
+    if not path:
+        raise ConfigError("objective.tokenizer='distilled' needs objective.tokenizer_dir: a tokenizer directory "
+                          "(a distilled tokenizer's export, or `audiorep convert beats-tokenizer` output).")
+    try:
+        bundle = load_tokenizer_dir(path)
+    except (FileNotFoundError, TokenizerDirError) as err:
+        raise ConfigError(f"objective.tokenizer_dir={path!r} is not a usable tokenizer directory: {err}") from err
+    if patch_grid(bundle.config.beats_config()) != patch_grid(enc_cfg):
+        raise ConfigError(f"objective.tokenizer_dir={path!r} labels {patch_grid(bundle.config.beats_config())}; the "
+                          f"student encodes {patch_grid(enc_cfg)}: train a BEATs encoder (model.family='beats') "
+                          f"on it, or use objective.tokenizer='teacher' (k-means codes).")
+    if bundle.frontend.to_dict() != frontend.to_dict():
+        raise ConfigError(f"objective.tokenizer_dir={path!r} reads other features ({bundle.frontend.name}) than "
+                          f"config.frontend ({frontend.name}); train the student on the tokenizer's frontend.")
+    return DirectoryTokenizer(bundle)
+
+
 def teacher_tokenizer(config: ml_collections.ConfigDict, teacher, feature_batches):
     """Fit objective.codebook_size k-means codes to the teacher's outputs on `feature_batches`."""
     o = config.objective
@@ -280,6 +319,8 @@ def build(config: ml_collections.ConfigDict) -> tuple[Task, IteratorFactory]:
     seed = int(config.seed)
     o = config.objective
     tokenizer = teacher = None
+    if o.name == "masked_tokens" and o.get("tokenizer") == "distilled" and o.get("init_from_teacher", False):
+        teacher = load_teacher(config, frontend, enc_cfg)  # only the weights: the targets come from tokenizer_dir
     if o.name == "masked_tokens" and o.get("tokenizer") == "teacher":
         teacher = load_teacher(config, frontend, enc_cfg)
         batches = int(o.get("kmeans_batches", 16))
