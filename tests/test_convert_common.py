@@ -15,23 +15,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from audiorep.models.convert.common import (
-    CheckpointError,
-    assign_params,
-    check_state_dict,
-    detect_family,
-    flat_state_dict,
-    load_checkpoint,
-    read_torch_zip,
-    strip_prefix,
-)
+from audiorep.models.convert import common
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
 def cases():
-    return read_torch_zip(FIXTURES / "torch_reader_cases.pt"), np.load(FIXTURES / "torch_reader_cases.npz")
+    return common.read_torch_zip(FIXTURES / "torch_reader_cases.pt"), np.load(FIXTURES / "torch_reader_cases.npz")
 
 
 @pytest.mark.parametrize("name", ["f32_transposed", "f32_slice_offset", "f16", "bf16", "i64", "i32", "u8", "bool",
@@ -76,20 +67,20 @@ def _zip_with_pickle(path: Path, obj) -> Path:
 
 def test_zip_reader_refuses_code_in_the_pickle(tmp_path):
     path = _zip_with_pickle(tmp_path / "evil.pt", {"model": _Evil()})
-    with pytest.raises(CheckpointError, match="refusing to load"):
-        read_torch_zip(path)
+    with pytest.raises(common.CheckpointError, match="refusing to load"):
+        common.read_torch_zip(path)
 
 
 def test_zip_reader_reads_plain_containers_without_tensors(tmp_path):
     path = _zip_with_pickle(tmp_path / "plain.pt", {"a": [1, 2], "b": "x"})
-    assert read_torch_zip(path) == {"a": [1, 2], "b": "x"}
+    assert common.read_torch_zip(path) == {"a": [1, 2], "b": "x"}
 
 
 def test_non_zip_file_error_says_to_install_torch(tmp_path):
     path = tmp_path / "legacy.pt"
     path.write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(CheckpointError, match="audiorep\\[convert\\]"):
-        read_torch_zip(path)
+    with pytest.raises(common.CheckpointError, match="audiorep\\[convert\\]"):
+        common.read_torch_zip(path)
 
 
 def _legacy_torch_file(path: Path) -> Path:
@@ -101,8 +92,8 @@ def _legacy_torch_file(path: Path) -> Path:
 
 def test_legacy_checkpoint_gets_the_legacy_message_not_truncated(tmp_path):
     path = _legacy_torch_file(tmp_path / "legacy.pt")
-    with pytest.raises(CheckpointError, match="legacy pre-1.6") as err:
-        load_checkpoint(path, reader="builtin")
+    with pytest.raises(common.CheckpointError, match="legacy pre-1.6") as err:
+        common.load_checkpoint(path, reader="builtin")
     assert "truncated" not in str(err.value)
 
 
@@ -119,8 +110,8 @@ def test_truncated_zip_checkpoint_is_reported_as_truncated(tmp_path, where):
     keep = {"zip magic": 2, "first header": 20, "pickle": 100, "middle": size // 2, "central directory": size - 100,
             "last byte": size - 1}[where]
     path = _cut(src, tmp_path / "cut.pt", keep)
-    with pytest.raises(CheckpointError) as err:
-        load_checkpoint(path, reader="builtin")
+    with pytest.raises(common.CheckpointError) as err:
+        common.load_checkpoint(path, reader="builtin")
     msg = str(err.value)
     assert str(path) in msg and "truncated" in msg and f"found {keep:,} bytes" in msg
     assert "again" in msg and "legacy" not in msg and "install torch" not in msg.lower()
@@ -129,8 +120,8 @@ def test_truncated_zip_checkpoint_is_reported_as_truncated(tmp_path, where):
 def test_empty_checkpoint_is_reported_as_truncated(tmp_path):
     path = tmp_path / "empty.pt"
     path.write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty \\(0 bytes\\): truncated"):
-        load_checkpoint(path, reader="builtin")
+    with pytest.raises(common.CheckpointError, match="empty \\(0 bytes\\): truncated"):
+        common.load_checkpoint(path, reader="builtin")
 
 
 def test_truncated_zip_is_reported_before_torch_reads_it(tmp_path, monkeypatch):
@@ -139,8 +130,8 @@ def test_truncated_zip_is_reported_before_torch_reads_it(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=torch_load))
     path = _cut(FIXTURES / "torch_reader_cases.pt", tmp_path / "cut.pt", 1000)
-    with pytest.raises(CheckpointError, match="truncated or corrupted: it starts as a PyTorch zip"):
-        load_checkpoint(path, reader="torch")
+    with pytest.raises(common.CheckpointError, match="truncated or corrupted: it starts as a PyTorch zip"):
+        common.load_checkpoint(path, reader="torch")
 
 
 def _data_offset(path: Path, name: str) -> int:
@@ -160,8 +151,8 @@ def test_zip_record_with_a_bad_crc_is_reported_as_corrupted(tmp_path):
     raw[_data_offset(src, record)] ^= 0xFF
     path = tmp_path / "flipped.pt"
     path.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match="truncated or corrupted \\(Bad CRC-32") as err:
-        read_torch_zip(path)
+    with pytest.raises(common.CheckpointError, match="truncated or corrupted \\(Bad CRC-32") as err:
+        common.read_torch_zip(path)
     assert record in str(err.value) and "again" in str(err.value)
 
 
@@ -170,21 +161,21 @@ def test_bytes_missing_from_the_middle_are_reported_as_corrupted(tmp_path):
     raw = src.read_bytes()
     path = tmp_path / "gap.pt"
     path.write_bytes(raw[:200] + raw[1200:])
-    with pytest.raises(CheckpointError, match="truncated or corrupted") as err:
-        read_torch_zip(path)
+    with pytest.raises(common.CheckpointError, match="truncated or corrupted") as err:
+        common.read_torch_zip(path)
     assert "legacy" not in str(err.value)
 
 
 def test_a_web_page_saved_as_checkpoint_is_not_called_legacy(tmp_path):
     path = tmp_path / "model.pt"
     path.write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>")
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint: it starts with b'<!DOCTYPE"):
-        read_torch_zip(path)
+    with pytest.raises(common.CheckpointError, match="not a PyTorch checkpoint: it starts with b'<!DOCTYPE"):
+        common.read_torch_zip(path)
 
 
 def test_missing_file_error_names_the_path(tmp_path):
-    with pytest.raises(CheckpointError, match="no such file"):
-        load_checkpoint(tmp_path / "nope.pt", reader="builtin")
+    with pytest.raises(common.CheckpointError, match="no such file"):
+        common.load_checkpoint(tmp_path / "nope.pt", reader="builtin")
 
 
 def test_truncated_storage_is_reported(tmp_path):
@@ -196,71 +187,71 @@ def test_truncated_storage_is_reported(tmp_path):
             if "/data/" in item.filename:
                 data = data[: len(data) // 2 // 8 * 8]
             zout.writestr(item, data)
-    with pytest.raises(CheckpointError, match="storage"):
-        read_torch_zip(out)
+    with pytest.raises(common.CheckpointError, match="storage"):
+        common.read_torch_zip(out)
 
 
 def test_reader_choice_is_validated():
     with pytest.raises(ValueError, match="reader must be"):
-        load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="pickle")
+        common.load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="pickle")
 
 
 def test_detect_family_recognises_each_layout():
-    assert detect_family(["patch_embedding.weight", "encoder.pos_conv.0.weight_v"]) == "beats"
-    assert detect_family(["encoder.layers.0.fc1.weight", "quantize.embedding.weight"]) == "beats-tokenizer"
-    assert detect_family(["module.v.pos_embed", "module.mask_embed"]) == "ssast"
-    assert detect_family(["freq_new_pos_embed", "time_new_pos_embed"]) == "passt"
-    assert detect_family(["foo.bar"]) is None
+    assert common.detect_family(["patch_embedding.weight", "encoder.pos_conv.0.weight_v"]) == "beats"
+    assert common.detect_family(["encoder.layers.0.fc1.weight", "quantize.embedding.weight"]) == "beats-tokenizer"
+    assert common.detect_family(["module.v.pos_embed", "module.mask_embed"]) == "ssast"
+    assert common.detect_family(["freq_new_pos_embed", "time_new_pos_embed"]) == "passt"
+    assert common.detect_family(["foo.bar"]) is None
 
 
 @pytest.mark.parametrize("family", ["PaSST", "SSAST/AST"])
 def test_a_beats_file_given_to_a_state_dict_converter_is_named_as_beats(family):
     beats = FIXTURES / "beats_tiny.pt"
-    with pytest.raises(CheckpointError, match=f"not a {family} state dict.*BEATs"):
-        flat_state_dict(load_checkpoint(beats, reader="builtin"), str(beats), family=family)
+    with pytest.raises(common.CheckpointError, match=f"not a {family} state dict.*BEATs"):
+        common.flat_state_dict(common.load_checkpoint(beats, reader="builtin"), str(beats), family=family)
 
 
 def test_check_state_dict_lists_missing_unexpected_and_misshaped_keys():
     state = {"a": np.zeros((2, 3)), "b": np.zeros(4), "extra": np.zeros(1)}
-    with pytest.raises(CheckpointError) as err:
-        check_state_dict(state, {"a": (2, 3), "b": (5,), "c": (1,)}, family="beats")
+    with pytest.raises(common.CheckpointError) as err:
+        common.check_state_dict(state, {"a": (2, 3), "b": (5,), "c": (1,)}, family="beats")
     msg = str(err.value)
     assert "missing keys (1): c" in msg and "unexpected keys (1): extra" in msg and "b: file (4,) vs model (5,)" in msg
 
 
 def test_check_state_dict_names_the_real_family():
-    with pytest.raises(CheckpointError, match="SSAST checkpoint"):
-        check_state_dict({"module.v.pos_embed": np.zeros(1), "module.mask_embed": np.zeros(1)},
-                         {"patch_embedding.weight": (1,)}, family="beats")
+    with pytest.raises(common.CheckpointError, match="SSAST checkpoint"):
+        common.check_state_dict({"module.v.pos_embed": np.zeros(1), "module.mask_embed": np.zeros(1)},
+                                {"patch_embedding.weight": (1,)}, family="beats")
 
 
 def test_check_state_dict_accepts_an_exact_match_and_ignored_keys():
-    check_state_dict({"a": np.zeros(2), "head": np.zeros(1)}, {"a": (2,)}, family="x", ignore=["head"])
+    common.check_state_dict({"a": np.zeros(2), "head": np.zeros(1)}, {"a": (2,)}, family="x", ignore=["head"])
 
 
 def test_strip_prefix_only_touches_prefixed_keys():
-    assert strip_prefix({"module.a": 1, "b": 2}, "module.") == {"a": 1, "b": 2}
+    assert common.strip_prefix({"module.a": 1, "b": 2}, "module.") == {"a": 1, "b": 2}
 
 
 def test_assign_params_is_all_or_nothing():
     lin = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
     before = np.asarray(lin.kernel[...]).copy()
-    with pytest.raises(CheckpointError, match="bias: model \\(3,\\) vs value \\(4,\\)"):
-        assign_params(lin, {("kernel",): np.ones((2, 3)), ("bias",): np.ones(4)})
+    with pytest.raises(common.CheckpointError, match="bias: model \\(3,\\) vs value \\(4,\\)"):
+        common.assign_params(lin, {("kernel",): np.ones((2, 3)), ("bias",): np.ones(4)})
     np.testing.assert_array_equal(lin.kernel[...], before)
 
 
 def test_assign_params_requires_every_parameter():
     lin = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
-    with pytest.raises(CheckpointError, match="bias: no value given"):
-        assign_params(lin, {("kernel",): np.ones((2, 3))})
-    assign_params(lin, {("kernel",): np.ones((2, 3)), ("bias",): np.arange(3.0)})
+    with pytest.raises(common.CheckpointError, match="bias: no value given"):
+        common.assign_params(lin, {("kernel",): np.ones((2, 3))})
+    common.assign_params(lin, {("kernel",): np.ones((2, 3)), ("bias",): np.arange(3.0)})
     np.testing.assert_array_equal(lin.bias[...], [0, 1, 2])
 
 
 def test_torch_load_path_when_torch_is_installed():
     pytest.importorskip("torch")
-    got = load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="torch")
+    got = common.load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="torch")
     np.testing.assert_array_equal(got["i64"], np.load(FIXTURES / "torch_reader_cases.npz")["i64"])
 
 
@@ -269,31 +260,25 @@ def test_builtin_reader_on_a_bytes_pickle_protocol_2_roundtrip(tmp_path):
     pickle.dump({"k": b"\x01\x02"}, buf, protocol=2)
     with zipfile.ZipFile(tmp_path / "b.pt", "w") as zf:
         zf.writestr("x/data.pkl", buf.getvalue())
-    assert read_torch_zip(tmp_path / "b.pt") == {"k": b"\x01\x02"}
+    assert common.read_torch_zip(tmp_path / "b.pt") == {"k": b"\x01\x02"}
 
 
 def test_build_with_params_fills_an_abstract_module_and_seeds_its_rng_streams():
-    from audiorep.models.convert.common import build_with_params
-
     build = lambda: nnx.Sequential(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), nnx.Dropout(0.5, rngs=nnx.Rngs(1)))
     values = {("layers", 0, "kernel"): np.ones((2, 3)), ("layers", 0, "bias"): np.arange(3.0)}
-    model = build_with_params(build, values)
+    model = common.build_with_params(build, values)
     np.testing.assert_array_equal(model.layers[0](np.ones((1, 2), np.float32)), [[2.0, 3.0, 4.0]])
     dropped = np.asarray(model.layers[1](np.ones((1000,), np.float32), deterministic=False))
     assert 0.3 < (dropped == 0).mean() < 0.7
 
 
 def test_build_with_params_reports_a_forgotten_parameter():
-    from audiorep.models.convert.common import build_with_params
-
-    with pytest.raises(CheckpointError, match="bias: no value given"):
-        build_with_params(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(0)), {("kernel",): np.ones((2, 3))})
+    with pytest.raises(common.CheckpointError, match="bias: no value given"):
+        common.build_with_params(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(0)), {("kernel",): np.ones((2, 3))})
 
 
 def test_zip_reader_honours_a_big_endian_byte_order_record(tmp_path, monkeypatch):
     """Rewrite the fixture as a big-endian machine would have saved it; the values must not change."""
-    from audiorep.models.convert import common
-
     dtypes = {}
     original = common._WeightsUnpickler.persistent_load
 
@@ -302,7 +287,7 @@ def test_zip_reader_honours_a_big_endian_byte_order_record(tmp_path, monkeypatch
         return original(self, pid)
 
     monkeypatch.setattr(common._WeightsUnpickler, "persistent_load", spy)
-    little = read_torch_zip(FIXTURES / "torch_reader_cases.pt")
+    little = common.read_torch_zip(FIXTURES / "torch_reader_cases.pt")
     monkeypatch.setattr(common._WeightsUnpickler, "persistent_load", original)
     out = tmp_path / "big.pt"
     with zipfile.ZipFile(FIXTURES / "torch_reader_cases.pt") as zin, zipfile.ZipFile(out, "w") as zout:
@@ -319,7 +304,7 @@ def test_zip_reader_honours_a_big_endian_byte_order_record(tmp_path, monkeypatch
             zout.writestr(name, data)
         if prefix + "byteorder" not in names:
             zout.writestr(prefix + "byteorder", b"big")
-    big = read_torch_zip(out)
+    big = common.read_torch_zip(out)
     for name in ("f32_transposed", "f16", "i64", "f64_scalar", "shared_b"):
         np.testing.assert_array_equal(big[name], little[name])
         assert big[name].dtype.isnative
@@ -329,7 +314,7 @@ def test_torch_reader_without_torch_says_how_to_get_it():
     try:
         import torch  # noqa: F401
     except ImportError:
-        with pytest.raises(CheckpointError, match="audiorep\\[convert\\]"):
-            load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="torch")
+        with pytest.raises(common.CheckpointError, match="audiorep\\[convert\\]"):
+            common.load_checkpoint(FIXTURES / "torch_reader_cases.pt", reader="torch")
     else:
         pytest.skip("torch is installed here")
