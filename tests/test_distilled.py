@@ -16,24 +16,36 @@ from audiorep.models import model_dir
 from audiorep.models.ast import PRESETS as AST_PRESETS
 from audiorep.models.ast import ASTEncoder
 from audiorep.models.beats import BEATS_TINY, BEATsEncoder
+from audiorep.models.layers import EncoderOutput
 from audiorep.pretrain import distill, trainer
 from audiorep.pretrain.config import ConfigError
-from audiorep.tokenizers.distilled import TOKENIZER_PRESETS, AcousticTokenizer, FrozenWeight, TokenizerConfig
+from audiorep.tokenizers.distilled import (
+    TOKENIZER_PRESETS,
+    AcousticTokenizer,
+    FrozenWeight,
+    TokenizerConfig,
+    time_major_tokens,
+)
 from audiorep.tokenizers.tokenizer_dir import load_tokenizer_dir
 from audiorep.tokenizers.vq import NormEMAVectorQuantizer
 
 TINY = TOKENIZER_PRESETS["beats-tokenizer-tiny"]
 
 
+@nnx.jit
+def _train_step(tok: AcousticTokenizer, feats: jax.Array) -> None:
+    tok(feats, train=True, rng=jax.random.PRNGKey(0))
+
+
 def _trained_once(seed: int = 0) -> tuple[AcousticTokenizer, jax.Array]:
     tok = AcousticTokenizer(TINY, rngs=nnx.Rngs(seed))
     feats = jax.random.normal(jax.random.PRNGKey(seed + 1), (2, 64, 128))
-    tok(feats, train=True, rng=jax.random.PRNGKey(0))  # k-means init of the codebook on this batch
+    _train_step(tok, feats)  # k-means init of the codebook on this batch
     return tok, feats
 
 
 def test_tokenizer_has_the_official_pieces():
-    tok = AcousticTokenizer(TINY, rngs=nnx.Rngs(0))
+    tok = nnx.eval_shape(lambda: AcousticTokenizer(TINY, rngs=nnx.Rngs(0)))
     assert isinstance(tok.encoder, BEATsEncoder)
     assert isinstance(tok.quantize, NormEMAVectorQuantizer)
     assert tok.quantize_layer.fc1.kernel.shape == (64, 64)
@@ -156,3 +168,20 @@ def test_a_teacher_with_another_patch_grid_is_refused(tmp_path):
                              encoder_config=ast_cfg, frontend=get_frontend("beats"))
     with pytest.raises(ConfigError, match="grid"):
         distill.build(distill.stage_config(_distill_config(tmp_path, 1), teacher=str(path)))
+
+
+def test_frequency_major_teacher_tokens_are_put_in_time_major_order():
+    f, t = 2, 3
+    tokens = jnp.arange(f * t, dtype=jnp.float32).reshape(1, f * t, 1)  # token n sits at (f, t) = divmod(n, T)
+    out = EncoderOutput(tokens=tokens, cls=None, hidden=None, grid=(f, t), time_major=False)
+    # time-major order walks (t, f): (0,0) (0,1) (1,0) (1,1) (2,0) (2,1) -> frequency-major indices f * T + t
+    np.testing.assert_array_equal(time_major_tokens(out)[0, :, 0], [0, 3, 1, 4, 2, 5])
+
+
+def test_an_ast_teacher_with_the_tokenizers_patch_grid_is_accepted(tmp_path):
+    path = tmp_path / "ast_teacher"
+    ast_cfg = AST_PRESETS["ssast-patch-tiny"]  # 16 x 16 patches, stride 16: the tokenizer's grid
+    model_dir.save_model_dir(path, family="ast", encoder=ASTEncoder(ast_cfg, rngs=nnx.Rngs(0)),
+                             encoder_config=ast_cfg, frontend=get_frontend("beats"))
+    task, _ = distill.build(distill.stage_config(_distill_config(tmp_path, 1), teacher=str(path)))
+    assert task.model.estimator.head.kernel.shape[-1] == ast_cfg.dim

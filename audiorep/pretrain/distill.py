@@ -3,7 +3,8 @@ section 3.2).
 
 A frozen teacher encoder (a model directory: the previous iteration's export, or a converted official BEATs)
 and an `AcousticTokenizer` read the same features; an estimator reconstructs the teacher's last layer from the
-tokenizer's quantised codes (cosine loss + VQ commitment; tokenizers/distilled.py `Distillation`). It is a
+tokenizer's quantised codes (`Distillation`: cosine loss + VQ commitment; the models are in
+tokenizers/distilled.py). It is a
 normal trainer run (pretrain/trainer.py): sharded over the mesh, checkpointed (the VQ codebook state and the
 frozen teacher travel in the checkpoint as non-trained state) and resumed by rerunning the same command; at the
 end the tokenizer alone is exported as a tokenizer directory (tokenizers/tokenizer_dir.py), which
@@ -52,19 +53,58 @@ from audiorep.data import pipeline
 from audiorep.models import model_dir
 from audiorep.pretrain import experiment
 from audiorep.pretrain.config import ConfigError
+from audiorep.pretrain.objectives import fit_frames
 from audiorep.pretrain.trainer import IteratorFactory, Task, Trainer, TrainResult, check_workdir, with_defaults
 from audiorep.tokenizers.distilled import (
     TOKENIZER_PRESETS,
     AcousticTokenizer,
-    Distillation,
     DistillationModel,
     TokenizerConfig,
+    time_major_tokens,
 )
 from audiorep.tokenizers.tokenizer_dir import save_tokenizer_dir
+from audiorep.tokenizers.vq import l2norm
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAMES = 1024  # BEATs' 10.24 s training window
+
+
+class Distillation:
+    """Tokenizer distillation (BEATs, arXiv 2212.09058 section 3.2): batch {'audio': f32[B, samples]} -> (loss,
+    metrics), the trainer's objective signature.
+
+    The frontend turns the audio into features, which the frozen teacher encoder and the tokenizer both read (so
+    they share the patch grid); the tokenizer quantises its patches (the VQ updates its codebook from the batch),
+    the estimator maps the quantised vectors (straight-through) to the teacher's last layer, and
+    loss = mean over patches of (1 - cos(estimate, teacher)) + the VQ commitment loss (beta = 1).
+    Metrics: cosine (mean cosine similarity), vq_loss, vq_usage, vq_perplexity (and vq_restarted with restart).
+    frames: cut or pad the features to this many frames (None: as the frontend gives them).
+    """
+
+    def __init__(self, frontend, *, frames: int | None = None):
+        self.frontend, self.frames = frontend, frames
+
+    def features(self, audio: jax.Array, key: jax.Array) -> jax.Array:
+        return fit_frames(self.frontend(audio, key=key, train=True), self.frames)
+
+    def targets(self, model: DistillationModel, feats: jax.Array) -> jax.Array:
+        """The teacher's last layer, never differentiated.  f32[B, frames, mels] -> f32[B, N, D_teacher]."""
+        out = model.teacher(feats, deterministic=True)
+        return jax.lax.stop_gradient(time_major_tokens(out).astype(jnp.float32))
+
+    def __call__(self, model: DistillationModel, batch, rng: jax.Array):
+        k_front, k_vq = jax.random.split(rng)
+        feats = self.features(batch["audio"], k_front)
+        target = self.targets(model, feats)
+        vq = model.tokenizer(feats, train=True, rng=k_vq)
+        if vq.quantized.shape[:2] != target.shape[:2]:
+            raise ValueError(f"the teacher gives {target.shape[1]} tokens per clip and the tokenizer "
+                             f"{vq.quantized.shape[1]}: they must cut the features into the same patch grid.")
+        estimate = model.estimator(vq.quantized, deterministic=False).astype(jnp.float32)
+        cosine = jnp.mean(jnp.sum(l2norm(estimate) * l2norm(target), axis=-1))
+        loss = (1.0 - cosine) + vq.loss
+        return loss, dict(vq.metrics, cosine=cosine)
 
 
 def default_distill_config() -> ml_collections.ConfigDict:

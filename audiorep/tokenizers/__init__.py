@@ -5,8 +5,8 @@ teacher: a later iteration's targets, k-means codes of a pretrained teacher enco
 in context). BEATs' own later tokenizers are trained by self-distillation with a VQ codebook:
 vq: the NormEMA vector quantiser (official k-means init and norm-EMA codewords, straight-through, commitment
 loss, optional dead-code restart); distilled: the `AcousticTokenizer` (BEATs Transformer + quantize layer + vq;
-`labels(feats)` = official extract_labels), its estimator and the `Distillation` objective, trained from a frozen
-teacher encoder by pretrain/distill.py.
+`labels(feats)` = official extract_labels) and its estimator, trained from a frozen teacher encoder by
+pretrain/distill.py (the `Distillation` objective).
 tokenizer_dir: the on-disk tokenizer directory (official checkpoints converted by `audiorep convert
 beats-tokenizer`, distilled tokenizers' exports): `load_tokenizer_dir(path).labels_from_audio(audio)`.
 token_file: codes of a folder of audio in one .npz (`audiorep tokens extract`); bpe: sentencepiece BPE over them,
@@ -17,7 +17,6 @@ from audiorep.tokenizers.bpe import AcousticBPE, BPEError
 from audiorep.tokenizers.distilled import (
     TOKENIZER_PRESETS,
     AcousticTokenizer,
-    Distillation,
     DistillationModel,
     Estimator,
     TokenizerConfig,
@@ -36,7 +35,7 @@ from audiorep.tokenizers.token_file import (
 from audiorep.tokenizers.tokenizer_dir import TokenizerBundle, load_tokenizer_dir, save_tokenizer_dir
 from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput
 
-__all__ = ["TOKENIZER_PRESETS", "AcousticBPE", "AcousticTokenizer", "BPEError", "Distillation", "DistillationModel",
+__all__ = ["TOKENIZER_PRESETS", "AcousticBPE", "AcousticTokenizer", "BPEError", "DistillationModel",
            "Estimator", "NormEMAVectorQuantizer", "RandomProjectionLabeler", "RandomProjectionTokenizer",
            "TeacherTokenizer", "TokenError", "TokenFile", "TokenizerBundle", "TokenizerConfig", "VQOutput",
            "extract_tokens", "load_labeler", "load_tokenizer_dir", "load_tokens", "save_tokenizer_dir", "save_tokens",

@@ -10,6 +10,10 @@ output (official `extract_labels`); labels are time-major (token n = t * F + f),
 
 Official checkpoints (Tokenizer_iter3.pt ...) load into it through models/convert/beats_tokenizer.py; trained
 ones are written as tokenizer directories (tokenizers/tokenizer_dir.py).
+
+Training (section 3.2): an `Estimator` (a small Transformer) reconstructs a frozen teacher encoder's last layer
+from the tokenizer's quantised vectors; `DistillationModel` holds the three (the teacher's weights frozen by
+`freeze`), pretrain/distill.py has the objective and runs it through the trainer.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from flax import nnx
 
 from audiorep.models.beats import BEATsConfig, BEATsEncoder
 from audiorep.models.layers import LayerNorm, Linear, TransformerBlock, torch_linear_init, trunc_normal_02
-from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput, l2norm
+from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,45 +256,3 @@ class DistillationModel(nnx.Module):
                                    int(estimator_depth), int(teacher_dim),
                                    rngs=nnx.Rngs(jax.random.fold_in(jax.random.PRNGKey(seed), 7)))
         self.teacher = freeze(teacher)
-
-
-class Distillation:
-    """Tokenizer distillation (BEATs, arXiv 2212.09058 section 3.2): batch {'audio': f32[B, samples]} -> (loss,
-    metrics), the trainer's objective signature.
-
-    The frontend turns the audio into features, which the frozen teacher encoder and the tokenizer both read (so
-    they share the patch grid); the tokenizer quantises its patches (the VQ updates its codebook from the batch),
-    the estimator maps the quantised vectors (straight-through) to the teacher's last layer, and
-    loss = mean over patches of (1 - cos(estimate, teacher)) + the VQ commitment loss (beta = 1).
-    Metrics: cosine (mean cosine similarity), vq_loss, vq_usage, vq_perplexity (and vq_restarted with restart).
-    frames: cut or pad the features to this many frames (None: as the frontend gives them).
-    """
-
-    def __init__(self, frontend, *, frames: int | None = None):
-        self.frontend, self.frames = frontend, frames
-
-    def features(self, audio: jax.Array, key: jax.Array) -> jax.Array:
-        feats = self.frontend(audio, key=key, train=True)
-        if self.frames is None or feats.shape[1] == self.frames:
-            return feats
-        if feats.shape[1] > self.frames:
-            return feats[:, :self.frames]
-        return jnp.pad(feats, ((0, 0), (0, self.frames - feats.shape[1]), (0, 0)))
-
-    def targets(self, model: DistillationModel, feats: jax.Array) -> jax.Array:
-        """The teacher's last layer, never differentiated.  f32[B, frames, mels] -> f32[B, N, D_teacher]."""
-        out = model.teacher(feats, deterministic=True)
-        return jax.lax.stop_gradient(time_major_tokens(out).astype(jnp.float32))
-
-    def __call__(self, model: DistillationModel, batch, rng: jax.Array):
-        k_front, k_vq = jax.random.split(rng)
-        feats = self.features(batch["audio"], k_front)
-        target = self.targets(model, feats)
-        vq = model.tokenizer(feats, train=True, rng=k_vq)
-        if vq.quantized.shape[:2] != target.shape[:2]:
-            raise ValueError(f"the teacher gives {target.shape[1]} tokens per clip and the tokenizer "
-                             f"{vq.quantized.shape[1]}: they must cut the features into the same patch grid.")
-        estimate = model.estimator(vq.quantized, deterministic=False).astype(jnp.float32)
-        cosine = jnp.mean(jnp.sum(l2norm(estimate) * l2norm(target), axis=-1))
-        loss = (1.0 - cosine) + vq.loss
-        return loss, dict(vq.metrics, cosine=cosine)
