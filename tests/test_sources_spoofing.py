@@ -9,7 +9,7 @@ import pytest
 from test_sources import write_clip
 from test_sources_datasets import make_asvspoof, make_in_the_wild
 
-from audiorep.data.sources import DatasetError, read_dataset
+from audiorep.data.sources import READERS, DatasetError, read_asvspoof2021, read_dataset
 
 
 def by_name(index):
@@ -151,6 +151,16 @@ def test_asvspoof2021_df_finds_clips_in_every_archive_part_and_keeps_the_source(
     assert vcc["source"] == "vcc2020" and vcc["attack_id"] == "Task1-team20" and vcc["language"] == "E"
     assert vcc["vocoder"] == "neural_vocoder_nonautoregressive" and vcc["gender_pair"] == "FF"
     assert recs["DF_E_2000011.flac"].info["source"] == "asvspoof" and "language" not in recs["DF_E_2000011.flac"].info
+
+
+def test_asvspoof2021_track_readers_fix_their_track(tmp_path):
+    root = make_asvspoof2021(tmp_path, "DF")
+    assert "track" not in READERS["asvspoof2021_df"].options
+    with pytest.raises(DatasetError, match=r"reader 'asvspoof2021_la' has no option\(s\) \['track'\]"):
+        read_dataset("asvspoof2021_la", root, track="DF")
+    assert len(read_asvspoof2021(root, track="DF")) == len(read_dataset("asvspoof2021_df", root)) == 4
+    with pytest.raises(DatasetError, match="unknown ASVspoof 2021 track 'PA'; tracks are"):
+        read_asvspoof2021(root, track="PA")
 
 
 def test_asvspoof2021_finds_keys_unpacked_under_their_archive_folder(tmp_path):

@@ -23,6 +23,7 @@ language, source, word) in `Record.info`, for the cross-domain protocols and per
 from audiorep.data.sources.asvspoof import (
     SPOOF_CLASSES,
     read_asvspoof2019_la,
+    read_asvspoof2021,
     read_asvspoof2021_df,
     read_asvspoof2021_la,
 )
@@ -69,8 +70,8 @@ __all__ = [
     "KWS_WORDS", "METADATA_KEYS", "READERS", "SILENCE", "SONICS_CLASSES", "SPEECH_COMMANDS_WORDS", "SPLITS",
     "SPOOF_CLASSES", "UNKNOWN", "AudioCheck", "DatasetError", "DatasetIndex", "FileIndex", "Reader", "Record",
     "audio_extensions", "check_audio", "check_unique", "drop_missing", "files_under", "metadata_extra",
-    "parse_bool", "parse_float", "parse_int", "read_asvspoof2019_la", "read_asvspoof2021_df",
-    "read_asvspoof2021_la", "read_audioset", "read_csv_rows", "read_dataset", "read_deepfake_folder", "read_esc50",
-    "read_folder", "read_in_the_wild", "read_mlaad", "read_sonics", "read_speech_commands", "require_dir",
-    "require_file",
+    "parse_bool", "parse_float", "parse_int", "read_asvspoof2019_la", "read_asvspoof2021",
+    "read_asvspoof2021_df", "read_asvspoof2021_la", "read_audioset", "read_csv_rows", "read_dataset",
+    "read_deepfake_folder", "read_esc50", "read_folder", "read_in_the_wild", "read_mlaad", "read_sonics",
+    "read_speech_commands", "require_dir", "require_file",
 ]

@@ -8,6 +8,7 @@ Every record carries the metadata the protocols hold out (`attack_id` on spoofed
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,7 +118,44 @@ def _flac_dirs(root: Path, track: str, audio_dir: str | None) -> list[Path]:
     return found
 
 
-def _read_asvspoof2021(track: str, root, keys, audio_dir, subsets, train_root) -> DatasetIndex:
+def read_asvspoof2021(
+    root: str | os.PathLike,
+    *,
+    track: str = "LA",
+    keys: str | None = None,
+    audio_dir: str | None = None,
+    subsets: Sequence[str] = ("eval",),
+    train_root: str | None = None,
+) -> DatasetIndex:
+    """ASVspoof 2021 logical access ('LA') or speech deepfake ('DF') evaluation set with its keys; bonafide = 0,
+    spoof = 1, group = speaker. The registered readers asvspoof2021_la / asvspoof2021_df are this reader with the
+    track fixed (`read_asvspoof2021_la`, `read_asvspoof2021_df`).
+
+    Layout (root), LA: ASVspoof2021_LA_eval/flac/<TRIAL>.flac and the unpacked LA-keys-full.tar.gz,
+    keys/LA/CM/trial_metadata.txt (also found at LA-keys-full/keys/LA/CM/, LA/CM/ or CM/). Key lines are
+    `SPEAKER TRIAL CODEC TRANSMISSION ATTACK KEY TRIM SUBSET`, e.g. `LA_0009 LA_E_9332881 alaw ita_tx A07 spoof
+    notrim eval`. Records: split 'test'; metadata speaker, attack_id (A07-A19, spoofed clips), and info codec,
+    transmission, trim, subset.
+
+    Layout (root), DF: ASVspoof2021_DF_eval/flac/<TRIAL>.flac, or the four archive parts
+    ASVspoof2021_DF_eval_partNN/ASVspoof2021_DF_eval/flac/, and the unpacked DF-keys-full.tar.gz,
+    keys/DF/CM/trial_metadata.txt (also found at DF-keys-full/keys/DF/CM/, DF/CM/ or CM/). Key lines are
+    `SPEAKER TRIAL CODEC SOURCE ATTACK KEY TRIM SUBSET VOCODER TASK TEAM GENDER_PAIR LANGUAGE`, e.g.
+    `LA_0023 DF_E_2000011 nocodec asvspoof A14 spoof notrim progress traditional_vocoder - - - -`. Records:
+    split 'test'; metadata speaker, attack_id (spoofed clips), source (asvspoof, vcc2018, vcc2020), language
+    where given; info codec, vocoder, task, team, gender_pair, trim, subset.
+
+    Args:
+      track: 'LA' or 'DF'.
+      keys: the trial_metadata.txt to read (absolute or relative to root), when it is elsewhere.
+      audio_dir: the folder of the eval .flac files, when it is elsewhere.
+      subsets: key subsets to keep: 'eval' (the official scoring subset), 'progress', 'hidden'.
+      train_root: an ASVspoof 2019 LA folder: its train (-> 'train') and dev (-> 'validation') protocols are
+        added, which is the challenge's protocol (train on 2019 LA, score on 2021).
+    """
+    if track not in ASV2021_COLUMNS:
+        raise DatasetError(f"unknown ASVspoof 2021 track {track!r}; tracks are {sorted(ASV2021_COLUMNS)}.")
+    subsets = tuple(subsets)
     name = f"asvspoof2021_{track.lower()}"
     root = common.require_dir(Path(root).expanduser().resolve(), f"ASVspoof 2021 {track} folder",
                               f"Pass the folder holding ASVspoof2021_{track}_eval/ and the unpacked {track} keys.")
@@ -177,50 +215,5 @@ def _read_asvspoof2021(track: str, root, keys, audio_dir, subsets, train_root) -
                         listed=listed, missing=missing)
 
 
-def read_asvspoof2021_la(
-    root: str | os.PathLike,
-    *,
-    keys: str | None = None,
-    audio_dir: str | None = None,
-    subsets: Sequence[str] = ("eval",),
-    train_root: str | None = None,
-) -> DatasetIndex:
-    """ASVspoof 2021 logical access evaluation set with its keys; bonafide = 0, spoof = 1, group = speaker.
-
-    Layout (root): ASVspoof2021_LA_eval/flac/<TRIAL>.flac and the unpacked LA-keys-full.tar.gz,
-    keys/LA/CM/trial_metadata.txt (also found at LA-keys-full/keys/LA/CM/, LA/CM/ or CM/). Key lines are
-    `SPEAKER TRIAL CODEC TRANSMISSION ATTACK KEY TRIM SUBSET`, e.g. `LA_0009 LA_E_9332881 alaw ita_tx A07 spoof
-    notrim eval`. Records: split 'test'; metadata speaker, attack_id (A07-A19, spoofed clips), and info codec,
-    transmission, trim, subset.
-
-    Args:
-      keys: the trial_metadata.txt to read (absolute or relative to root), when it is elsewhere.
-      audio_dir: the folder of the eval .flac files, when it is elsewhere.
-      subsets: key subsets to keep: 'eval' (the official scoring subset), 'progress', 'hidden'.
-      train_root: an ASVspoof 2019 LA folder: its train (-> 'train') and dev (-> 'validation') protocols are
-        added, which is the challenge's protocol (train on 2019 LA, score on 2021).
-    """
-    return _read_asvspoof2021("LA", root, keys, audio_dir, tuple(subsets), train_root)
-
-
-def read_asvspoof2021_df(
-    root: str | os.PathLike,
-    *,
-    keys: str | None = None,
-    audio_dir: str | None = None,
-    subsets: Sequence[str] = ("eval",),
-    train_root: str | None = None,
-) -> DatasetIndex:
-    """ASVspoof 2021 speech deepfake evaluation set with its keys; bonafide = 0, spoof = 1, group = speaker.
-
-    Layout (root): ASVspoof2021_DF_eval/flac/<TRIAL>.flac, or the four archive parts
-    ASVspoof2021_DF_eval_partNN/ASVspoof2021_DF_eval/flac/, and the unpacked DF-keys-full.tar.gz,
-    keys/DF/CM/trial_metadata.txt (also found at DF-keys-full/keys/DF/CM/, DF/CM/ or CM/). Key lines are
-    `SPEAKER TRIAL CODEC SOURCE ATTACK KEY TRIM SUBSET VOCODER TASK TEAM GENDER_PAIR LANGUAGE`, e.g.
-    `LA_0023 DF_E_2000011 nocodec asvspoof A14 spoof notrim progress traditional_vocoder - - - -`. Records:
-    split 'test'; metadata speaker, attack_id (spoofed clips), source (asvspoof, vcc2018, vcc2020), language
-    where given; info codec, vocoder, task, team, gender_pair, trim, subset.
-
-    Args: as for `read_asvspoof2021_la`.
-    """
-    return _read_asvspoof2021("DF", root, keys, audio_dir, tuple(subsets), train_root)
+read_asvspoof2021_la = functools.partial(read_asvspoof2021, track="LA")
+read_asvspoof2021_df = functools.partial(read_asvspoof2021, track="DF")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable
@@ -29,9 +30,10 @@ class Reader:
 
     @property
     def options(self) -> dict[str, inspect.Parameter]:
-        """Keyword options of the reader (everything but root)."""
+        """Keyword options of the reader (everything but root, and what a `functools.partial` reader fixes)."""
+        fixed = set(self.fn.keywords) if isinstance(self.fn, functools.partial) else set()
         params = inspect.signature(self.fn).parameters
-        return {k: p for k, p in params.items() if k != "root"}
+        return {k: p for k, p in params.items() if k != "root" and k not in fixed}
 
 
 READERS: dict[str, Reader] = {
