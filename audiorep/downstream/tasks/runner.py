@@ -19,7 +19,7 @@ from audiorep.downstream.tasks.catalog import get_task
 from audiorep.downstream.tasks.groups import group_report
 from audiorep.downstream.tasks.protocols import cross_domain_splits, protocol_column, summarise
 from audiorep.downstream.tasks.songs import SongTaskSpec, run_songs
-from audiorep.downstream.tasks.spec import TaskSpec
+from audiorep.downstream.tasks.spec import TaskSpec, resolve_grid
 from audiorep.downstream.tasks.splits import TaskError
 
 
@@ -108,12 +108,7 @@ def run(task: str | TaskSpec, embedder, data_root: str | os.PathLike, cache: Emb
     emb = cache.embed(embedder, used, crop_s=spec.crop_s, progress=progress, desc=f"embed {spec.name}")
     emb = np.asarray(emb, np.float32)
     n_cls = len(index.classes)
-    if isinstance(grid, str):
-        grid_obj = P.make_grid(grid, seed, repeats=repeats)
-    elif repeats != 1:
-        raise TaskError("repeats applies to a named grid; a probes.Grid carries its own (Grid.repeats).")
-    else:
-        grid_obj = grid
+    grid_obj = resolve_grid(grid, P.make_grid, seed, repeats, "probes.Grid")
     per_split, sizes, detection, tests = [], [], [], []
     detecting = spec.positive is not None and n_cls == 2 and not index.multilabel
     bar = _bar(len(splits), f"probe {spec.name}", progress)

@@ -49,7 +49,7 @@ from audiorep.data.sources import DatasetError, DatasetIndex, Record
 from audiorep.downstream import metrics as M
 from audiorep.downstream.cache import EmbeddingCache, source_spec
 from audiorep.downstream.leaderboard import Result
-from audiorep.downstream.tasks.spec import TaskSpec
+from audiorep.downstream.tasks.spec import TaskSpec, resolve_grid
 from audiorep.downstream.tasks.splits import Split, TaskError, check_no_group_leakage, official_splits
 
 SONICS_DURATIONS: tuple[float | None, ...] = (5.0, 10.0, 30.0, None)  # None = the whole song
@@ -329,12 +329,7 @@ def run_songs(task: str | SongTaskSpec, embedder, data_root: str | os.PathLike, 
         if chunking.chunk_s else f"{spec.name}: {len(songs):,} songs, one window per duration")
     table = chunk_songs(songs, [song_seconds(r) for r in songs], chunking)
     emb = embed_chunks(table, embedder, cache, progress=progress, say=say, task=spec.name)
-    if isinstance(grid, str):
-        grid_obj = mil.make_head_grid(grid, seed, repeats=repeats)
-    elif repeats != 1:
-        raise TaskError("repeats applies to a named grid; a mil.HeadGrid carries its own (HeadGrid.repeats).")
-    else:
-        grid_obj = grid
+    grid_obj = resolve_grid(grid, mil.make_head_grid, seed, repeats, "mil.HeadGrid")
     fake = spec.fake_class
     bounds = np.cumsum([0] + [len(p) for p in parts.values()])
     labels = {name: np.array([r.labels[0] for r in part], np.int32) for name, part in parts.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,3 +96,15 @@ class TaskSpec:
             f"--allow-missing (tasks.run(..., allow_missing=True)) to probe the {counts['present']:,} present files; "
             "the result row records the counts."
         )
+
+
+def resolve_grid(grid, make: Callable, seed: int, repeats: int, kind: str):
+    """The head grid a task run trains: `make(grid, seed, repeats=repeats)` for a grid named by a string, a grid
+    object as it is (it carries its own repeats, so `repeats` must stay 1). kind: the grid's type as the error names
+    it (e.g. 'probes.Grid')."""
+    if isinstance(grid, str):
+        return make(grid, seed, repeats=repeats)
+    if repeats != 1:
+        cls = kind.rsplit(".", 1)[-1]
+        raise TaskError(f"repeats applies to a named grid; a {kind} carries its own ({cls}.repeats).")
+    return grid
