@@ -78,6 +78,21 @@ def test_distilled_iterations_alternate_tokenizer_and_encoder_stages(tmp_path):
         "distilled", plan[1].export, 20)
 
 
+def test_with_an_export_dir_each_tokenizer_exports_beside_the_encoders(tmp_path):
+    cfg = _config(tmp_path, "iterations.count=2", "iterations.tokenizer=distilled",
+                  f"train.export_dir={tmp_path / 'out'}")
+    cfg.model.family = "beats"
+    assert [s.export for s in iterations.stages(cfg, "gs://bucket/run")] == [
+        str(tmp_path / "out" / "iter1"), str(tmp_path / "out" / "tokenizer2"), str(tmp_path / "out" / "iter2")]
+
+
+def test_a_remote_workdir_without_a_local_export_dir_is_refused_before_training(tmp_path):
+    cfg = _config(tmp_path, "iterations.count=2")
+    with pytest.raises(config_lib.ConfigError, match="--config.train.export_dir=LOCAL_DIR"):
+        iterations.run(cfg, "gs://bucket/run")
+    assert not (tmp_path / "syn").exists()  # nothing was generated nor read
+
+
 def test_given_directories_stand_in_for_their_stages(tmp_path):
     given_encoder, given_tokenizer = tmp_path / "official_encoder", tmp_path / "official_tokenizer"
     given_encoder.mkdir()

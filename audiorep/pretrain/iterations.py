@@ -8,7 +8,8 @@ section 3) as a sequence of stages, each a normal resumable trainer run in its o
   WORKDIR/iter2              encoder 2 on tokenizer 2's labels
   ...                        and so on up to iterN; each encoder exports to WORKDIR/iter<k>/export
                              (`audiorep.load` opens it), each tokenizer to WORKDIR/iter<k>/tokenizer/export
-                             (a tokenizer directory, tokenizers/tokenizer_dir.py)
+                             (a tokenizer directory, tokenizers/tokenizer_dir.py); with train.export_dir
+                             (needed by a remote workdir): EXPORT/iter<k> and EXPORT/tokenizer<k>
 
 Tokenizers of iterations k > 1 (`iterations.tokenizer`):
 - 'distilled' (the default: the paper's recipe): a BEATs-style Transformer tokenizer with a NormEMA VQ codebook,
@@ -58,15 +59,17 @@ import math
 import os
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from etils import epath
+from jax.experimental import multihost_utils
 
 from audiorep.pretrain import distill, experiment
 from audiorep.pretrain.config import ConfigError
 from audiorep.pretrain.objectives import fit_frames
-from audiorep.pretrain.trainer import Trainer, TrainError, TrainResult, check_workdir, with_defaults
+from audiorep.pretrain.trainer import Trainer, TrainError, TrainResult, check_workdir, is_remote, with_defaults
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +111,14 @@ def export_dir(config: ml_collections.ConfigDict, workdir: str | os.PathLike, k:
 
 
 def tokenizer_export_dir(config: ml_collections.ConfigDict, workdir: str | os.PathLike, k: int) -> str:
-    """Where iteration k exports its distilled tokenizer: train.export_dir/iter<k>/tokenizer when set, else
-    WORKDIR/iter<k>/tokenizer/export (tokenizer directories are local, as model directories)."""
+    """Where iteration k exports its distilled tokenizer: train.export_dir/tokenizer<k> when set (beside, not
+    inside, the encoder's export, which a re-export replaces), else WORKDIR/iter<k>/tokenizer/export."""
     base = config.train.get("export_dir")
-    return str(Path(base) / f"iter{k}" / "tokenizer") if base else str(tokenizer_workdir(workdir, k) / "export")
+    return str(Path(base) / f"tokenizer{k}") if base else str(tokenizer_workdir(workdir, k) / "export")
 
 
 def _per_iteration(value, count: int, name: str, what: str) -> tuple:
-    """A tuple field that gives one entry per iteration 2..count (or one entry for all) -> count - 1 entries."""
+    """A tuple field with entries for iterations 2, 3, ... in order (at most count - 1; a bare string is one)."""
     items = tuple(value or ())
     if isinstance(value, str):
         items = (value,) if value else ()
@@ -278,6 +281,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainR
     if count == 1:
         return experiment.train(config, workdir)
     check_workdir(workdir)
+    if is_remote(workdir) and not config.train.get("export_dir"):
+        raise ConfigError(f"--workdir {workdir} is remote, and every iteration hands a local directory (model or "
+                          f"tokenizer) to the next: set --config.train.export_dir=LOCAL_DIR.")
     plan = stages(config, workdir)
     inputs: dict[str, str] = {}
     result = None
@@ -458,11 +464,14 @@ def write_summary(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             f"NMI (normalised mutual information with the previous iteration's labels): on "
             f"{int(config.iterations.get('agreement_clips', 8))} fixed training clips.\n")
     root = epath.Path(workdir)
-    for name, data in ((TABLE_JSON, json.dumps({"rows": rows}, indent=2)), (TABLE_MD, text + note)):
-        tmp = root / f".{name}.tmp"
-        tmp.write_text(data)
-        tmp.replace(root / name)
-    log.info("per-iteration table in %s", root / TABLE_MD)
+    if jax.process_index() == 0:  # every process computed the same rows; one writes them
+        for name, data in ((TABLE_JSON, json.dumps({"rows": rows}, indent=2)), (TABLE_MD, text + note)):
+            tmp = root / f".{name}.tmp"
+            tmp.write_text(data)
+            tmp.replace(root / name)
+        log.info("per-iteration table in %s", root / TABLE_MD)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("iterations table written")
     return text
 
 
