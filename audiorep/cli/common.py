@@ -1,9 +1,11 @@
-"""Argument types and choices shared by several commands, and the one-line form of an error."""
+"""Argument types and choices shared by several commands, the one-line form of an error, and the list of the files a
+command could not use."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 # models.bundle's POOLINGS / FREQUENCY_MODES, spelled out so building the parser imports no JAX
 # (tests/test_registry.py checks they agree)
@@ -53,3 +55,16 @@ def one_line(err: BaseException | str) -> str:
 def print_error(err: BaseException | str) -> None:
     """`error: <message>` on stderr, one line."""
     print(f"error: {one_line(err)}", file=sys.stderr)
+
+
+def print_with_failures(console, table, failed: Sequence[tuple[str, str]], *, label: str, max_list: int,
+                        out) -> None:
+    """Print a rich `table` with a last row counting the files that failed (`label`), then the first `max_list`
+    of them as `  label name: error` and how many more there are (the output `out` lists every one in its
+    failed_files). failed: (name, error) pairs."""
+    table.add_row(label, f"{len(failed)}" + (" (listed below and in failed_files)" if failed else ""))
+    console.print(table)
+    for name, err in failed[:max_list]:
+        console.print(f"  [red]{label}[/red] {name}: {err}", highlight=False)
+    if len(failed) > max_list:
+        console.print(f"  ... and {len(failed) - max_list} more (see failed_files in {out})")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, nonnegative_int, parse_layer, positive_int
+from audiorep.cli.common import (
+    FREQUENCY_CHOICES,
+    POOLINGS_CHOICES,
+    nonnegative_int,
+    parse_layer,
+    positive_int,
+    print_with_failures,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,13 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.timestamps:
         table.add_row("timestamps", f"every {model.time_resolution_ms:g} ms, D={model.timestamp_embedding_size}")
     table.add_row("time", f"{result.seconds:.1f} s ({len(result.files) / max(result.seconds, 1e-9):.1f} files/s)")
-    table.add_row("unreadable", f"{len(result.failed)}" + (" (listed below and in failed_files)" if result.failed
-                                                           else ""))
-    console.print(table)
-    for name, err in result.failed[: args.max_list]:
-        console.print(f"  [red]unreadable[/red] {name}: {err}", highlight=False)
-    if len(result.failed) > args.max_list:
-        console.print(f"  ... and {len(result.failed) - args.max_list} more (see failed_files in {result.out})")
+    print_with_failures(console, table, result.failed, label="unreadable", max_list=args.max_list, out=result.out)
     return 0
 
 
