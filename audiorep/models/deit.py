@@ -36,7 +36,7 @@ from audiorep.models.layers import (
 
 @dataclasses.dataclass(frozen=True)
 class DeiTConfig(JsonConfig):
-    """The trunk's shape, shared by `ASTConfig` and `PaSSTConfig` (their fields come first).
+    """The trunk's shape: the fields `ASTConfig` and `PaSSTConfig` inherit (and list first), documented here once.
 
     Attributes:
       dim / depth / num_heads / mlp_ratio / qkv_bias: the ViT (DeiT-B, SSAST-Base and PaSST-S: 768 / 12 / 12 / 4 /
