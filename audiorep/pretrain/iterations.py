@@ -47,6 +47,9 @@ iteration, or empty: train.steps each); tokenizer ('distilled' | 'kmeans'); toke
 one per iteration k > 1, or one count for all, or empty: train.steps); init_from_teacher (encoder k starts from
 encoder k-1's weights); codebook_size ('kmeans' codes for k > 1; 0 keeps objective.codebook_size);
 encoder_init; tokenizer_init; agreement_clips.
+
+Not yet: a given tokenizer is used as is; starting a distillation from a given tokenizer's weights (fine-tuning
+a converted official tokenizer on new data) is not offered.
 """
 
 from __future__ import annotations
@@ -288,10 +291,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainR
     inputs: dict[str, str] = {}
     result = None
     for stage in plan:
-        if stage.kind == "encoder" and stage.iteration > 1:
-            inputs["teacher"] = stage_output(next(s for s in plan if s.kind == "encoder"
-                                                 and s.iteration == stage.iteration - 1))
-        if stage.kind == "tokenizer":
+        if stage.iteration > 1:  # tokenizer k distils encoder k-1; encoder k may start from its weights
             inputs["teacher"] = stage_output(next(s for s in plan if s.kind == "encoder"
                                                  and s.iteration == stage.iteration - 1))
         if stage_done(stage):
