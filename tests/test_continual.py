@@ -254,3 +254,11 @@ def test_continual_command_prints_matrices_writes_plot_rows_and_a_head_stream_ca
     head = Head.load(tmp_path / "head")
     assert head.info["method"] == "rwm" and head.classes == ["bonafide", "spoof"] and head.positive == 0
     head.check_embedder(audiorep.load("beats-tiny"))  # tied to the model it was trained on
+
+
+def test_rwm_measures_the_in_class_spread_on_the_features_before_z_scoring():
+    exps = clusters(n=20)
+    res = C.run_stream(C.standardise(exps), "rwm", (0,), C.Settings(steps=1), raw=exps)
+    unit = exps[0].x_train / np.linalg.norm(exps[0].x_train, axis=1, keepdims=True)
+    want = [C.cosine_spread(unit[exps[0].y_train == c].sum(0), 20) for c in (0, 1)]
+    assert res.info["cosine_spread"][0] == pytest.approx(want)

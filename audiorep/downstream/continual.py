@@ -41,11 +41,12 @@ Methods:
           computed at every step from the head's own outputs on the batch (`rwm_radian`): the true-class logits are
           softmaxed over the examples, p_i, and theta = pi/4 + 1/2 sum_i s_i arcsin(p_i), with s = +1 for the class
           whose features are compact across experiences and -1 for the spread-out one; the classes are told apart
-          by their in-class cosine distance 1 - |mean unit feature|^2 over every experience so far (`cosine_spread`;
-          bona fide once two attacks are seen, in the paper's picture). So the direction moves with the head as it
-          trains (no parameters of its own; no gradient flows through theta, as in the authors' code); batches where
-          the compact (genuine) class dominates are learned in the old input plane, batches dominated by fakes
-          mostly orthogonally to it. Choices where the paper and code leave room or disagree:
+          by their in-class cosine distance 1 - |mean unit feature|^2 of the encoder's features (before z-scoring)
+          over every experience so far (`cosine_spread`; in the paper's picture bona fide is the compact class). So
+          the direction moves with the head as it trains (no parameters of its own; no gradient flows through theta,
+          as in the authors' code); batches where the compact (genuine) class dominates are learned in the old input
+          plane, batches dominated by fakes mostly orthogonally to it. Choices where the paper and code leave room
+          or disagree:
             - P = alpha (R / m + alpha I)^-1 from the mean correlation R of a layer's inputs over all past
               experiences' training clips (computed once after each experience), m = trace(R) / D so one
               `rwm_alpha` (default 1, as the authors' alpha) fits every layer. The authors' code updates P
@@ -343,10 +344,13 @@ def _memory_update(memory: tuple, e: Experience, k: int, settings: Settings, rng
 
 
 def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[int] = (0, 1, 2),
-               settings: Settings = Settings(), heads: list | None = None) -> StreamResult:
+               settings: Settings = Settings(), heads: list | None = None,
+               raw: Sequence[Experience] | None = None) -> StreamResult:
     """Train one method over the experiences in order, for every seed at once; the EER matrix per seed.
 
-    heads: a list that gets, per seed, the final head's layers (numpy) for saving."""
+    heads: a list that gets, per seed, the final head's layers (numpy) for saving. raw: the same experiences before
+    `standardise`, the encoder's own features, where RWM measures the in-class cosine distance (z-scored features
+    are centred, which makes every class look equally spread out: cosine distances near 1); default `experiences`."""
     if method not in METHODS:
         raise TaskError(f"unknown continual method {method!r}; methods are {', '.join(METHODS)}.")
     if not experiences:
@@ -381,7 +385,8 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
             if method == "replay" else [np.ones(len(a), np.float32) for a in xs]
         if method == "ewc" and fisher is not None:
             extra = {"ewc": (anchor, fisher, jnp.full(len(seeds), settings.ewc_lambda, jnp.float32))}
-        feats = e.x_train / np.maximum(np.linalg.norm(e.x_train, axis=1, keepdims=True), 1e-12)
+        xr = (raw or experiences)[k].x_train
+        feats = xr / np.maximum(np.linalg.norm(xr, axis=1, keepdims=True), 1e-12)
         for c in (0, 1):
             unit_sums[c] += feats[e.y_train == c].sum(0)
             counts[c] += int(np.sum(e.y_train == c))
@@ -507,7 +512,7 @@ def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str],
     results = []
     for m in methods:
         trained: list = []
-        res = run_stream(experiences, m, seeds, settings, heads=trained)
+        res = run_stream(experiences, m, seeds, settings, heads=trained, raw=raw)
         if heads is not None:
             heads[m] = to_head(trained[0], raw[0], embedder, [str(c) for c in index.classes], spec.positive,
                                {"task": spec.name, "method": m, "order": list(order), "seed": seeds[0],
