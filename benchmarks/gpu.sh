@@ -8,7 +8,8 @@
 #   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl flax==0.12.12 ml_collections==1.1.0
 # Runs: the probe-grid benchmark (vmapped JAX grid vs one PyTorch MLP per point, both on the GPU), then the
 # ViT-B train step (JAX fp32/TF32 and bf16 vs PyTorch eager fp32, TF32 and autocast bf16) at batch 2 and 32,
-# with model FLOPs utilisation against the card's bf16 peak. Logs go to OUT_DIR (default ./gpu_out).
+# with model FLOPs utilisation against the card's bf16 peak, then the tokenizers' labels/s and the BEATs masked-token
+# train step against PyTorch (benchmarks/tokenizer.py). Logs go to OUT_DIR (default ./gpu_out).
 set -uo pipefail
 out=${1:-gpu_out}
 mkdir -p "$out"
@@ -38,3 +39,4 @@ print(f"JAX bf16 matmul {n}^3: {2 * n ** 3 / dt / 1e12:.0f} TFLOP/s measured")
 EOF
 python3 benchmarks/probe.py --epochs ${EPOCHS:-60} 2>&1 | tee "$out/probe.txt"
 python3 benchmarks/train_step.py --steps ${STEPS:-10} --batch ${BATCHES:-2 32} --keep 0.5 0.25 2>&1 | tee "$out/train_step.txt"
+python3 benchmarks/tokenizer.py --steps ${STEPS:-10} 2>&1 | tee "$out/tokenizer.txt"

@@ -23,7 +23,8 @@ r"""Acoustic tokenizers' labels per second, and the BEATs masked-token train ste
      carries the NaN guard), median of --steps after one warm-up step (compile excluded);
    - PyTorch eager, same shapes: benchmarks/torch_beats_step.py (modules written from microsoft/unilm
      beats/{BEATs,backbone}.py in train mode, the same fbank, tokenizer, visible-patch selection, label predictor,
-     clipping and AdamW), in the Python named by $AUDIOREP_TORCH_PYTHON (skipped with a message when unset).
+     clipping and AdamW; on a CUDA GPU when there is one, with TF32 matmuls as XLA's default), in the Python
+     named by $AUDIOREP_TORCH_PYTHON (skipped with a message when unset).
    Prints seconds per step for both and the ratio.
 
 On CPU the script re-executes itself with tcmalloc preloaded when installed (as benchmarks/train_step.py);
@@ -147,8 +148,9 @@ def step_config(predictor_depth: int | None):
     return config
 
 
-def bench_audiorep_step(config, batch: int, seconds: float, steps: int) -> tuple[float, float, dict]:
-    """(median s/step, compile + first step s, last metrics) of the trainer's jitted masked_tokens step."""
+def bench_audiorep_step(config, batch: int, seconds: float, steps: int) -> tuple[float, float, dict, int]:
+    """(median s/step, compile + first step s, last metrics, trained parameters) of the trainer's jitted
+    masked_tokens step."""
     import time
 
     import jax
@@ -164,6 +166,7 @@ def bench_audiorep_step(config, batch: int, seconds: float, steps: int) -> tuple
     model = TokenPredictor(fam.build(enc_cfg, seed=0), objective.tokenizer.codebook_size, seed=0,
                            predictor_depth=int(config.objective.predictor_depth))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    count = experiment.param_count(model)
     tx, sched = trainer.make_optimizer(config.optim, 1000, params)
     state = dict(params=params, rest=rest, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
                  key=jax.random.PRNGKey(0))
@@ -179,7 +182,7 @@ def bench_audiorep_step(config, batch: int, seconds: float, steps: int) -> tuple
     run()
     first = time.perf_counter() - t0
     wall, _ = timing.median_seconds(run, steps)
-    return wall, first, {k: float(v) for k, v in holder["metrics"].items()}
+    return wall, first, {k: float(v) for k, v in holder["metrics"].items()}, count
 
 
 def bench_torch_step(config, batch: int, seconds: float, steps: int) -> dict | None:
@@ -241,13 +244,13 @@ def main() -> int:
               f"({config.data.frames} frames), {o.masked} of {(config.data.frames // 16) * 8} patches masked, label "
               f"predictor {o.predictor_depth} blocks, {o.codebook_size} codes, AdamW, fp32; median of {steps}",
               flush=True)
-        t_jax, first, metrics = bench_audiorep_step(config, args.step_batch, args.seconds, steps)
+        t_jax, first, metrics, count = bench_audiorep_step(config, args.step_batch, args.seconds, steps)
         print(f"  audiorep (JAX, trainer step, jit)          {t_jax:8.3f} s/step   (compile + first step "
-              f"{first:.1f} s; loss {metrics['loss']:.3f})", flush=True)
+              f"{first:.1f} s; loss {metrics['loss']:.3f}; {count / 1e6:.1f} M parameters)", flush=True)
         res = None if args.skip_torch else bench_torch_step(config, args.step_batch, args.seconds, steps)
         if res is not None:
             print(f"  PyTorch {res['torch']:<12} eager ({res['threads']} threads) {res['seconds']:8.3f} s/step   "
-                  f"(loss {res['loss']:.3f}; {res['params'] / 1e6:.1f} M parameters)")
+                  f"(loss {res['loss']:.3f}; {res['params'] / 1e6:.1f} M parameters; {res['device']})")
             print(f"  speed-up audiorep / PyTorch                {res['seconds'] / t_jax:8.2f}x")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other jobs on the machine slow every row; compare "
           "ratios within one quiet run)")

@@ -28,7 +28,9 @@ objective does (pretrain/objectives.py), written here in torch:
 - grad-norm clipping and AdamW with weight decay on matrices only, with configs/beats_iter.py's settings (the
   defaults here; benchmarks/tokenizer.py passes them from the config).
 
-Prints one line `RESULT {json}`: median seconds per step after warm-up steps, the loss, torch version, threads.
+Runs on a CUDA GPU when there is one (with TF32 matmuls, as XLA's default precision; `--device cpu` forces the
+CPU). Prints one line `RESULT {json}`: median seconds per step after warm-up steps, the loss, torch version,
+threads, device.
 """
 
 from __future__ import annotations
@@ -240,7 +242,7 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """All patch embeddings f32[B, N, D], kept token indices i64[B, K] -> f32[B, K, D]."""
-        kept = torch.zeros(x.shape[:2], dtype=torch.bool).scatter_(1, keep, True)
+        kept = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device).scatter_(1, keep, True)
         x = x * kept[..., None]  # dropped patches zeroed before the conv, as the official code zeroes padding
         x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
         x = x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))
@@ -308,7 +310,7 @@ class LabelPredictor(nn.Module):
     def forward(self, visible: torch.Tensor, keep: torch.Tensor, n: int) -> torch.Tensor:
         b, _, d = visible.shape
         x = self.mask_token.expand(b, n, d).scatter(1, keep[..., None].expand(-1, -1, d), visible)
-        pos = torch.arange(n)
+        pos = torch.arange(n, device=visible.device)
         buckets = relative_buckets(pos[None, :] - pos[:, None], self.num_buckets, self.max_distance)
         bias = self.relative_attention_bias[buckets].permute(2, 0, 1)[None]  # 1, H, N, N
         for block in self.blocks:
@@ -333,7 +335,7 @@ class MaskedTokenStep(nn.Module):
             fbank = self.frontend(audio)[:, :frames]
             codes = self.tokenizer(patches(fbank))  # i64[B, N]
             b, n = codes.shape
-            order = torch.rand(b, n).argsort(dim=-1)
+            order = torch.rand(b, n, device=codes.device).argsort(dim=-1)
             masked_count = int(round(mask_ratio * n))
             idx = order[:, :masked_count]  # masked positions
             keep = order[:, masked_count:].sort(dim=-1).values  # visible ones, in grid order
@@ -373,14 +375,20 @@ def main() -> None:
     ap.add_argument("--clip-norm", type=float, default=10.0, help="0: no clipping")
     ap.add_argument("--layers", type=int, default=BASE["encoder_layers"], help="encoder layers (12 = ViT-B)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'auto' (cuda when available)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = dict(BASE, encoder_layers=args.layers)
-    model = MaskedTokenStep(cfg, args.codebook_size, args.predictor_depth)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    cuda = device.startswith("cuda")
+    if cuda:  # TF32 matmuls, what XLA's default precision does for f32 dots on NVIDIA GPUs
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = MaskedTokenStep(cfg, args.codebook_size, args.predictor_depth).to(device)
     opt = adamw(model, lr=args.lr, betas=(args.b1, args.b2), eps=args.eps, weight_decay=args.weight_decay)
-    audio = torch.randn(args.batch, int(args.seconds * SAMPLE_RATE)) * 0.1
+    audio = torch.randn(args.batch, int(args.seconds * SAMPLE_RATE), device=device) * 0.1
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step() -> float:
@@ -390,6 +398,8 @@ def main() -> None:
         if args.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, args.clip_norm)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         return float(loss.detach())
 
     for _ in range(args.warmup):
@@ -401,6 +411,7 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     print("RESULT " + json.dumps(dict(seconds=statistics.median(times), loss=loss, torch=torch.__version__,
                                       threads=torch.get_num_threads(),
+                                      device=torch.cuda.get_device_name() if cuda else "cpu",
                                       params=sum(p.numel() for p in params))))
 
 
