@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +34,7 @@ from audiorep.tokenizers.distilled import (
 from audiorep.tokenizers.tokenizer_dir import load_tokenizer_dir
 from audiorep.tokenizers.vq import NormEMAVectorQuantizer
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = TOKENIZER_PRESETS["beats-tokenizer-tiny"]
 
 
@@ -185,3 +191,37 @@ def test_an_ast_teacher_with_the_tokenizers_patch_grid_is_accepted(tmp_path):
                              encoder_config=ast_cfg, frontend=get_frontend("beats"))
     task, _ = distill.build(distill.stage_config(_distill_config(tmp_path, 1), teacher=str(path)))
     assert task.model.estimator.head.kernel.shape[-1] == ast_cfg.dim
+
+
+SHARDED_DISTILLATION = textwrap.dedent("""
+    import jax, numpy as np
+    from pathlib import Path
+    import test_distilled as T
+    from audiorep.pretrain import distill, distributed, trainer
+    assert jax.device_count() == 8
+    tmp = Path(WORKDIR)
+    teacher = T._teacher_dir(tmp)
+    out = {}
+    for name, mesh in [("sharded", distributed.make_mesh(4, 2)),
+                       ("single", distributed.make_mesh(1, 1, devices=jax.devices()[:1]))]:
+        cfg = distill.stage_config(T._distill_config(tmp, 3), teacher=teacher)
+        cfg.train.batch_size = 8
+        task, make_iterator = distill.build(cfg)
+        tr = trainer.Trainer(cfg, tmp / name, task, make_iterator, mesh=mesh)
+        res = tr.run()
+        codebook = jax.device_get(tr.state["rest"]["tokenizer"]["quantize"]["embedding"][...])
+        out[name] = (res.metrics["loss"], np.asarray(codebook))
+    np.testing.assert_allclose(out["sharded"][0], out["single"][0], rtol=1e-4)
+    np.testing.assert_allclose(out["sharded"][1], out["single"][1], atol=1e-4)
+    print("OK", out["sharded"][0], out["single"][0])
+""")
+
+
+@pytest.mark.slow
+def test_sharded_distillation_on_8_devices_matches_one_device(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+               PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
+    code = f"WORKDIR = {str(tmp_path)!r}\n" + SHARDED_DISTILLATION
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "OK" in proc.stdout

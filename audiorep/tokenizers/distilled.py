@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from audiorep.models.beats import BEATsConfig, BEATsEncoder
@@ -216,17 +217,21 @@ class FrozenWeight(nnx.Variable):
 
 
 def freeze(module: nnx.Module) -> nnx.Module:
-    """Every nnx.Param of `module` becomes a FrozenWeight, in place (the trainer trains nnx.Param only)."""
+    """Every nnx.Param of `module` becomes a FrozenWeight, in place (the trainer trains nnx.Param only).
+
+    The values are copied through the host into uncommitted arrays: weights restored from a checkpoint sit on
+    one device, and the trainer places every array on its own mesh."""
     for path, node in list(nnx.iter_graph(module)):
         if not isinstance(node, nnx.Param):
             continue
         parent = module
         for name in path[:-1]:
             parent = parent[name] if isinstance(parent, (list, nnx.List)) else getattr(parent, name)
+        frozen = FrozenWeight(jnp.asarray(np.asarray(node[...])))
         if isinstance(parent, (list, nnx.List)):
-            parent[path[-1]] = FrozenWeight(node[...])
+            parent[path[-1]] = frozen
         else:
-            setattr(parent, path[-1], FrozenWeight(node[...]))
+            setattr(parent, path[-1], frozen)
     if jax.tree.leaves(nnx.state(module, nnx.Param)):
         raise ValueError("could not freeze every parameter of the teacher (a parameter shared between modules?).")
     return module
