@@ -4,6 +4,7 @@ r"""Acoustic tokenizers' labels per second, and the BEATs masked-token train ste
     .venv/bin/python benchmarks/tokenizer.py --quick          # fewer repeats and steps
     .venv/bin/python benchmarks/tokenizer.py --skip-torch --steps 2
     .venv/bin/python benchmarks/tokenizer.py --skip-labels    # the train step only
+    .venv/bin/python benchmarks/tokenizer.py --check --skip-labels --skip-step   # same encoder on both sides?
 
 1. Labels per second (patch labels and seconds of audio per second, median of --repeats after a warm-up call,
    compile excluded) of the three tokenizers on the same batch of 10 s clips at 16 kHz, each jitted from the
@@ -25,7 +26,9 @@ r"""Acoustic tokenizers' labels per second, and the BEATs masked-token train ste
      beats/{BEATs,backbone}.py in train mode, the same fbank, tokenizer, visible-patch selection, label predictor,
      clipping and AdamW; on a CUDA GPU when there is one, with TF32 matmuls as XLA's default), in the Python
      named by $AUDIOREP_TORCH_PYTHON (skipped with a message when unset).
-   Prints seconds per step for both and the ratio.
+   Prints seconds per step for both and the ratio. `--check` first runs audiorep's BEATsEncoder on the tiny
+   official-layout fixture (tests/fixtures/beats_tiny.pt) with a quarter of the patches kept and has the PyTorch
+   step's encoder recompute it on the same weights (max abs difference printed; 1.3e-6 on 2026-12-05).
 
 On CPU the script re-executes itself with tcmalloc preloaded when installed (as benchmarks/train_step.py);
 PyTorch runs with its default allocator. Numbers from a machine shared with other jobs are noisy: compare the
@@ -207,6 +210,41 @@ def bench_torch_step(config, batch: int, seconds: float, steps: int) -> dict | N
     return json.loads(line[len("RESULT "):])
 
 
+def check_same_encoder() -> None:
+    """Run audiorep's BEATsEncoder on the tiny official-layout fixture (tests/fixtures/beats_tiny.pt) with a
+    quarter of the patches kept, and have the PyTorch step's encoder recompute it on the same weights."""
+    import tempfile
+
+    import jax.numpy as jnp
+
+    from audiorep.models.convert.beats import encoder_from_checkpoint
+    from audiorep.models.convert.common import read_torch_zip
+
+    py = torch_baseline.python()
+    if py is None:
+        print(f"  check skipped: no torch interpreter (set {torch_baseline.ENV}).")
+        return
+    encoder, _ = encoder_from_checkpoint(read_torch_zip(ROOT / "tests" / "fixtures" / "beats_tiny.pt"))
+    rng = np.random.default_rng(0)
+    fbank = rng.standard_normal((2, 165, 128)).astype(np.float32)
+    n = (165 // 16) * 8
+    keep = np.stack([np.sort(rng.permutation(n)[: n // 4]) for _ in range(2)]).astype(np.int32)
+    tokens = np.asarray(encoder(jnp.asarray(fbank), keep=jnp.asarray(keep)).tokens)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "encoder.npz"
+        np.savez(path, fbank=fbank, keep=keep, tokens=tokens)
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
+        proc = subprocess.run([py, str(ROOT / "benchmarks" / "torch_beats_step.py"), "--check-against", str(path)],
+                              capture_output=True, text=True, env=env)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(f"  check failed to run (rc {proc.returncode}): {proc.stderr[-1500:]}")
+        return
+    diff = json.loads(line[len("RESULT "):])["max_abs_diff"]
+    print(f"  same encoder: PyTorch step's BEATs vs audiorep's on the tiny fixture weights, {n // 4} of {n} patches "
+          f"kept: max abs difference {diff:.2e}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=torch_baseline.HELP)
     ap.add_argument("--batch", type=int, default=4, help="clips per batch for the labels/s rows")
@@ -220,6 +258,8 @@ def main() -> int:
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-labels", action="store_true")
     ap.add_argument("--skip-step", action="store_true")
+    ap.add_argument("--check", action="store_true", help="first check that the PyTorch step's encoder computes what "
+                    "audiorep's does (tiny fixture weights, visible patches only)")
     args = ap.parse_args()
     with_tcmalloc()
 
@@ -229,6 +269,8 @@ def main() -> int:
     dev = jax.devices()[0]
     print(f"JAX {jax.__version__} on {dev.platform} ({dev.device_kind}), {os.cpu_count()} CPU threads; "
           f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '') or '-'}; load average {os.getloadavg()[0]:.1f}")
+    if args.check:
+        check_same_encoder()
     if not args.skip_labels:
         print(f"Labels per second: batch {args.batch} x {args.seconds:g} s, jit, median of {repeats}", flush=True)
         rows = bench_labels(args.batch, args.seconds, repeats)

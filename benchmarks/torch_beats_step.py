@@ -39,7 +39,9 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -357,6 +359,24 @@ def adamw(model: nn.Module, *, lr: float, betas: tuple[float, float], eps: float
                              lr=lr, betas=betas, eps=eps)
 
 
+def check_encoder(npz: str) -> float:
+    """Max |this encoder - audiorep's| on the tiny official-layout fixture weights (tests/fixtures/
+    make_beats_fixture.py, seed 0) for the fbank and kept indices in `npz` (written by benchmarks/tokenizer.py
+    --check with audiorep's outputs)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
+    import make_beats_fixture as fixture
+
+    sd = fixture.make_state_dict(fixture.CFG, 0)
+    sizes = ("embed_dim", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+             "conv_pos", "conv_pos_groups", "num_buckets", "max_distance")
+    model = BEATs(dict(BASE, **{k: fixture.CFG[k] for k in sizes}))
+    model.load_state_dict({k.replace("encoder.pos_conv.0.", "encoder.pos_conv."): v for k, v in sd.items()})
+    data = np.load(npz)
+    with torch.no_grad():
+        out = model(torch.from_numpy(data["fbank"]), torch.from_numpy(data["keep"]).long())
+    return float(np.abs(out.numpy() - data["tokens"]).max())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=2)
@@ -376,7 +396,12 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=BASE["encoder_layers"], help="encoder layers (12 = ViT-B)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'auto' (cuda when available)")
+    ap.add_argument("--check-against", metavar="NPZ", help="compare the encoder with audiorep's outputs in NPZ "
+                    "(fbank, keep, tokens) on the tiny fixture weights instead of timing")
     args = ap.parse_args()
+    if args.check_against:
+        print("RESULT " + json.dumps(dict(max_abs_diff=check_encoder(args.check_against))))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
