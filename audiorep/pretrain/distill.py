@@ -4,28 +4,29 @@ section 3.2).
 A frozen teacher encoder (a model directory: the previous iteration's export, or a converted official BEATs)
 and an `AcousticTokenizer` read the same features; an estimator reconstructs the teacher's last layer from the
 tokenizer's quantised codes (`Distillation`: cosine loss + VQ commitment; the models are in
-tokenizers/distilled.py). It is a
-normal trainer run (pretrain/trainer.py): sharded over the mesh, checkpointed (the VQ codebook state and the
-frozen teacher travel in the checkpoint as non-trained state) and resumed by rerunning the same command; at the
-end the tokenizer alone is exported as a tokenizer directory (tokenizers/tokenizer_dir.py), which
-`objective.tokenizer='distilled'` and `audiorep tokens extract` read.
+tokenizers/distilled.py). It is a normal trainer run (pretrain/trainer.py): sharded over the mesh, checkpointed
+(the VQ codebook state and the frozen teacher travel in the checkpoint as non-trained state) and resumed by
+rerunning the same command; at the end the tokenizer alone is exported as a tokenizer directory
+(tokenizers/tokenizer_dir.py), which `objective.tokenizer='distilled'` and `audiorep tokens extract` read.
 
-Entry points (used by pretrain/iterations.py for `iterations.tokenizer='distilled'`):
+Entry points (pretrain/iterations.py calls the first two for `iterations.tokenizer='distilled'`):
 
-    cfg = distill.stage_config(config, teacher=ENCODER_DIR)   # the experiment config -> the tokenizer stage's
+    cfg = distill.stage_config(config, teacher=ENCODER_DIR)   # experiment config -> the tokenizer stage's config
     result = distill.train(cfg, WORKDIR)                      # TrainResult; export_dir = the tokenizer directory
     task, make_iterator = distill.build(cfg)                  # what train() hands the Trainer
 
-`stage_config` keeps the experiment's data, frontend-independent trainer fields (train.steps, batch size, mesh,
-checkpointing, export_dir) and applies the `config.distill` fields below; the features are the teacher's own
-frontend (the tokenizer must read what the teacher reads).
+`stage_config` keeps the experiment's data, seed, mesh and train fields (steps, checkpointing, export_dir) and
+applies the `config.distill` fields below; `train` and `build` also take `teacher=` and call it themselves.
+The features are the teacher's frontend (the tokenizer reads what the teacher reads), so config.frontend is
+not used.
 
 `config.distill` (defaults in `default_distill_config`):
   teacher            model directory (or training workdir) of the frozen teacher encoder
   preset             '' (the teacher's own BEATs architecture, official 1024 x 256 codebook) or a
                      TOKENIZER_PRESETS name ('beats-tokenizer', 'beats-tokenizer-tiny')
   overrides          TokenizerConfig fields on top (e.g. quant_n=128)
-  estimator_depth    Transformer blocks of the estimator (3; the paper's estimator is a small Transformer)
+  estimator_depth    Transformer blocks of the estimator (3; the paper says a small Transformer, the
+                     3-block depth is our recollection of it, unverified)
   lr                 peak learning rate of the stage (0 keeps optim.lr); warmup_steps (-1 keeps optim's)
   batch_size         clips per step (0 keeps train.batch_size)
   frames             feature frames per training window (0: data.frames, else 1024 = 10.24 s, BEATs' window)
@@ -54,7 +55,15 @@ from audiorep.models import model_dir
 from audiorep.pretrain import experiment
 from audiorep.pretrain.config import ConfigError
 from audiorep.pretrain.objectives import fit_frames
-from audiorep.pretrain.trainer import IteratorFactory, Task, Trainer, TrainResult, check_workdir, with_defaults
+from audiorep.pretrain.trainer import (
+    IteratorFactory,
+    Task,
+    Trainer,
+    TrainResult,
+    check_workdir,
+    default_train_config,
+    with_defaults,
+)
 from audiorep.tokenizers.distilled import (
     TOKENIZER_PRESETS,
     AcousticTokenizer,
@@ -108,10 +117,9 @@ class Distillation:
 
 
 def default_distill_config() -> ml_collections.ConfigDict:
-    """The `config.distill` fields with their defaults (see the module docstring)."""
-    return ml_collections.ConfigDict(dict(
-        teacher="", preset="", overrides=ml_collections.ConfigDict(), estimator_depth=3, lr=0.0, warmup_steps=-1,
-        batch_size=0, frames=0, restart_dead=False, restart_threshold=0.1))
+    """The `config.distill` fields with their defaults (see the module docstring; kept with the trainer's other
+    defaults, so `--config.distill.FIELD=...` works for every experiment file)."""
+    return ml_collections.ConfigDict(default_train_config().distill.to_dict())
 
 
 def distill_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

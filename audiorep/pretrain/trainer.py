@@ -143,6 +143,10 @@ def default_train_config() -> ml_collections.ConfigDict:
     c.iterations = ml_collections.ConfigDict(dict(count=1, steps=(), tokenizer="distilled", tokenizer_steps=(),
                                                   init_from_teacher=False, codebook_size=0, encoder_init="",
                                                   tokenizer_init=(), agreement_clips=8))
+    # the distilled tokenizer stages of those iterations (fields documented in pretrain/distill.py)
+    c.distill = ml_collections.ConfigDict(dict(teacher="", preset="", overrides=ml_collections.ConfigDict(),
+                                               estimator_depth=3, lr=0.0, warmup_steps=-1, batch_size=0, frames=0,
+                                               restart_dead=False, restart_threshold=0.1))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
     c.distributed = ml_collections.ConfigDict(dict(mode="auto", coordinator_address="", num_processes=0,
                                                    process_id=-1))
