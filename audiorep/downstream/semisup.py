@@ -129,9 +129,10 @@ def labelled_subset(keys: Sequence[str], labels: Sequence[int], fraction: float,
 VIEWS = {
     # waveform: gain (dB), noise SNR (dB) or None, max shift and time-mask width as fractions of the clip, masks;
     # features (SpecAugment-style, between the frontend and the frozen encoder, `feature_masks`): masks per axis,
-    # each up to `spec_freq` of the mel bins / `spec_time` of the frames
+    # each up to `spec_freq` of the mel bins / `spec_time` of the frames. Weak views stay close to the clean clip
+    # the heads are scored on (FixMatch's flip-and-shift): masks only in the strong views.
     "weak": {"gain_db": 6.0, "snr_db": None, "shift": 0.05, "mask": 0.0, "masks": 0,
-             "spec_masks": 1, "spec_freq": 0.1, "spec_time": 0.1},
+             "spec_masks": 0, "spec_freq": 0.0, "spec_time": 0.0},
     "strong": {"gain_db": 6.0, "snr_db": (10.0, 30.0), "shift": 0.25, "mask": 0.1, "masks": 2,
                "spec_masks": 2, "spec_freq": 0.2, "spec_time": 0.2},
 }
