@@ -188,7 +188,7 @@ def bench_audiorep_step(config, batch: int, seconds: float, steps: int) -> tuple
     return wall, first, {k: float(v) for k, v in holder["metrics"].items()}, count
 
 
-def bench_torch_step(config, batch: int, seconds: float, steps: int) -> dict | None:
+def bench_torch_step(config, batch: int, seconds: float, steps: int, threads: int = 0) -> dict | None:
     """PyTorch's s/step for the same shapes and optimiser settings (benchmarks/torch_beats_step.py), or None."""
     py = torch_baseline.python()
     if py is None:
@@ -201,7 +201,7 @@ def bench_torch_step(config, batch: int, seconds: float, steps: int) -> dict | N
            "--frames", str(config.data.frames), "--steps", str(steps), "--mask-ratio", str(o.masked / patches),
            "--predictor-depth", str(o.predictor_depth), "--codebook-size", str(o.codebook_size),
            "--lr", str(opt.lr), "--b1", str(opt.b1), "--b2", str(opt.b2), "--eps", str(opt.eps),
-           "--weight-decay", str(opt.weight_decay), "--clip-norm", str(opt.clip_norm)]
+           "--weight-decay", str(opt.weight_decay), "--clip-norm", str(opt.clip_norm), "--threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
@@ -256,6 +256,9 @@ def main() -> int:
                     help="label-predictor layers (default: configs/beats_iter.py's objective.predictor_depth)")
     ap.add_argument("--quick", action="store_true", help="2 repeats, 2 steps")
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--torch-threads", type=int, nargs="*", default=[0],
+                    help="PyTorch thread counts to time (0: torch's default, one per core); on a machine shared with "
+                         "other jobs one thread can beat the default (its threads wait on each other)")
     ap.add_argument("--skip-labels", action="store_true")
     ap.add_argument("--skip-step", action="store_true")
     ap.add_argument("--check", action="store_true", help="first check that the PyTorch step's encoder computes what "
@@ -289,11 +292,14 @@ def main() -> int:
         t_jax, first, metrics, count = bench_audiorep_step(config, args.step_batch, args.seconds, steps)
         print(f"  audiorep (JAX, trainer step, jit)          {t_jax:8.3f} s/step   (compile + first step "
               f"{first:.1f} s; loss {metrics['loss']:.3f}; {count / 1e6:.1f} M parameters)", flush=True)
-        res = None if args.skip_torch else bench_torch_step(config, args.step_batch, args.seconds, steps)
-        if res is not None:
+        for threads in [] if args.skip_torch else args.torch_threads:
+            res = bench_torch_step(config, args.step_batch, args.seconds, steps, threads)
+            if res is None:
+                break
             print(f"  PyTorch {res['torch']:<12} eager ({res['threads']} threads) {res['seconds']:8.3f} s/step   "
                   f"(loss {res['loss']:.3f}; {res['params'] / 1e6:.1f} M parameters; {res['device']})")
-            print(f"  speed-up audiorep / PyTorch                {res['seconds'] / t_jax:8.2f}x")
+            print(f"  speed-up audiorep / PyTorch ({res['threads']} threads)    {res['seconds'] / t_jax:8.2f}x",
+                  flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other jobs on the machine slow every row; compare "
           "ratios within one quiet run)")
     return 0

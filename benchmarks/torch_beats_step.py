@@ -385,7 +385,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--mask-ratio", type=float, default=0.75)
-    ap.add_argument("--predictor-depth", type=int, default=1)
+    ap.add_argument("--predictor-depth", type=int, default=3, help="label-predictor blocks (configs/beats_iter.py: 3)")
     ap.add_argument("--codebook-size", type=int, default=1024)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--b1", type=float, default=0.9)
