@@ -31,8 +31,9 @@ r"""Acoustic tokenizers' labels per second, and the BEATs masked-token train ste
    step's encoder recompute it on the same weights (max abs difference printed; 1.3e-6 on 2026-12-05).
 
 On CPU the script re-executes itself with tcmalloc preloaded when installed (as benchmarks/train_step.py);
-PyTorch runs with its default allocator. Numbers from a machine shared with other jobs are noisy: compare the
-ratios within one run.
+PyTorch runs with its default allocator. Numbers from a machine shared with other jobs are noisy, and there
+PyTorch's default thread pool (one thread per core) can lose several-fold to a single thread (seen 2026-12-05 at
+load average 13-17: 32.6 s vs 13.2 s per step): `--torch-threads 0 1` times both. Compare ratios within one run.
 """
 
 from __future__ import annotations
