@@ -6,7 +6,7 @@ r"""Tiny BEATs (masked acoustic token prediction) on the synthetic corpus: train
 
 The recipe of beats_iter.py, shrunk: the `beats-tiny` encoder (models/beats.py: the BEATs layout -- patch conv,
 conv positional embedding, DeepNorm post-LN layers with the gated T5 relative position bias -- at 64-d, 2
-layers, about 0.2 M parameters) on the 'beats' frontend; 1.6 s windows (160 frames: 10 time x 8 frequency
+layers, 94 k parameters) on the 'beats' frontend; 1.6 s windows (160 frames: 10 time x 8 frequency
 patches of 16 x 16 = 80 time-major tokens), 75 % of them (60) masked at random; the encoder sees the 20
 visible patches, a 2-block label predictor with its own relative position bias fills the grid back in and
 predicts each masked patch's code among 1024 of a frozen random-projection tokenizer (cross-entropy).
