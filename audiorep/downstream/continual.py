@@ -68,8 +68,9 @@ upper triangle is zero-shot performance on attacks not yet seen):
   BWT           mean_{j<K-1} (R[K-1, j] - R[j, j]), positive = forgetting (EER rose after learning later attacks);
   forgetting_j  R[K-1, j] - min_{j<=i<K-1} R[i, j], per earlier attack, and their mean.
 
-Not yet: a run with a pretrained full-size encoder on the FSDD spoof folder (docs/probing.md has the hand-crafted
-baselines' and a small demo encoder's numbers).
+Not yet: on the FSDD spoof folder with log-mel embeddings (docs/probing.md, 2026-12-05) replay forgets less than
+naive only within the seed-to-seed spread and RWM forgets more (that data breaks RWM's premise: its spoofs are as
+compact as bona fide); a run with a pretrained full-size encoder is still to be made.
 """
 
 from __future__ import annotations
