@@ -166,7 +166,6 @@ SHARDED = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_codebook_update_is_the_same_on_one_and_eight_devices():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
                PYTHONPATH=str(ROOT))
