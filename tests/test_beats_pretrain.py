@@ -225,8 +225,8 @@ def test_a_teacher_of_another_family_is_refused_with_the_family_and_grid_the_stu
     monkeypatch.setattr(model_dir, "load_model_dir", lambda path: fake)
     _, cfg = experiment.encoder_config(dict(family="beats", preset="beats-tiny"))
     c = _masked_tokens_config(tokenizer="teacher", teacher="/some/ssast/export")
-    with pytest.raises(ConfigError, match=r"is a ast encoder with \(16, 16\) patches.* a beats encoder with 16x16 "
-                                          r"patches of 128 mel bins, time-major tokens"):
+    with pytest.raises(ConfigError, match=r"is a family 'ast' encoder with \(16, 16\) patches.* a family 'beats' "
+                                          r"encoder with 16x16 patches of 128 mel bins, time-major tokens"):
         experiment.load_teacher(c, get_frontend("beats"), cfg)
 
 

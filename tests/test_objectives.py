@@ -561,7 +561,7 @@ def test_a_teacher_must_exist_and_read_the_students_features_and_patch_grid(tmp_
     model_dir.save_model_dir(tmp_path / "t16", family="ast", encoder=ASTEncoder(square, rngs=nnx.Rngs(0)),
                             encoder_config=square, frontend=frontend_of("ssast"))
     config.objective.teacher = str(tmp_path / "t16")
-    with pytest.raises(ValueError, match=r"the student's patch grid \(\(16, 4\) patches"):
+    with pytest.raises(ValueError, match=r"a family 'ast' encoder with \(16, 4\) patches"):
         experiment.load_teacher(config, frontend_of("ssast"), cfg)
     model_dir.save_model_dir(tmp_path / "t4", family="ast", encoder=ASTEncoder(cfg, rngs=nnx.Rngs(0)),
                             encoder_config=cfg, frontend=frontend_of("ssast"))

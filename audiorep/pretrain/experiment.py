@@ -234,11 +234,11 @@ def load_teacher(config: ml_collections.ConfigDict, frontend, enc_cfg):
     except (FileNotFoundError, model_dir.ModelDirError) as err:
         raise ConfigError(f"objective.teacher={path!r} is not a usable model directory: {err}") from err
     t_cfg = bundle.encoder_config
-    student = str(config.model.family)
+    student = "beats" if isinstance(enc_cfg, BEATsConfig) else "ast"  # the families masked_tokens trains
     if bundle.family != student or patch_grid(t_cfg) != patch_grid(enc_cfg):
-        raise ConfigError(f"objective.teacher={path!r} is a {bundle.family} encoder with {patch_grid(t_cfg)}; the "
-                          f"teacher must code the student's patches in the student's token order: a {student} "
-                          f"encoder with {patch_grid(enc_cfg)}.")
+        raise ConfigError(f"objective.teacher={path!r} is a family {bundle.family!r} encoder with "
+                          f"{patch_grid(t_cfg)}; the teacher must code the student's patches in the student's token "
+                          f"order: a family {student!r} encoder with {patch_grid(enc_cfg)}.")
     if bundle.frontend.to_dict() != frontend.to_dict():
         raise ConfigError(f"objective.teacher={path!r} was trained on other features ({bundle.frontend.name}) than "
                           f"config.frontend ({frontend.name}); train the student with the teacher's frontend.")
