@@ -22,7 +22,10 @@ true. Dropped patches are zeroed before the conv positional embedding — exactl
 treats padding (`x[padding_mask] = 0`) — the conv runs over the full grid, then only the kept tokens go on;
 the relative position buckets use the kept tokens' original (time-major) indices, so distances are those of
 the full sequence. With keep = all indices the result equals the full path. `mask` (a mask embedding,
-SSAST-style) raises: BEATs has no mask embedding.
+SSAST-style) raises: BEATs has no mask embedding. Masked token pretraining (pretrain/objectives.py
+`MaskedTokens`, configs/tiny_beats.py, configs/beats_iter.py) uses `keep`, `patches` (the raw 16x16 patches
+in token order, the random-projection tokenizer's input) and `relative_position_bias` (shared with the label
+predictor, which has its own bucket table).
 
 A fine-tuned checkpoint (`predictor.*`, AudioSet 527 classes) gets `predictor`; `classify` gives the
 official clip probabilities (per-token logits, mean over tokens, sigmoid).
