@@ -532,6 +532,8 @@ def test_a_second_iteration_learns_the_k_means_codes_of_the_first_iterations_enc
     for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(task.model.encoder, nnx.Param)),
                                  nnx.to_flat_state(nnx.state(teacher.encoder, nnx.Param)), strict=True):
         np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(path))
+        # the restored teacher sits on one device; the student's copy must not, or a multi-device mesh refuses it
+        assert not a[...].committed, path
     res = experiment.train(second, tmp_path / "w2")
     rows = [json.loads(ln) for ln in (tmp_path / "w2" / "metrics.jsonl").read_text().splitlines()]
     assert np.mean([r["ce"] for r in rows[-8:]]) < np.mean([r["ce"] for r in rows[:8]])

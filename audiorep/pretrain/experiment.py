@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
@@ -338,7 +339,8 @@ def build(config: ml_collections.ConfigDict) -> tuple[Task, IteratorFactory]:
             raise ConfigError("objective.init_from_teacher=True copies the teacher's weights, but the student's "
                               f"parameters (config) differ from the teacher's (checkpoint):\n{report}\nBuild the "
                               f"student with the teacher's encoder config ({teacher.encoder_config}).")
-        nnx.update(encoder, nnx.state(teacher.encoder, nnx.Param))
+        # host copies: restored weights are committed to one device, the trainer places the state on its mesh
+        nnx.update(encoder, jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), nnx.state(teacher.encoder, nnx.Param)))
     model = encoder
     if isinstance(objective, MaskedTokens):
         model = TokenPredictor(encoder, objective.tokenizer.codebook_size, seed=seed,
