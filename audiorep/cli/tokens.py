@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from audiorep.cli.common import nonnegative_int, positive_int
+from audiorep.cli.common import nonnegative_int, positive_int, print_with_failures
 
 
 def extract(args: argparse.Namespace) -> int:
@@ -36,13 +36,7 @@ def extract(args: argparse.Namespace) -> int:
     table.add_row("audio", f"{tokens.seconds:,.1f} s at {tokens.sample_rate} Hz")
     table.add_row("codes", f"{tokens.codes.size:,} of {tokens.codebook_size} ({len(set(tokens.codes.tolist()))} used)")
     table.add_row("tokens per second", f"{tokens.tokens_per_second:.2f}  ({tokens.tokens_per_step} per time step)")
-    table.add_row("no tokens", f"{len(tokens.failed)}" + (" (listed below and in failed_files)" if tokens.failed
-                                                          else ""))
-    console.print(table)
-    for name, err in tokens.failed[: args.max_list]:
-        console.print(f"  [red]no tokens[/red] {name}: {err}", highlight=False)
-    if len(tokens.failed) > args.max_list:
-        console.print(f"  ... and {len(tokens.failed) - args.max_list} more (see failed_files in {out})")
+    print_with_failures(console, table, tokens.failed, label="no tokens", max_list=args.max_list, out=out)
     return 0
 
 
