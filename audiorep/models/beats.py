@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Any
 
 import jax
@@ -45,6 +44,7 @@ from flax import nnx
 
 from audiorep.models.layers import (
     EncoderOutput,
+    JsonConfig,
     LayerNorm,
     Linear,
     PatchEmbed2d,
@@ -57,10 +57,14 @@ from audiorep.models.layers import (
 )
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm default, used everywhere in BEATs
+OFFICIAL_DEFAULTS = dict(input_patch_size=-1, layer_wise_gradient_decay_ratio=1.0, deep_norm=False, dropout=0.1,
+                         attention_dropout=0.1, relative_position_embedding=False, max_distance=1280,
+                         gru_rel_pos=False)
+"""The official `BEATsConfig` class defaults where they differ from the released checkpoints' cfg (ours)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class BEATsConfig:
+class BEATsConfig(JsonConfig):
     """BEATs architecture; field names are the official `BEATsConfig` names (plus `num_mel_bins`).
 
     Defaults are the released checkpoints' cfg (iter3 / iter3+), not the official class defaults.
@@ -151,18 +155,6 @@ class BEATsConfig:
         p = self.input_patch_size
         return self.num_mel_bins // p, frames // p
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BEATsConfig:
-        """Strict: an unknown field is an error (our own JSON configs)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown BEATsConfig fields {unknown}; known: {sorted(names)}.")
-        return cls(**d)
-
     @classmethod
     def from_official(cls, cfg: dict[str, Any]) -> BEATsConfig:
         """From the `cfg` dict stored in an official checkpoint.
@@ -170,17 +162,7 @@ class BEATsConfig:
         Missing fields take the official `BEATsConfig` class defaults (as the official loader does); unknown
         fields are ignored with a warning, since the official model never reads them either.
         """
-        official_defaults = dict(
-            input_patch_size=-1, layer_wise_gradient_decay_ratio=1.0, deep_norm=False, dropout=0.1,
-            attention_dropout=0.1, relative_position_embedding=False, max_distance=1280, gru_rel_pos=False)
-        names = {f.name for f in dataclasses.fields(cls)} - {"num_mel_bins"}
-        unknown = sorted(set(cfg) - names)
-        if unknown:
-            warnings.warn(f"BEATs cfg fields {unknown} are not used by the BEATs model; ignored.", stacklevel=2)
-        values = {**official_defaults, **{k: v for k, v in cfg.items() if k in names}}
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        cast = {"int": int, "float": float, "bool": bool, "str": str}
-        return cls(**{k: cast[types[k]](v) for k, v in values.items()})
+        return cls.from_official_cfg(cfg, official_defaults=OFFICIAL_DEFAULTS, what="BEATs", local=("num_mel_bins",))
 
 
 BEATS_BASE = BEATsConfig()

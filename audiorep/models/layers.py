@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import math
 import os
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -42,6 +43,22 @@ class JsonConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}.")
         return cls(**d)
+
+    @classmethod
+    def from_official_cfg(cls, cfg: dict, *, official_defaults: dict, what: str, local: tuple[str, ...] = ()):
+        """From the `cfg` dict stored in an official checkpoint: missing fields take the official class
+        defaults `official_defaults` (as the official loader does, before ours), fields the official model never
+        reads are ignored with a warning naming `what`, values are cast to the field types. `local`: our own
+        fields, never read from `cfg`."""
+        names = {f.name for f in dataclasses.fields(cls)} - set(local)
+        unknown = sorted(set(cfg) - names)
+        if unknown:
+            warnings.warn(f"{what} cfg fields {unknown} are not used by the {what} model; ignored.", stacklevel=3)
+        values = {**official_defaults, **{k: v for k, v in cfg.items() if k in names}}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        cast = {"int": int, "float": float, "bool": bool, "str": str}
+        return cls(**{k: cast[types[k]](v) for k, v in values.items()})
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,6 @@ from the tokenizer's quantised vectors; `DistillationModel` holds the three (the
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 import jax
@@ -27,85 +26,46 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from audiorep.models.beats import BEATsConfig, BEATsEncoder
+from audiorep.models.beats import OFFICIAL_DEFAULTS, BEATsConfig, BEATsEncoder
 from audiorep.models.layers import LayerNorm, Linear, TransformerBlock, torch_linear_init, trunc_normal_02
 from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenizerConfig:
-    """The tokenizer's architecture; field names are the official `TokenizersConfig` names (plus
-    `layer_wise_gradient_decay_ratio`, which the shared backbone reads, and `num_mel_bins`).
+class TokenizerConfig(BEATsConfig):
+    """The tokenizer's architecture: the BEATs encoder's fields (official names, `BEATsConfig`) and the codebook
+    (`quant_n` codes of `quant_dim` values), as in the official `TokenizersConfig`. No fine-tuning head: the
+    `finetuned_model` / `predictor_*` fields stay unused.
 
     Defaults are the released BEATs checkpoints' encoder architecture with the official 1024 x 256 codebook, not
-    the official class defaults (`from_official` applies those to a checkpoint's cfg).
+    the official class defaults (`from_official` applies those to a checkpoint's cfg). The tokenizer does not
+    decay its layers' gradients (layer_wise_gradient_decay_ratio 1.0).
     """
 
-    input_patch_size: int = 16
-    embed_dim: int = 512
-    conv_bias: bool = False
-    encoder_layers: int = 12
-    encoder_embed_dim: int = 768
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
-    activation_fn: str = "gelu"
-    layer_norm_first: bool = False
-    deep_norm: bool = True
-    dropout: float = 0.0
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    encoder_layerdrop: float = 0.0
-    dropout_input: float = 0.0
-    conv_pos: int = 128
-    conv_pos_groups: int = 16
-    relative_position_embedding: bool = True
-    num_buckets: int = 320
-    max_distance: int = 800
-    gru_rel_pos: bool = True
+    layer_wise_gradient_decay_ratio: float = 1.0
     quant_n: int = 1024
     quant_dim: int = 256
-    layer_wise_gradient_decay_ratio: float = 1.0
-    num_mel_bins: int = 128
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.finetuned_model:
+            raise ValueError("finetuned_model=True: a tokenizer has no classifier head; leave it False.")
         if self.quant_n < 2 or self.quant_dim < 1:
             raise ValueError(f"quant_n={self.quant_n}, quant_dim={self.quant_dim}: the codebook needs quant_n >= 2 "
                              f"codes of quant_dim >= 1 values (official 1024 x 256).")
-        self.beats_config()  # validates the encoder fields
 
     def beats_config(self) -> BEATsConfig:
         """The encoder's BEATsConfig (same field values; no fine-tuning head)."""
         names = {f.name for f in dataclasses.fields(BEATsConfig)}
         return BEATsConfig(**{k: v for k, v in self.to_dict().items() if k in names})
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
-        """Strict: an unknown field is an error (our own JSON configs)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TokenizerConfig fields {unknown}; known: {sorted(names)}.")
-        return cls(**d)
-
     @classmethod
     def from_official(cls, cfg: dict[str, Any]) -> TokenizerConfig:
         """From the `cfg` dict of an official tokenizer checkpoint; missing fields take the official
         `TokenizersConfig` class defaults, unknown ones are ignored with a warning (the official model ignores
         them too)."""
-        official_defaults = dict(
-            input_patch_size=-1, deep_norm=False, dropout=0.1, attention_dropout=0.1,
-            relative_position_embedding=False, max_distance=1280, gru_rel_pos=False)
-        names = {f.name for f in dataclasses.fields(cls)} - {"num_mel_bins"}
-        unknown = sorted(set(cfg) - names)
-        if unknown:
-            warnings.warn(f"tokenizer cfg fields {unknown} are not used by the tokenizer; ignored.", stacklevel=2)
-        values = {**official_defaults, **{k: v for k, v in cfg.items() if k in names}}
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        cast = {"int": int, "float": float, "bool": bool, "str": str}
-        return cls(**{k: cast[types[k]](v) for k, v in values.items()})
+        defaults = {k: v for k, v in OFFICIAL_DEFAULTS.items() if k != "layer_wise_gradient_decay_ratio"}
+        return cls.from_official_cfg(cfg, official_defaults=defaults, what="tokenizer", local=("num_mel_bins",))
 
 
 TOKENIZER_BASE = TokenizerConfig()
