@@ -36,17 +36,8 @@ from flax import nnx
 
 from audiorep.audio.frontends import get_frontend
 from audiorep.models.convert import beats as beats_convert
-from audiorep.models.convert.common import (
-    CheckpointError,
-    ParamPath,
-    build_with_params,
-    check_state_dict,
-    describe_family,
-    detect_family,
-    file_sha256,
-    load_checkpoint,
-    torch_linear,
-)
+from audiorep.models.convert import common
+from audiorep.models.convert.common import CheckpointError
 from audiorep.tokenizers.distilled import AcousticTokenizer, TokenizerConfig
 from audiorep.tokenizers.tokenizer_dir import save_tokenizer_dir
 
@@ -67,13 +58,13 @@ def expected_shapes(cfg: TokenizerConfig) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def param_values(sd: Mapping[str, np.ndarray], cfg: TokenizerConfig) -> dict[ParamPath, np.ndarray]:
+def param_values(sd: Mapping[str, np.ndarray], cfg: TokenizerConfig) -> dict[common.ParamPath, np.ndarray]:
     """Official state dict -> {our variable path: array}: every nnx.Param of AcousticTokenizer(cfg) and the
     codebook state."""
-    v: dict[ParamPath, np.ndarray] = {("encoder",) + path: value
+    v: dict[common.ParamPath, np.ndarray] = {("encoder",) + path: value
                                       for path, value in beats_convert.param_values(sd, cfg.beats_config()).items()}
     for theirs, mine in (("quantize_layer.0", "fc1"), ("quantize_layer.2", "fc2")):
-        v[("quantize_layer", mine, "kernel")], v[("quantize_layer", mine, "bias")] = torch_linear(sd, theirs)
+        v[("quantize_layer", mine, "kernel")], v[("quantize_layer", mine, "bias")] = common.torch_linear(sd, theirs)
     f32 = lambda key: np.asarray(sd[key], dtype=np.float32)  # noqa: E731
     v[("quantize", "embedding")] = f32("quantize.embedding.weight")
     v[("quantize", "embed_avg")] = f32("quantize.embedding.embed_avg")
@@ -88,16 +79,16 @@ def split_checkpoint(obj: Any, source: str) -> tuple[dict[str, Any], dict[str, n
         raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a BEATs tokenizer checkpoint dict "
                               "({'cfg': ..., 'model': ...}).")
     if "model" not in obj or not isinstance(obj["model"], Mapping):
-        fam = detect_family(obj.keys())
-        hint = describe_family(fam) if fam != FAMILY else (
+        fam = common.detect_family(obj.keys())
+        hint = common.describe_family(fam) if fam != FAMILY else (
             "A bare state dict has no `cfg`; give the original released file (it stores 'cfg' and 'model').")
         raise CheckpointError(f"{source} is not an official BEATs tokenizer checkpoint (no 'model' state dict "
                               f"inside). {hint}")
     sd = dict(obj["model"].items())
-    fam = detect_family(sd.keys())
+    fam = common.detect_family(sd.keys())
     if fam != FAMILY:
         raise CheckpointError(f"{source} is not a BEATs tokenizer checkpoint (no quantize.* keys). "
-                              f"{describe_family(fam)}")
+                              f"{common.describe_family(fam)}")
     if "cfg" not in obj or not isinstance(obj["cfg"], Mapping):
         raise CheckpointError(f"{source} has no 'cfg' dict beside 'model'; official tokenizer files always do. Give "
                               "the released file, or save {'cfg': cfg.__dict__, 'model': state_dict}.")
@@ -119,12 +110,12 @@ def tokenizer_from_checkpoint(obj: Any, *, source: str = "checkpoint") -> tuple[
     """
     cfg_dict, sd = split_checkpoint(obj, source)
     cfg = config_from_checkpoint(cfg_dict, source)
-    check_state_dict(sd, expected_shapes(cfg), family="BEATs tokenizer", source=source)
+    common.check_state_dict(sd, expected_shapes(cfg), family="BEATs tokenizer", source=source)
     if float(np.asarray(sd["quantize.embedding.initted"]).reshape(-1)[0]) == 0.0:
         warnings.warn(f"{source}: quantize.embedding.initted is 0, so its codebook was never initialised (all "
                       "labels will be the same); the official code would run k-means on its first batch.",
                       stacklevel=2)
-    tokenizer = build_with_params(lambda: AcousticTokenizer(cfg, rngs=nnx.Rngs(0)), param_values(sd, cfg))
+    tokenizer = common.build_with_params(lambda: AcousticTokenizer(cfg, rngs=nnx.Rngs(0)), param_values(sd, cfg))
     info = dict(config=cfg, num_keys=len(sd), kmeans_counts_sum=float(np.asarray(sd[KMEANS_COUNTS]).sum()))
     return tokenizer, info
 
@@ -136,8 +127,8 @@ def convert(ckpt: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool 
     ckpt, out = Path(ckpt), Path(out_dir)
     if out.exists() and not force:
         raise CheckpointError(f"{out} already exists; choose a new OUT_DIR or pass --force to replace it.")
-    tokenizer, info = tokenizer_from_checkpoint(load_checkpoint(ckpt, reader=reader), source=str(ckpt))
-    meta = dict(source=str(ckpt.resolve()), source_sha256=file_sha256(ckpt),
+    tokenizer, info = tokenizer_from_checkpoint(common.load_checkpoint(ckpt, reader=reader), source=str(ckpt))
+    meta = dict(source=str(ckpt.resolve()), source_sha256=common.file_sha256(ckpt),
                 converter="audiorep.models.convert.beats_tokenizer", official_keys=info["num_keys"],
                 kmeans_init_counts_sum=info["kmeans_counts_sum"])
     return save_tokenizer_dir(out, tokenizer, config=info["config"], frontend=get_frontend("beats"), meta=meta,
