@@ -276,7 +276,7 @@ def test_cli_missing_key_is_one_line_naming_the_key(tmp_path, capsys, monkeypatc
 
     broken = copy.deepcopy(ckpt)
     del broken["model"]["quantize_layer.2.bias"]
-    monkeypatch.setattr(beats_tokenizer, "load_checkpoint", lambda path, reader: broken)
+    monkeypatch.setattr(beats_tokenizer.common, "load_checkpoint", lambda path, reader: broken)
     assert main(["convert", "beats-tokenizer", str(TOKENIZER_PT), str(tmp_path / "t")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing keys (1): quantize_layer.2.bias" in err
