@@ -78,3 +78,23 @@ def test_the_command_keeps_compiled_programs_where_audiorep_xla_cache_says(wavs,
     info = subprocess.run([*run, "info"], env={**env, "AUDIOREP_XLA_CACHE": "0"}, capture_output=True, text=True,
                           timeout=300)
     assert "XLA compile cache    off" in info.stdout
+
+
+def test_a_script_re_executes_itself_once_with_tcmalloc_preloaded(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from audiorep.cli.runtime import tcmalloc_path
+
+    if tcmalloc_path() is None:
+        pytest.skip("libtcmalloc-minimal4 is not installed")
+    script = tmp_path / "bench.py"
+    script.write_text("import os, sys\nfrom audiorep.cli.runtime import reexec_with_tcmalloc\n"
+                      "print('start', flush=True)\nreexec_with_tcmalloc(sys.argv[1:], script=__file__)\n"
+                      "print(os.environ.get('LD_PRELOAD', ''), *sys.argv[1:])\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("AUDIOREP_NO_TCMALLOC", "LD_PRELOAD")}
+    out = subprocess.run([sys.executable, str(script), "--steps", "3"], env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == out[1] == "start"  # the second process is the re-executed one, and it does not loop
+    assert len(out) == 3 and "tcmalloc" in out[2] and out[2].endswith("--steps 3")

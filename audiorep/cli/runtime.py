@@ -23,8 +23,9 @@ def tcmalloc_path() -> str | None:
     return next((p for p in TCMALLOC_CANDIDATES if os.path.exists(p)), None)
 
 
-def reexec_with_tcmalloc(argv: list[str]) -> None:
-    """Restart this process with tcmalloc preloaded, once.
+def reexec_with_tcmalloc(argv: list[str], *, script: str | None = None) -> None:
+    """Restart this process with tcmalloc preloaded, once: `python -m audiorep.cli ARGV`, or `python SCRIPT ARGV`
+    (a benchmark re-executing itself).
 
     XLA:CPU frees and re-allocates large buffers every step; glibc hands them back to the OS and each
     step page-faults gigabytes of fresh memory. tcmalloc keeps them, ~25 % faster on CPU. An allocator
@@ -39,7 +40,8 @@ def reexec_with_tcmalloc(argv: list[str]) -> None:
     env["LD_PRELOAD"] = f"{lib}:{env['LD_PRELOAD']}" if env.get("LD_PRELOAD") else lib
     env["AUDIOREP_NO_TCMALLOC"] = "1"  # never loop
     try:
-        os.execve(sys.executable, [sys.executable, "-m", "audiorep.cli", *argv], env)
+        program = [script] if script else ["-m", "audiorep.cli"]
+        os.execve(sys.executable, [sys.executable, *program, *argv], env)
     except OSError:
         return  # run without it rather than fail
 
