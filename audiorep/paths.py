@@ -27,3 +27,15 @@ def output_location_problem(path: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"the folder {existing} is not writable; choose a path you can write"
     return None
+
+
+def output_file_problem(path: Path, *, flag: str, example: str, overwrite: bool, kind: str = "file") -> str | None:
+    """Why `flag PATH` cannot take a new output file (a folder; an existing file without overwrite, i.e. --force;
+    a bad location), or None. example: a file name to suggest under a folder; kind: what the file is, in words."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{flag} {path} is a folder; give the path of a {kind} (e.g. {path / example})"
+    if path.exists() and not overwrite:
+        return f"{flag} {path} already exists; choose another name, or pass --force to replace it"
+    problem = output_location_problem(path)
+    return f"{flag} {problem}" if problem else None

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from audiorep.cli.common import print_error
-from audiorep.paths import output_location_problem
+from audiorep.paths import output_file_problem
 
 FEATURE_FRONTENDS = ("beats", "ssast", "passt")
 
@@ -43,12 +43,7 @@ def plot_features(path: Path, panels: list[tuple[str, object]], frontend) -> Non
 
 def png_problem(path: Path, force: bool) -> str | None:
     """Why --png cannot be written (a folder, an existing file without --force, under a file), or None."""
-    if path.is_dir():
-        return f"--png {path} is a folder; give the path of a .png file (e.g. {path / 'features.png'})"
-    if path.exists() and not force:
-        return f"--png {path} already exists; choose another name, or pass --force to replace it"
-    problem = output_location_problem(path)
-    return f"--png {problem}" if problem else None
+    return output_file_problem(path, flag="--png", example="features.png", overwrite=force, kind=".png file")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 from audiorep.errors import AudiorepError
-from audiorep.paths import output_location_problem
+from audiorep.paths import output_file_problem
 
 PRIVATE_USE_START = 0xE000
 """The character of code 0."""
@@ -229,13 +229,9 @@ class AcousticBPE:
 def check_model_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Check, before training, that `path` can take a new model file; returns it as a Path (else BPEError)."""
     path = Path(path)
-    if path.is_dir():
-        raise BPEError(f"--out {path} is a folder; give the path of a model file (e.g. {path / 'bpe.model'}).")
-    if path.exists() and not overwrite:
-        raise BPEError(f"--out {path} already exists; choose another name, or pass --force to replace it.")
-    problem = output_location_problem(path)
+    problem = output_file_problem(path, flag="--out", example="bpe.model", overwrite=overwrite, kind="model file")
     if problem:
-        raise BPEError(f"--out {problem}.")
+        raise BPEError(f"{problem}.")
     return path
 
 

@@ -41,7 +41,7 @@ from audiorep import __version__
 from audiorep.audio.frontends import get_frontend
 from audiorep.audio.io import load_audio
 from audiorep.errors import AudiorepError
-from audiorep.paths import output_location_problem
+from audiorep.paths import output_file_problem
 from audiorep.tokenizers.random_projection import RandomProjectionTokenizer
 from audiorep.tokenizers.tokenizer_dir import TokenizerBundle, load_tokenizer_dir
 
@@ -95,15 +95,11 @@ def check_token_output(out: str | os.PathLike, *, overwrite: bool = False) -> Pa
     """Check, before any work, that `out` can take a new token file (a .npz name, not a folder, not an existing file
     unless `overwrite`, under a folder that can be written). Returns it as a Path, else TokenError."""
     out = Path(out)
-    if out.is_dir():
-        raise TokenError(f"--out {out} is a folder; give the path of a .npz file (e.g. {out / 'tokens.npz'}).")
-    if out.suffix != ".npz":
+    if out.suffix != ".npz" and not out.is_dir():
         raise TokenError(f"--out {out}: a token file is a NumPy archive; give it a .npz name (e.g. {out.stem}.npz).")
-    if out.exists() and not overwrite:
-        raise TokenError(f"--out {out} already exists; choose another name, or pass --force to replace it.")
-    problem = output_location_problem(out)
+    problem = output_file_problem(out, flag="--out", example="tokens.npz", overwrite=overwrite, kind=".npz file")
     if problem:
-        raise TokenError(f"--out {problem}.")
+        raise TokenError(f"{problem}.")
     return out
 
 
