@@ -55,3 +55,12 @@ def tiny_fsdd(root):
             for k in range(2):
                 sf.write(rec / f"{digit}_{spk}_{k}.wav", tone(300.0 + 300 * digit, 0.5, 8000), 8000)
     return root
+
+
+def fixture_fbank(batch: int = 2, frames: int = 165, mels: int = 128) -> np.ndarray:
+    """Deterministic pseudo-fbank f32[batch, frames, mels]: the formula of tests/fixtures/make_beats_fixture.py
+    (the input of the torch reference runs of the BEATs encoder and tokenizer fixtures)."""
+    t = np.arange(frames)[None, :, None]
+    f = np.arange(mels)[None, None, :]
+    b = np.arange(batch)[:, None, None]
+    return (np.sin(0.37 * t + 0.11 * f * (b + 1)) + 0.5 * np.cos(0.05 * t * f / 7.0 + b) - 0.2).astype(np.float32)

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import fixture_fbank
 from flax import nnx
 
 from audiorep.audio.frontends import get_frontend
@@ -37,14 +38,6 @@ from audiorep.tokenizers.tokenizer_dir import (
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKENIZER_PT = FIXTURES / "beats_tokenizer_tiny.pt"
-
-
-def fixture_fbank(batch: int = 2, frames: int = 96, mels: int = 128) -> np.ndarray:
-    """Same formula as make_beats_fixture.fixture_fbank (the input of the torch reference run)."""
-    t = np.arange(frames)[None, :, None]
-    f = np.arange(mels)[None, None, :]
-    b = np.arange(batch)[:, None, None]
-    return (np.sin(0.37 * t + 0.11 * f * (b + 1)) + 0.5 * np.cos(0.05 * t * f / 7.0 + b) - 0.2).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
