@@ -271,23 +271,30 @@ def read_model_json(path: str | os.PathLike) -> dict:
             " Make one with `audiorep convert ...` or export a training run; pass that directory."
         )
         raise ModelDirError(f"{path} is not an audiorep model directory (no {MODEL_JSON}).{hint}")
+    return read_description(file, format_name=FORMAT_NAME, format_version=FORMAT_VERSION, what="model",
+                            required=("family", "encoder_config", "frontend", "pooling", "params_sha256"),
+                            error=ModelDirError)
+
+
+def read_description(file: Path, *, format_name: str, format_version: int, what: str, required: tuple[str, ...],
+                     error: type[Exception]) -> dict:
+    """The JSON description of an audiorep directory (`what`: 'model' or 'tokenizer'), checked for its format
+    name and version and the `required` fields; any problem raises `error` naming the fix."""
     try:
         doc = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelDirError(f"{file} is not valid JSON ({err}); the directory is corrupted, re-export it.") from err
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise ModelDirError(f"{file} is not an audiorep model description (format is not {FORMAT_NAME!r}).")
+        raise error(f"{file} is not valid JSON ({err}); the directory is corrupted, re-export it.") from err
+    if not isinstance(doc, dict) or doc.get("format") != format_name:
+        raise error(f"{file} is not an audiorep {what} description (format is not {format_name!r}).")
     version = doc.get("format_version")
-    if version != FORMAT_VERSION:
-        newer = isinstance(version, int) and version > FORMAT_VERSION
-        fix = "upgrade audiorep" if newer else "re-export it with this audiorep version"
-        raise ModelDirError(
-            f"{file} has model-directory format version {version!r}; this audiorep reads version "
-            f"{FORMAT_VERSION}. {fix[0].upper() + fix[1:]}."
-        )
-    for key in ("family", "encoder_config", "frontend", "pooling", "params_sha256"):
+    if version != format_version:
+        fix = ("Upgrade audiorep" if isinstance(version, int) and version > format_version
+               else "Re-export it with this audiorep version")
+        raise error(f"{file} has {what}-directory format version {version!r}; this audiorep reads version "
+                    f"{format_version}. {fix}.")
+    for key in required:
         if key not in doc:
-            raise ModelDirError(f"{file} lacks the field {key!r}; the directory is corrupted, re-export it.")
+            raise error(f"{file} lacks the field {key!r}; the directory is corrupted, re-export it.")
     return doc
 
 

@@ -46,6 +46,7 @@ from audiorep.models.model_dir import (
     json_dict,
     orbax_checkpointer,
     params_sha256,
+    read_description,
     restore_checked,
     shape_report,
     write_dir_atomically,
@@ -166,21 +167,9 @@ def read_tokenizer_json(path: str | os.PathLike) -> dict:
                                     "export.")
         raise TokenizerDirError(f"{path} is not an audiorep tokenizer directory (no {TOKENIZER_JSON}). Make one with "
                                 "`audiorep convert beats-tokenizer Tokenizer_iter3.pt OUT_DIR` or a tokenizer export.")
-    try:
-        doc = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise TokenizerDirError(f"{file} is not valid JSON ({err}); the directory is corrupted, re-export it.") from err
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise TokenizerDirError(f"{file} is not an audiorep tokenizer description (format is not {FORMAT_NAME!r}).")
-    version = doc.get("format_version")
-    if version != FORMAT_VERSION:
-        fix = ("Upgrade audiorep" if isinstance(version, int) and version > FORMAT_VERSION
-               else "Re-export it with this audiorep version")
-        raise TokenizerDirError(f"{file} has tokenizer-directory format version {version!r}; this audiorep reads "
-                                f"version {FORMAT_VERSION}. {fix}.")
-    for key in ("kind", "tokenizer_config", "frontend", "params_sha256"):
-        if key not in doc:
-            raise TokenizerDirError(f"{file} lacks the field {key!r}; the directory is corrupted, re-export it.")
+    doc = read_description(file, format_name=FORMAT_NAME, format_version=FORMAT_VERSION, what="tokenizer",
+                           required=("kind", "tokenizer_config", "frontend", "params_sha256"),
+                           error=TokenizerDirError)
     if doc["kind"] != KIND:
         raise TokenizerDirError(f"{file} describes a tokenizer of kind {doc['kind']!r}; this audiorep reads "
                                 f"{KIND!r} tokenizers. Upgrade audiorep.")
