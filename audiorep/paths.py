@@ -1,13 +1,16 @@
-"""Where an output may go: one check, shared by every command that writes a file or folder.
+"""Where an output may go and how it is written: one check, and one atomic write, shared by every command that
+writes a file or folder.
 
-Commands check their outputs before any work, so a bad path costs nothing. Imports nothing of audiorep, so every
-layer may use it (as errors.py).
+Commands check their outputs before any work, so a bad path costs nothing, and write each file whole or not at all,
+so a reader never sees half of one. Imports nothing of audiorep, so every layer may use it (as errors.py).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def nearest_existing(path: Path) -> Path:
@@ -39,3 +42,17 @@ def output_file_problem(path: Path, *, flag: str, example: str, overwrite: bool,
         return f"{flag} {path} already exists; choose another name, or pass --force to replace it"
     problem = output_location_problem(path)
     return f"{flag} {problem}" if problem else None
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write the file `path` whole or not at all: `write(fh)` fills a temp file beside it (binary mode), which then
+    replaces `path` (os.replace); the temp file is removed when `write` fails. The folder must exist."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

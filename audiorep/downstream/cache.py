@@ -42,6 +42,7 @@ import numpy as np
 
 from audiorep.audio.io import load_audio
 from audiorep.errors import AudiorepError
+from audiorep.paths import write_atomically
 
 CACHE_FORMAT = 1
 DEFAULT_ROOT = Path(os.environ.get("AUDIOREP_CACHE", "~/.cache/audiorep")).expanduser() / "embeddings"
@@ -123,23 +124,12 @@ def cut_window(wave: np.ndarray, record, sample_rate: int, crop_s: float | None 
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
-    try:
-        np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    text = json.dumps(obj, indent=1, sort_keys=True, default=str)
+    write_atomically(path, lambda fh: fh.write(text.encode()))
 
 
 class EmbeddingCache:

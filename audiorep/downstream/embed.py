@@ -77,7 +77,7 @@ from audiorep.downstream.stream import Streamer
 from audiorep.errors import AudiorepError
 from audiorep.models.bundle import FREQUENCY_MODES, POOLINGS, ModelBundle, samples_for_frames
 from audiorep.models.registry import get_bundle
-from audiorep.paths import nearest_existing
+from audiorep.paths import nearest_existing, write_atomically
 
 
 class EmbedError(AudiorepError, ValueError):
@@ -906,14 +906,7 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
         arrays["timestamp_times_ms"] = np.concatenate([ts_times[i] for i in order]).astype(np.float32)
         arrays["timestamp_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(out, lambda fh: np.savez(fh, **arrays))
     return EmbedFilesResult(out, [names[i] for i in order], list(zip(failed_names, [e for _, e in failed])),
                             int(emb.shape[1]), seconds)
 

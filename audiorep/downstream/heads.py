@@ -28,7 +28,7 @@ import numpy as np
 
 from audiorep.downstream import probes
 from audiorep.errors import AudiorepError
-from audiorep.paths import nearest_existing
+from audiorep.paths import nearest_existing, write_atomically
 
 HEAD_FORMAT = 1
 FILES = ("head.npz", "head.json")
@@ -157,9 +157,9 @@ class Head:
         """
         folder = check_head_dir(folder, overwrite=overwrite)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / "head.npz", lambda fh: np.savez(fh, **self.arrays()))
+        write_atomically(folder / "head.npz", lambda fh: np.savez(fh, **self.arrays()))
         text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
-        _write_atomic(folder / "head.json", lambda fh: fh.write(text.encode()))
+        write_atomically(folder / "head.json", lambda fh: fh.write(text.encode()))
         return folder
 
     @classmethod
@@ -244,17 +244,6 @@ def check_head_dir(folder: str | os.PathLike, *, overwrite: bool = False) -> Pat
         raise HeadError(f"--save-head {folder}: {parent} is not a writable folder; choose a head folder you can "
                         "write.")
     return folder
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 __all__ = ["HEAD_FORMAT", "Head", "HeadError", "check_head_dir", "describe", "model_of"]

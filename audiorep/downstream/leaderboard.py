@@ -41,6 +41,7 @@ import numpy as np
 
 from audiorep.downstream.metrics import HIGHER_IS_BETTER
 from audiorep.errors import AudiorepError
+from audiorep.paths import write_atomically
 
 
 class ResultsError(AudiorepError, ValueError):
@@ -551,16 +552,6 @@ def _anchor(model: str, task: str) -> str:
     return "det-" + hashlib.sha1(f"{model}\0{task}".encode()).hexdigest()[:10]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 ASSETS = "assets"
 CURVES_PNG = "training_curves.png"  # what `audiorep pretrain` writes into the model directory it exports
 
@@ -620,7 +611,7 @@ def write_leaderboard(results: list[Result] | str | os.PathLike, out_dir: str | 
             _copy_atomic(src, out / ASSETS / name)
             files[f"detection:{name}"] = out / ASSETS / name
     for kind, text in texts.items():
-        _write_atomic(files[kind], text)
+        write_atomically(files[kind], lambda fh, text=text: fh.write(text.encode()))
     return files
 
 
@@ -712,13 +703,8 @@ def robustness_html(results: list[Result], heatmaps: dict[tuple[str, str], str])
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with open(src, "rb") as fh_in:
+        write_atomically(dst, lambda fh: shutil.copyfileobj(fh_in, fh))
 
 
 def higher_is_better(metric: str) -> bool:

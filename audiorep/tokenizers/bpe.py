@@ -34,7 +34,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 from audiorep.errors import AudiorepError
-from audiorep.paths import output_file_problem
+from audiorep.paths import output_file_problem, write_atomically
 
 PRIVATE_USE_START = 0xE000
 """The character of code 0."""
@@ -204,13 +204,7 @@ class AcousticBPE:
         """Write the sentencepiece .model file atomically (refused if it exists, unless `overwrite`)."""
         path = check_model_output(path, overwrite=overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            tmp.write_bytes(self.model_proto)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_atomically(path, lambda fh: fh.write(self.model_proto))
         return path
 
     @classmethod

@@ -41,7 +41,7 @@ from audiorep import __version__
 from audiorep.audio.frontends import get_frontend
 from audiorep.audio.io import load_audio
 from audiorep.errors import AudiorepError
-from audiorep.paths import output_file_problem
+from audiorep.paths import output_file_problem, write_atomically
 from audiorep.tokenizers.random_projection import RandomProjectionTokenizer
 from audiorep.tokenizers.tokenizer_dir import TokenizerBundle, load_tokenizer_dir
 
@@ -124,14 +124,7 @@ def save_tokens(path: str | os.PathLike, tokens: TokenFile, *, overwrite: bool =
         "audiorep_version": np.array(__version__),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(path, lambda fh: np.savez(fh, **arrays))
     return path
 
 
