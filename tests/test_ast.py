@@ -239,6 +239,12 @@ def test_official_presets_have_the_papers_patch_grids():
     assert (patch.dim, patch.depth, patch.num_heads, patch.num_special) == (768, 12, 12, 2)
 
 
+def test_preset_by_name_and_an_unknown_name_lists_the_presets():
+    assert ASTConfig.preset("ssast-frame") is PRESETS["ssast-frame"]
+    with pytest.raises(ValueError, match=r"unknown SSAST preset 'ssast-huge'; choose one of \['ssast-frame'"):
+        ASTConfig.preset("ssast-huge")
+
+
 @pytest.mark.parametrize("name", ["ssast-patch-tiny", "ssast-frame-tiny"])
 def test_tiny_presets_encode_128_bin_features(name):
     cfg = PRESETS[name]

@@ -189,6 +189,12 @@ def test_config_round_trips_through_json():
     assert again == CFG
 
 
+def test_preset_by_name_and_an_unknown_name_lists_the_presets():
+    assert PaSSTConfig.preset("passt-s") is PRESETS["passt-s"]
+    with pytest.raises(ValueError, match=r"unknown PaSST preset 'passt-l'; choose one of \['passt-s', 'passt-s-tiny"):
+        PaSSTConfig.preset("passt-l")
+
+
 def test_passt_s_preset_has_the_official_grid():
     cfg = PRESETS["passt-s"]
     assert cfg.grid_for(998) == (12, 99) and cfg.grid_for(1000) == (12, 99)

@@ -90,9 +90,7 @@ class ASTConfig(deit.DeiTConfig):
     @classmethod
     def preset(cls, name: str) -> ASTConfig:
         """A named configuration: one of `PRESETS`."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown SSAST preset {name!r}; choose one of {sorted(PRESETS)}.")
-        return PRESETS[name]
+        return deit.named_preset(PRESETS, name, "SSAST")
 
 
 PRESETS: dict[str, ASTConfig] = {

@@ -13,6 +13,7 @@ convert unchanged and seeded initialisation draws the same values.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -75,6 +76,14 @@ def conv_grid(mels: int, frames: int, patch: tuple[int, int], stride: tuple[int,
     if frames < pt:
         raise ValueError(f"{frames} frames is shorter than one patch ({pt} frames); pad the input.")
     return (mels - pf) // sf + 1, (frames - pt) // st + 1
+
+
+def named_preset(presets: Mapping[str, DeiTConfig], name: str, model: str) -> DeiTConfig:
+    """`presets[name]`, the `preset` of the configs that extend DeiTConfig; an unknown name is a ValueError that
+    lists the known ones. model: the family as the user knows it ('SSAST', 'PaSST')."""
+    if name not in presets:
+        raise ValueError(f"unknown {model} preset {name!r}; choose one of {sorted(presets)}.")
+    return presets[name]
 
 
 class ClassifierHead(nnx.Module):

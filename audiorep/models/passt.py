@@ -82,9 +82,7 @@ class PaSSTConfig(deit.DeiTConfig):
     @classmethod
     def preset(cls, name: str) -> PaSSTConfig:
         """A named configuration: one of `PRESETS`."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown PaSST preset {name!r}; choose one of {sorted(PRESETS)}.")
-        return PRESETS[name]
+        return deit.named_preset(PRESETS, name, "PaSST")
 
 
 PRESETS: dict[str, PaSSTConfig] = {
