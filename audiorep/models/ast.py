@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 from audiorep.models import deit
-from audiorep.models.layers import EncoderOutput, LayerNorm, Linear, fit_pos_embed, torch_linear_init, trunc_normal_02
+from audiorep.models.layers import EncoderOutput, LayerNorm, SmallHead, fit_pos_embed, trunc_normal_02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,21 +105,6 @@ PRESETS: dict[str, ASTConfig] = {
 }
 
 
-class PredHead(nnx.Module):
-    """SSAST pretext head: Linear(dim, dim) -> ReLU -> Linear(dim, out) (`cpredlayer` / `gpredlayer`).
-
-    f32[..., dim] -> f32[..., out].
-    """
-
-    def __init__(self, dim: int, out: int, *, rngs: nnx.Rngs):
-        k, b = torch_linear_init(dim)
-        self.fc1 = Linear(dim, dim, kernel_init=k, bias_init=b, rngs=rngs)
-        self.fc2 = Linear(dim, out, kernel_init=k, bias_init=b, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jax.nn.relu(self.fc1(x)))
-
-
 def unfold_patches(features: jax.Array, patch: tuple[int, int], stride: tuple[int, int]) -> jax.Array:
     """Raw spectrogram patches in `torch.nn.Unfold` order (SSAST's reconstruction targets).
 
@@ -156,8 +141,9 @@ class ASTEncoder(deit.DeiTEncoder):
         # xavier_normal on a (1, 1, dim) tensor: fan_in = fan_out = dim.
         self.mask_embed = (nnx.Param(jax.random.normal(rngs.params(), (1, 1, d)) * np.sqrt(1.0 / d))
                            if cfg.mask_embed else None)
-        self.cpredlayer = PredHead(d, cfg.pred_dim, rngs=rngs) if cfg.pretrain_heads else None
-        self.gpredlayer = PredHead(d, cfg.pred_dim, rngs=rngs) if cfg.pretrain_heads else None
+        # SSAST's pretext heads: Linear(dim, dim) -> ReLU -> Linear(dim, pred_dim).
+        self.cpredlayer = SmallHead(d, cfg.pred_dim, act=jax.nn.relu, rngs=rngs) if cfg.pretrain_heads else None
+        self.gpredlayer = SmallHead(d, cfg.pred_dim, act=jax.nn.relu, rngs=rngs) if cfg.pretrain_heads else None
         self.mlp_head = (deit.ClassifierHead(d, cfg.num_classes, eps=cfg.head_eps, rngs=rngs) if cfg.num_classes
                          else None)
 

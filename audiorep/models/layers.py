@@ -4,7 +4,7 @@ Every encoder maps time-major features f32[B, frames, mels] to an `EncoderOutput
 embeddings and pretraining objectives only ever look at that structure.
 
 The layers: `LayerNorm`, `MultiHeadAttention` (fused timm-style qkv or separate q/k/v, additive bias or a bias hook that
-sees the queries), `Mlp`, `PatchEmbed2d`, `TransformerBlock` (pre-LN ViT/DeiT or post-LN DeepNorm, timm
+sees the queries), `Mlp`, `SmallHead`, `PatchEmbed2d`, `TransformerBlock` (pre-LN ViT/DeiT or post-LN DeepNorm, timm
 attribute names norm1/attn/norm2/mlp), `DropPath`, T5 `relative_position_buckets`, and positional-embedding
 cropping / interpolation (`crop_axis`, `interpolate_axes`, `fit_pos_embed`). GELU is the exact (erf) one,
 as in PyTorch.
@@ -303,6 +303,24 @@ class Mlp(nnx.Module):
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
         x = self.act_drop(self.act(self.fc1(x)), deterministic=deterministic)
         return self.drop(self.fc2(x), deterministic=deterministic)
+
+
+class SmallHead(nnx.Module):
+    """Linear(dim, dim) -> act -> Linear(dim, out_dim), both with PyTorch's default init: the small heads of the
+    official models (SSAST's pretext heads `cpredlayer` / `gpredlayer` with ReLU, the BEATs tokenizer's
+    `quantize_layer` with tanh; their `.0` / `.2` are fc1 / fc2 here).
+
+    f32[..., dim] -> f32[..., out_dim].
+    """
+
+    def __init__(self, dim: int, out_dim: int, *, act: Callable[[jax.Array], jax.Array], rngs: nnx.Rngs):
+        k, b = torch_linear_init(dim)
+        self.fc1 = Linear(dim, dim, kernel_init=k, bias_init=b, rngs=rngs)
+        self.fc2 = Linear(dim, out_dim, kernel_init=k, bias_init=b, rngs=rngs)
+        self.act = act
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class PatchEmbed2d(nnx.Module):

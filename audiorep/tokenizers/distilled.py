@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 from audiorep.models.beats import OFFICIAL_DEFAULTS, BEATsConfig, BEATsEncoder
-from audiorep.models.layers import LayerNorm, Linear, TransformerBlock, torch_linear_init, trunc_normal_02
+from audiorep.models.layers import LayerNorm, Linear, SmallHead, TransformerBlock, trunc_normal_02
 from audiorep.tokenizers.vq import NormEMAVectorQuantizer, VQOutput
 
 
@@ -79,21 +79,6 @@ TOKENIZER_TINY = TokenizerConfig(embed_dim=32, encoder_layers=2, encoder_embed_d
 TOKENIZER_PRESETS = {"beats-tokenizer": TOKENIZER_BASE, "beats-tokenizer-tiny": TOKENIZER_TINY}
 
 
-class QuantizeLayer(nnx.Module):
-    """Linear(D, D) -> tanh -> Linear(D, quant_dim): official `quantize_layer.0` / `.2`.
-
-    f32[..., D] -> f32[..., quant_dim].
-    """
-
-    def __init__(self, dim: int, out_dim: int, *, rngs: nnx.Rngs):
-        k, b = torch_linear_init(dim)
-        self.fc1 = Linear(dim, dim, kernel_init=k, bias_init=b, rngs=rngs)
-        self.fc2 = Linear(dim, out_dim, kernel_init=k, bias_init=b, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jnp.tanh(self.fc1(x)))
-
-
 class AcousticTokenizer(nnx.Module):
     """BEATs' tokenizer: fbank f32[B, frames, mels] -> labels i32[B, N] (see module docstring).
 
@@ -106,7 +91,8 @@ class AcousticTokenizer(nnx.Module):
                  restart_threshold: float = 0.1):
         self.cfg = cfg
         self.encoder = BEATsEncoder(cfg.beats_config(), rngs=rngs)
-        self.quantize_layer = QuantizeLayer(cfg.encoder_embed_dim, cfg.quant_dim, rngs=rngs)
+        # Linear(D, D) -> tanh -> Linear(D, quant_dim): official `quantize_layer.0` / `.2`.
+        self.quantize_layer = SmallHead(cfg.encoder_embed_dim, cfg.quant_dim, act=jnp.tanh, rngs=rngs)
         self.quantize = NormEMAVectorQuantizer(cfg.quant_n, cfg.quant_dim, decay=0.99, beta=1.0, kmeans_init=True,
                                                restart_dead=restart_dead, restart_threshold=restart_threshold,
                                                rngs=rngs)
