@@ -1,9 +1,12 @@
 """`audiorep` — the command line: one module per command group (`COMMAND_MODULES` lists them in help order).
 
-One module per command group, each with `add_parser(sub)` and the command function(s) it binds with
-`set_defaults(func=...)`. Heavy imports (jax, models, data) happen inside the command functions so `audiorep --help`
-stays instant. `main` prints any `AudiorepError` (a problem with the user's input) as one line and exits 2; anything
-else is a bug and keeps its traceback.
+Each command module declares what it is, `COMMAND = Command(name, help, description, arguments=add_arguments,
+run=run)` (a group: `subcommands=(Command(...), ...)` instead of `run`), and `build_parser` turns every declaration
+into its sub-parser with `common.add_command`, the one place parsers are built. A new command: a module with its
+`COMMAND`, listed in `COMMAND_MODULES`; flags that several commands take with the same meaning come from the
+`common.add_*_argument` helpers. Heavy imports (jax, models, data) happen inside the command functions so
+`audiorep --help` stays instant. `main` prints any `AudiorepError` (a problem with the user's input) as one line and
+exits 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from audiorep.cli import (
     stream,
     tokens,
 )
-from audiorep.cli.common import print_error
+from audiorep.cli.common import add_command, print_error
 from audiorep.errors import AudiorepError
 
 COMMAND_MODULES = (info, convert, features, datasets, pretrain, tokens, embed, probe, robustness, continual, stream,
@@ -43,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
-        module.add_parser(sub)
+        add_command(sub, module.COMMAND)
     return parser
 
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None, *, command: bool | None = None) -> int:
         runtime.use_compilation_cache()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # only commands that declare extra_args (pretrain: --config.<field>=<value>) take them
+    if extra:  # only commands declared with extra_args (pretrain: --config.<field>=<value>) take them
         if not hasattr(args, "extra_args"):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.extra_args = extra

@@ -1,16 +1,65 @@
-"""Argument types and choices shared by several commands, the one-line form of an error, and the list of the files a
-command could not use."""
+"""What the commands share: `Command`, the declaration of a command that `add_command` turns into its sub-parser; the
+flags several commands take with the same meaning (`add_*_argument`); argument types and choices; the one-line form
+of an error, and the list of the files a command could not use.
+
+Nothing here imports JAX: building the parser (`audiorep --help`) stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 # models.bundle's POOLINGS / FREQUENCY_MODES, spelled out so building the parser imports no JAX
 # (tests/test_registry.py checks they agree)
 POOLINGS_CHOICES = ("mean", "max", "mean+max", "mean+std", "mean+std+delta", "cls", "cls+mean")
 FREQUENCY_CHOICES = ("mean", "stack")  # models.bundle.FREQUENCY_MODES
+GRID_CHOICES = ("fast", "full", "linear")  # the grids of downstream.probes.make_grid
+
+
+@dataclass(frozen=True)
+class Command:
+    """An `audiorep` command or subcommand, declared; `add_command` builds its parser.
+
+    name: the word on the command line. help: its line in the parent's list of commands. description: the top of
+    its own --help (None: none, or the one `arguments` sets: probe's lists the tasks of the task table).
+    arguments: adds the command's own flags to its parser (None: it takes none). run: the command function,
+    `run(args) -> exit status`. subcommands: a command group's commands (a group has no `run`). extra_args: the
+    command takes the arguments argparse does not know, as the list `args.extra_args` (pretrain's
+    --config.<field>=<value>); any other command refuses them.
+    """
+
+    name: str
+    help: str
+    description: str | None = None
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    run: Callable[[argparse.Namespace], int] | None = None
+    subcommands: tuple[Command, ...] = ()
+    extra_args: bool = False
+
+    def __post_init__(self):
+        if (self.run is None) == (not self.subcommands):
+            raise ValueError(f"command {self.name!r}: give it either a run function or subcommands")
+
+
+def add_command(sub: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
+    """`command`'s parser in `sub`: its flags, then its subcommands' parsers (in `args.<name>_command`) or its
+    function (`args.func`)."""
+    parser = sub.add_parser(command.name, help=command.help, description=command.description)
+    if command.arguments is not None:
+        command.arguments(parser)
+    if command.subcommands:
+        group = parser.add_subparsers(dest=f"{command.name}_command", required=True, metavar="SUBCOMMAND")
+        for subcommand in command.subcommands:
+            add_command(group, subcommand)
+    else:
+        parser.set_defaults(func=command.run)
+    if command.extra_args:
+        parser.set_defaults(extra_args=[])
+    return parser
 
 
 def parse_layer(text: str):
@@ -45,6 +94,114 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
     return value
+
+
+# The flags several commands take with the same meaning: one definition each (type, choices, default, help).
+
+MODEL_HELP = "registered name (audiorep.list_models()) or a model directory"
+BASELINE_MODEL_HELP = ("registered name (audiorep.list_models()), a model directory, logmel[-beats|-ssast|-passt] (the "
+                       "log-mel mean/std baseline) or a hand-crafted cepstral baseline: lfcc, mfcc, cqcc, "
+                       "lfcc-asvspoof2021, cqcc-asvspoof2021")
+LAYER_HELP = "last (default), all, a hidden-state index (-1) or a comma list (4,8,12)"
+POOLING_HELP = "scene pooling (default: the model's)"
+
+
+def add_model_argument(p: argparse.ArgumentParser, *, baselines: bool = False) -> None:
+    """--model: what audiorep.load takes; `baselines`: also the baselines of downstream.tasks.resolve_model."""
+    p.add_argument("--model", required=True, help=BASELINE_MODEL_HELP if baselines else MODEL_HELP)
+
+
+def add_task_argument(p: argparse.ArgumentParser, help: str = "probing task") -> None:
+    """--task, one of downstream.tasks.TASKS."""
+    # the task table names the tasks in --help: it loads when the parser is built (numpy, no JAX), not when
+    # cli.common is imported
+    from audiorep.downstream.tasks import TASKS
+
+    p.add_argument("--task", required=True, choices=sorted(TASKS), help=help)
+
+
+def add_data_root_argument(p: argparse.ArgumentParser,
+                           help: str = "the dataset's folder (fsdd defaults to ../shared/data/fsdd)") -> None:
+    p.add_argument("--data-root", default=None, help=help)
+
+
+def task_data_root(spec, data_root: str | None) -> str:
+    """The folder a task reads: --data-root, else the task's default (TaskError when there is none or it does
+    not exist)."""
+    from audiorep.downstream.tasks.splits import TaskError  # the tasks load inside the commands, as here
+
+    root = data_root or spec.default_root
+    if root is None or not Path(root).expanduser().exists():
+        raise TaskError(f"task {spec.name} needs --data-root (the dataset folder); "
+                        f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
+    return root
+
+
+ALLOW_MISSING_HELP = "probe the files present when some the dataset lists are missing (default: refuse)"
+
+
+def add_allow_missing_argument(p: argparse.ArgumentParser, help: str = ALLOW_MISSING_HELP) -> None:
+    p.add_argument("--allow-missing", action="store_true", help=help)
+
+
+def add_grid_argument(p: argparse.ArgumentParser) -> None:
+    """--grid: the probe grid of downstream.probes."""
+    p.add_argument("--grid", default="fast", choices=GRID_CHOICES,
+                   help="probe grid: fast (6 points, <= 60 epochs), full (HEAR's 16 points, 500 epochs), linear")
+
+
+def add_cache_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
+
+
+def add_folds_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--folds", type=positive_int, default=None,
+                   help="number of group folds for group-fold tasks (default: the task's, 5 or 6)")
+
+
+def add_reader_option_argument(p: argparse.ArgumentParser, help: str = "reader option, repeatable") -> None:
+    """-o/--option KEY=VALUE, repeatable: a dataset reader's option (cli.datasets.reader_options types it)."""
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help=help)
+
+
+def add_max_folds_argument(p: argparse.ArgumentParser, help: str = "use only the first K splits (quick runs)") -> None:
+    p.add_argument("--max-folds", type=positive_int, default=None, help=help)
+
+
+def add_name_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
+
+
+def add_embedder_arguments(p: argparse.ArgumentParser, *, layer_default: str | None = "last",
+                           layer_help: str = LAYER_HELP, pooling_help: str = POOLING_HELP) -> None:
+    """--layer, --pooling, --frequency: the options of audiorep.load that choose what a scene embedding is."""
+    p.add_argument("--layer", type=parse_layer, default=layer_default, help=layer_help)
+    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES, help=pooling_help)
+    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
+                   help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
+
+
+def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=positive_int, default=16, help="chunks per forward pass")
+
+
+def embedder_options(args: argparse.Namespace) -> dict:
+    """The keyword options of downstream.tasks.resolve_model from add_embedder_arguments' and --batch-size's flags
+    (the log-mel baseline: only pooling, when given)."""
+    if args.model.startswith("logmel"):
+        return {} if args.pooling is None else {"pooling": args.pooling}
+    return {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size, "frequency": args.frequency}
+
+
+def add_out_file_arguments(p: argparse.ArgumentParser, what: str, *, metavar: str | None = None) -> None:
+    """--out, an output file written atomically, and --force to replace it."""
+    p.add_argument("--out", required=True, metavar=metavar,
+                   help=f"{what} (written atomically; must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def add_quiet_argument(p: argparse.ArgumentParser, help: str = "no progress bar") -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=help)
 
 
 def one_line(err: BaseException | str) -> str:

@@ -7,7 +7,17 @@ import argparse
 import datetime as _dt
 from pathlib import Path
 
-from audiorep.cli.common import positive_int, print_error
+from audiorep.cli.common import (
+    Command,
+    add_cache_argument,
+    add_data_root_argument,
+    add_model_argument,
+    add_name_argument,
+    add_quiet_argument,
+    add_task_argument,
+    positive_int,
+    print_error,
+)
 from audiorep.paths import output_location_problem
 
 
@@ -112,20 +122,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from audiorep.downstream.tasks import TASKS  # the task table names the tasks in --help (numpy, no JAX)
-
-    p = sub.add_parser(
-        "continual", help="train a detection head over a stream of attacks; EER matrix and forgetting per method",
-        description="Experience k = bona fide clips + the clips of the k-th attack of --order; the head on frozen "
-                    "embeddings is trained on each in turn with every --methods (naive fine-tuning, joint "
-                    "training, replay, EWC, Radian Weight Modification) and scored on every experience's test "
-                    "set after each one (speaker-disjoint train/test). Prints the EER matrix per method, the "
-                    "average EER, backward transfer and forgetting; writes a heatmap PNG and result rows.")
-    p.add_argument("--model", required=True, help="registered name, a model directory, or a baseline (logmel, lfcc)")
-    p.add_argument("--task", required=True, choices=sorted(TASKS), help="a detection task with attack ids, e.g. "
-                   "deepfake_folder")
-    p.add_argument("--data-root", default=None, help="the dataset's folder")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p, baselines=True)
+    add_task_argument(p, help="a detection task with attack ids, e.g. deepfake_folder")
+    add_data_root_argument(p, help="the dataset's folder")
     p.add_argument("--order", required=True,
                    help="comma-separated attack ids in arrival order, e.g. world,griffinlim,lpc")
     p.add_argument("--methods", default="naive,joint,replay,ewc,rwm", help="comma-separated methods (default all)")
@@ -147,7 +147,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head-method", default=None, help="the method whose head --save-head saves (default: the last "
                    "of --methods)")
     p.add_argument("--force", action="store_true", help="replace an existing --plot / --save-head head")
-    p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
-    p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=run)
+    add_cache_argument(p)
+    add_name_argument(p)
+    add_quiet_argument(p, help="no progress output")
+
+
+COMMAND = Command(
+    "continual", help="train a detection head over a stream of attacks; EER matrix and forgetting per method",
+    description="Experience k = bona fide clips + the clips of the k-th attack of --order; the head on frozen "
+                "embeddings is trained on each in turn with every --methods (naive fine-tuning, joint training, "
+                "replay, EWC, Radian Weight Modification) and scored on every experience's test set after each one "
+                "(speaker-disjoint train/test). Prints the EER matrix per method, the average EER, backward transfer "
+                "and forgetting; writes a heatmap PNG and result rows.",
+    arguments=add_arguments, run=run)

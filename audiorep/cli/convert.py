@@ -7,7 +7,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from audiorep.cli.common import positive_int, print_error
+from audiorep.cli.common import Command, positive_int, print_error
 from audiorep.paths import output_location_problem
 
 CONVERT_FAMILIES = ("beats", "beats-tokenizer", "ssast", "passt")
@@ -46,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="official BEATs / SSAST / PaSST checkpoint -> audiorep model directory; "
-                                       "official BEATs tokenizer -> tokenizer directory")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("family", choices=CONVERT_FAMILIES, help="model family of the checkpoint")
     p.add_argument("ckpt", help="the official .pt/.pth file (read with weights_only safety; torch not required)")
     p.add_argument("out_dir", help="model (or tokenizer) directory to create (must not exist unless --force)")
@@ -62,4 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "overlapping fine-tuning stride for SSAST pretraining files")
     g.add_argument("--frames", type=positive_int, help="input window in frames (fine-tuned AST files: e.g. 1024)")
     g.add_argument("--mel-bins", type=positive_int, help="mel bins of the input (default: from the file, else 128)")
-    p.set_defaults(func=run)
+
+
+COMMAND = Command("convert", help="official BEATs / SSAST / PaSST checkpoint -> audiorep model directory; official "
+                                  "BEATs tokenizer -> tokenizer directory", arguments=add_arguments, run=run)

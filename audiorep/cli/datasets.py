@@ -7,7 +7,14 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from audiorep.cli.common import nonnegative_int, positive_int, print_error
+from audiorep.cli.common import (
+    Command,
+    add_quiet_argument,
+    add_reader_option_argument,
+    nonnegative_int,
+    positive_int,
+    print_error,
+)
 from audiorep.paths import output_location_problem
 
 
@@ -202,32 +209,21 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """The `datasets` command group: list, inspect, synth, prepare, spoof."""
-    group = sub.add_parser("datasets", help="list, inspect, synthesise, prepare and spoof datasets",
-                           description="Local datasets: readers, inspection, the synthetic corpus, TFDS preparation, "
-                                       "locally made spoofing attacks.")
-    ds = group.add_subparsers(dest="datasets_command", required=True, metavar="DATASETS_COMMAND")
-
-    p = ds.add_parser("list", help="the dataset readers and the on-disk layout each expects")
-    p.set_defaults(func=run_list)
-
-    p = ds.add_parser("inspect", help="counts per split / fold / class, duration, missing and unreadable files")
+def add_inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="reader name (audiorep datasets list)")
     p.add_argument("--root", required=True, help="the dataset's top folder on local disk")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                   help="reader option, repeatable (e.g. -o esc10=true, -o num_classes=12, "
-                        "-o file_pattern='Y{ytid}.wav', -o label_regex='^(\\d)_')")
+    add_reader_option_argument(p, help="reader option, repeatable (e.g. -o esc10=true, -o num_classes=12, "
+                                       "-o file_pattern='Y{ytid}.wav', -o label_regex='^(\\d)_')")
     p.add_argument("--no-audio-check", action="store_true", help="skip opening the audio files (no durations)")
     p.add_argument("--decode", action="store_true", help="decode every file fully (slow; catches truncated data)")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="exit 0 even when some files are unreadable (they are still listed)")
     p.add_argument("--max-classes", type=nonnegative_int, default=60, help="most classes to show in the class table")
     p.add_argument("--max-list", type=nonnegative_int, default=20, help="most unreadable files to list")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_inspect)
+    add_quiet_argument(p)
 
-    p = ds.add_parser("synth", help="write the synthetic sound-event corpus (folder layout, 16 kHz wav)")
+
+def add_synth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (created; must be empty unless --overwrite)")
     p.add_argument("--per-class", type=positive_int, required=True, help="clips per class")
     p.add_argument("--seed", type=int, default=0, help="random seed (the corpus is a function of the arguments)")
@@ -236,9 +232,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", default=None, help="comma-separated subset of the classes (default all)")
     p.add_argument("--clips-per-group", type=positive_int, default=4, help="clips that share a source (group id)")
     p.add_argument("--overwrite", action="store_true", help="replace a corpus previously written to --out")
-    p.set_defaults(func=run_synth)
-    add_prepare_parser(ds)
-    add_spoof_parser(ds)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -281,22 +274,17 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_prepare_parser(ds: argparse._SubParsersAction) -> None:
-    """`datasets prepare`, in the `datasets` group."""
-    p = ds.add_parser("prepare", help="build a TFDS ArrayRecord copy (int16 at one rate) for fast training input",
-                      description="Read a dataset with its reader and write it as a TFDS ArrayRecord dataset under "
-                                  "OUT/audiorep_NAME/CONFIG/1.0.0 (atomic: an interrupted build never reads as data).")
+def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="reader name (audiorep datasets list)")
     p.add_argument("--root", required=True, help="the dataset's top folder on local disk (TFDS manual dir)")
     p.add_argument("--out", required=True, help="TFDS data dir to write into")
     p.add_argument("--sample-rate", type=int, default=16000, help="store every clip at this rate, Hz")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                   help="reader option, repeatable (as for `datasets inspect`); part of the config name")
+    add_reader_option_argument(p, help="reader option, repeatable (as for `datasets inspect`); part of the config "
+                                       "name")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="skip (and list) unreadable audio instead of stopping at the first")
     p.add_argument("--workers", type=positive_int, default=1, help="decode in this many processes")
     p.add_argument("--overwrite", action="store_true", help="rebuild when this config was built before")
-    p.set_defaults(func=run_prepare)
 
 
 def run_spoof(args: argparse.Namespace) -> int:
@@ -321,14 +309,7 @@ def run_spoof(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_spoof_parser(ds: argparse._SubParsersAction) -> None:
-    """`datasets spoof`, in the `datasets` group."""
-    p = ds.add_parser("spoof", help="make a deepfake_folder dataset from bona fide speech with local attacks",
-                      description="Resynthesise every bona fide clip with signal-processing attacks (WORLD vocoder, "
-                                  "Griffin-Lim from a mel spectrogram, LPC vocoder, espeak-ng TTS) and write "
-                                  "OUT/bonafide/, OUT/spoof/<attack>/ and OUT/labels.csv. Each spoof gets its source's "
-                                  "length and RMS, and every clip of a source the same noise-floor treatment, so "
-                                  "duration, loudness and silence do not give the class away.")
+def add_spoof_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="BONAFIDE_DIR",
                    help="folder of bona fide speech (searched recursively), e.g. ../shared/data/fsdd/recordings")
     p.add_argument("--out", required=True, help="dataset folder to write (new or empty, or an earlier output with "
@@ -353,5 +334,28 @@ def add_spoof_parser(ds: argparse._SubParsersAction) -> None:
     p.add_argument("--tts-voice", default="en-us", help="espeak-ng voice (a variant is drawn per clip)")
     p.add_argument("--skip-unreadable", action="store_true", help="skip (and list) unreadable or too short inputs")
     p.add_argument("--force", action="store_true", help="replace an earlier `datasets spoof` output at --out")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_spoof)
+    add_quiet_argument(p)
+
+
+COMMAND = Command(
+    "datasets", help="list, inspect, synthesise, prepare and spoof datasets",
+    description="Local datasets: readers, inspection, the synthetic corpus, TFDS preparation, locally made spoofing "
+                "attacks.",
+    subcommands=(
+        Command("list", help="the dataset readers and the on-disk layout each expects", run=run_list),
+        Command("inspect", help="counts per split / fold / class, duration, missing and unreadable files",
+                arguments=add_inspect_arguments, run=run_inspect),
+        Command("synth", help="write the synthetic sound-event corpus (folder layout, 16 kHz wav)",
+                arguments=add_synth_arguments, run=run_synth),
+        Command("prepare", help="build a TFDS ArrayRecord copy (int16 at one rate) for fast training input",
+                description="Read a dataset with its reader and write it as a TFDS ArrayRecord dataset under "
+                            "OUT/audiorep_NAME/CONFIG/1.0.0 (atomic: an interrupted build never reads as data).",
+                arguments=add_prepare_arguments, run=run_prepare),
+        Command("spoof", help="make a deepfake_folder dataset from bona fide speech with local attacks",
+                description="Resynthesise every bona fide clip with signal-processing attacks (WORLD vocoder, "
+                            "Griffin-Lim from a mel spectrogram, LPC vocoder, espeak-ng TTS) and write "
+                            "OUT/bonafide/, OUT/spoof/<attack>/ and OUT/labels.csv. Each spoof gets its source's "
+                            "length and RMS, and every clip of a source the same noise-floor treatment, so duration, "
+                            "loudness and silence do not give the class away.",
+                arguments=add_spoof_arguments, run=run_spoof),
+    ))

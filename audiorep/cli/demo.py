@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from audiorep.cli.common import positive_int, print_error
+from audiorep.cli.common import Command, add_grid_argument, add_quiet_argument, positive_int, print_error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,11 +26,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job: synthetic corpus -> tiny pretraining -> probes -> leaderboard",
-                       description="Generate the synthetic corpus, pretrain a tiny SSAST encoder for a few minutes, "
-                                   "probe the log-mel baseline, the randomly initialised encoder and the pretrained "
-                                   "encoder, and write the leaderboard (markdown, CSV, HTML). Reruns resume.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (corpus, training run, cache, results)")
     p.add_argument("--minutes", type=float, default=None,
                    help="pretraining budget in minutes on 2 CPU cores, turned into a fixed step count "
@@ -40,8 +36,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fsdd", help="Free Spoken Digit Dataset folder (default: ../shared/data/fsdd when present)")
     p.add_argument("--no-fsdd", action="store_true", help="skip the FSDD task")
     p.add_argument("--fsdd-folds", type=int, default=3, help="speaker-disjoint FSDD folds to probe (of 6)")
-    p.add_argument("--grid", choices=("fast", "full", "linear"), default="fast", help="probe grid")
+    add_grid_argument(p)
     p.add_argument("--repeats", type=positive_int, default=1,
                    help="probe seeds per grid configuration, averaged (less probe noise, N times the probe time)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    add_quiet_argument(p, help="no progress bars")
+
+
+COMMAND = Command(
+    "demo", help="the main job: synthetic corpus -> tiny pretraining -> probes -> leaderboard",
+    description="Generate the synthetic corpus, pretrain a tiny SSAST encoder for a few minutes, probe the log-mel "
+                "baseline, the randomly initialised encoder and the pretrained encoder, and write the leaderboard "
+                "(markdown, CSV, HTML). Reruns resume.",
+    arguments=add_arguments, run=run)

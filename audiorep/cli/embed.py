@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 
 from audiorep.cli.common import (
-    FREQUENCY_CHOICES,
-    POOLINGS_CHOICES,
+    Command,
+    add_batch_size_argument,
+    add_embedder_arguments,
+    add_model_argument,
+    add_out_file_arguments,
+    add_quiet_argument,
     nonnegative_int,
-    parse_layer,
-    positive_int,
     print_with_failures,
 )
 
@@ -39,25 +41,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "embed", help="embed audio files or folders with a model -> .npz",
-        description="Scene embeddings (and optionally timestamp embeddings) of every audio file given or found "
-                    "recursively in the folders given. Unreadable files are skipped and listed; when none is "
-                    "readable nothing is written. The .npz is read with np.load(path) (no pickle): embeddings, "
-                    "files, durations_s, failed_files, ...")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files and/or folders")
-    p.add_argument("--model", required=True, help="registered name (audiorep.list_models()) or a model directory")
-    p.add_argument("--out", required=True, help="output .npz (written atomically; must not exist unless --force)")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--layer", type=parse_layer, default="last",
-                   help="last (default), all, a hidden-state index (-1) or a comma list (4,8,12)")
-    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
-                   help="scene pooling (default: the model's)")
-    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
-                   help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
+    add_model_argument(p)
+    add_out_file_arguments(p, "output .npz")
+    add_embedder_arguments(p)
     p.add_argument("--timestamps", action="store_true", help="also store timestamp embeddings (one per time patch)")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="chunks per forward pass")
+    add_batch_size_argument(p)
     p.add_argument("--max-list", type=nonnegative_int, default=20, help="most unreadable files to list on screen")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    add_quiet_argument(p)
+
+
+COMMAND = Command(
+    "embed", help="embed audio files or folders with a model -> .npz",
+    description="Scene embeddings (and optionally timestamp embeddings) of every audio file given or found recursively "
+                "in the folders given. Unreadable files are skipped and listed; when none is readable nothing is "
+                "written. The .npz is read with np.load(path) (no pickle): embeddings, files, durations_s, "
+                "failed_files, ...",
+    arguments=add_arguments, run=run)

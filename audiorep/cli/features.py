@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from audiorep.cli.common import print_error
+from audiorep.cli.common import Command, print_error
 from audiorep.paths import output_file_problem
 
 FEATURE_FRONTENDS = ("beats", "ssast", "passt")
@@ -92,14 +92,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "features", help="compute a model's input features (Kaldi fbank / PaSST mel) and draw them",
-        description="Load audio files at the frontend's rate, compute the normalised log-mel features a "
-                    "BEATs / SSAST / PaSST encoder sees, print their shape and range, and draw them with --png.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format soundfile reads)")
     p.add_argument("--frontend", choices=FEATURE_FRONTENDS, default="beats",
                    help="beats: Kaldi fbank 128 @16 kHz; ssast: AST-style fbank @16 kHz; passt: PaSST mel @32 kHz")
     p.add_argument("--png", default=None, metavar="OUT", help="write one spectrogram panel per file to this PNG")
     p.add_argument("--force", action="store_true", help="replace the --png file if it exists")
-    p.set_defaults(func=run)
+
+
+COMMAND = Command(
+    "features", help="compute a model's input features (Kaldi fbank / PaSST mel) and draw them",
+    description="Load audio files at the frontend's rate, compute the normalised log-mel features a BEATs / SSAST / "
+                "PaSST encoder sees, print their shape and range, and draw them with --png.",
+    arguments=add_arguments, run=run)

@@ -7,6 +7,7 @@ import importlib.metadata as md
 import os
 import platform
 
+from audiorep.cli.common import Command
 from audiorep.cli.runtime import tcmalloc_path
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets", "numpy",
@@ -43,6 +44,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="versions, JAX backend and devices")
-    p.set_defaults(func=run)
+COMMAND = Command("info", help="versions, JAX backend and devices", run=run)

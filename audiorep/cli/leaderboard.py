@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from audiorep.cli.common import one_line
+from audiorep.cli.common import Command, one_line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,13 +48,15 @@ def leaderboard_table(results, title: str):
     return table
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "leaderboard", help="results JSONL -> markdown table, static HTML page, CSV (HEAR layout too)",
-        description="Tabulate the latest result per (model, task) of a results store written by `audiorep probe "
-                    "--results FILE`: OUT/leaderboard.md, OUT/index.html (self-contained: sortable table, "
-                    "heatmap, per-task bar charts), OUT/leaderboard.csv, OUT/hear_leaderboard.csv.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", metavar="RESULTS", help="results JSONL file")
     p.add_argument("--out", required=True, help="output folder (created; its leaderboard files are replaced)")
     p.add_argument("--title", default="audiorep leaderboard", help="page title")
-    p.set_defaults(func=run)
+
+
+COMMAND = Command(
+    "leaderboard", help="results JSONL -> markdown table, static HTML page, CSV (HEAR layout too)",
+    description="Tabulate the latest result per (model, task) of a results store written by `audiorep probe --results "
+                "FILE`: OUT/leaderboard.md, OUT/index.html (self-contained: sortable table, heatmap, per-task bar "
+                "charts), OUT/leaderboard.csv, OUT/hear_leaderboard.csv.",
+    arguments=add_arguments, run=run)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from audiorep.cli.common import print_error
+from audiorep.cli.common import Command, print_error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,19 +50,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "pretrain", help="train an encoder from an experiment file (configs/*.py); resumable",
-        description="Train from an experiment file. Any config field can be overridden with "
-                    "--config.<field>=<value> (e.g. --config.train.steps=100). Re-running the same command "
-                    "resumes from the last checkpoint in WORKDIR; Ctrl-C saves and exits. BEATs iterations (masked "
-                    "token recipes): --config.iterations.count=2 trains encoder 1 in WORKDIR/iter1, distils "
-                    "tokenizer 2 from it in WORKDIR/iter2/tokenizer (--config.iterations.tokenizer=kmeans: "
-                    "k-means codes instead), trains encoder 2 on its labels in WORKDIR/iter2, and prints the "
-                    "per-iteration table (WORKDIR/iterations.md).")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="experiment file, e.g. configs/tiny_ssast.py (or file.py:arg)")
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events (local or gs://)")
     p.add_argument("--show-config", action="store_true", help="print every field (with overrides) and exit")
     p.add_argument("--export-only", action="store_true", help="export the newest checkpoint's encoder and exit")
     p.add_argument("--export-dir", default=None, help="where --export-only writes (default WORKDIR/export)")
-    p.set_defaults(func=run, extra_args=[])
+
+
+COMMAND = Command(
+    "pretrain", help="train an encoder from an experiment file (configs/*.py); resumable",
+    description="Train from an experiment file. Any config field can be overridden with --config.<field>=<value> "
+                "(e.g. --config.train.steps=100). Re-running the same command resumes from the last checkpoint in "
+                "WORKDIR; Ctrl-C saves and exits. BEATs iterations (masked token recipes): "
+                "--config.iterations.count=2 trains encoder 1 in WORKDIR/iter1, distils tokenizer 2 from it in "
+                "WORKDIR/iter2/tokenizer (--config.iterations.tokenizer=kmeans: k-means codes instead), trains "
+                "encoder 2 on its labels in WORKDIR/iter2, and prints the per-iteration table "
+                "(WORKDIR/iterations.md).",
+    arguments=add_arguments, run=run, extra_args=True)

@@ -6,7 +6,28 @@ import argparse
 import time
 from pathlib import Path
 
-from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, parse_layer, positive_int, print_error
+from audiorep.cli.common import (
+    ALLOW_MISSING_HELP,
+    GRID_CHOICES,
+    Command,
+    add_allow_missing_argument,
+    add_batch_size_argument,
+    add_cache_argument,
+    add_data_root_argument,
+    add_embedder_arguments,
+    add_folds_argument,
+    add_grid_argument,
+    add_max_folds_argument,
+    add_model_argument,
+    add_name_argument,
+    add_quiet_argument,
+    add_reader_option_argument,
+    add_task_argument,
+    embedder_options,
+    positive_int,
+    print_error,
+    task_data_root,
+)
 from audiorep.paths import output_location_problem
 
 
@@ -25,11 +46,7 @@ def run(args: argparse.Namespace) -> int:
     reader_opts = task_reader_options(spec.reader, args)  # before any work: a bad option is one line
     song_task, chunking = song_chunking(spec, args)
     semi = semisup_options(spec, args, song_task)  # before any work: bad methods or fractions are one line
-    root = args.data_root or spec.default_root
-    if root is None or not Path(root).expanduser().exists():
-        print_error(f"task {spec.name} needs --data-root (the dataset folder); "
-                    f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
-        return 2
+    root = task_data_root(spec, args.data_root)
     if args.results:  # the row is appended after minutes of work: check where it goes first
         results = Path(args.results).expanduser()
         problem = (f"{results} is a folder" if results.is_dir() else None) or output_location_problem(results)
@@ -58,12 +75,7 @@ def run(args: argparse.Namespace) -> int:
             print_error(f"--save-head: {why}; leave --save-head out.")
             return 2
     start = time.time()
-    if args.model.startswith("logmel"):
-        options = {} if args.pooling is None else {"pooling": args.pooling}
-    else:
-        options = {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size,
-                   "frequency": args.frequency}
-    model = resolve_model(args.model, **options)
+    model = resolve_model(args.model, **embedder_options(args))
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     if song_task:  # a duration x pooling table and one result row per duration
         return run_songs_command(args, spec, model, root, reader_opts, say, chunking)
@@ -356,27 +368,20 @@ def short_selection(sel: dict) -> str:
     return ", ".join(f"{k}={sel[k]}" for k in keys if k in sel)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    # the task table names the tasks in --help; it loads at parser time (numpy, no JAX)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # the task table and protocols name the tasks in --help: they load when the parser is built (numpy, no JAX)
     from audiorep.downstream.tasks import TASKS
     from audiorep.downstream.tasks.protocols import PROTOCOLS
 
-    p = sub.add_parser(
-        "probe", help="embed a task's data with a model and train HEAR-style probes -> score table",
-        description="Embed a dataset with a model (cached on disk), train the probe grid on every split (the whole "
-                    "grid at once), select on validation, score the test split. Tasks: "
-                    + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values()) + ".")
-    p.add_argument("--model", required=True,
-                   help="registered name (audiorep.list_models()), a model directory, logmel[-beats|-ssast|-passt] "
-                        "(the log-mel mean/std baseline) or a hand-crafted cepstral baseline: lfcc, mfcc, cqcc, "
-                        "lfcc-asvspoof2021, cqcc-asvspoof2021")
-    p.add_argument("--task", required=True, choices=sorted(TASKS), help="probing task")
-    p.add_argument("--data-root", default=None, help="the dataset's folder (fsdd defaults to ../shared/data/fsdd)")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="probe the files present when some the dataset lists are missing (default: refuse); the "
-                        "result row records expected/present/missing either way")
-    p.add_argument("--grid", default="fast", choices=("fast", "full", "linear"),
-                   help="probe grid: fast (6 points, <= 60 epochs), full (HEAR's 16 points, 500 epochs), linear")
+    p.description = ("Embed a dataset with a model (cached on disk), train the probe grid on every split (the whole "
+                     "grid at once), select on validation, score the test split. Tasks: "
+                     + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values()) + ".")
+    add_model_argument(p, baselines=True)
+    add_task_argument(p)
+    add_data_root_argument(p)
+    add_allow_missing_argument(p, help=f"{ALLOW_MISSING_HELP}; the result row records expected/present/missing "
+                                       "either way")
+    add_grid_argument(p)
     p.add_argument("--probe", default="mlp", choices=("mlp", "knn"), help="MLP/linear grid or cosine kNN")
     p.add_argument("--repeats", type=positive_int, default=1,
                    help="train each grid configuration N times with other seeds; select and score on the mean "
@@ -384,19 +389,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default=None,
                    help="append the result row to this JSONL store (detection tasks: test scores, DET curve and score "
                         "histograms go in a folder beside it, RESULTS-detection/)")
-    p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
+    add_cache_argument(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the probe grid and of group-fold assignment")
-    p.add_argument("--max-folds", type=int, default=None,
-                   help="probe only the first K splits (quick runs; with a cross-domain --protocol: K held-out values)")
+    add_max_folds_argument(p, help="probe only the first K splits (quick runs; with a cross-domain --protocol: K "
+                                   "held-out values)")
     p.add_argument("--protocol", default=None, choices=list(PROTOCOLS),
                    help="in-domain (the task's own splits) or leave-one-group-out over a metadata column: "
                         "cross-attack (attack_id), cross-speaker, cross-language, cross-source; each held-out value "
                         "is probed twice (in-domain reference and cross-domain, same test clips) and the table "
                         "shows both and their gap")
-    p.add_argument("--folds", type=positive_int, default=None,
-                   help="number of group folds for group-fold tasks (default: the task's, 5 or 6)")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                   help="reader option, repeatable (audiorep datasets list shows each reader's), e.g. -o subsets=eval")
+    add_folds_argument(p)
+    add_reader_option_argument(p, help="reader option, repeatable (audiorep datasets list shows each reader's), e.g. "
+                                       "-o subsets=eval")
     p.add_argument("--bonafide-root", default=None,
                    help="mlaad: the M-AILABS folder the bona fide clips come from (reader option bonafide_root)")
     p.add_argument("--train-root", default=None,
@@ -412,13 +416,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--durations", default=None,
                    help="song tasks: the audio used per song, first N seconds, comma-separated, 'whole' = the whole "
                         "song (default 5,10,30,whole); one result row per duration")
-    p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
-    p.add_argument("--layer", type=parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
-    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES,
-                   help="scene pooling (default: the model's; the log-mel baseline: mean+std, or mean+std+delta)")
-    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES,
-                   help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    add_name_argument(p)
+    add_embedder_arguments(p, pooling_help="scene pooling (default: the model's; the log-mel baseline: mean+std, or "
+                                           "mean+std+delta)")
+    add_batch_size_argument(p)
     p.add_argument("--save-head", default=None, metavar="DIR",
                    help="save the selected probe of the first split (plain arrays + JSON) into this new folder, for "
                         "`audiorep stream --head DIR`")
@@ -431,7 +432,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labelled-fraction", default=None, metavar="F,F,...",
                    help="with --semi-supervised: labelled fractions of each training split (stratified, seeded; the "
                         "rest unlabelled), default 0.01,0.05,0.1,0.25,1.0")
-    p.add_argument("--semi-grid", default="semi", choices=("semi", "fast", "full", "linear"),
+    p.add_argument("--semi-grid", default="semi", choices=("semi", *GRID_CHOICES),
                    help="with --semi-supervised: the heads (semi: the fast grid's MLP and linear head, 60 epochs, best "
                         "validation checkpoint)")
     p.add_argument("--semi-seeds", type=positive_int, default=2,
@@ -439,5 +440,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fraction-plot", default=None, metavar="PNG",
                    help="with --semi-supervised: where the plot goes (default: a new semisup-<task>-<model>-<time>.png "
                         "beside --results, else in the current folder)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
-    p.set_defaults(func=run)
+    add_quiet_argument(p, help="no progress bars or log lines")
+
+
+
+COMMAND = Command("probe", help="embed a task's data with a model and train HEAR-style probes -> score table",
+                  arguments=add_arguments, run=run)  # the description, listing the tasks, comes with the arguments

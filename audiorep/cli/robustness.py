@@ -7,7 +7,25 @@ import argparse
 import time
 from pathlib import Path
 
-from audiorep.cli.common import POOLINGS_CHOICES, parse_layer, positive_int, print_error
+from audiorep.cli.common import (
+    Command,
+    add_allow_missing_argument,
+    add_batch_size_argument,
+    add_cache_argument,
+    add_data_root_argument,
+    add_embedder_arguments,
+    add_folds_argument,
+    add_grid_argument,
+    add_max_folds_argument,
+    add_model_argument,
+    add_name_argument,
+    add_quiet_argument,
+    add_reader_option_argument,
+    add_task_argument,
+    embedder_options,
+    print_error,
+    task_data_root,
+)
 from audiorep.paths import output_location_problem
 
 
@@ -37,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for chosen in (args.corruptions, args.train_augment):
         if chosen:
             corruptions.select(chosen)
-    root = args.data_root or spec.default_root
-    if root is None or not Path(root).expanduser().exists():
-        print_error(f"task {spec.name} needs --data-root (the dataset folder); "
-                    f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
-        return 2
+    root = task_data_root(spec, args.data_root)
     out = Path(args.out).expanduser() if args.out else out_dir_for(args.results)
     checks = [("--out", out, "the folder the sweep's state and heatmap go in")]
     if args.results:
@@ -60,11 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     context = {"background_dir": str(Path(args.background_dir).expanduser())} if args.background_dir else None
     start = time.time()
-    if args.model.startswith("logmel"):
-        options = {} if args.pooling is None else {"pooling": args.pooling}
-    else:
-        options = {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size}
-    model = resolve_model(args.model, **options)
+    model = resolve_model(args.model, **embedder_options(args))
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     report = sweep(spec, model, root, EmbeddingCache(args.cache), corruptions=args.corruptions, severities=levels,
                    train_augment=args.train_augment, out_dir=out, heatmap=args.heatmap, grid=args.grid,
@@ -110,18 +120,10 @@ def robustness_table(result):
     return table
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from audiorep.downstream.tasks import TASKS  # the task table (numpy, no JAX), as `audiorep probe`
-
-    p = sub.add_parser(
-        "robustness", help="score a task's probes on corrupted test audio: corruption x severity table + heatmap",
-        description="Train the task's probes on clean embeddings (as `audiorep probe`), then score them on the test "
-                    "clips corrupted by each corruption at each severity (noise, modification, compression; "
-                    "audio/corruptions.py). Corrupted embeddings are cached per corruption x severity; finished "
-                    "cells are kept in a state file, so a killed sweep resumes where it stopped.")
-    p.add_argument("--model", required=True, help="registered name, a model directory, or logmel[-...]")
-    p.add_argument("--task", required=True, choices=sorted(TASKS), help="probing task")
-    p.add_argument("--data-root", default=None, help="the dataset's folder (fsdd defaults to ../shared/data/fsdd)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p, baselines=True)
+    add_task_argument(p)
+    add_data_root_argument(p)
     p.add_argument("--corruptions", default="all",
                    help="all | a family (noise, modification, compression) | comma-separated names")
     p.add_argument("--severities", default="1-5", help="levels 1..5 as a range (1-5) or a list (1,3,5)")
@@ -137,16 +139,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="folder of the sweep state and heatmap (default: beside --results, else ./robustness)")
     p.add_argument("--heatmap", default=None, help="heatmap PNG path (default: in --out, named after the sweep)")
     p.add_argument("--force", action="store_true", help="replace an existing --heatmap file")
-    p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
-    p.add_argument("--grid", default="fast", choices=("fast", "full", "linear"), help="probe grid, as for probe")
+    add_cache_argument(p)
+    add_grid_argument(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the probes, folds and corruptions")
-    p.add_argument("--max-folds", type=positive_int, default=None, help="use only the first K splits (quick runs)")
-    p.add_argument("--folds", type=positive_int, default=None, help="group folds of a group-fold task")
-    p.add_argument("--allow-missing", action="store_true", help="probe the files present when some are missing")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="reader option, repeatable")
-    p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
-    p.add_argument("--layer", type=parse_layer, default="last", help="encoder layer(s), as for `audiorep embed`")
-    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES, help="scene pooling (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
-    p.set_defaults(func=run)
+    add_max_folds_argument(p)
+    add_folds_argument(p)
+    add_allow_missing_argument(p)
+    add_reader_option_argument(p)
+    add_name_argument(p)
+    add_embedder_arguments(p)
+    add_batch_size_argument(p)
+    add_quiet_argument(p, help="no progress bars or log lines")
+
+
+COMMAND = Command(
+    "robustness", help="score a task's probes on corrupted test audio: corruption x severity table + heatmap",
+    description="Train the task's probes on clean embeddings (as `audiorep probe`), then score them on the test clips "
+                "corrupted by each corruption at each severity (noise, modification, compression; "
+                "audio/corruptions.py). Corrupted embeddings are cached per corruption x severity; finished cells are "
+                "kept in a state file, so a killed sweep resumes where it stopped.",
+    arguments=add_arguments, run=run)

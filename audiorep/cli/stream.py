@@ -7,7 +7,14 @@ import json
 import sys
 import time
 
-from audiorep.cli.common import FREQUENCY_CHOICES, POOLINGS_CHOICES, parse_layer, positive_int
+from audiorep.cli.common import (
+    LAYER_HELP,
+    Command,
+    add_embedder_arguments,
+    add_model_argument,
+    add_quiet_argument,
+    positive_int,
+)
 
 
 def positive_float(text: str) -> float:
@@ -105,15 +112,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "stream", help="embeddings / detection scores every hop over a sliding window of a file or stdin PCM",
-        description="Read audio in blocks (a file, or raw PCM on stdin with '-') and print, every --hop-ms, the "
-                    "embedding norm or, with --head (from `audiorep probe ... --save-head DIR`), the head's score of "
-                    "the last --window-ms: exactly the offline scene embedding of that window. Memory stays bounded "
-                    "whatever the length. A summary (real-time factor, latency per block) goes to stderr.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="FILE|-", help="a sound file, or '-' for raw PCM on stdin")
-    p.add_argument("--model", required=True, help="registered name (audiorep.list_models()) or a model directory")
+    add_model_argument(p)
     p.add_argument("--head", default=None, metavar="DIR",
                    help="a head saved by `audiorep probe --save-head`: print its score per hop (the positive class's "
                         "probability for a detection head); its layer/pooling/frequency are used unless given")
@@ -126,10 +127,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default=None, choices=("s16le", "f32le"), help="stdin PCM sample format (default s16le)")
     p.add_argument("--rate", type=positive_int, default=None, help="stdin PCM sample rate (default: the model's)")
     p.add_argument("--channels", type=positive_int, default=1, help="stdin PCM interleaved channels (averaged)")
-    p.add_argument("--layer", type=parse_layer, default=None, help="encoder layer(s), as for `audiorep embed`")
-    p.add_argument("--pooling", default=None, choices=POOLINGS_CHOICES, help="scene pooling (default: the model's)")
-    p.add_argument("--frequency", default=None, choices=FREQUENCY_CHOICES, help="frequency rows averaged or stacked")
+    add_embedder_arguments(p, layer_default=None, layer_help=f"{LAYER_HELP}; with --head: the head's unless given")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per hop: time_ms, norm, score")
     p.add_argument("--embedding", action="store_true", help="with --jsonl: include each window's embedding")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
-    p.set_defaults(func=run)
+    add_quiet_argument(p, help="no summary line")
+
+
+COMMAND = Command(
+    "stream", help="embeddings / detection scores every hop over a sliding window of a file or stdin PCM",
+    description="Read audio in blocks (a file, or raw PCM on stdin with '-') and print, every --hop-ms, the embedding "
+                "norm or, with --head (from `audiorep probe ... --save-head DIR`), the head's score of the last "
+                "--window-ms: exactly the offline scene embedding of that window. Memory stays bounded whatever the "
+                "length. A summary (real-time factor, latency per block) goes to stderr.",
+    arguments=add_arguments, run=run)

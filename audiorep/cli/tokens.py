@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from audiorep.cli.common import nonnegative_int, positive_int, print_with_failures
+from audiorep.cli.common import (
+    Command,
+    add_out_file_arguments,
+    add_quiet_argument,
+    nonnegative_int,
+    positive_int,
+    print_with_failures,
+)
 
 
 def extract(args: argparse.Namespace) -> int:
@@ -78,43 +85,45 @@ def bpe(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "tokens", help="acoustic tokens of audio, and BPE over them",
-        description="Discrete acoustic tokens: `extract` codes a folder of audio with a tokenizer into a token file "
-                    "(.npz); `bpe` trains a sentencepiece BPE model over a token file and reports how much shorter "
-                    "the sequences get (tokens per second of audio before and after).")
-    cmds = p.add_subparsers(dest="tokens_command", required=True, metavar="SUBCOMMAND")
-
-    e = cmds.add_parser(
-        "extract", help="code every audio file under DATA -> token file (.npz)",
-        description="Read every audio file given or found recursively in the folders given, at the tokenizer's rate, "
-                    "code it, and write one token file (np.load(path) reads it without pickle: codes, offsets, "
-                    "files, durations_s, codebook_size, tokens_per_second, tokenizer, ...). Clips that give no "
-                    "tokens (unreadable, shorter than one token) are skipped and listed.")
-    e.add_argument("data", nargs="+", metavar="DATA", help="audio folders and/or files")
-    e.add_argument("--tokenizer", required=True, metavar="T",
+def add_extract_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="+", metavar="DATA", help="audio folders and/or files")
+    p.add_argument("--tokenizer", required=True, metavar="T",
                    help="a tokenizer directory (`audiorep convert beats-tokenizer`, a distilled tokenizer's export), "
                         "or random-projection[:codes=1024,seed=0,dim=16]: BEATs' iteration-1 random-projection codes "
                         "of the 16x16 patches of the 'beats' fbank (no checkpoint needed)")
-    e.add_argument("--out", required=True, help="output .npz (written atomically; must not exist unless --force)")
-    e.add_argument("--force", action="store_true", help="replace --out if it exists")
-    e.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass")
-    e.add_argument("--max-list", type=nonnegative_int, default=20, help="most skipped files to list on screen")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    e.set_defaults(func=extract)
+    add_out_file_arguments(p, "output .npz")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass")
+    p.add_argument("--max-list", type=nonnegative_int, default=20, help="most skipped files to list on screen")
+    add_quiet_argument(p)
 
-    b = cmds.add_parser(
-        "bpe", help="train BPE over a token file; print tokens/s before and after",
-        description="Train a sentencepiece BPE model over the codes of a token file (each code a private-use "
-                    "character, each clip a sentence, no text normalisation) and write it; every code of the "
-                    "codebook is a piece, so the vocab must exceed the codebook size. Prints codes per second of "
-                    "audio, BPE pieces per second and the compression ratio, on the training file and on --eval.")
-    b.add_argument("tokens", metavar="F", help="token file written by `audiorep tokens extract`")
-    b.add_argument("--vocab", type=positive_int, required=True, metavar="N",
+
+def add_bpe_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("tokens", metavar="F", help="token file written by `audiorep tokens extract`")
+    p.add_argument("--vocab", type=positive_int, required=True, metavar="N",
                    help="pieces in the model: the codebook's K codes, <unk>, and N - K - 1 merges")
-    b.add_argument("--out", required=True, metavar="M", help="output sentencepiece .model file (atomic; --force)")
-    b.add_argument("--force", action="store_true", help="replace --out if it exists")
-    b.add_argument("--eval", default=None, metavar="F2", help="also report the compression on this held-out token file")
-    b.add_argument("--max-piece-length", type=positive_int, default=16, help="most codes one piece may hold")
-    b.set_defaults(func=bpe)
+    add_out_file_arguments(p, "output sentencepiece .model file", metavar="M")
+    p.add_argument("--eval", default=None, metavar="F2", help="also report the compression on this held-out token file")
+    p.add_argument("--max-piece-length", type=positive_int, default=16, help="most codes one piece may hold")
+
+
+COMMAND = Command(
+    "tokens", help="acoustic tokens of audio, and BPE over them",
+    description="Discrete acoustic tokens: `extract` codes a folder of audio with a tokenizer into a token file "
+                "(.npz); `bpe` trains a sentencepiece BPE model over a token file and reports how much shorter the "
+                "sequences get (tokens per second of audio before and after).",
+    subcommands=(
+        Command("extract", help="code every audio file under DATA -> token file (.npz)",
+                description="Read every audio file given or found recursively in the folders given, at the "
+                            "tokenizer's rate, code it, and write one token file (np.load(path) reads it without "
+                            "pickle: codes, offsets, files, durations_s, codebook_size, tokens_per_second, tokenizer, "
+                            "...). Clips that give no tokens (unreadable, shorter than one token) are skipped and "
+                            "listed.",
+                arguments=add_extract_arguments, run=extract),
+        Command("bpe", help="train BPE over a token file; print tokens/s before and after",
+                description="Train a sentencepiece BPE model over the codes of a token file (each code a private-use "
+                            "character, each clip a sentence, no text normalisation) and write it; every code of the "
+                            "codebook is a piece, so the vocab must exceed the codebook size. Prints codes per second "
+                            "of audio, BPE pieces per second and the compression ratio, on the training file and on "
+                            "--eval.",
+                arguments=add_bpe_arguments, run=bpe),
+    ))
