@@ -40,9 +40,9 @@ from audiorep.models.families import ModelDirError, get_family, saved_state, see
 
 __all__ = [
     "EXTRA_DIR", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_JSON", "PARAMS_DIR", "TRAINING_EXPORT", "ModelDirError",
-    "flat_arrays", "frontend_from_json", "is_model_dir", "json_dict", "load_model_dir", "orbax_checkpointer",
-    "params_sha256", "read_model_json", "resolve_model_dir", "restore_checked", "save_model_dir", "shape_report",
-    "write_dir_atomically",
+    "arrays_description", "flat_arrays", "frontend_from_json", "is_model_dir", "json_dict", "load_model_dir",
+    "orbax_checkpointer", "params_sha256", "read_model_json", "resolve_model_dir", "restore_checked", "save_model_dir",
+    "shape_report", "write_checkpoint_dir", "write_dir_atomically", "writer_description",
 ]
 
 MODEL_JSON = "audiorep_model.json"
@@ -198,7 +198,6 @@ def save_model_dir(
     if report:
         raise ModelDirError(f"the encoder's parameters do not match encoder_config ({fam.name}):\n{report}")
 
-    leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
     doc = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -208,24 +207,40 @@ def save_model_dir(
         "pooling": pooling,
         "frequency": frequency,
         "window_frames": None if window_frames is None else int(window_frames),
-        "params_sha256": params_sha256(params),
-        "num_params": int(sum(x.size for x in leaves)),
-        "num_arrays": len(leaves),
+        **arrays_description(params),
         "has_extra_state": extra_state is not None,
         "meta": meta_dict,
-        "audiorep_version": __version__,
-        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **writer_description(),
     }
     if extra_state is not None:
         doc["extra_sha256"] = params_sha256(extra_state)
+    return write_checkpoint_dir(path, params, MODEL_JSON, doc, extra_state=extra_state)
+
+
+def arrays_description(state) -> dict[str, Any]:
+    """What a directory's JSON says of its checkpoint's arrays: params_sha256, num_params and num_arrays."""
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
+    return {"params_sha256": params_sha256(state), "num_params": int(sum(x.size for x in leaves)),
+            "num_arrays": len(leaves)}
+
+
+def writer_description() -> dict[str, str]:
+    """What a directory's JSON says of its writing: audiorep_version and created_utc (ISO 8601, seconds)."""
+    return {"audiorep_version": __version__,
+            "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+
+
+def write_checkpoint_dir(path: Path, state, json_name: str, doc: Mapping[str, Any], *, extra_state=None) -> Path:
+    """Write a model or tokenizer directory whole (`write_dir_atomically`): `state` as the orbax checkpoint in
+    params/, `extra_state` (when given) in extra/, then the JSON description `doc` as `json_name`."""
 
     def fill(tmp: Path) -> None:
         ckptr = orbax_checkpointer()
-        ckptr.save((tmp / PARAMS_DIR).absolute(), params)
+        ckptr.save((tmp / PARAMS_DIR).absolute(), state)
         if extra_state is not None:
             ckptr.save((tmp / EXTRA_DIR).absolute(), extra_state)
         ckptr.wait_until_finished()
-        (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        (tmp / json_name).write_text(json.dumps(doc, indent=2) + "\n")
 
     return write_dir_atomically(path, fill)
 

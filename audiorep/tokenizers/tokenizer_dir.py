@@ -22,9 +22,7 @@ Loading needs no torch.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,24 +30,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from audiorep import __version__
 from audiorep.models.families import ModelDirError, saved_state, seed_rng_state
 from audiorep.models.model_dir import (
     MODEL_JSON,
     PARAMS_DIR,
     TOKENIZER_JSON,
+    arrays_description,
     flat_arrays,
     frontend_from_json,
     json_dict,
-    orbax_checkpointer,
     params_sha256,
     read_description,
     restore_checked,
     shape_report,
-    write_dir_atomically,
+    write_checkpoint_dir,
+    writer_description,
 )
 from audiorep.paths import output_location_problem
 from audiorep.tokenizers.distilled import AcousticTokenizer, TokenizerConfig
@@ -126,7 +123,6 @@ def save_tokenizer_dir(path: str | os.PathLike, tokenizer: AcousticTokenizer, *,
     report = shape_report(flat_arrays(expected), flat_arrays(state))
     if report:
         raise TokenizerDirError(f"the tokenizer's arrays do not match config:\n{report}")
-    leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
     doc = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -134,21 +130,11 @@ def save_tokenizer_dir(path: str | os.PathLike, tokenizer: AcousticTokenizer, *,
         "tokenizer_config": cfg.to_dict(),
         "frontend": frontend_dict,
         "codebook_size": cfg.quant_n,
-        "params_sha256": params_sha256(state),
-        "num_params": int(sum(x.size for x in leaves)),
-        "num_arrays": len(leaves),
+        **arrays_description(state),
         "meta": meta_dict,
-        "audiorep_version": __version__,
-        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **writer_description(),
     }
-
-    def fill(tmp: Path) -> None:
-        ckptr = orbax_checkpointer()
-        ckptr.save((tmp / PARAMS_DIR).absolute(), state)
-        ckptr.wait_until_finished()
-        (tmp / TOKENIZER_JSON).write_text(json.dumps(doc, indent=2) + "\n")
-
-    return write_dir_atomically(path, fill)
+    return write_checkpoint_dir(path, state, TOKENIZER_JSON, doc)
 
 
 def read_tokenizer_json(path: str | os.PathLike) -> dict:
