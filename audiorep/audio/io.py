@@ -18,6 +18,7 @@ import soundfile as sf
 import soxr
 
 from audiorep.errors import AudiorepError
+from audiorep.paths import write_atomically
 
 # Rates outside this range are almost certainly a mistake (a frame count passed as a rate, ...).
 MIN_SAMPLE_RATE = 1_000
@@ -211,14 +212,8 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, s
     samples = np.asarray(samples, dtype=np.float32)
     data = samples if samples.ndim == 1 else samples.T
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fmt = {"OPUS": "OGG", "": "WAV"}.get(path.suffix.lstrip(".").upper(), path.suffix.lstrip(".").upper())
-    try:
-        sf.write(str(tmp), np.clip(data, -1.0, 1.0), rate, subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(path, lambda fh: sf.write(fh, np.clip(data, -1.0, 1.0), rate, subtype=subtype, format=fmt))
 
 
 def pad_batch(
