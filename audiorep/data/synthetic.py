@@ -23,6 +23,7 @@ what `write_corpus` writes, groups included (from meta.csv).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from audiorep.audio.io import check_sample_rate, save_audio
+from audiorep.paths import write_atomically
 
 CLASSES = (
     "harmonic_vibrato", "harmonic_steady", "chirp_up", "chirp_down", "am_tone", "fm_tone", "tone_pips",
@@ -363,12 +365,11 @@ def write_corpus(out_dir: str | os.PathLike, per_class: int, seed: int = 0, *, o
                              "seed": seed, "params": json.dumps(p, sort_keys=True)})
                 bar.update(1)
     _write_readme(out / "README.md", spec)
-    tmp = out / f".meta.csv.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "class_index", "group", "seed", "params"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out / "meta.csv")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["path", "label", "class_index", "group", "seed", "params"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(out / "meta.csv", lambda fh: fh.write(table.getvalue().encode()))
     return read_dataset("folder", out)
 
 
@@ -391,6 +392,4 @@ def _write_readme(path: Path, spec: SynthSpec) -> None:
         "meta.csv: path, label, class_index, group, seed, params (JSON with every drawn parameter).",
         "",
     ]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    write_atomically(path, lambda fh: fh.write("\n".join(lines).encode()))
