@@ -197,6 +197,48 @@ def test_make_experiences_keeps_speakers_apart_and_deals_bona_fide_across_experi
         C.make_experiences(records, emb, ["world", "tts"], 0)
 
 
+def test_make_experiences_by_source_keeps_a_recording_and_its_spoofs_on_one_side(tmp_path):
+    from audiorep.downstream.tasks import get_task
+
+    spec = get_task("deepfake_folder")
+    index = spec.read(make_deepfake_folder(tmp_path / "df"))
+    records = [r for r in index.records if r.labels]
+    emb = np.arange(len(records), dtype=np.float32)[:, None]
+    exps = C.make_experiences(records, emb, list(ATTACKS), spec.for_index(index).positive, split="source")
+    train = {C.source_of(records[int(v)]) for e in exps for v in e.x_train[:, 0]}
+    test = {C.source_of(records[int(v)]) for e in exps for v in e.x_test[:, 0]}
+    assert train and test and not train & test  # the fixture's spoofs keep their source's file name
+    speakers = [{records[int(v)].group for e in exps for v in getattr(e, side)[:, 0]} for side in ("x_train", "x_test")]
+    assert speakers[0] & speakers[1]  # speakers are shared: only recordings are held out
+    with pytest.raises(TaskError, match="split must be one of"):
+        C.make_experiences(records, emb, list(ATTACKS), 0, split="word")
+
+
+def test_source_of_prefers_the_labelled_source_clip_to_the_file_name():
+    from audiorep.data.sources import Record
+
+    def rec(path, **extra):
+        return Record(path=path, labels=(1,), label_names=("spoof",), split="", fold=None, group="s",
+                      dataset="deepfake_folder", extra=tuple(sorted(extra.items())))
+
+    assert C.source_of(rec("/d/spoof/world/0_a_1.wav")) == "0_a_1.wav"
+    assert C.source_of(rec("/d/fake/x.wav", source_clip="real/y.wav")) == "real/y.wav"
+
+
+def test_mini_batches_draw_from_the_experience_and_the_memory_never_from_padding():
+    """x: 8 clips of the experience at +1 (spoof), then 8 rows at -1 labelled bona fide: a replay memory when n_mem
+    = 8, padding when n_mem = 0. A head trained on mini-batches calls -1 bona fide only when the memory is there."""
+    x = np.r_[np.ones((8, 1)), -np.ones((8, 1))].astype(np.float32)
+    y = np.r_[np.zeros(8), np.ones(8)].astype(np.int32)
+    params = C.init_head(jax.random.PRNGKey(0), 1, 0)
+    scores = {}
+    for n_mem in (0, 8):
+        trained = C.train_head(params, jax.random.PRNGKey(1), jnp.asarray(x), jnp.asarray(y), jnp.ones(16),
+                               jnp.int32(8), jnp.int32(n_mem), 0.5, 200, 0.05, 4, {})
+        scores[n_mem] = float(C.bonafide_scores(trained, jnp.array([[-1.0]]))[0])
+    assert scores[0] < 0 < scores[8]
+
+
 def test_continual_command_refuses_an_existing_plot_without_force(tmp_path, capsys):
     from audiorep.cli import main
 

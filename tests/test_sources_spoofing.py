@@ -77,6 +77,13 @@ def test_deepfake_labels_csv_carries_every_metadata_column(tmp_path):
     assert idx.file_counts() == {"expected": 4, "present": 4, "missing": 0}
 
 
+def test_deepfake_labels_csv_keeps_the_source_clip_a_spoof_was_made_from(tmp_path):
+    rows = ["path,label,attack_id,speaker,source_clip", "real/a.wav,bonafide,,spk1,real/a.wav",
+            "fake/a_world.wav,spoof,world,spk1,real/a.wav"]
+    recs = by_name(read_dataset("deepfake_folder", write_labels_csv(tmp_path, rows)))
+    assert recs["a_world.wav"].info["source_clip"] == "real/a.wav" == recs["a.wav"].info["source_clip"]
+
+
 @pytest.mark.parametrize("line, error", [
     ("real/a.wav,maybe,,spk1,,,,", r"labels.csv, line 2: label 'maybe' is not bonafide or spoof"),
     ("real/a.wav,bonafide,world,spk1,,,,", r"labels.csv, line 2: a bona fide clip with attack_id 'world'"),

@@ -7,24 +7,29 @@ method on embeddings (f32[N, D], no encoder needed); `run_task` reads a detectio
 `attack_id` and a speaker), embeds it through the cache and builds the experiences (`make_experiences`).
 
 Experiences (`make_experiences`): speakers (Record.group; the file where unknown) are split once, seeded, into a
-training and a test side (`test_fraction`), so train and test never share a speaker; bona fide clips of each side
-are dealt out over the K experiences (seeded), so each experience sees its own bona fide clips, as a stream would.
-Embeddings are z-scored with the first experience's training statistics (`standardise`).
+training and a test side (`test_fraction`), so train and test never share a speaker; `split='source'` holds out
+source recordings instead (a bona fide clip and the spoofs made from it: labels.csv's `source_clip`, else the file
+name), for folders with so few speakers that a head cannot learn an attack on unseen ones (FSDD's six: docs/
+probing.md). Bona fide clips of each side are dealt out over the K experiences (seeded), so each experience sees
+its own bona fide clips, as a stream would. Embeddings are z-scored with the first experience's training statistics
+(`standardise`).
 
 Head: the probe's head shape (probes.py: Xavier-uniform Linear layers, ReLU between; `hidden` 0 = linear) with two
 logits (spoof, bona fide); the detection score is logit(bona fide) - logit(spoof). BatchNorm and dropout of the
 probe grid are left out: running statistics would themselves drift across experiences and blur what each method
-protects. Training is full-batch Adam for a fixed number of steps per experience (no validation split: a stream
-offers no held-out data of future attacks to select on). Every seed (head initialisation, replay draws) is one
-slice of a `jax.vmap`ped, jitted step.
+protects. Training is Adam on mini-batches (`batch_size` clips drawn with replacement; 0 = the whole experience at
+every step) for a fixed number of steps per experience (no validation split: a stream offers no held-out data of
+future attacks to select on). Every seed (head initialisation, batch draws, replay draws) is one slice of a
+`jax.vmap`ped, jitted scan (`train_head`).
 
 Methods:
   naive   fine-tune on the current experience only: the forgetting baseline.
   joint   retrain from the initialisation on the training data of every experience so far: the upper bound.
   replay  experience replay (Chaudhry et al., 2019, "On Tiny Episodic Memories in Continual Learning"): fine-tune on
-          the current experience plus a memory of at most `memory` past training clips, the memory weighted to
-          `replay_share` of the loss (default 0.5: as much as the current experience, as replay that draws a memory
-          batch as large as the stream batch does; by count, 100 clips would be 4 % of a 2,700-clip experience).
+          the current experience plus a memory of at most `memory` past training clips; every step draws a batch of
+          the experience and one as large of the memory, the memory weighted to `replay_share` of the loss (default
+          0.5: the two batches weigh alike, as in the paper; by count, 100 clips would be 4 % of a 2,700-clip
+          experience).
           'balanced' (default) keeps an equal share per (experience, class) cell, the remainder of the budget to
           the first cells, drawn uniformly inside each cell; 'reservoir' is Vitter's algorithm R over the stream of
           training clips in arrival order.
@@ -38,7 +43,9 @@ Methods:
           past experiences (OWM, as RAWM before it), and Q = I - P, the part of the input space they used. Each
           step's weight update u becomes (P + tan(theta) Q) u: theta = pi/4 leaves it unchanged, a smaller theta
           damps the part that would move the outputs on old inputs, a larger one amplifies it. The radian is
-          computed at every step from the head's own outputs on the batch (`rwm_radian`): the true-class logits are
+          computed at every step from the head's own outputs on the mini-batch (`rwm_radian`; with the whole
+          experience as the batch, its mix of classes never changes and the radian only drifts with the head's
+          confidence: the batch-to-batch adaptation is lost, so RWM wants mini-batches): the true-class logits are
           softmaxed over the examples, p_i, and theta = pi/4 + 1/2 sum_i s_i arcsin(p_i), with s = +1 for the class
           whose features are compact across experiences and -1 for the spread-out one; the classes are told apart
           by their in-class cosine distance 1 - |mean unit feature|^2 of the encoder's features (before z-scoring)
@@ -49,7 +56,10 @@ Methods:
           or disagree:
             - P = alpha (R / m + alpha I)^-1 from the mean correlation R of a layer's inputs over all past
               experiences' training clips (computed once after each experience), m = trace(R) / D so one
-              `rwm_alpha` (default 1, as the authors' alpha) fits every layer. The authors' code updates P
+              `rwm_alpha` fits every layer: directions with eigenvalues above alpha m are blocked. The default
+              0.01 is from a sweep on the FSDD spoof folder (1, 0.1, 0.01: forgetting on the first attack +0.136,
+              +0.117, +0.097 against naive's +0.152; docs/probing.md), not from the paper, whose alpha 1 acts on
+              a Frobenius-normalised P; data with another spectrum may want another value. The authors' code updates P
               recursively from mini-batch means during training and divides P and Q by their Frobenius norms; its Q
               = I - P (P^T P)^-1 P^T is zero up to rounding for a full-rank P. Here Q = I - P, so theta = pi/4 is the
               plain step.
@@ -92,6 +102,7 @@ from audiorep.downstream.tasks.splits import TaskError, group_of
 
 METHODS = ("naive", "joint", "replay", "ewc", "rwm")
 REPLAY_POLICIES = ("balanced", "reservoir")
+SPLITS = ("speaker", "source")  # what train and test never share (make_experiences)
 
 
 @dataclass(frozen=True)
@@ -107,27 +118,29 @@ class Experience:
 
 @dataclass(frozen=True)
 class Settings:
-    """How every method trains: `hidden` units of the head's hidden layer (0 = linear), `steps` full-batch Adam
-    steps at `lr` per experience, `memory` clips for replay, `policy` of the memory, `replay_share` of the loss the
-    memory gets, `ewc_lambda`, `rwm_alpha` (the projector's regulariser, relative to the mean eigenvalue of the input
-    correlation; larger = less protection)."""
+    """How every method trains: `hidden` units of the head's hidden layer (0 = linear), `steps` Adam steps at `lr`
+    per experience on mini-batches of `batch_size` clips of the experience (plus as many from replay's memory; 0 =
+    every step sees the whole experience), `memory` clips for replay, `policy` of the memory, `replay_share` of the
+    loss the memory gets, `ewc_lambda`, `rwm_alpha` (the projector's regulariser, relative to the mean eigenvalue of
+    the input correlation; larger = less protection)."""
 
     hidden: int = 64
-    steps: int = 300
-    lr: float = 1e-2
+    steps: int = 600
+    lr: float = 1e-3
+    batch_size: int = 64
     memory: int = 100
     policy: str = "balanced"
     ewc_lambda: float = 1e4
-    rwm_alpha: float = 1.0
+    rwm_alpha: float = 0.01
     replay_share: float = 0.5
 
     def __post_init__(self):
         if self.policy not in REPLAY_POLICIES:
             raise TaskError(f"replay policy must be one of {REPLAY_POLICIES}, got {self.policy!r}.")
-        if self.hidden < 0 or self.steps < 1 or not self.lr > 0 or self.memory < 0 or self.ewc_lambda < 0 or \
-                not self.rwm_alpha > 0 or not 0 < self.replay_share < 1:
-            raise TaskError(f"invalid continual settings {self}: need hidden >= 0, steps >= 1, lr > 0, memory >= 0, "
-                            "ewc_lambda >= 0, rwm_alpha > 0 and 0 < replay_share < 1.")
+        if self.hidden < 0 or self.steps < 1 or not self.lr > 0 or self.batch_size < 0 or self.memory < 0 or \
+                self.ewc_lambda < 0 or not self.rwm_alpha > 0 or not 0 < self.replay_share < 1:
+            raise TaskError(f"invalid continual settings {self}: need hidden >= 0, steps >= 1, lr > 0, "
+                            "batch_size >= 0, memory >= 0, ewc_lambda >= 0, rwm_alpha > 0 and 0 < replay_share < 1.")
 
 
 @dataclass
@@ -276,28 +289,43 @@ def rwm_modify(updates: list[dict], projectors: list, theta) -> list[dict]:
     return out
 
 
-def _train(params, x, y, w, steps, lr, extra):
-    """`steps` full-batch Adam steps of one seed's head. extra: {'ewc': (anchor, fisher, lam)} or
-    {'rwm': (projectors [per layer], signs f32[2])} or {}. RWM modifies Adam's step (`rwm_modify`) with the radian
-    of the current head's outputs (`rwm_radian`), recomputed at every step."""
+def train_head(params, key, x, y, w, n_cur, n_mem, share, steps, lr, batch, extra):
+    """`steps` Adam steps of one seed's head on x f32[N, D] (the experience's n_cur clips first, then n_mem
+    replayed ones, then padding). batch 0: every step sees all N rows with weights w f32[N]. batch > 0: every step
+    draws `batch` clips of the experience and, when there is a memory, `batch` of the memory (with replacement,
+    from `key`), the memory weighted to `share` of the loss, as experience replay does. extra: {'ewc': (anchor,
+    fisher, lam)} or {'rwm': (projectors [per layer], signs f32[2])} or {}. RWM modifies Adam's step
+    (`rwm_modify`) with the radian of the current head's outputs on the step's batch (`rwm_radian`)."""
     opt = optax.adam(lr)
+    replayed = n_mem > 0
+    w_cur, w_mem = jnp.where(replayed, 1.0 - share, 1.0), jnp.where(replayed, share, 0.0)
 
-    def loss(q):
-        return nll(q, x, y, w) + (ewc_penalty(q, *extra["ewc"]) if "ewc" in extra else 0.0)
-
-    def step(carry, _):
+    def step(carry, i):
         p, s = carry
+        if batch:
+            kc, km = jax.random.split(jax.random.fold_in(key, i))
+            idx = jnp.concatenate([jax.random.randint(kc, (batch,), 0, n_cur),
+                                   n_cur + jax.random.randint(km, (batch,), 0, jnp.maximum(n_mem, 1))])
+            xb, yb = x[idx], y[idx]
+            wb = jnp.concatenate([jnp.full(batch, w_cur), jnp.full(batch, w_mem)])
+        else:
+            xb, yb, wb = x, y, w
+
+        def loss(q):
+            return nll(q, xb, yb, wb) + (ewc_penalty(q, *extra["ewc"]) if "ewc" in extra else 0.0)
+
         updates, s = opt.update(jax.grad(loss)(p), s, p)
         if "rwm" in extra:
             projs, signs = extra["rwm"]
-            updates = rwm_modify(updates, projs, rwm_radian(logits(p, x), y, w, signs))
+            updates = rwm_modify(updates, projs, rwm_radian(logits(p, xb), yb, wb, signs))
         return (optax.apply_updates(p, updates), s), None
 
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(steps))
     return params
 
 
-_train_seeds = jax.jit(jax.vmap(_train, in_axes=(0, 0, 0, 0, None, None, 0)), static_argnums=(4, 5))
+_train_seeds = jax.jit(jax.vmap(train_head, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None, 0)),
+                       static_argnums=(8, 9, 10))
 
 
 def replay_weights(current: int, memory: int, share: float) -> np.ndarray:
@@ -397,8 +425,12 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
             if projs is None:  # the first experience: nothing to protect yet (P = I, Q = 0: the plain step)
                 projs = [np.stack([np.eye(m["w"].shape[1], dtype=np.float32)] * len(seeds)) for m in params]
             extra = {"rwm": (projs, jnp.asarray(np.stack([signs] * len(seeds)), jnp.float32))}
-        params = _train_seeds(params, jnp.asarray(_pad(xs)), jnp.asarray(_pad(ys)), jnp.asarray(_pad(w)),
-                              settings.steps, settings.lr, extra)
+        n_mem = [len(m[0]) if method == "replay" else 0 for m in memories]
+        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), k) for s in seeds])
+        params = _train_seeds(params, keys, jnp.asarray(_pad(xs)), jnp.asarray(_pad(ys)), jnp.asarray(_pad(w)),
+                              jnp.asarray([len(a) - m for a, m in zip(xs, n_mem)], jnp.int32),
+                              jnp.asarray(n_mem, jnp.int32), settings.replay_share, settings.steps, settings.lr,
+                              settings.batch_size, extra)
         after.append(params)
         if method == "replay":
             memories = [_memory_update(m, e, k, settings, rng, seen) for m, rng in zip(memories, rngs)]
@@ -435,11 +467,20 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
 
 
 # ---------------------------------------------------------------------------------------- from a task
+def source_of(r) -> str:
+    """The bona fide recording a clip was made from: labels.csv's `source_clip` where given, else the file name (a
+    spoof made by `audiorep datasets spoof` keeps its source's name in the folders layout)."""
+    return r.info.get("source_clip") or os.path.basename(r.path)
+
+
 def make_experiences(records: Sequence, emb: np.ndarray, order: Sequence[str], bonafide: int, seed: int = 0,
-                     test_fraction: float = 0.3) -> list[Experience]:
+                     test_fraction: float = 0.3, split: str = "speaker") -> list[Experience]:
     """Experiences from labelled records (Record.info['attack_id'] on spoofs) and their embeddings f32[N, D], in
-    `order`; speaker-disjoint train/test and bona fide dealt across experiences (module docstring). TaskError
-    names a missing attack or an experience lacking a class."""
+    `order`; train/test disjoint by `split` (SPLITS: 'speaker', or 'source': a bona fide recording and the spoofs
+    made from it) and bona fide dealt across experiences (module docstring). TaskError names a missing attack or
+    an experience lacking a class."""
+    if split not in SPLITS:
+        raise TaskError(f"split must be one of {', '.join(SPLITS)}, got {split!r}.")
     attacks = sorted({r.info.get("attack_id") for r in records if r.labels[0] != bonafide and r.info.get("attack_id")})
     missing = [a for a in order if a not in attacks]
     if missing:
@@ -447,18 +488,19 @@ def make_experiences(records: Sequence, emb: np.ndarray, order: Sequence[str], b
     if len(set(order)) != len(order):
         raise TaskError(f"--order repeats an attack: {list(order)}; name each once.")
     rng = np.random.default_rng([seed, 22])
-    units = sorted({group_of(r) for r in records})
+    unit = group_of if split == "speaker" else source_of
+    units = sorted({unit(r) for r in records})
     test_units = set(rng.permutation(units)[:max(1, int(round(test_fraction * len(units))))].tolist())
     out = []
     bona = {side: [i for i, r in enumerate(records) if r.labels[0] == bonafide and
-                   (group_of(r) in test_units) == (side == "test")] for side in ("train", "test")}
+                   (unit(r) in test_units) == (side == "test")] for side in ("train", "test")}
     deal = {side: np.array_split(rng.permutation(idx), len(order)) if idx else [[]] * len(order)
             for side, idx in bona.items()}
     for k, a in enumerate(order):
         parts = {}
         for side in ("train", "test"):
             spoof = [i for i, r in enumerate(records) if r.info.get("attack_id") == a and r.labels[0] != bonafide
-                     and (group_of(r) in test_units) == (side == "test")]
+                     and (unit(r) in test_units) == (side == "test")]
             idx = np.array(sorted(list(deal[side][k]) + spoof), int)
             y = np.array([1 if records[i].labels[0] == bonafide else 0 for i in idx], np.int32)
             if len(set(y.tolist())) < 2:
@@ -482,7 +524,8 @@ def standardise(experiences: Sequence[Experience]) -> list[Experience]:
 
 def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str], *, methods=("naive", "replay"),
              seeds=(0, 1, 2), settings: Settings = Settings(), cache=None, reader_options: dict | None = None,
-             split_seed: int = 0, progress: bool = True, log: Callable[[str], None] | None = None,
+             split_seed: int = 0, split: str = "speaker", progress: bool = True,
+             log: Callable[[str], None] | None = None,
              heads: dict | None = None) -> tuple[list[StreamResult], list[Experience]]:
     """Read a detection task, embed its clips (through the cache), build the experiences and run every method.
 
@@ -508,7 +551,7 @@ def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str],
     cache = cache or EmbeddingCache()
     emb = np.asarray(cache.embed(embedder, records, crop_s=spec.crop_s, progress=progress,
                                  desc=f"embed {spec.name}"), np.float32)
-    raw = make_experiences(records, emb, order, spec.positive, split_seed)
+    raw = make_experiences(records, emb, order, spec.positive, split_seed, split=split)
     experiences = standardise(raw)
     results = []
     for m in methods:
@@ -597,7 +640,7 @@ def write_heatmaps(results: Sequence[StreamResult], path: str | os.PathLike, tit
     return path
 
 
-__all__ = ["METHODS", "REPLAY_POLICIES", "Experience", "Settings", "StreamResult", "bonafide_scores",
+__all__ = ["METHODS", "REPLAY_POLICIES", "SPLITS", "Experience", "Settings", "StreamResult", "bonafide_scores",
            "cosine_spread", "eer_matrix", "ewc_penalty", "fisher_diagonal", "init_head", "make_experiences",
-           "projector", "replay_weights", "run_stream", "run_task", "rwm_modify", "rwm_radian", "standardise",
-           "stream_metrics", "to_head", "to_result_row", "write_heatmaps"]
+           "projector", "replay_weights", "run_stream", "run_task", "rwm_modify", "rwm_radian", "source_of",
+           "standardise", "stream_metrics", "to_head", "to_result_row", "train_head", "write_heatmaps"]

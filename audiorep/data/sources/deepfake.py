@@ -39,7 +39,8 @@ def read_deepfake_folder(
         attack id (spoof/world/x.wav -> attack_id 'world'; a clip directly in spoof/ has none).
       csv: root/labels.csv with columns `path` (relative to root) and `label` (bonafide | spoof; also
         bona-fide, genuine, real / fake, spoofed, deepfake), plus any of attack_id, speaker, gender, language,
-        source, word (empty = unknown). attack_id is for spoofed rows only.
+        source, word, source_clip (empty = unknown). attack_id is for spoofed rows only; source_clip names the
+        bona fide recording a spoof was made from (as `audiorep datasets spoof` writes it).
     The speaker is the group (a speaker's clips never sit on both sides of a split); without one, each file
     is its own group.
 
@@ -95,6 +96,7 @@ def _from_csv(root: Path, speaker_of) -> DatasetIndex:
             raise DatasetError(f"{path}, line {line}: empty path. Every row names a clip relative to {root}.")
         clip = (root / rel).resolve() if not os.path.isabs(rel) else Path(rel)
         meta = {k: (row.get(k) or "").strip() or None for k in METADATA_KEYS}
+        meta["source_clip"] = (row.get("source_clip") or "").strip() or None
         if name == "bonafide" and meta["attack_id"] not in (None, "-", "bonafide"):
             raise DatasetError(f"{path}, line {line}: a bona fide clip with attack_id {meta['attack_id']!r}; "
                                "attack_id names the attack of a spoofed clip. Empty it or label the row spoof.")
