@@ -97,6 +97,8 @@ def nonnegative_int(text: str) -> int:
 
 
 # The flags several commands take with the same meaning: one definition each (type, choices, default, help).
+# Each helper adds its flag to a parser or to one of its argument groups (argparse's common base of the two).
+Flags = argparse._ActionsContainer
 
 MODEL_HELP = "registered name (audiorep.list_models()) or a model directory"
 BASELINE_MODEL_HELP = ("registered name (audiorep.list_models()), a model directory, logmel[-beats|-ssast|-passt] (the "
@@ -106,12 +108,12 @@ LAYER_HELP = "last (default), all, a hidden-state index (-1) or a comma list (4,
 POOLING_HELP = "scene pooling (default: the model's)"
 
 
-def add_model_argument(p: argparse.ArgumentParser, *, baselines: bool = False) -> None:
+def add_model_argument(p: Flags, *, baselines: bool = False) -> None:
     """--model: what audiorep.load takes; `baselines`: also the baselines of downstream.tasks.resolve_model."""
     p.add_argument("--model", required=True, help=BASELINE_MODEL_HELP if baselines else MODEL_HELP)
 
 
-def add_task_argument(p: argparse.ArgumentParser, help: str = "probing task") -> None:
+def add_task_argument(p: Flags, help: str = "probing task") -> None:
     """--task, one of downstream.tasks.TASKS."""
     # the task table names the tasks in --help: it loads when the parser is built (numpy, no JAX), not when
     # cli.common is imported
@@ -120,7 +122,7 @@ def add_task_argument(p: argparse.ArgumentParser, help: str = "probing task") ->
     p.add_argument("--task", required=True, choices=sorted(TASKS), help=help)
 
 
-def add_data_root_argument(p: argparse.ArgumentParser,
+def add_data_root_argument(p: Flags,
                            help: str = "the dataset's folder (fsdd defaults to ../shared/data/fsdd)") -> None:
     p.add_argument("--data-root", default=None, help=help)
 
@@ -137,42 +139,26 @@ def task_data_root(spec, data_root: str | None) -> str:
     return root
 
 
-ALLOW_MISSING_HELP = "probe the files present when some the dataset lists are missing (default: refuse)"
-
-
-def add_allow_missing_argument(p: argparse.ArgumentParser, help: str = ALLOW_MISSING_HELP) -> None:
-    p.add_argument("--allow-missing", action="store_true", help=help)
-
-
-def add_grid_argument(p: argparse.ArgumentParser) -> None:
+def add_grid_argument(p: Flags) -> None:
     """--grid: the probe grid of downstream.probes."""
     p.add_argument("--grid", default="fast", choices=GRID_CHOICES,
                    help="probe grid: fast (6 points, <= 60 epochs), full (HEAR's 16 points, 500 epochs), linear")
 
 
-def add_cache_argument(p: argparse.ArgumentParser) -> None:
+def add_cache_argument(p: Flags) -> None:
     p.add_argument("--cache", default=None, help="embedding cache folder (default ~/.cache/audiorep/embeddings)")
 
 
-def add_folds_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--folds", type=positive_int, default=None,
-                   help="number of group folds for group-fold tasks (default: the task's, 5 or 6)")
-
-
-def add_reader_option_argument(p: argparse.ArgumentParser, help: str = "reader option, repeatable") -> None:
+def add_reader_option_argument(p: Flags, help: str = "reader option, repeatable") -> None:
     """-o/--option KEY=VALUE, repeatable: a dataset reader's option (cli.datasets.reader_options types it)."""
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help=help)
 
 
-def add_max_folds_argument(p: argparse.ArgumentParser, help: str = "use only the first K splits (quick runs)") -> None:
-    p.add_argument("--max-folds", type=positive_int, default=None, help=help)
-
-
-def add_name_argument(p: argparse.ArgumentParser) -> None:
+def add_name_argument(p: Flags) -> None:
     p.add_argument("--name", default=None, help="model name in the results (default: the model's name)")
 
 
-def add_embedder_arguments(p: argparse.ArgumentParser, *, layer_default: str | None = "last",
+def add_embedder_arguments(p: Flags, *, layer_default: str | None = "last",
                            layer_help: str = LAYER_HELP, pooling_help: str = POOLING_HELP) -> None:
     """--layer, --pooling, --frequency: the options of audiorep.load that choose what a scene embedding is."""
     p.add_argument("--layer", type=parse_layer, default=layer_default, help=layer_help)
@@ -181,26 +167,49 @@ def add_embedder_arguments(p: argparse.ArgumentParser, *, layer_default: str | N
                    help="a time step's frequency-row tokens averaged or stacked (default: the model's)")
 
 
-def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
+def add_batch_size_argument(p: Flags) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, help="chunks per forward pass")
 
 
+def add_task_probe_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of the commands that embed a task's data with a model and train its probes (probe, robustness), in
+    a section of their own in --help: the task and its data, the model and what its embedding is, the probes."""
+    g = p.add_argument_group("task, model and probes (the same in `audiorep probe` and `audiorep robustness`)")
+    add_model_argument(g, baselines=True)
+    add_task_argument(g)
+    add_data_root_argument(g)
+    add_reader_option_argument(g, help="reader option, repeatable (audiorep datasets list shows each reader's), e.g. "
+                                       "-o subsets=eval")
+    g.add_argument("--allow-missing", action="store_true",
+                   help="probe the files present when some the dataset lists are missing (default: refuse)")
+    g.add_argument("--folds", type=positive_int, default=None,
+                   help="number of group folds for group-fold tasks (default: the task's, 5 or 6)")
+    g.add_argument("--max-folds", type=positive_int, default=None, help="probe only the first K splits (quick runs)")
+    add_grid_argument(g)
+    add_cache_argument(g)
+    add_name_argument(g)
+    add_embedder_arguments(g, pooling_help="scene pooling (default: the model's; the log-mel baseline: mean+std, or "
+                                           "mean+std+delta)")
+    add_batch_size_argument(g)
+    add_quiet_argument(g, help="no progress bars or log lines")
+
+
 def embedder_options(args: argparse.Namespace) -> dict:
-    """The keyword options of downstream.tasks.resolve_model from add_embedder_arguments' and --batch-size's flags
+    """The keyword options of downstream.tasks.resolve_model from the flags of add_embedder_arguments and --batch-size
     (the log-mel baseline: only pooling, when given)."""
     if args.model.startswith("logmel"):
         return {} if args.pooling is None else {"pooling": args.pooling}
     return {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size, "frequency": args.frequency}
 
 
-def add_out_file_arguments(p: argparse.ArgumentParser, what: str, *, metavar: str | None = None) -> None:
+def add_out_file_arguments(p: Flags, what: str, *, metavar: str | None = None) -> None:
     """--out, an output file written atomically, and --force to replace it."""
     p.add_argument("--out", required=True, metavar=metavar,
                    help=f"{what} (written atomically; must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
-def add_quiet_argument(p: argparse.ArgumentParser, help: str = "no progress bar") -> None:
+def add_quiet_argument(p: Flags, help: str = "no progress bar") -> None:
     p.add_argument("-q", "--quiet", action="store_true", help=help)
 
 

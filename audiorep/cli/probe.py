@@ -7,22 +7,9 @@ import time
 from pathlib import Path
 
 from audiorep.cli.common import (
-    ALLOW_MISSING_HELP,
     GRID_CHOICES,
     Command,
-    add_allow_missing_argument,
-    add_batch_size_argument,
-    add_cache_argument,
-    add_data_root_argument,
-    add_embedder_arguments,
-    add_folds_argument,
-    add_grid_argument,
-    add_max_folds_argument,
-    add_model_argument,
-    add_name_argument,
-    add_quiet_argument,
-    add_reader_option_argument,
-    add_task_argument,
+    add_task_probe_arguments,
     embedder_options,
     positive_int,
     print_error,
@@ -376,31 +363,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Embed a dataset with a model (cached on disk), train the probe grid on every split (the whole "
                      "grid at once), select on validation, score the test split. Tasks: "
                      + "; ".join(f"{t.name}: {t.description}" for t in TASKS.values()) + ".")
-    add_model_argument(p, baselines=True)
-    add_task_argument(p)
-    add_data_root_argument(p)
-    add_allow_missing_argument(p, help=f"{ALLOW_MISSING_HELP}; the result row records expected/present/missing "
-                                       "either way")
-    add_grid_argument(p)
+    add_task_probe_arguments(p)
     p.add_argument("--probe", default="mlp", choices=("mlp", "knn"), help="MLP/linear grid or cosine kNN")
     p.add_argument("--repeats", type=positive_int, default=1,
                    help="train each grid configuration N times with other seeds; select and score on the mean "
                         "(N times the probe time, less probe noise on small tasks)")
     p.add_argument("--results", default=None,
-                   help="append the result row to this JSONL store (detection tasks: test scores, DET curve and score "
-                        "histograms go in a folder beside it, RESULTS-detection/)")
-    add_cache_argument(p)
+                   help="append the result row (with the counts of files expected, present and missing) to this JSONL "
+                        "store (detection tasks: test scores, DET curve and score histograms go in a folder beside "
+                        "it, RESULTS-detection/)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe grid and of group-fold assignment")
-    add_max_folds_argument(p, help="probe only the first K splits (quick runs; with a cross-domain --protocol: K "
-                                   "held-out values)")
     p.add_argument("--protocol", default=None, choices=list(PROTOCOLS),
                    help="in-domain (the task's own splits) or leave-one-group-out over a metadata column: "
                         "cross-attack (attack_id), cross-speaker, cross-language, cross-source; each held-out value "
                         "is probed twice (in-domain reference and cross-domain, same test clips) and the table "
-                        "shows both and their gap")
-    add_folds_argument(p)
-    add_reader_option_argument(p, help="reader option, repeatable (audiorep datasets list shows each reader's), e.g. "
-                                       "-o subsets=eval")
+                        "shows both and their gap (--max-folds K: the first K held-out values)")
     p.add_argument("--bonafide-root", default=None,
                    help="mlaad: the M-AILABS folder the bona fide clips come from (reader option bonafide_root)")
     p.add_argument("--train-root", default=None,
@@ -416,10 +393,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--durations", default=None,
                    help="song tasks: the audio used per song, first N seconds, comma-separated, 'whole' = the whole "
                         "song (default 5,10,30,whole); one result row per duration")
-    add_name_argument(p)
-    add_embedder_arguments(p, pooling_help="scene pooling (default: the model's; the log-mel baseline: mean+std, or "
-                                           "mean+std+delta)")
-    add_batch_size_argument(p)
     p.add_argument("--save-head", default=None, metavar="DIR",
                    help="save the selected probe of the first split (plain arrays + JSON) into this new folder, for "
                         "`audiorep stream --head DIR`")
@@ -440,8 +413,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fraction-plot", default=None, metavar="PNG",
                    help="with --semi-supervised: where the plot goes (default: a new semisup-<task>-<model>-<time>.png "
                         "beside --results, else in the current folder)")
-    add_quiet_argument(p, help="no progress bars or log lines")
-
 
 
 COMMAND = Command("probe", help="embed a task's data with a model and train HEAR-style probes -> score table",

@@ -7,25 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from audiorep.cli.common import (
-    Command,
-    add_allow_missing_argument,
-    add_batch_size_argument,
-    add_cache_argument,
-    add_data_root_argument,
-    add_embedder_arguments,
-    add_folds_argument,
-    add_grid_argument,
-    add_max_folds_argument,
-    add_model_argument,
-    add_name_argument,
-    add_quiet_argument,
-    add_reader_option_argument,
-    add_task_argument,
-    embedder_options,
-    print_error,
-    task_data_root,
-)
+from audiorep.cli.common import Command, add_task_probe_arguments, embedder_options, print_error, task_data_root
 from audiorep.paths import output_location_problem
 
 
@@ -121,9 +103,7 @@ def robustness_table(result):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_argument(p, baselines=True)
-    add_task_argument(p)
-    add_data_root_argument(p)
+    add_task_probe_arguments(p)
     p.add_argument("--corruptions", default="all",
                    help="all | a family (noise, modification, compression) | comma-separated names")
     p.add_argument("--severities", default="1-5", help="levels 1..5 as a range (1-5) or a list (1,3,5)")
@@ -139,17 +119,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of the sweep state and heatmap (default: beside --results, else ./robustness)")
     p.add_argument("--heatmap", default=None, help="heatmap PNG path (default: in --out, named after the sweep)")
     p.add_argument("--force", action="store_true", help="replace an existing --heatmap file")
-    add_cache_argument(p)
-    add_grid_argument(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the probes, folds and corruptions")
-    add_max_folds_argument(p)
-    add_folds_argument(p)
-    add_allow_missing_argument(p)
-    add_reader_option_argument(p)
-    add_name_argument(p)
-    add_embedder_arguments(p)
-    add_batch_size_argument(p)
-    add_quiet_argument(p, help="no progress bars or log lines")
 
 
 COMMAND = Command(
