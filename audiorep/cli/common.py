@@ -1,6 +1,7 @@
 """What the commands share: `Command`, the declaration of a command that `add_command` turns into its sub-parser; the
-flags several commands take with the same meaning (`add_*_argument`); argument types and choices; the one-line form
-of an error, and the list of the files a command could not use.
+flags several commands take with the same meaning (`add_*_argument`, `add_task_probe_arguments`) and what the
+commands make of them (`embedder_options`, `task_data_root`); argument types and choices; the one-line form of an
+error, and the list of the files a command could not use.
 
 Nothing here imports JAX: building the parser (`audiorep --help`) stays instant.
 """
@@ -127,18 +128,6 @@ def add_data_root_argument(p: Flags,
     p.add_argument("--data-root", default=None, help=help)
 
 
-def task_data_root(spec, data_root: str | None) -> str:
-    """The folder a task reads: --data-root, else the task's default (TaskError when there is none or it does
-    not exist)."""
-    from audiorep.downstream.tasks.splits import TaskError  # the tasks load inside the commands, as here
-
-    root = data_root or spec.default_root
-    if root is None or not Path(root).expanduser().exists():
-        raise TaskError(f"task {spec.name} needs --data-root (the dataset folder); "
-                        f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
-    return root
-
-
 def add_grid_argument(p: Flags) -> None:
     """--grid: the probe grid of downstream.probes."""
     p.add_argument("--grid", default="fast", choices=GRID_CHOICES,
@@ -169,6 +158,17 @@ def add_embedder_arguments(p: Flags, *, layer_default: str | None = "last",
 
 def add_batch_size_argument(p: Flags) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, help="chunks per forward pass")
+
+
+def add_out_file_arguments(p: Flags, what: str, *, metavar: str | None = None) -> None:
+    """--out, an output file written atomically, and --force to replace it."""
+    p.add_argument("--out", required=True, metavar=metavar,
+                   help=f"{what} (written atomically; must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def add_quiet_argument(p: Flags, help: str = "no progress bar") -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=help)
 
 
 def add_task_probe_arguments(p: argparse.ArgumentParser) -> None:
@@ -202,15 +202,16 @@ def embedder_options(args: argparse.Namespace) -> dict:
     return {"layer": args.layer, "pooling": args.pooling, "batch_size": args.batch_size, "frequency": args.frequency}
 
 
-def add_out_file_arguments(p: Flags, what: str, *, metavar: str | None = None) -> None:
-    """--out, an output file written atomically, and --force to replace it."""
-    p.add_argument("--out", required=True, metavar=metavar,
-                   help=f"{what} (written atomically; must not exist unless --force)")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+def task_data_root(spec, data_root: str | None) -> str:
+    """The folder a task reads: --data-root, else the task's default (TaskError when there is none or it does
+    not exist)."""
+    from audiorep.downstream.tasks.splits import TaskError  # the tasks load inside the commands, as here
 
-
-def add_quiet_argument(p: Flags, help: str = "no progress bar") -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help=help)
+    root = data_root or spec.default_root
+    if root is None or not Path(root).expanduser().exists():
+        raise TaskError(f"task {spec.name} needs --data-root (the dataset folder); "
+                        f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
+    return root
 
 
 def one_line(err: BaseException | str) -> str:
