@@ -283,7 +283,8 @@ def test_continual_command_prints_matrices_writes_plot_rows_and_a_head_stream_ca
     root = make_deepfake_folder(tmp_path / "df")
     store, plot = tmp_path / "results.jsonl", tmp_path / "cl.png"
     rc = main(["continual", "--model", "beats-tiny", "--task", "deepfake_folder", "--data-root", str(root), "--order",
-               "world,griffinlim,lpc", "--methods", "naive,rwm", "--seeds", "0,1", "--steps", "5", "--cache",
+               "world,griffinlim,lpc", "--methods", "naive,rwm", "--seeds", "0,1", "--steps", "5", "--split", "source",
+               "--cache",
                str(tmp_path / "c"), "--results", str(store), "--plot", str(plot), "--save-head", str(tmp_path / "head"),
                "--quiet"])
     out = capsys.readouterr().out
@@ -293,6 +294,7 @@ def test_continual_command_prints_matrices_writes_plot_rows_and_a_head_stream_ca
     rows = read_results(store)
     assert [r.task for r in rows] == ["deepfake_folder@continual:naive", "deepfake_folder@continual:rwm"]
     assert np.asarray(rows[0].extra["eer_matrix"]).shape == (2, 3, 3) and "forgetting" in rows[0].scores
+    assert rows[0].extra["split"] == "source" and rows[0].grid["batch_size"] == 64
     head = Head.load(tmp_path / "head")
     assert head.info["method"] == "rwm" and head.classes == ["bonafide", "spoof"] and head.positive == 0
     head.check_embedder(audiorep.load("beats-tiny"))  # tied to the model it was trained on

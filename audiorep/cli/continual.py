@@ -15,10 +15,13 @@ from audiorep.cli.common import (
     add_name_argument,
     add_quiet_argument,
     add_task_argument,
+    nonnegative_int,
     positive_int,
     print_error,
 )
 from audiorep.paths import output_location_problem
+
+SPLITS = ("speaker", "source")  # downstream.continual.SPLITS, spelled out so --help imports no JAX
 
 
 def _csv(value: str) -> list[str]:
@@ -77,14 +80,16 @@ def run(args: argparse.Namespace) -> int:
             print_error("--save-head: a hand-crafted baseline is not a model `audiorep stream` can load; leave "
                         "--save-head out.")
             return 2
-    settings = Settings(hidden=args.hidden, steps=args.steps, lr=args.lr, memory=args.memory, policy=args.policy,
-                        ewc_lambda=args.ewc_lambda, rwm_alpha=args.rwm_alpha, replay_share=args.replay_share)
+    settings = Settings(hidden=args.hidden, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                        memory=args.memory, policy=args.policy, ewc_lambda=args.ewc_lambda, rwm_alpha=args.rwm_alpha,
+                        replay_share=args.replay_share)
     model = resolve_model(args.model)
     console = Console(stderr=True, soft_wrap=True)
     say = None if args.quiet else (lambda m: console.print(m, highlight=False))
     heads: dict | None = {} if args.save_head else None
     results, experiences = run_task(spec, model, root, order, methods=methods, seeds=args.seeds, settings=settings,
-                                    cache=EmbeddingCache(args.cache), progress=not args.quiet, log=say, heads=heads)
+                                    cache=EmbeddingCache(args.cache), split=args.split, progress=not args.quiet,
+                                    log=say, heads=heads)
     name = args.name or getattr(model, "name", args.model)
     out = Console()
     for res in results:
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                   f"(`audiorep stream --model {args.model} --head {saved}`)")
     if args.results:
         for res in results:
-            append_result(args.results, to_result_row(res, name, spec.name, settings, str(root)))
+            append_result(args.results, to_result_row(res, name, spec.name, settings, str(root), args.split))
         out.print(f"{len(results)} result row(s) appended to {args.results}")
     return 0
 
@@ -135,11 +140,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay-share", type=float, default=0.5,
                    help="share of the loss the replay memory gets (default 0.5: as much as the current experience)")
     p.add_argument("--ewc-lambda", type=float, default=1e4, help="EWC penalty weight (default 1e4)")
-    p.add_argument("--rwm-alpha", type=float, default=1.0, help="RWM projector regulariser, relative to the mean "
-                   "eigenvalue of a layer's input correlation (default 1; larger = less protection)")
+    p.add_argument("--rwm-alpha", type=float, default=0.01, help="RWM projector regulariser, relative to the mean "
+                   "eigenvalue of a layer's input correlation (default 0.01; larger = less protection)")
     p.add_argument("--hidden", type=int, default=64, help="hidden units of the head (0 = linear; default 64)")
-    p.add_argument("--steps", type=positive_int, default=300, help="full-batch Adam steps per experience")
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 0.01)")
+    p.add_argument("--steps", type=positive_int, default=600, help="Adam steps per experience (default 600)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
+    p.add_argument("--batch-size", type=nonnegative_int, default=64,
+                   help="clips of the experience per step, plus as many from replay's memory (default 64; 0 = the "
+                        "whole experience every step)")
+    p.add_argument("--split", default="speaker", choices=SPLITS,
+                   help="what train and test never share: speaker (default), or source, a bona fide recording and "
+                        "the spoofs made from it (speakers shared: for folders with few speakers)")
     p.add_argument("--results", default=None, help="append one result row per method to this JSONL store")
     p.add_argument("--plot", default=None, help="heatmap PNG path (default continual-<task>-<time>.png here)")
     p.add_argument("--save-head", default=None, metavar="DIR",
@@ -157,6 +168,6 @@ COMMAND = Command(
     description="Experience k = bona fide clips + the clips of the k-th attack of --order; the head on frozen "
                 "embeddings is trained on each in turn with every --methods (naive fine-tuning, joint training, "
                 "replay, EWC, Radian Weight Modification) and scored on every experience's test set after each one "
-                "(speaker-disjoint train/test). Prints the EER matrix per method, the average EER, backward transfer "
-                "and forgetting; writes a heatmap PNG and result rows.",
+                "(train/test disjoint by speaker or by source recording: --split). Prints the EER matrix per method, "
+                "the average EER, backward transfer and forgetting; writes a heatmap PNG and result rows.",
     arguments=add_arguments, run=run)

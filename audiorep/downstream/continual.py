@@ -589,9 +589,10 @@ def to_head(layers: list[dict], first: Experience, embedder, classes: list[str],
     return Head(out, stats, mean, std, classes, positive, False, model_of(embedder), info)
 
 
-def to_result_row(res: StreamResult, model: str, task: str, settings: Settings, data_root: str = ""):
+def to_result_row(res: StreamResult, model: str, task: str, settings: Settings, data_root: str = "",
+                  split: str = "speaker"):
     """A leaderboard Result for one method: the final average EER over attacks (mean +- std over seeds), its seeds
-    as folds, the EER matrices, BWT and forgetting in extra."""
+    as folds, the EER matrices, BWT, forgetting and the train/test `split` in extra."""
     from audiorep.downstream.leaderboard import Result
 
     s = res.summary()
@@ -603,6 +604,7 @@ def to_result_row(res: StreamResult, model: str, task: str, settings: Settings, 
                   probe="continual", grid=dataclasses.asdict(settings), seed=res.seeds[0],
                   extra={"method": res.method, "order": res.experiences, "seeds": res.seeds,
                          "eer_matrix": res.eer.tolist(), "metrics": res.metrics, "data_root": str(data_root),
+                         "split": split,
                          **({"info": res.info} if res.info else {})})
 
 
