@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from audiorep.cli.common import Command, print_error
-from audiorep.paths import output_file_problem
+from audiorep.paths import output_file_problem, write_atomically
 
 FEATURE_FRONTENDS = ("beats", "ssast", "passt")
 
@@ -31,14 +30,10 @@ def plot_features(path: Path, panels: list[tuple[str, object]], frontend) -> Non
         fig.colorbar(img, ax=ax, label="normalised log-mel")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
+        write_atomically(path, lambda fh: fig.savefig(fh, dpi=100, format="png"))
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
 
 
 def png_problem(path: Path, force: bool) -> str | None:
