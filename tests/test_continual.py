@@ -82,6 +82,33 @@ def test_rwm_finds_bona_fide_the_compact_class_once_two_attacks_are_seen(stream)
     assert len(spreads) == 3 and all(bona < spoof for spoof, bona in spreads[1:])
 
 
+def test_task_shift_is_the_mean_cosine_distance_between_a_class_means_in_each_experience():
+    assert C.task_shift([np.array([1.0, 0.0])]) == 0.0  # one experience: nothing has moved
+    assert C.task_shift([np.array([2.0, 0.0]), np.array([1.0, 0.0])]) == pytest.approx(0.0)  # same direction
+    assert C.task_shift([np.array([1.0, 0.0]), np.array([0.0, 3.0]), np.array([1.0, 0.0])]) == pytest.approx(2 / 3)
+
+
+def test_rwm_takes_the_class_that_stays_put_across_experiences_as_the_compact_one():
+    """Bona fide wide but from one population in every experience; each attack tight but somewhere else: the
+    overall in-class spread calls the spoofs compact, the spread across tasks (RWM's criterion) bona fide."""
+    rng = np.random.default_rng(0)
+    base = 5.0 * np.eye(6)[0]
+
+    def exp(k):
+        bona = base + 1.5 * rng.standard_normal((40, 6))
+        spoof = base + 1.5 * np.eye(6)[1 + k] + 0.05 * rng.standard_normal((40, 6))
+        x = np.concatenate([bona, spoof]).astype(np.float32)
+        return C.Experience(f"a{k}", x, np.r_[np.ones(40), np.zeros(40)].astype(np.int32), x,
+                            np.r_[np.ones(40), np.zeros(40)].astype(np.int32))
+
+    exps = [exp(k) for k in range(3)]
+    res = C.run_stream(C.standardise(exps), "rwm", (0,), C.Settings(steps=1), raw=exps)
+    spoof_spread, bona_spread = res.info["cosine_spread"][-1]
+    assert spoof_spread < bona_spread  # the overall reading would pick the spoofs
+    spoof_shift, bona_shift = res.info["task_shift"][-1]
+    assert bona_shift < spoof_shift and res.info["compact_class"][1:] == [1, 1]
+
+
 def test_rwm_radian_is_pi_over_4_plus_half_the_signed_arcsines_of_the_batch_softmax():
     z = jnp.array([[0.0, 1.0], [2.0, 0.0], [0.0, 0.0], [5.0, 5.0]])
     y = jnp.array([1, 0, 1, 0])
