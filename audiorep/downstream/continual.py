@@ -86,11 +86,12 @@ upper triangle is zero-shot performance on attacks not yet seen):
   forgetting_j  R[K-1, j] - min_{j<=i<K-1} R[i, j], per earlier attack, and their mean.
 
 Measured (docs/probing.md, 2026-12-05): on the FSDD spoof folder (`audiorep datasets spoof`; world, griffinlim,
-lpc) with `split='source'` and log-mel embeddings, over every order of the attacks x 3 seeds, naive fine-tuning
-forgets +0.152 EER on the first attack, replay (100 clips) +0.101 (below naive in 18 of 18 runs), RWM +0.097 (17
-of 18), EWC +0.015 (it hardly learns the later attacks), joint training +0.086. With `split='speaker'` (two unseen
-speakers) the head barely detects any attack (EER 0.40 on an attack just learned) and the methods differ within
-the seed spread. Not yet run with a pretrained full-size encoder.
+lpc) with `split='source'`, over every order of the attacks x 3 seeds, naive fine-tuning forgets +0.152 EER on the
+first attack with log-mel embeddings (+0.214 with the demo's pretrained SSAST-tiny); replay (100 clips) forgets
+less in every run (+0.101; +0.172); RWM forgets less with log-mel (+0.097, 17 of 18 runs) and ties naive with the
+demo encoder (+0.222 ± 0.119); EWC forgets least (+0.015) because it hardly learns the later attacks. With
+`split='speaker'` (two unseen speakers) the head barely detects any attack (EER 0.40 on an attack just learned)
+and the methods differ within the seed spread. Not yet run with a pretrained full-size encoder.
 """
 
 from __future__ import annotations
