@@ -804,7 +804,7 @@ class Trainer:
         if self.is_main:
             msg = "finished" if status == "done" else f"stopped by {signal.Signals(self._stop_signal).name}"
             log.info("%s at step %d; checkpoint in %s%s", msg, step, self.workdir / "checkpoints",
-                     f"; encoder exported to {export_dir}" if export_dir else "")
+                     f"; exported to {export_dir}" if export_dir else "")
         return TrainResult(step=step, status=status, metrics=last, export_dir=export_dir)
 
 
