@@ -266,6 +266,16 @@ def test_mini_batches_draw_from_the_experience_and_the_memory_never_from_padding
     assert scores[0] < 0 < scores[8]
 
 
+def test_run_task_without_an_order_needs_two_attacks_in_the_data(tmp_path):
+    import shutil
+
+    root = make_deepfake_folder(tmp_path / "df", csv=False)
+    for attack in ("griffinlim", "lpc"):
+        shutil.rmtree(root / "spoof" / attack)
+    with pytest.raises(TaskError, match=r"two or more attacks; the data has \['world'\]"):
+        C.run_task("deepfake_folder", None, root, None)  # refused before any embedding
+
+
 def test_continual_command_refuses_an_existing_plot_without_force(tmp_path, capsys):
     from audiorep.cli import main
 
@@ -309,19 +319,21 @@ def test_continual_command_prints_matrices_writes_plot_rows_and_a_head_stream_ca
     monkeypatch.setenv("COLUMNS", "200")  # rich tables unwrapped
     root = make_deepfake_folder(tmp_path / "df")
     store, plot = tmp_path / "results.jsonl", tmp_path / "cl.png"
-    rc = main(["continual", "--model", "beats-tiny", "--task", "deepfake_folder", "--data-root", str(root), "--order",
-               "world,griffinlim,lpc", "--methods", "naive,rwm", "--seeds", "0,1", "--steps", "5", "--split", "source",
-               "--cache",
+    rc = main(["continual", "--model", "beats-tiny", "--task", "deepfake_folder", "--data-root", str(root),
+               "--methods", "naive,rwm", "--seeds", "0,1", "--steps", "5", "--split", "source", "--cache",
                str(tmp_path / "c"), "--results", str(store), "--plot", str(plot), "--save-head", str(tmp_path / "head"),
                "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "naive: EER after experience" in out and "forgetting on world" in out and "rwm head" in out
+    # no --order: every attack of the folder, sorted by name
+    assert "order griffinlim -> lpc -> world" in out and "forgetting on griffinlim" in out
+    assert "naive: EER after experience" in out and "rwm head" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = read_results(store)
     assert [r.task for r in rows] == ["deepfake_folder@continual:naive", "deepfake_folder@continual:rwm"]
     assert np.asarray(rows[0].extra["eer_matrix"]).shape == (2, 3, 3) and "forgetting" in rows[0].scores
     assert rows[0].extra["split"] == "source" and rows[0].grid["batch_size"] == 64
+    assert rows[0].extra["order"] == ["griffinlim", "lpc", "world"]
     head = Head.load(tmp_path / "head")
     assert head.info["method"] == "rwm" and head.classes == ["bonafide", "spoof"] and head.positive == 0
     head.check_embedder(audiorep.load("beats-tiny"))  # tied to the model it was trained on

@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from audiorep.downstream.leaderboard import append_result
     from audiorep.downstream.tasks import get_task, resolve_model
 
-    methods, order = _csv(args.methods), _csv(args.order)
+    methods, order = _csv(args.methods), (_csv(args.order) if args.order else None)
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         print_error(f"--methods: unknown {bad or 'empty list'}; choose from {','.join(METHODS)}.")
         return 2
-    if len(order) < 2:
+    if order is not None and len(order) < 2:
         print_error(f"--order names {len(order)} attack(s); a stream needs two or more, e.g. --order world,lpc.")
         return 2
     spec = get_task(args.task)
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     results, experiences = run_task(spec, model, root, order, methods=methods, seeds=args.seeds, settings=settings,
                                     cache=EmbeddingCache(args.cache), split=args.split, progress=not args.quiet,
                                     log=say, heads=heads)
+    order = [e.name for e in experiences]  # --order, or every attack of the data
     name = args.name or getattr(model, "name", args.model)
     out = Console()
     for res in results:
@@ -131,8 +132,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p, baselines=True)
     add_task_argument(p, help="a detection task with attack ids, e.g. deepfake_folder")
     add_data_root_argument(p, help="the dataset's folder")
-    p.add_argument("--order", required=True,
-                   help="comma-separated attack ids in arrival order, e.g. world,griffinlim,lpc")
+    p.add_argument("--order", default=None,
+                   help="comma-separated attack ids in arrival order, e.g. world,griffinlim,lpc (default: every "
+                        "attack of the data, sorted by name)")
     p.add_argument("--methods", default="naive,joint,replay,ewc,rwm", help="comma-separated methods (default all)")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="head seeds, comma-separated (default 0,1,2)")
     p.add_argument("--memory", type=int, default=100, help="replay memory in clips (default 100)")

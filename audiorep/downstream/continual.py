@@ -549,14 +549,16 @@ def standardise(experiences: Sequence[Experience]) -> list[Experience]:
     return [dataclasses.replace(e, x_train=z(e.x_train), x_test=z(e.x_test)) for e in experiences]
 
 
-def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str], *, methods=("naive", "replay"),
+def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str] | None = None, *,
+             methods=("naive", "replay"),
              seeds=(0, 1, 2), settings: Settings = Settings(), cache=None, reader_options: dict | None = None,
              split_seed: int = 0, split: str = "speaker", progress: bool = True,
              log: Callable[[str], None] | None = None,
              heads: dict | None = None) -> tuple[list[StreamResult], list[Experience]]:
     """Read a detection task, embed its clips (through the cache), build the experiences and run every method.
 
-    heads: a dict that gets, per method, the first seed's final head as a heads.Head (for `--save-head`)."""
+    order: the attack ids in arrival order (None: every attack of the data, sorted by name). heads: a dict that
+    gets, per method, the first seed's final head as a heads.Head (for `--save-head`)."""
     from audiorep.downstream.cache import EmbeddingCache
     from audiorep.downstream.tasks.catalog import get_task
 
@@ -569,6 +571,10 @@ def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str],
                         "spoofed clips with attack ids (e.g. --task deepfake_folder).")
     known = sorted({r.info.get("attack_id") for r in index.records if r.labels and r.labels[0] != spec.positive
                     and r.info.get("attack_id")})
+    order = list(known if order is None else order)
+    if len(order) < 2:
+        raise TaskError(f"a stream needs two or more attacks; {'--order names' if order != known else 'the data has'} "
+                        f"{order or 'none'} (its attacks: {known or 'none: no spoofed clip carries an attack id'}).")
     if any(a not in known for a in order):  # before the embedding: a typo costs nothing
         raise TaskError(f"--order names {[a for a in order if a not in known]}, which the data lacks; its attacks "
                         f"are {known}.")
