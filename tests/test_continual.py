@@ -241,6 +241,12 @@ def test_make_experiences_by_source_keeps_a_recording_and_its_spoofs_on_one_side
         C.make_experiences(records, emb, list(ATTACKS), 0, split="word")
 
 
+def test_the_command_offers_exactly_the_library_splits():
+    from audiorep.cli import continual as command  # spelled out there so --help imports no JAX
+
+    assert command.SPLITS == C.SPLITS
+
+
 def test_source_of_prefers_the_labelled_source_clip_to_the_file_name():
     from audiorep.data.sources import Record
 
