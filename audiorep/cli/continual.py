@@ -152,7 +152,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "whole experience every step)")
     p.add_argument("--split", default="speaker", choices=SPLITS,
                    help="what train and test never share: speaker (default), or source, a bona fide recording and "
-                        "the spoofs made from it (speakers shared: for folders with few speakers)")
+                        "the spoofs made from it (labels.csv's source_clip, else the file name; speakers shared: for "
+                        "folders with few speakers)")
     p.add_argument("--results", default=None, help="append one result row per method to this JSONL store")
     p.add_argument("--plot", default=None, help="heatmap PNG path (default continual-<task>-<time>.png here)")
     p.add_argument("--save-head", default=None, metavar="DIR",
