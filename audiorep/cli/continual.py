@@ -18,8 +18,9 @@ from audiorep.cli.common import (
     nonnegative_int,
     positive_int,
     print_error,
+    task_data_root,
 )
-from audiorep.paths import output_location_problem
+from audiorep.paths import output_file_problem
 
 SPLITS = ("speaker", "source")  # downstream.continual.SPLITS, spelled out so --help imports no JAX
 
@@ -54,20 +55,15 @@ def run(args: argparse.Namespace) -> int:
         print_error(f"--order names {len(order)} attack(s); a stream needs two or more, e.g. --order world,lpc.")
         return 2
     spec = get_task(args.task)
-    root = args.data_root or spec.default_root
-    if root is None or not Path(root).expanduser().exists():
-        print_error(f"task {spec.name} needs --data-root (the detection folder); "
-                    f"{'got ' + repr(root) + ', which does not exist' if root else 'none given'}.")
-        return 2
-    for flag, path in (("--results", args.results), ("--plot", args.plot)):
-        if path:
-            p = Path(path).expanduser()
-            problem = (f"{p} is a folder" if p.is_dir() else None) or output_location_problem(p)
-            if flag == "--plot" and p.exists() and not args.force and problem is None:
-                problem = f"{p} exists (pass --force to replace it)"
-            if problem:
-                print_error(f"{flag} {path}: {problem}.")
-                return 2
+    root = task_data_root(spec, args.data_root)
+    # the results store is appended to (an existing one is fine), the plot replaced only with --force
+    for flag, path, example, kind, overwrite in (("--results", args.results, "results.jsonl", "JSONL file", True),
+                                                 ("--plot", args.plot, "continual.png", ".png file", args.force)):
+        problem = path and output_file_problem(Path(path).expanduser(), flag=flag, example=example,
+                                               overwrite=overwrite, kind=kind)
+        if problem:
+            print_error(f"{problem}.")
+            return 2
     head_method = args.head_method or methods[-1]
     if args.save_head:  # the head is saved after the training: check its folder first
         from audiorep.downstream.heads import check_head_dir
