@@ -267,7 +267,7 @@ def test_mini_batches_draw_from_the_experience_and_the_memory_never_from_padding
     scores = {}
     for n_mem in (0, 8):
         trained = C.train_head(params, jax.random.PRNGKey(1), jnp.asarray(x), jnp.asarray(y), jnp.ones(16),
-                               jnp.int32(8), jnp.int32(n_mem), 0.5, 200, 0.05, 4, {})
+                               jnp.int32(8), jnp.int32(n_mem), 0.5, 200, 0.05, 4, True, {})
         scores[n_mem] = float(C.bonafide_scores(trained, jnp.array([[-1.0]]))[0])
     assert scores[0] < 0 < scores[8]
 

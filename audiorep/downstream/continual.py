@@ -310,13 +310,13 @@ def rwm_modify(updates: list[dict], projectors: list, theta) -> list[dict]:
     return out
 
 
-def train_head(params, key, x, y, w, n_cur, n_mem, share, steps, lr, batch, extra):
+def train_head(params, key, x, y, w, n_cur, n_mem, share, steps, lr, batch, replay, extra):
     """`steps` Adam steps of one seed's head on x f32[N, D] (the experience's n_cur clips first, then n_mem
     replayed ones, then padding). batch 0: every step sees all N rows with weights w f32[N]. batch > 0: every step
-    draws `batch` clips of the experience and, when there is a memory, `batch` of the memory (with replacement,
-    from `key`), the memory weighted to `share` of the loss, as experience replay does. extra: {'ewc': (anchor,
-    fisher, lam)} or {'rwm': (projectors [per layer], signs f32[2])} or {}. RWM modifies Adam's step
-    (`rwm_modify`) with the radian of the current head's outputs on the step's batch (`rwm_radian`)."""
+    draws `batch` clips of the experience and, with `replay` (static) and a memory, `batch` of the memory (with
+    replacement, from `key`), the memory weighted to `share` of the loss, as experience replay does. extra:
+    {'ewc': (anchor, fisher, lam)} or {'rwm': (projectors [per layer], signs f32[2])} or {}. RWM modifies Adam's
+    step (`rwm_modify`) with the radian of the current head's outputs on the step's batch (`rwm_radian`)."""
     opt = optax.adam(lr)
     replayed = n_mem > 0
     w_cur, w_mem = jnp.where(replayed, 1.0 - share, 1.0), jnp.where(replayed, share, 0.0)
@@ -325,10 +325,12 @@ def train_head(params, key, x, y, w, n_cur, n_mem, share, steps, lr, batch, extr
         p, s = carry
         if batch:
             kc, km = jax.random.split(jax.random.fold_in(key, i))
-            idx = jnp.concatenate([jax.random.randint(kc, (batch,), 0, n_cur),
-                                   n_cur + jax.random.randint(km, (batch,), 0, jnp.maximum(n_mem, 1))])
+            idx = jax.random.randint(kc, (batch,), 0, n_cur)
+            wb = jnp.full(batch, w_cur)
+            if replay:  # an empty memory (the first experience) draws padding rows of weight 0
+                idx = jnp.concatenate([idx, n_cur + jax.random.randint(km, (batch,), 0, jnp.maximum(n_mem, 1))])
+                wb = jnp.concatenate([wb, jnp.full(batch, w_mem)])
             xb, yb = x[idx], y[idx]
-            wb = jnp.concatenate([jnp.full(batch, w_cur), jnp.full(batch, w_mem)])
         else:
             xb, yb, wb = x, y, w
 
@@ -345,8 +347,8 @@ def train_head(params, key, x, y, w, n_cur, n_mem, share, steps, lr, batch, extr
     return params
 
 
-_train_seeds = jax.jit(jax.vmap(train_head, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None, 0)),
-                       static_argnums=(8, 9, 10))
+_train_seeds = jax.jit(jax.vmap(train_head, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, 0)),
+                       static_argnums=(8, 9, 10, 11))
 
 
 def replay_weights(current: int, memory: int, share: float) -> np.ndarray:
@@ -416,8 +418,9 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
     corr: list = [None] * len(init[0])
     projs = None
     corr_n = [0] * len(corr)
-    unit_sums, counts = np.zeros((2, dim)), np.zeros(2, int)
-    class_means: list[list[np.ndarray]] = [[], []]  # per class, its mean unit feature in every experience so far
+    # RWM: per class, the sum and count of its unit feature vectors in every experience so far
+    unit_sums: list[list[np.ndarray]] = [[], []]
+    unit_counts: list[list[int]] = [[], []]
     spreads: list = []
     shifts: list = []
     seen = 0
@@ -437,15 +440,15 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
             if method == "replay" else [np.ones(len(a), np.float32) for a in xs]
         if method == "ewc" and fisher is not None:
             extra = {"ewc": (anchor, fisher, jnp.full(len(seeds), settings.ewc_lambda, jnp.float32))}
-        xr = (raw or experiences)[k].x_train
-        feats = xr / np.maximum(np.linalg.norm(xr, axis=1, keepdims=True), 1e-12)
-        for c in (0, 1):
-            unit_sums[c] += feats[e.y_train == c].sum(0)
-            counts[c] += int(np.sum(e.y_train == c))
-            class_means[c].append(feats[e.y_train == c].mean(0))
         if method == "rwm":
-            spreads.append([cosine_spread(unit_sums[c], counts[c]) for c in (0, 1)])
-            shifts.append([task_shift(class_means[c]) for c in (0, 1)])
+            xr = (raw or experiences)[k].x_train
+            feats = xr / np.maximum(np.linalg.norm(xr, axis=1, keepdims=True), 1e-12)
+            for c in (0, 1):
+                unit_sums[c].append(feats[e.y_train == c].sum(0))
+                unit_counts[c].append(int(np.sum(e.y_train == c)))
+            spreads.append([cosine_spread(sum(unit_sums[c]), sum(unit_counts[c])) for c in (0, 1)])
+            shifts.append([task_shift([t / max(n, 1) for t, n in zip(unit_sums[c], unit_counts[c])])
+                           for c in (0, 1)])
             signs = np.where(np.arange(2) == int(np.argmin(shifts[-1])), 1.0, -1.0)
             if projs is None:  # the first experience: nothing to protect yet (P = I, Q = 0: the plain step)
                 projs = [np.stack([np.eye(m["w"].shape[1], dtype=np.float32)] * len(seeds)) for m in params]
@@ -455,7 +458,7 @@ def run_stream(experiences: Sequence[Experience], method: str, seeds: Sequence[i
         params = _train_seeds(params, keys, jnp.asarray(_pad(xs)), jnp.asarray(_pad(ys)), jnp.asarray(_pad(w)),
                               jnp.asarray([len(a) - m for a, m in zip(xs, n_mem)], jnp.int32),
                               jnp.asarray(n_mem, jnp.int32), settings.replay_share, settings.steps, settings.lr,
-                              settings.batch_size, extra)
+                              settings.batch_size, method == "replay", extra)
         after.append(params)
         if method == "replay":
             memories = [_memory_update(m, e, k, settings, rng, seen) for m, rng in zip(memories, rngs)]
