@@ -219,8 +219,8 @@ def save_model_dir(
 
 def arrays_description(state) -> dict[str, Any]:
     """What a directory's JSON says of its checkpoint's arrays: params_sha256, num_params and num_arrays."""
-    leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
-    return {"params_sha256": params_sha256(state), "num_params": int(sum(x.size for x in leaves)),
+    leaves = jax.tree.leaves(state)  # counted from shapes: params_sha256 is the one pass over the values
+    return {"params_sha256": params_sha256(state), "num_params": int(sum(np.size(x) for x in leaves)),
             "num_arrays": len(leaves)}
 
 
