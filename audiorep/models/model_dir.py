@@ -270,31 +270,42 @@ def write_dir_atomically(path: Path, fill: Callable[[Path], None]) -> Path:
 
 def read_model_json(path: str | os.PathLike) -> dict:
     """The checked contents of `path/audiorep_model.json` (no arrays are read)."""
+
+    def inner_models(path: Path) -> str:
+        inner = sorted(p.parent.name for p in path.glob(f"*/{MODEL_JSON}"))
+        return (f"It contains model directories: {', '.join(inner)}." if inner else
+                "Make one with `audiorep convert ...` or export a training run; pass that directory.")
+
+    return read_description(
+        path, what="model", json_name=MODEL_JSON, format_name=FORMAT_NAME, format_version=FORMAT_VERSION,
+        required=("family", "encoder_config", "frontend", "pooling", "params_sha256"), error=ModelDirError,
+        file_hint=f"pass the directory that holds {MODEL_JSON}.", missing_hint=inner_models,
+        other_kinds={TOKENIZER_JSON: "is an acoustic tokenizer directory, not a model (encoder) directory; it gives "
+                                     "labels (audiorep tokens extract --tokenizer, objective.tokenizer_dir), not "
+                                     "embeddings."})
+
+
+def read_description(path: str | os.PathLike, *, what: str, json_name: str, format_name: str, format_version: int,
+                     required: tuple[str, ...], error: type[Exception], file_hint: str,
+                     missing_hint: str | Callable[[Path], str], other_kinds: Mapping[str, str]) -> dict:
+    """The JSON description `path/json_name` of an audiorep directory (`what`: 'model' or 'tokenizer'), checked
+    for its format name and version and the `required` fields; any problem raises `error` naming the fix.
+
+    file_hint: the fix when `path` is a file. missing_hint: the fix (or path -> fix) when `json_name` is missing.
+    other_kinds: {JSON name of another kind of directory: what `path` is when it holds that file instead}.
+    """
     path = Path(path)
     if not path.exists():
-        raise ModelDirError(f"{path}: no such directory.")
+        raise error(f"{path}: no such {what} directory.")
     if not path.is_dir():
-        raise ModelDirError(f"{path} is a file, not a model directory; pass the directory that holds {MODEL_JSON}.")
-    file = path / MODEL_JSON
+        raise error(f"{path} is a file, not a {what} directory; {file_hint}")
+    file = path / json_name
     if not file.is_file():
-        if (path / TOKENIZER_JSON).is_file():
-            raise ModelDirError(f"{path} is an acoustic tokenizer directory, not a model (encoder) directory; it "
-                                "gives labels (audiorep tokens extract --tokenizer, objective.tokenizer_dir), not "
-                                "embeddings.")
-        inner = sorted(p.parent.name for p in path.glob(f"*/{MODEL_JSON}"))
-        hint = f" It contains model directories: {', '.join(inner)}." if inner else (
-            " Make one with `audiorep convert ...` or export a training run; pass that directory."
-        )
-        raise ModelDirError(f"{path} is not an audiorep model directory (no {MODEL_JSON}).{hint}")
-    return read_description(file, format_name=FORMAT_NAME, format_version=FORMAT_VERSION, what="model",
-                            required=("family", "encoder_config", "frontend", "pooling", "params_sha256"),
-                            error=ModelDirError)
-
-
-def read_description(file: Path, *, format_name: str, format_version: int, what: str, required: tuple[str, ...],
-                     error: type[Exception]) -> dict:
-    """The JSON description of an audiorep directory (`what`: 'model' or 'tokenizer'), checked for its format
-    name and version and the `required` fields; any problem raises `error` naming the fix."""
+        for other_json, is_instead in other_kinds.items():
+            if (path / other_json).is_file():
+                raise error(f"{path} {is_instead}")
+        hint = missing_hint(path) if callable(missing_hint) else missing_hint
+        raise error(f"{path} is not an audiorep {what} directory (no {json_name}). {hint}")
     try:
         doc = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

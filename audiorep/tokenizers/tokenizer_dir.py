@@ -139,26 +139,18 @@ def save_tokenizer_dir(path: str | os.PathLike, tokenizer: AcousticTokenizer, *,
 
 def read_tokenizer_json(path: str | os.PathLike) -> dict:
     """The checked contents of `path/audiorep_tokenizer.json` (no arrays are read)."""
-    path = Path(path)
-    if not path.exists():
-        raise TokenizerDirError(f"{path}: no such tokenizer directory.")
-    if not path.is_dir():
-        raise TokenizerDirError(f"{path} is a file, not a tokenizer directory; an official Tokenizer_iter*.pt is "
-                                f"converted first: audiorep convert beats-tokenizer {path} OUT_DIR.")
-    file = path / TOKENIZER_JSON
-    if not file.is_file():
-        if (path / MODEL_JSON).is_file():
-            raise TokenizerDirError(f"{path} is an audiorep model directory (an encoder), not a tokenizer directory; "
-                                    "give a directory written by `audiorep convert beats-tokenizer` or a tokenizer "
-                                    "export.")
-        raise TokenizerDirError(f"{path} is not an audiorep tokenizer directory (no {TOKENIZER_JSON}). Make one with "
-                                "`audiorep convert beats-tokenizer Tokenizer_iter3.pt OUT_DIR` or a tokenizer export.")
-    doc = read_description(file, format_name=FORMAT_NAME, format_version=FORMAT_VERSION, what="tokenizer",
-                           required=("kind", "tokenizer_config", "frontend", "params_sha256"),
-                           error=TokenizerDirError)
+    doc = read_description(
+        path, what="tokenizer", json_name=TOKENIZER_JSON, format_name=FORMAT_NAME, format_version=FORMAT_VERSION,
+        required=("kind", "tokenizer_config", "frontend", "params_sha256"), error=TokenizerDirError,
+        file_hint=f"an official Tokenizer_iter*.pt is converted first: audiorep convert beats-tokenizer {path} "
+                  "OUT_DIR.",
+        missing_hint="Make one with `audiorep convert beats-tokenizer Tokenizer_iter3.pt OUT_DIR` or a tokenizer "
+                     "export.",
+        other_kinds={MODEL_JSON: "is an audiorep model directory (an encoder), not a tokenizer directory; give a "
+                                 "directory written by `audiorep convert beats-tokenizer` or a tokenizer export."})
     if doc["kind"] != KIND:
-        raise TokenizerDirError(f"{file} describes a tokenizer of kind {doc['kind']!r}; this audiorep reads "
-                                f"{KIND!r} tokenizers. Upgrade audiorep.")
+        raise TokenizerDirError(f"{Path(path) / TOKENIZER_JSON} describes a tokenizer of kind {doc['kind']!r}; this "
+                                f"audiorep reads {KIND!r} tokenizers. Upgrade audiorep.")
     return doc
 
 
