@@ -93,3 +93,18 @@ def test_pretrain_show_config_prints_overridden_fields(capsys, tmp_path):
                    "--show-config", "--config.train.steps=7"])
     assert rc == 0
     assert "--config.train.steps=7" in capsys.readouterr().out
+
+
+def test_a_directory_field_that_is_empty_or_unusable_is_a_config_error_naming_the_field(tmp_path):
+    def load(path):
+        raise KeyError(f"{path} holds no model")  # stands for ModelDirError and the like
+
+    with pytest.raises(config_lib.ConfigError, match="needs distill.teacher"):
+        config_lib.load_named_directory("distill.teacher", "", load, what="model", missing="needs distill.teacher",
+                                        errors=(KeyError,))
+    with pytest.raises(config_lib.ConfigError, match=r"teacher='/x' is not a usable model directory: .*holds no"):
+        config_lib.load_named_directory("distill.teacher", "/x", load, what="model", missing="", errors=(KeyError,))
+    with pytest.raises(config_lib.ConfigError, match="not a usable tokenizer directory"):  # FileNotFoundError too
+        config_lib.load_named_directory("f", str(tmp_path / "nope"), lambda p: open(p), what="tokenizer",
+                                        missing="", errors=())
+    assert config_lib.load_named_directory("f", "/x", str.upper, what="model", missing="", errors=()) == "/X"

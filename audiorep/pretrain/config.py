@@ -14,7 +14,7 @@ import ast
 import difflib
 import importlib.util
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,19 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
                               f"(e.g. --config configs/x.py:{next(iter(defaults), 'key')}=...).")
         out[key] = parse_value(text.strip(), defaults[key], key)
     return out
+
+
+def load_named_directory(field: str, path: str | None, load: Callable[[str], Any], *, what: str, missing: str,
+                         errors: tuple[type[Exception], ...]) -> Any:
+    """`load(path)` for the directory a config field names (a teacher, a tokenizer); an empty field raises
+    ConfigError(`missing`), a directory `load` refuses (with one of `errors`, or as missing) a ConfigError that
+    names `field` and says why."""
+    if not path:
+        raise ConfigError(missing)
+    try:
+        return load(path)
+    except (FileNotFoundError, *errors) as err:
+        raise ConfigError(f"{field}={path!r} is not a usable {what} directory: {err}") from err
 
 
 def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:

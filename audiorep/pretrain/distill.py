@@ -53,7 +53,7 @@ from flax import nnx
 from audiorep.data import pipeline
 from audiorep.models import model_dir
 from audiorep.pretrain import experiment
-from audiorep.pretrain.config import ConfigError
+from audiorep.pretrain.config import ConfigError, load_named_directory
 from audiorep.pretrain.objectives import fit_frames
 from audiorep.pretrain.trainer import (
     IteratorFactory,
@@ -179,13 +179,10 @@ def tokenizer_config(d: ml_collections.ConfigDict, teacher_cfg) -> TokenizerConf
 
 def load_teacher(d: ml_collections.ConfigDict):
     """The teacher's model bundle (distill.teacher)."""
-    if not d.teacher:
-        raise ConfigError("tokenizer distillation needs distill.teacher: the model directory (or training workdir) of "
-                          "the encoder to distil from.")
-    try:
-        return model_dir.load_model_dir(d.teacher)
-    except (FileNotFoundError, model_dir.ModelDirError) as err:
-        raise ConfigError(f"distill.teacher={d.teacher!r} is not a usable model directory: {err}") from err
+    return load_named_directory(
+        "distill.teacher", d.teacher, model_dir.load_model_dir, what="model", errors=(model_dir.ModelDirError,),
+        missing="tokenizer distillation needs distill.teacher: the model directory (or training workdir) of the "
+                "encoder to distil from.")
 
 
 def check_grids(teacher: nnx.Module, tokenizer: AcousticTokenizer, frames: int, mels: int, name: str) -> None:

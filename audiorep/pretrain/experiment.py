@@ -31,7 +31,7 @@ from audiorep.models import families, model_dir
 from audiorep.models.beats import BEATsConfig
 from audiorep.models.bundle import samples_for_frames
 from audiorep.pretrain import distributed
-from audiorep.pretrain.config import ConfigError
+from audiorep.pretrain.config import ConfigError, load_named_directory
 from audiorep.pretrain.objectives import (
     MSPM,
     MaskedTokens,
@@ -227,23 +227,25 @@ def load_teacher(config: ml_collections.ConfigDict, frontend, enc_cfg):
     """The exported encoder named by objective.teacher, checked to read what the student reads: the same family
     (SSAST or BEATs: the token order), patch grid and frontend."""
     path = config.objective.get("teacher")
-    if not path:
-        raise ConfigError("objective.tokenizer='teacher' needs objective.teacher: the model directory (or training "
-                          "workdir) of the encoder pretrained in the previous iteration.")
-    try:
-        bundle = model_dir.load_model_dir(path)
-    except (FileNotFoundError, model_dir.ModelDirError) as err:
-        raise ConfigError(f"objective.teacher={path!r} is not a usable model directory: {err}") from err
+    bundle = load_named_directory(
+        "objective.teacher", path, model_dir.load_model_dir, what="model", errors=(model_dir.ModelDirError,),
+        missing="objective.tokenizer='teacher' needs objective.teacher: the model directory (or training workdir) "
+                "of the encoder pretrained in the previous iteration.")
     t_cfg = bundle.encoder_config
     student = "beats" if isinstance(enc_cfg, BEATsConfig) else "ast"  # the families masked_tokens trains
     if bundle.family != student or patch_grid(t_cfg) != patch_grid(enc_cfg):
         raise ConfigError(f"objective.teacher={path!r} is a family {bundle.family!r} encoder with "
                           f"{patch_grid(t_cfg)}; the teacher must code the student's patches in the student's token "
                           f"order: a family {student!r} encoder with {patch_grid(enc_cfg)}.")
-    if bundle.frontend.to_dict() != frontend.to_dict():
-        raise ConfigError(f"objective.teacher={path!r} was trained on other features ({bundle.frontend.name}) than "
-                          f"config.frontend ({frontend.name}); train the student with the teacher's frontend.")
+    check_same_frontend("objective.teacher", path, bundle.frontend, frontend, what="teacher")
     return bundle
+
+
+def check_same_frontend(field: str, path: str, theirs, frontend, *, what: str) -> None:
+    """Refuse a teacher or tokenizer (`what`) that reads other features (`theirs`) than config.frontend."""
+    if theirs.to_dict() != frontend.to_dict():
+        raise ConfigError(f"{field}={path!r} reads other features ({theirs.name}) than config.frontend "
+                          f"({frontend.name}); train the student on the {what}'s frontend.")
 
 
 class DirectoryTokenizer:
@@ -264,20 +266,15 @@ def distilled_tokenizer(config: ml_collections.ConfigDict, frontend, enc_cfg) ->
     """The tokenizer directory named by objective.tokenizer_dir (a distilled or a converted official tokenizer),
     checked to label the student's patch grid on the student's features."""
     path = config.objective.get("tokenizer_dir")
-    if not path:
-        raise ConfigError("objective.tokenizer='distilled' needs objective.tokenizer_dir: a tokenizer directory "
-                          "(a distilled tokenizer's export, or `audiorep convert beats-tokenizer` output).")
-    try:
-        bundle = load_tokenizer_dir(path)
-    except (FileNotFoundError, TokenizerDirError) as err:
-        raise ConfigError(f"objective.tokenizer_dir={path!r} is not a usable tokenizer directory: {err}") from err
+    bundle = load_named_directory(
+        "objective.tokenizer_dir", path, load_tokenizer_dir, what="tokenizer", errors=(TokenizerDirError,),
+        missing="objective.tokenizer='distilled' needs objective.tokenizer_dir: a tokenizer directory (a distilled "
+                "tokenizer's export, or `audiorep convert beats-tokenizer` output).")
     if patch_grid(bundle.config.beats_config()) != patch_grid(enc_cfg):
         raise ConfigError(f"objective.tokenizer_dir={path!r} labels {patch_grid(bundle.config.beats_config())}; the "
                           f"student encodes {patch_grid(enc_cfg)}: train a BEATs encoder (model.family='beats') "
                           f"on it, or use objective.tokenizer='teacher' (k-means codes).")
-    if bundle.frontend.to_dict() != frontend.to_dict():
-        raise ConfigError(f"objective.tokenizer_dir={path!r} reads other features ({bundle.frontend.name}) than "
-                          f"config.frontend ({frontend.name}); train the student on the tokenizer's frontend.")
+    check_same_frontend("objective.tokenizer_dir", path, bundle.frontend, frontend, what="tokenizer")
     return DirectoryTokenizer(bundle)
 
 
