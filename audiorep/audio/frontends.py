@@ -209,7 +209,11 @@ def _reflect_indices(start: int, count: int, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ configs
 class _FrontendConfig:
-    """What both frontend configs (frozen dataclasses) share: `replace`, and the dict a model directory stores."""
+    """What both frontend configs (frozen dataclasses) share: `replace`, and the dict a model directory stores.
+
+    Each also gives the geometry of its frontend's output: `num_features` per frame, `hop_samples` between
+    frame starts and `output_frames(num_samples)`.
+    """
 
     def replace(self, **changes) -> Self:
         return dataclasses.replace(self, **changes)
@@ -335,6 +339,10 @@ class FbankConfig(_FrontendConfig):
         """Frames `KaldiFbank` returns: `target_frames` when set, else `num_frames(num_samples)`."""
         return self.num_frames(num_samples) if self.target_frames is None else self.target_frames
 
+    @property
+    def hop_samples(self) -> int:
+        return self.window_shift
+
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         if d["level_db"] is None:  # off: the description (and every cache key built on it) stays as before
@@ -357,20 +365,37 @@ SSAST_FBANK = FbankConfig(
 
 
 class _Frontend(abc.ABC):
-    """What both frontend objects share: a config, a name, batching, and the `to_dict()` a model directory stores.
+    """What both frontend objects share: a config and a name, the output geometry (read from the config), batching,
+    and the `to_dict()` a model directory stores.
 
-    A subclass sets `kind` (the `type` in `to_dict()`) and `config_type`, and computes the features of a
-    batch in `_features(x, key, train)`: f32[B, samples] -> f32[B, frames, mels].
+    A subclass sets `kind` (the `type` in `to_dict()` and the default name), `config_type` and `default_config`,
+    and computes the features of a batch in `_features(x, key, train)`: f32[B, samples] -> f32[B, frames, mels].
     """
 
     kind: str
     config_type: type[_FrontendConfig]
-    cfg: Any
-    name: str
+    default_config: _FrontendConfig
+
+    def __init__(self, cfg: _FrontendConfig | None = None, name: str | None = None):
+        self.cfg = self.default_config if cfg is None else cfg
+        self.name = self.kind if name is None else name
 
     @property
     def sample_rate(self) -> int:
         return self.cfg.sample_rate
+
+    @property
+    def num_mel_bins(self) -> int:
+        """Feature columns per frame."""
+        return self.cfg.num_features
+
+    @property
+    def hop_samples(self) -> int:
+        return self.cfg.hop_samples
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the frontend returns for a clip of `num_samples` samples."""
+        return self.cfg.output_frames(num_samples)
 
     def __call__(self, waves, *, key: jax.Array | None = None, train: bool = False) -> jax.Array:
         """f32[B, samples] -> f32[B, frames, mels] (f32[samples] -> f32[frames, mels]), normalised."""
@@ -501,21 +526,8 @@ class KaldiFbank(_Frontend):
 
     kind = "kaldi_fbank"
     config_type = FbankConfig
-
-    def __init__(self, cfg: FbankConfig = BEATS_FBANK, name: str = "kaldi_fbank"):
-        self.cfg = cfg
-        self.name = name
-
-    @property
-    def num_mel_bins(self) -> int:
-        return self.cfg.num_features
-
-    @property
-    def hop_samples(self) -> int:
-        return self.cfg.window_shift
-
-    def num_frames(self, num_samples: int) -> int:
-        return self.cfg.output_frames(num_samples)
+    default_config = BEATS_FBANK
+    cfg: FbankConfig
 
     def _features(self, x: jax.Array, key: jax.Array | None, train: bool) -> jax.Array:
         """`train` changes nothing (Kaldi has no train-only step); `key` is needed only when the config dithers."""
@@ -570,6 +582,16 @@ class PasstMelConfig(_FrontendConfig):
     def num_frames(self, num_samples: int) -> int:
         """Centred STFT frames of the pre-emphasised signal (one sample shorter): 1 + (n - 1) // hop."""
         return 1 + (num_samples - 1) // self.hop_length
+
+    output_frames = num_frames  # `PasstMel` returns every frame
+
+    @property
+    def num_features(self) -> int:
+        return self.num_mel_bins
+
+    @property
+    def hop_samples(self) -> int:
+        return self.hop_length
 
 
 PASST_MEL = PasstMelConfig()
@@ -651,21 +673,8 @@ class PasstMel(_Frontend):
 
     kind = "passt_mel"
     config_type = PasstMelConfig
-
-    def __init__(self, cfg: PasstMelConfig = PASST_MEL, name: str = "passt_mel"):
-        self.cfg = cfg
-        self.name = name
-
-    @property
-    def num_mel_bins(self) -> int:
-        return self.cfg.num_mel_bins
-
-    @property
-    def hop_samples(self) -> int:
-        return self.cfg.hop_length
-
-    def num_frames(self, num_samples: int) -> int:
-        return self.cfg.num_frames(num_samples)
+    default_config = PASST_MEL
+    cfg: PasstMelConfig
 
     def _features(self, x: jax.Array, key: jax.Array | None, train: bool) -> jax.Array:
         """`train=True` needs `key` (fmin/fmax jitter + SpecAugment)."""
