@@ -46,28 +46,16 @@ def masked_count(frames: int, mel_bins: int = 128, patch: int = 16, ratio: float
 def get_config(arg=None) -> ml_collections.ConfigDict:
     del arg
     c = ml_collections.ConfigDict()
-    c.seed = 0
     c.model = ml_collections.ConfigDict(dict(family="beats", preset="beats", overrides=ml_collections.ConfigDict()))
     c.frontend = "beats"
-    c.data = ml_collections.ConfigDict(dict(
-        dataset="tfds",  # 'tfds' (ArrayRecord build) | a reader name ('audioset', 'folder', ...) | 'synthetic'
-        root="/data/audioset_tfds",
-        split="train",
-        frames=CLIP_FRAMES,
-        worker_count=8,
-        options=ml_collections.ConfigDict(),
-        balance="none",
-        synthetic=ml_collections.ConfigDict(dict(per_class=200, seconds=10.5, seed=0, sample_rate=16000)),
-    ))
+    c.data = ml_collections.ConfigDict(dict(root="/data/audioset_tfds", frames=CLIP_FRAMES))
     c.objective = ml_collections.ConfigDict(dict(
         name="masked_tokens", masked=masked_count(CLIP_FRAMES), mask="random", tokenizer="random_projection",
         codebook_size=1024, code_dim=16, tokenizer_seed=0, predictor_depth=3, visible_weight=0.0,
         visible_mse_weight=0.0, masked_mse_weight=0.0, target_norm="none", gain_db=0.0,
         teacher="", teacher_layer=-1, kmeans_batches=16, kmeans_iters=25, init_from_teacher=False))
-    c.train = ml_collections.ConfigDict(dict(
-        steps=400_000, batch_size=560, accum_steps=1, compute_dtype="bfloat16", remat="none",
-        log_every=100, checkpoint_every=5000, keep_checkpoints=3, async_checkpoints=True, export_at_end=True,
-        progress=True))
+    c.train = ml_collections.ConfigDict(dict(steps=400_000, batch_size=560, compute_dtype="bfloat16", log_every=100,
+                                             checkpoint_every=5000))
     c.optim = ml_collections.ConfigDict(dict(
         lr=5e-4, schedule="cosine", warmup_steps=32_000, end_lr_ratio=0.0, b1=0.9, b2=0.98, eps=1e-6,
         weight_decay=0.01, clip_norm=10.0, layer_decay=1.0, ema_decay=0.0))

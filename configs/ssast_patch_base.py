@@ -21,33 +21,20 @@ import ml_collections
 def get_config(arg=None) -> ml_collections.ConfigDict:
     del arg
     c = ml_collections.ConfigDict()
-    c.seed = 0
     c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch", overrides=ml_collections.ConfigDict()))
     c.frontend = "ssast"
     c.data = ml_collections.ConfigDict(dict(
-        dataset="tfds",  # 'tfds' (ArrayRecord build) | a reader name ('audioset', 'folder', ...) | 'synthetic'
         root="/data/audioset_librispeech_tfds",
-        split="train",
-        frames=1024,               # SSAST target_length: clips are cut/padded to 10.24 s
-        worker_count=8,
-        options=ml_collections.ConfigDict(),  # reader options, e.g. file_pattern for audioset
-        balance="none",            # 'folder': each top-level folder of root as often as the largest (corpus mixes)
-        synthetic=ml_collections.ConfigDict(dict(per_class=200, seconds=10.5, seed=0, sample_rate=16000)),
+        frames=1024,  # SSAST target_length: clips are cut/padded to 10.24 s
     ))
     c.objective = ml_collections.ConfigDict(dict(
         name="mspm", masked=400, mask="cluster", nce_weight=1.0, mse_weight=10.0, passes=2, patchout_keep=1.0,
         target_norm="none", visible_weight=0.0))
-    c.train = ml_collections.ConfigDict(dict(
-        steps=1_000_000, batch_size=24, accum_steps=1, compute_dtype="float32", remat="none",
-        log_every=100, checkpoint_every=4000, keep_checkpoints=3, async_checkpoints=True, export_at_end=True,
-        progress=True))
+    c.train = ml_collections.ConfigDict(dict(steps=1_000_000, batch_size=24, log_every=100, checkpoint_every=4000))
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-4, schedule="ssast", warmup_steps=1000, end_lr_ratio=0.0, b1=0.95, b2=0.999, eps=1e-8,
         weight_decay=5e-7, clip_norm=0.0, layer_decay=1.0, ema_decay=0.0,
         plateau_factor=0.5, plateau_patience=2, plateau_steps=4000,
         rampdown_start=0, rampdown_steps=1, passt_last_ratio=0.01))
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
-    c.distributed = ml_collections.ConfigDict(dict(mode="auto", coordinator_address="", num_processes=0,
-                                                   process_id=-1))
     c.export_pooling = "mean"
     return c

@@ -43,13 +43,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = parse_arg(arg, steps=3000)
     root = Path(os.environ.get("AUDIOREP_DATA", "~/audiorep_data")) / "synthetic_ssast"
     c = ml_collections.ConfigDict()
-    c.seed = 0
     overrides = ml_collections.ConfigDict(dict(patch=(16, 4), stride=(16, 4), pred_dim=64, pretrain_heads=True))
     c.model = ml_collections.ConfigDict(dict(family="ast", preset="ssast-patch-tiny", overrides=overrides))
     c.frontend = ml_collections.ConfigDict(level_frontend("ssast", LEVEL_DB))
     c.data = ml_collections.ConfigDict(dict(
-        dataset="synthetic", root=str(root), split="", frames=64, worker_count=0,
-        options=ml_collections.ConfigDict(), balance="folder",
+        dataset="synthetic", root=str(root), split="", frames=64, worker_count=0, balance="folder",
         synthetic=ml_collections.ConfigDict(dict(per_class=40, seconds=3.0, seed=0, sample_rate=16000))))
     c.objective = ml_collections.ConfigDict(dict(
         name="masked_tokens", masked=40, mask="frame", tokenizer="random_projection", codebook_size=1024,

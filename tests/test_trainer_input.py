@@ -39,6 +39,7 @@ def _one_error_line(err: str) -> str:
     (["--config.objective.masked=200"], r"objective\.masked=200 but the 8x16 grid has only 128 patches; set "
                                         r"objective\.masked between 1 and 127"),
     (["--config.data.dataset=folder"], r"data\.root=.*syn' does not exist; set --config\.data\.root"),
+    (["--config.data.root="], r"data\.root is not set: pass --config\.data\.root=the folder of the synthetic"),
 ])
 def test_bad_pretrain_fields_end_in_one_line_naming_the_field_before_any_work(capsys, tmp_path, args, expected):
     code, err = _pretrain(capsys, tmp_path, *args)

@@ -41,7 +41,15 @@ from audiorep.pretrain.objectives import (
     fit_frames,
     patch_values,
 )
-from audiorep.pretrain.trainer import Task, Trainer, TrainError, TrainResult, check_train_config, check_workdir
+from audiorep.pretrain.trainer import (
+    Task,
+    Trainer,
+    TrainError,
+    TrainResult,
+    check_train_config,
+    check_workdir,
+    with_defaults,
+)
 from audiorep.tokenizers import RandomProjectionTokenizer, TeacherTokenizer, load_tokenizer_dir
 from audiorep.tokenizers.tokenizer_dir import TokenizerDirError
 
@@ -162,6 +170,8 @@ def check_data_root(data: ml_collections.ConfigDict) -> Path:
     'synthetic' writes the corpus there when it is missing (so a new folder is fine, a file is not); a
     reader dataset needs an existing folder; 'tfds' is any path tfds reads (local or gs://), checked by its reader.
     """
+    if not str(data.get("root", "")).strip():
+        raise ConfigError(f"data.root is not set: pass --config.data.root=the folder of the {data.dataset} dataset.")
     root = Path(str(data.root)).expanduser()
     if data.dataset == "tfds":
         return root
@@ -304,7 +314,8 @@ def param_count(model: nnx.Module) -> int:
 
 # ---------------------------------------------------------------------------------------- assembly
 def build(config: ml_collections.ConfigDict) -> tuple[Task, IteratorFactory]:
-    """(Task, make_iterator) for the trainer from an experiment config."""
+    """(Task, make_iterator) for the trainer from an experiment config (the fields it leaves out get defaults)."""
+    config = with_defaults(config)
     fam, enc_cfg = encoder_config(config.model)
     check_masking(config, enc_cfg)
     frontend = build_frontend(config.frontend)

@@ -99,9 +99,22 @@ class Task:
 
 # ------------------------------------------------------------------------------------------- defaults
 def default_train_config() -> ml_collections.ConfigDict:
-    """The trainer's fields with their defaults; experiment files override what they need."""
+    """Every experiment field the trainer and the experiment assembly read, with its default; experiment files
+    (configs/) set the model, frontend and objective, and override what their recipe changes."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # the training audio (pretrain/experiment.py data_source)
+    c.data = ml_collections.ConfigDict(dict(
+        dataset="tfds",             # 'tfds' (ArrayRecord build) | a reader ('audioset', 'folder', ...) | 'synthetic'
+        root="",                    # the dataset's folder (tfds: any path tfds reads, gs:// too); must be set
+        split="train",              # '' = every clip of a reader dataset
+        frames=0,                   # frames per training example (cut or padded); 0 = the encoder's window
+        worker_count=8,             # grain decoding processes (0: in-process)
+        options=ml_collections.ConfigDict(),  # the reader's options, e.g. file_pattern for audioset
+        balance="none",             # 'folder': each top-level folder of root as often as the largest (corpus mixes)
+        # 'synthetic': the corpus written to root when it is missing (audiorep.data.synthetic)
+        synthetic=ml_collections.ConfigDict(dict(per_class=200, seconds=10.5, seed=0, sample_rate=16000)),
+    ))
     c.train = ml_collections.ConfigDict(dict(
         steps=1000,
         batch_size=8,               # global, across all processes and devices
