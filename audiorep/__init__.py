@@ -44,6 +44,7 @@ def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patch
       `Embedder` with `sample_rate`, `scene_embedding_size`, `timestamp_embedding_size`,
       `scene(audio, sample_rate=None)` and `timestamps(audio, sample_rate=None)`.
     """
+    # imported on use: `import audiorep` stays light (no JAX until a model is loaded)
     from audiorep.downstream.embed import load as _load
 
     return _load(name_or_dir, layer=layer, pooling=pooling, batch_size=batch_size, bucket_patches=bucket_patches,
@@ -52,6 +53,7 @@ def load(name_or_dir, *, layer="last", pooling=None, batch_size=16, bucket_patch
 
 def list_models() -> list[str]:
     """Registered model names (each also loads from a model directory path with real weights)."""
+    # imported on use: `import audiorep` stays light (no JAX until a model is loaded)
     from audiorep.models.registry import list_models as _list
 
     return _list()
@@ -59,6 +61,7 @@ def list_models() -> list[str]:
 
 def __getattr__(name):
     if name == "Embedder":
+        # imported on use: `import audiorep` stays light (no JAX until a model is loaded)
         from audiorep.downstream.embed import Embedder
 
         return Embedder

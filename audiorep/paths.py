@@ -44,9 +44,25 @@ def output_file_problem(path: Path, *, flag: str, example: str, overwrite: bool,
     return f"{flag} {problem}" if problem else None
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write the file `path` whole or not at all: `write(fh)` fills a temp file beside it (binary mode), which then
-    replaces `path` (os.replace); the temp file is removed when `write` fails. The folder must exist."""
+def is_remote(path) -> bool:
+    """True for object-store paths (gs://, s3://): no atomic rename, no local folders."""
+    return str(path).startswith(("gs://", "s3://"))
+
+
+def write_atomically(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write the file `path` whole or not at all. `data`: the bytes, or `write(fh)` that fills a binary file.
+
+    Locally a temp file beside `path` (the folder must exist) replaces it (os.replace), and is removed when `write`
+    fails. On an object store (gs://, s3://) the object is written in one upload, which readers see whole or not at
+    all; there is no rename to do.
+    """
+    write = data if callable(data) else (lambda fh: fh.write(data))
+    if is_remote(path):
+        from etils import epath  # object stores only (etils comes with orbax); local writes need none of it
+
+        with epath.Path(path).open("wb") as fh:
+            write(fh)
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

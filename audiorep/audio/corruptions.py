@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import io
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -107,8 +108,6 @@ def _register(name: str, family: str, unit: str, levels: Sequence[float], libs: 
 
 def _optional(module: str, name: str):
     """Import an optional heavy dependency of one corruption (kept out of `import audiorep`)."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as err:

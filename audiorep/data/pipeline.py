@@ -44,6 +44,7 @@ from typing import Any
 
 import grain
 import numpy as np
+import soundfile as sf
 
 from audiorep.audio.io import AudioError, check_sample_rate, load_audio, resample
 from audiorep.errors import AudiorepError
@@ -71,6 +72,7 @@ class Shard:
     @classmethod
     def from_jax(cls) -> Shard:
         """One shard per JAX process (jax.process_index() of jax.process_count())."""
+        # JAX only when asked: grain's worker processes import this module and never need it
         import jax
 
         return cls(jax.process_index(), jax.process_count())
@@ -79,6 +81,7 @@ class Shard:
 def _ensure_absl_flags() -> None:
     """grain's worker processes read absl flags; outside an absl app nobody has parsed them."""
     try:
+        # optional: without absl there are no flags to parse
         from absl import flags
     except ImportError:
         return
@@ -125,8 +128,6 @@ class RecordSource:
 
     def lengths(self) -> np.ndarray:
         """i64[N]: samples each record decodes to, from the file headers (no audio decoded)."""
-        import soundfile as sf
-
         headers: dict[str, tuple[int, int]] = {}
         out = np.zeros(len(self.records), np.int64)
         for i, rec in enumerate(self.records):
@@ -163,6 +164,7 @@ class TfdsSource:
     """
 
     def __init__(self, path: str | Path, split: str, *, sample_rate: int | None = None, name: str | None = None):
+        # tensorflow_datasets (seconds to import) only when a TFDS build is read
         from audiorep.data.tfds.builder import find_prepared, open_prepared
 
         self.path = str(find_prepared(path, name))
@@ -179,6 +181,7 @@ class TfdsSource:
 
     def _data(self):
         if self._source is None:
+            # tensorflow_datasets: see __init__
             from audiorep.data.tfds.builder import data_source
 
             self._source = data_source(self.path, self.split)
@@ -196,6 +199,7 @@ class TfdsSource:
 
     def lengths(self) -> np.ndarray:
         """i64[N]: samples each example decodes to at `sample_rate`, from the build's side file (no audio read)."""
+        # tensorflow_datasets: see __init__
         from audiorep.data.tfds.builder import clip_lengths
 
         stored = clip_lengths(self.path, self.split)
@@ -204,6 +208,7 @@ class TfdsSource:
         return np.array([resampled_length(int(n), self.stored_rate, self.sample_rate) for n in stored], np.int64)
 
     def decode(self, item: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        # tensorflow_datasets: see __init__
         from audiorep.data.tfds.builder import from_pcm16
 
         audio = from_pcm16(item["audio"])

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from audiorep.audio.io import check_sample_rate, save_audio
+from audiorep.data.sources import read_dataset
 from audiorep.paths import write_atomically
 
 CLASSES = (
@@ -341,8 +342,6 @@ def write_corpus(out_dir: str | os.PathLike, per_class: int, seed: int = 0, *, o
       ValueError: the spec is invalid (nothing is written).
       FileExistsError: out_dir is not empty and overwrite is False.
     """
-    from audiorep.data.sources import read_dataset
-
     spec = SynthSpec(per_class, seed, **options)
     out = Path(out_dir).expanduser()
     if out.exists() and any(out.iterdir()):

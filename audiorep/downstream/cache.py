@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from audiorep.audio.io import load_audio
 from audiorep.errors import AudiorepError
@@ -293,8 +294,6 @@ def _exclusive(path: Path, say: bool):
 
 
 def _bar(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="clip", disable=not enabled, leave=False)
 
 

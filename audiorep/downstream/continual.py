@@ -108,7 +108,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from audiorep.downstream.cache import EmbeddingCache
+from audiorep.downstream.leaderboard import Result
 from audiorep.downstream.metrics import eer
+from audiorep.downstream.tasks.catalog import get_task
 from audiorep.downstream.tasks.splits import TaskError, group_of
 
 METHODS = ("naive", "joint", "replay", "ewc", "rwm")
@@ -562,9 +565,6 @@ def run_task(task, embedder, data_root: str | os.PathLike, order: Sequence[str] 
 
     order: the attack ids in arrival order (None: every attack of the data, sorted by name). heads: a dict that
     gets, per method, the first seed's final head as a heads.Head (for `--save-head`)."""
-    from audiorep.downstream.cache import EmbeddingCache
-    from audiorep.downstream.tasks.catalog import get_task
-
     spec = get_task(task) if isinstance(task, str) else task
     say = log or (lambda s: None)
     index = spec.read(data_root, **(reader_options or {}))
@@ -629,8 +629,6 @@ def to_result_row(res: StreamResult, model: str, task: str, settings: Settings, 
                   split: str = "speaker"):
     """A leaderboard Result for one method: the final average EER over attacks (mean +- std over seeds), its seeds
     as folds, the EER matrices, BWT, forgetting and the train/test `split` in extra."""
-    from audiorep.downstream.leaderboard import Result
-
     s = res.summary()
     finals = [m["average_eer"] for m in res.metrics]
     return Result(model=model, task=f"{task}@continual:{res.method}", metric="eer", mean=s["average_eer"],

@@ -55,12 +55,14 @@ norm; negative counts from the end), a list of ints (concatenated along features
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import functools
 import inspect
 import math
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +70,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import soundfile as sf
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from scipy import signal
+from tqdm.auto import tqdm
 
+from audiorep import __version__
 from audiorep.audio.frontends import KaldiFbank, PasstMel
-from audiorep.audio.io import AudioError, check_sample_rate, check_samples, resample
+from audiorep.audio.io import AudioError, check_sample_rate, check_samples, load_audio, resample
+from audiorep.data.sources import audio_extensions, files_under
 from audiorep.downstream.stream import Streamer
 from audiorep.errors import AudiorepError
 from audiorep.models.bundle import FREQUENCY_MODES, POOLINGS, ModelBundle, samples_for_frames
@@ -364,8 +371,6 @@ class Embedder:
         n_dev = len(self.devices)
         self.batch_size = -(-self.batch_size // n_dev) * n_dev
         if n_dev > 1:
-            from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
             mesh = Mesh(np.array(self.devices), ("data",))
             self._placement = NamedSharding(mesh, PartitionSpec("data"))
             self._state = jax.device_put(self._state, NamedSharding(mesh, PartitionSpec()))
@@ -730,8 +735,6 @@ def find_audio_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], Pa
     Raises:
       AudioError: a path that does not exist, or no audio file at all.
     """
-    from audiorep.data.sources import audio_extensions, files_under
-
     exts = audio_extensions()
     files: list[Path] = []
     roots = []
@@ -754,14 +757,10 @@ def find_audio_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], Pa
 
 def _probe_length(path: Path, rate: int) -> tuple[float, str | None]:
     """(length at `rate` in samples, error or None) from the file header, without decoding."""
-    import soundfile as sf
-
     try:
         info = sf.info(str(path))
         return info.frames * rate / max(1, info.samplerate), None
     except Exception as err:  # unreadable header: let load_audio word the reason (it names the file and the fix)
-        from audiorep.audio.io import load_audio
-
         try:
             load_audio(path)
         except (AudioError, OSError, RuntimeError, ValueError) as reason:
@@ -770,8 +769,6 @@ def _probe_length(path: Path, rate: int) -> tuple[float, str | None]:
 
 
 def _load_group(paths: Sequence[Path], rate: int) -> list[tuple[np.ndarray | None, str | None]]:
-    from audiorep.audio.io import load_audio
-
     out = []
     for p in paths:
         try:
@@ -832,13 +829,6 @@ def embed_files(embedder: Embedder, paths: Sequence[str | os.PathLike], out: str
       AudioError: no audio found, a missing input path, or an output name that is not .npz.
       EmbedError: an output that is a folder or exists (without `overwrite`), or no input file is readable.
     """
-    import concurrent.futures
-    import time
-
-    from tqdm.auto import tqdm
-
-    from audiorep import __version__
-
     out = check_npz_output(out, overwrite=overwrite)
     files, root = find_audio_files(paths)
     rate = embedder.sample_rate

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiorep import __version__
 from audiorep.downstream import probes
 from audiorep.errors import AudiorepError
 from audiorep.paths import nearest_existing, write_atomically
@@ -142,8 +143,6 @@ class Head:
         return out
 
     def to_json(self) -> dict:
-        from audiorep import __version__
-
         return {"format": HEAD_FORMAT, "classes": self.classes, "positive": self.positive,
                 "multilabel": self.multilabel, "hidden_layers": len(self.stats), "embedding_dim": self.embedding_dim,
                 "model": self.model,

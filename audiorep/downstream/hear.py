@@ -61,6 +61,7 @@ def _torch_model_class():
     """A torch.nn.Module flavour of HearModel, made on first use (torch is imported only here)."""
     global _TORCH_CLASS
     if _TORCH_CLASS is None:
+        # torch only for the HEAR API's torch flavour (the hear-eval-kit's own install has it)
         import torch
 
         class TorchHearModel(_HearModelMixin, torch.nn.Module):
@@ -119,6 +120,7 @@ def _like(x: np.ndarray, audio):
     """Return `x` (float32) as the same kind of array as `audio`."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if is_torch_tensor(audio):
+        # torch only for the HEAR API's torch flavour (the hear-eval-kit's own install has it)
         import torch
 
         return torch.from_numpy(x).to(audio.device)

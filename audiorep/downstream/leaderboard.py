@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiorep import __version__
 from audiorep.downstream.metrics import HIGHER_IS_BETTER
 from audiorep.errors import AudiorepError
 from audiorep.paths import write_atomically
@@ -75,8 +76,6 @@ class Result:
 
     def __post_init__(self):
         if not self.version:
-            from audiorep import __version__
-
             self.version = __version__
         if not self.date:
             self.date = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -143,6 +142,7 @@ def append_result(path: str | os.PathLike, result: Result) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         try:
+            # POSIX only: elsewhere appends go unlocked
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -383,6 +383,7 @@ def _num(r: Result | None) -> str:
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    # matplotlib (about a second) only when a page is drawn
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -390,6 +391,7 @@ def _png(fig) -> str:
 
 
 def _heatmap(b: Board) -> str:
+    # matplotlib (about a second) only when a page is drawn
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -412,6 +414,7 @@ def _heatmap(b: Board) -> str:
 
 
 def _bars(b: Board, task: str) -> str:
+    # matplotlib (about a second) only when a page is drawn
     import matplotlib
 
     matplotlib.use("Agg", force=False)

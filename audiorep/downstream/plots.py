@@ -28,7 +28,7 @@ from PIL import Image
 from scipy.special import ndtri
 
 from audiorep.downstream.metrics import MetricError, det_curve, eer
-from audiorep.pretrain.curves import write_atomically
+from audiorep.paths import write_atomically
 
 SCORES_FILE, DET_FILE, HISTOGRAM_FILE = "scores.npz", "det.png", "histogram.png"
 DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99)

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from audiorep.downstream import metrics as M
 from audiorep.errors import AudiorepError
@@ -616,7 +617,6 @@ class _NoBar:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return _NoBar()
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="round", leave=False)
 

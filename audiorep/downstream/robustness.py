@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import time
@@ -55,7 +56,7 @@ from audiorep.downstream.tasks.runner import model_dir, targets
 from audiorep.downstream.tasks.songs import SongTaskSpec
 from audiorep.downstream.tasks.spec import TaskSpec
 from audiorep.downstream.tasks.splits import TaskError
-from audiorep.pretrain.curves import write_atomically
+from audiorep.paths import write_atomically
 
 STATE_FORMAT = 1
 CLIP_SEEDING = "clip-seed-v1"  # how per-clip seeds derive from the sweep seed (part of the cache key)
@@ -375,8 +376,6 @@ def drop(clean: float, value: float, higher_is_better: bool = True) -> float:
 def draw_heatmap(rob: dict, path: str | os.PathLike, *, title: str = "") -> None:
     """The sweep's table as a PNG: a row per corruption (grouped by family), the clean score then a column per
     severity, each cell coloured by its metric and printed; written atomically."""
-    import io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: `audiorep --help` stays fast
     from matplotlib.figure import Figure
 

@@ -59,6 +59,10 @@ from audiorep.audio import augment as A
 from audiorep.downstream import metrics as M
 from audiorep.downstream import probes as P
 from audiorep.downstream.cache import EmbeddingCache, source_spec
+from audiorep.downstream.leaderboard import Result
+from audiorep.downstream.metrics import HIGHER_IS_BETTER
+from audiorep.downstream.tasks.catalog import get_task
+from audiorep.downstream.tasks.splits import TaskError
 from audiorep.errors import AudiorepError
 
 METHODS = ("supervised", "fixmatch", "mixmatch", "meanteacher")
@@ -546,11 +550,6 @@ def run_semisup(task, embedder, data_root, cache: EmbeddingCache | None = None, 
     """Every method (and supervised-only) at every labelled fraction on every split of a classification or binary
     detection task. Returns {'cells': [Cell], 'results': [leaderboard Result per method x fraction], 'metric',
     'task', 'model'}."""
-    from audiorep.downstream.leaderboard import Result
-    from audiorep.downstream.metrics import HIGHER_IS_BETTER
-    from audiorep.downstream.tasks.catalog import get_task
-    from audiorep.downstream.tasks.splits import TaskError
-
     say = log or (lambda s: None)
     spec = get_task(task) if isinstance(task, str) else task
     methods = tuple(dict.fromkeys(["supervised", *methods]))

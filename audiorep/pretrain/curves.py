@@ -15,10 +15,11 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
-from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
+
+from audiorep.paths import write_atomically
 
 CURVES_FILE = "curves.png"                 # in the training workdir
 EXPORTED_CURVES_FILE = "training_curves.png"  # in an exported model directory
@@ -59,18 +60,8 @@ def draw_curves(rows: Sequence[Mapping[str, float]], path: str | os.PathLike, *,
         fig.suptitle(title, fontsize=11)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"panels": ",".join(names), "Software": "audiorep"})
-    write_atomically(epath.Path(path), buf.getvalue())
+    write_atomically(path, buf.getvalue())
     return names
-
-
-def write_atomically(path: epath.Path, data: bytes) -> None:
-    """Write bytes so a reader never sees half a file: temp file + os.replace locally; one object write on gs://."""
-    if str(path).startswith(("gs://", "s3://")):
-        path.write_bytes(data)
-        return
-    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def read_panels(path: str | os.PathLike) -> list[str]:

@@ -69,10 +69,11 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
+from audiorep.paths import is_remote
 from audiorep.pretrain import distill, experiment
 from audiorep.pretrain.config import ConfigError
 from audiorep.pretrain.objectives import fit_frames
-from audiorep.pretrain.trainer import Trainer, TrainError, TrainResult, check_workdir, is_remote, with_defaults
+from audiorep.pretrain.trainer import Trainer, TrainError, TrainResult, check_workdir, with_defaults
 
 log = logging.getLogger(__name__)
 

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from audiorep.errors import AudiorepError
 from audiorep.models.layers import REMAT_POLICIES, set_remat
+from audiorep.paths import is_remote, write_atomically
 from audiorep.pretrain import curves, distributed
 from audiorep.pretrain.config import ConfigError, flatten
 
@@ -391,11 +392,6 @@ def build_step(graphdef, loss_fn: LossFn, tx, schedule, cfg: ml_collections.Conf
     return step
 
 
-def is_remote(path) -> bool:
-    """True for object-store paths (gs://, s3://): no atomic rename, no local model directories."""
-    return str(path).startswith(("gs://", "s3://"))
-
-
 def host_value(x):
     """The whole value of a (possibly process-sharded) array, on this host; a collective in multi-process runs."""
     if not isinstance(x, jax.Array) or x.is_fully_addressable:
@@ -719,7 +715,7 @@ class Trainer:
             self.task.export(model, path)
             drawn = self.workdir / curves.CURVES_FILE
             if drawn.exists():  # the run's training curves travel with the model (the leaderboard links them)
-                curves.write_atomically(epath.Path(path) / curves.EXPORTED_CURVES_FILE, drawn.read_bytes())
+                write_atomically(epath.Path(path) / curves.EXPORTED_CURVES_FILE, drawn.read_bytes())
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("export written")
         return path

@@ -5,7 +5,6 @@ One generic `AudioBuilder` does the work; a thin subclass per reader of `audiore
 its manual-download instructions, the layout the reader expects. The builder config fixes the reader, its
 options and the sample rate, so every variant (16 kHz vs 32 kHz, Speech Commands 12 vs 35 classes) lives
 in its own directory:
-
     <data_dir>/audiorep_<reader>/<config>/1.0.0/   (dataset_info.json, features.json, *.array_record-*)
 
 Waveforms are stored as `Tensor(shape=(None,), dtype=int16)` at the config's rate (`tfds.features.Audio`
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from tqdm.auto import tqdm
 
 from audiorep.audio.io import AudioError, check_sample_rate, load_audio
 from audiorep.data.sources import READERS, Reader, read_dataset
@@ -263,8 +263,6 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {split: self._generate_examples(items, split) for split, items in sorted(by_split.items())}
 
     def _generate_examples(self, items: list[tuple[int, Any]], split: str):
-        from tqdm.auto import tqdm
-
         cfg = self._cfg()
         records = [rec for _, rec in items]
         encoded = _encode_many(records, cfg.sample_rate, cfg.num_workers)
@@ -421,8 +419,6 @@ def prepare(
     Raises:
       PrepareError / AudioError naming the problem (missing root, --out a file, unreadable clip, ...).
     """
-    from audiorep.data.sources import read_dataset
-
     cls = builder_class(reader)
     root = Path(root).expanduser()
     if not root.is_dir():

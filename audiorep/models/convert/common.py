@@ -43,8 +43,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+from flax import nnx
 
 from audiorep.errors import AudiorepError
 
@@ -288,6 +291,7 @@ def _to_plain(obj: Any) -> Any:
 
 
 def _torch_to_numpy(obj: Any) -> Any:
+    # torch is optional (the [convert] extra); this runs only on what torch.load returned
     import torch
 
     if isinstance(obj, torch.Tensor):
@@ -312,6 +316,7 @@ def load_checkpoint(path: str | os.PathLike, *, reader: str = "auto") -> Any:
         raise ValueError(f"reader must be 'auto', 'torch' or 'builtin', got {reader!r}.")
     if reader in ("auto", "torch"):
         try:
+            # torch is optional (the [convert] extra): without it the built-in zip reader reads the checkpoint
             import torch
         except ImportError:
             if reader == "torch":
@@ -474,9 +479,6 @@ def assign_params(module: Any, values: Mapping[ParamPath, np.ndarray], *, requir
     """Write arrays into `module`'s nnx.Param variables by path, checking shapes; with require_all, every
     nnx.Param of the module must receive a value (a converter that forgets one fails loudly). All or nothing:
     on any problem the module is left unchanged."""
-    import jax.numpy as jnp
-    from flax import nnx
-
     problems, todo = [], []
     for path, value in values.items():
         try:
@@ -506,9 +508,6 @@ def build_with_params(build: Callable[[], Any], values: Mapping[ParamPath, np.nd
     """Build a module abstractly (no random init: a 90 M parameter model would spend most of a conversion
     drawing random numbers), fill every nnx.Param from `values` (see `assign_params`), and give it concrete
     PRNG streams derived from `seed`. Any other state must come from `values` too."""
-    import jax
-    from flax import nnx
-
     module = nnx.eval_shape(build)
     assign_params(module, values)
     graphdef, params, rng, rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
