@@ -1,6 +1,7 @@
 """The model directory: the on-disk format of a model's weights and everything needed to rebuild it.
 
 Written atomically by `save_model_dir` (converters in models/convert/, the trainer's export)::
+
     OUT_DIR/
       audiorep_model.json   format + version, family, encoder config, frontend config, pooling, window,
                             sha256 of the parameters, source/meta (what it was converted or trained from)
@@ -121,14 +122,13 @@ def shape_report(expected: Mapping[str, Any], found: Mapping[str, Any], limit: i
 # and a registered (random-init) model never needs it.
 def orbax_checkpointer():
     """orbax's StandardCheckpointer (the params/ and extra/ folders of model and tokenizer directories)."""
-    # orbax on first use: see orbax_checkpointer
     import orbax.checkpoint as ocp
 
     return ocp.StandardCheckpointer()
 
 
 def _abstract(state):
-    # orbax on first use: see orbax_checkpointer
+    # orbax on first use: see the note above orbax_checkpointer
     import orbax.checkpoint as ocp
 
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)

@@ -5,6 +5,7 @@ One generic `AudioBuilder` does the work; a thin subclass per reader of `audiore
 its manual-download instructions, the layout the reader expects. The builder config fixes the reader, its
 options and the sample rate, so every variant (16 kHz vs 32 kHz, Speech Commands 12 vs 35 classes) lives
 in its own directory:
+
     <data_dir>/audiorep_<reader>/<config>/1.0.0/   (dataset_info.json, features.json, *.array_record-*)
 
 Waveforms are stored as `Tensor(shape=(None,), dtype=int16)` at the config's rate (`tfds.features.Audio`
